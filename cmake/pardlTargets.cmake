@@ -1,0 +1,37 @@
+# Helpers for pardl's own examples, tests and benchmarks (top-level builds only; never installed).
+
+# Flags for the programs we build ourselves: warnings, and -march=native when asked.
+# They never enter the library's interface.
+add_library(pardl_dev_flags INTERFACE)
+target_compile_options(pardl_dev_flags INTERFACE -Wall -Wextra -Wpedantic)
+if(PARDL_NATIVE)
+    target_compile_options(pardl_dev_flags INTERFACE -march=native)
+endif()
+
+# pardl_add_example(NAME SOURCE POLICIES serial openmp mpi hybrid)
+# builds SOURCE once per policy as NAME_<policy>, with PARDL_POLICY set to the policy type.
+function(pardl_add_example name source)
+    cmake_parse_arguments(ARG "" "" "POLICIES" ${ARGN})
+    foreach(policy IN LISTS ARG_POLICIES)
+        set(target ${name}_${policy})
+        if(policy STREQUAL "serial")
+            set(policy_type Serial)
+            set(component pardl::pardl)
+        elseif(policy STREQUAL "openmp")
+            set(policy_type OpenMP)
+            set(component pardl::openmp)
+        elseif(policy STREQUAL "mpi")
+            set(policy_type MPI)
+            set(component pardl::mpi)
+        elseif(policy STREQUAL "hybrid")
+            set(policy_type Hybrid)
+            set(component pardl::openmp pardl::mpi)
+        else()
+            message(FATAL_ERROR "pardl_add_example: unknown policy '${policy}'")
+        endif()
+        add_executable(${target} ${source})
+        target_link_libraries(${target} PRIVATE ${component} pardl_dev_flags)
+        target_compile_definitions(${target} PRIVATE PARDL_POLICY=${policy_type}
+            PARDL_POLICY_NAME="${policy}")
+    endforeach()
+endfunction()

@@ -1,0 +1,48 @@
+// The communicator contract: moves flat typed buffers between processes and knows nothing of
+// layers. Every call is a collective: all ranks call it in the same order with the same sizes.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace pardl {
+
+/// requires
+///  - `rank()`, `size()`: this process's index and the process count.
+///  - `allreduce_sum(span<float|double>)`: in place; on return every rank holds the element-wise
+///    sum over ranks, bit-identical on all ranks.
+///  - `broadcast(span<float>, root)`: every rank receives root's values.
+///  - `sum(double)`, `min(uint64)`, `max(uint64)`: scalar reductions to every rank.
+///  - `barrier()`.
+///  - `Environment`: the RAII type a program must keep alive while communicators are used.
+template <class C>
+concept Communicator = requires(C& c, std::span<float> f, std::span<double> d) {
+    { c.rank() } -> std::convertible_to<int>;
+    { c.size() } -> std::convertible_to<int>;
+    c.allreduce_sum(f);
+    c.allreduce_sum(d);
+    c.broadcast(f, 0);
+    { c.sum(1.0) } -> std::convertible_to<double>;
+    { c.min(std::uint64_t{}) } -> std::convertible_to<std::uint64_t>;
+    { c.max(std::uint64_t{}) } -> std::convertible_to<std::uint64_t>;
+    c.barrier();
+    typename C::Environment;
+    { C::name() } -> std::convertible_to<const char*>;
+};
+
+/// Environment of communicators that need none.
+struct NoEnvironment {
+    NoEnvironment() = default;
+    NoEnvironment(int&, char**&) {}
+    static int world_rank() { return 0; }
+    static int world_size() { return 1; }
+    /// Ends the whole job after an error; with one process that is just exit.
+    [[noreturn]] static void abort(int code);
+};
+
+} // namespace pardl
+
+#include <cstdlib>
+[[noreturn]] inline void pardl::NoEnvironment::abort(int code) { std::exit(code); }

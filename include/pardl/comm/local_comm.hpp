@@ -1,0 +1,26 @@
+// LocalComm: the communicator of a single process; every collective is the identity.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "pardl/comm/communicator.hpp"
+
+namespace pardl {
+
+class LocalComm {
+public:
+    using Environment = NoEnvironment;
+    static constexpr int rank() { return 0; }
+    static constexpr int size() { return 1; }
+    static const char* name() { return "local"; }
+    void allreduce_sum(std::span<float>) {}
+    void allreduce_sum(std::span<double>) {}
+    void broadcast(std::span<float>, int = 0) {}
+    double sum(double v) { return v; }
+    std::uint64_t min(std::uint64_t v) { return v; }
+    std::uint64_t max(std::uint64_t v) { return v; }
+    void barrier() {}
+};
+
+} // namespace pardl

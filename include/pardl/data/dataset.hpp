@@ -1,0 +1,97 @@
+// An in-memory dataset (one float row per sample, int32 class labels, optional regression targets)
+// and the Batch views a loader hands to the trainer. Readers (IDX, CIFAR-10) and the synthetic
+// generators all produce this one type, so the trainer never knows where the data came from.
+#pragma once
+
+#include "pardl/tensor/buffer.hpp"
+#include "pardl/tensor/view.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace pardl {
+
+/// One mini-batch: rows gathered contiguously, labels and (for regression) targets alongside.
+/// `targets` is an empty view (data == nullptr) for classification data.
+struct Batch {
+    ConstMatrix x;
+    std::span<const std::int32_t> labels;
+    ConstMatrix targets;
+
+    std::size_t rows() const noexcept { return x.rows; }
+};
+
+/// A whole dataset in memory. Move-only (its buffers are); `head` makes an explicit copy.
+struct Dataset {
+    AlignedBuffer<float> features;      ///< rows x cols, row-major
+    AlignedBuffer<std::int32_t> labels; ///< rows entries, each in [0, classes) for classification
+    std::size_t rows = 0;
+    std::size_t cols = 0;
+    std::size_t classes = 0;               ///< 0 for pure regression sets
+    std::vector<std::size_t> sample_shape; ///< e.g. {1, 28, 28}; its product is cols
+
+    AlignedBuffer<float> targets; ///< rows x target_cols regression targets; empty if none
+    std::size_t target_cols = 0;
+
+    /// The features as a rows x cols read-only matrix.
+    ConstMatrix x() const noexcept { return {features.data(), rows, cols}; }
+    /// The labels, one per row.
+    std::span<const std::int32_t> y() const noexcept { return {labels.data(), labels.size()}; }
+    /// The regression targets (rows x target_cols), or an empty view if there are none.
+    ConstMatrix t() const noexcept {
+        if (target_cols == 0 || targets.empty()) return {};
+        return {targets.data(), rows, target_cols};
+    }
+    bool has_targets() const noexcept { return target_cols != 0 && !targets.empty(); }
+    bool empty() const noexcept { return rows == 0; }
+
+    /// The whole dataset viewed as one batch.
+    Batch all() const noexcept { return {x(), y(), t()}; }
+
+    /// A copy of the first min(n, rows) rows (features, labels and targets).
+    Dataset head(std::size_t n) const {
+        Dataset d;
+        const std::size_t r = std::min(n, rows);
+        d.rows = r;
+        d.cols = cols;
+        d.classes = classes;
+        d.sample_shape = sample_shape;
+        d.target_cols = target_cols;
+        d.features.resize(r * cols);
+        if (r * cols != 0) std::copy_n(features.data(), r * cols, d.features.data());
+        if (!labels.empty()) {
+            d.labels.resize(r);
+            if (r) std::copy_n(labels.data(), r, d.labels.data());
+        }
+        if (has_targets()) {
+            d.targets.resize(r * target_cols);
+            if (r * target_cols != 0) std::copy_n(targets.data(), r * target_cols, d.targets.data());
+        }
+        return d;
+    }
+};
+
+namespace detail {
+/// Allocates a dataset's buffers for `rows` samples of `shape` (zeroed).
+inline Dataset make_dataset(std::size_t rows, std::vector<std::size_t> shape, std::size_t classes,
+                            std::size_t target_cols = 0) {
+    Dataset d;
+    std::size_t cols = 1;
+    for (std::size_t s : shape) cols *= s;
+    d.rows = rows;
+    d.cols = cols;
+    d.classes = classes;
+    d.sample_shape = std::move(shape);
+    d.features.resize(rows * cols);
+    d.labels.resize(rows);
+    d.target_cols = target_cols;
+    if (target_cols) d.targets.resize(rows * target_cols);
+    return d;
+}
+} // namespace detail
+
+} // namespace pardl

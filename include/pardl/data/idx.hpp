@@ -1,0 +1,310 @@
+// Reader for the IDX format of MNIST and Fashion-MNIST (big-endian magic, dimensions, bytes),
+// from gzip or plain files alike (zlib's gzread passes plain files through). Every defect of a
+// file surfaces as a pardl::DataError naming the file and the problem; no input can crash it.
+#pragma once
+
+#include "pardl/core/errors.hpp"
+#include "pardl/data/dataset.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace pardl {
+
+/// A raw IDX array: its dimensions (outermost first) and its unsigned-byte payload.
+struct IdxArray {
+    std::vector<std::size_t> dims;
+    std::vector<std::uint8_t> data;
+
+    /// Number of items along the first dimension (images, labels).
+    std::size_t items() const noexcept { return dims.empty() ? 0 : dims.front(); }
+    /// Bytes per item: the product of the inner dimensions (1 for a label file).
+    std::size_t item_size() const noexcept {
+        std::size_t s = 1;
+        for (std::size_t i = 1; i < dims.size(); ++i) s *= dims[i];
+        return s;
+    }
+};
+
+/// The largest payload read_idx accepts; anything bigger is treated as a corrupt header.
+inline constexpr std::uint64_t max_idx_bytes = std::uint64_t{1} << 34; // 16 GiB
+
+/// Where the Debian package dataset-fashion-mnist installs the four files.
+inline const std::filesystem::path default_fashion_mnist_dir{"/usr/share/datasets/fashion-mnist"};
+
+namespace detail {
+
+inline std::string hex32(std::uint32_t v) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08X", static_cast<unsigned>(v));
+    return buf;
+}
+
+inline std::string hex8(unsigned v) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "0x%02X", v & 0xFFu);
+    return buf;
+}
+
+inline std::string shape_string(const std::vector<std::size_t>& dims) {
+    std::string s;
+    for (std::size_t i = 0; i < dims.size(); ++i) {
+        if (i) s += 'x';
+        s += std::to_string(dims[i]);
+    }
+    return s;
+}
+
+/// Throws DataError unless `path` names an existing regular file. `kind` opens the message
+/// ("IDX file"), `hint` (may be empty) is appended to the "not found" message.
+inline void require_regular_file(const std::filesystem::path& path, std::string_view kind,
+                                 std::string_view hint = {}) {
+    std::error_code ec;
+    const auto st = std::filesystem::status(path, ec);
+    if (st.type() == std::filesystem::file_type::not_found)
+        throw DataError(concat(kind, " '", path.string(), "': file not found", hint));
+    if (ec) throw DataError(concat(kind, " '", path.string(), "': unreadable (", ec.message(), ")"));
+    if (!std::filesystem::is_regular_file(st))
+        throw DataError(concat(kind, " '", path.string(), "': unreadable (not a regular file)"));
+}
+
+/// RAII wrapper of a zlib read handle that reports errors as DataError. A gzip stream that simply
+/// ends early is not thrown here: it is remembered (`stream_truncated`) so that the caller can say
+/// how many bytes it expected and got.
+class GzReader {
+public:
+    explicit GzReader(const std::filesystem::path& path) : path_(path) {
+        errno = 0;
+        file_ = gzopen(path.string().c_str(), "rb");
+        if (!file_) {
+            const int e = errno;
+            throw DataError(concat("IDX file '", path_.string(), "': unreadable (",
+                                   e ? std::strerror(e) : "gzopen failed", ")"));
+        }
+        gzbuffer(file_, 1u << 17);
+    }
+    ~GzReader() {
+        if (file_) gzclose_r(file_);
+    }
+    GzReader(const GzReader&) = delete;
+    GzReader& operator=(const GzReader&) = delete;
+
+    /// Reads up to n bytes; fewer only at the end of the data.
+    std::size_t read(void* dst, std::size_t n) {
+        auto* out = static_cast<unsigned char*>(dst);
+        std::size_t got = 0;
+        while (got < n) {
+            const auto chunk = static_cast<unsigned>(std::min<std::size_t>(n - got, std::size_t{1} << 30));
+            const int r = gzread(file_, out + got, chunk);
+            check();
+            if (r < 0) throw DataError(concat("IDX file '", path_.string(), "': corrupt gzip stream"));
+            if (r == 0) break;
+            got += static_cast<std::size_t>(r);
+        }
+        return got;
+    }
+
+    /// True once zlib has met the end of the file in the middle of a gzip member.
+    bool stream_truncated() const noexcept { return truncated_; }
+
+private:
+    void check() {
+        int errnum = Z_OK;
+        const char* msg = gzerror(file_, &errnum);
+        switch (errnum) {
+        case Z_OK:
+            return;
+        case Z_BUF_ERROR:
+            truncated_ = true;
+            return;
+        case Z_ERRNO:
+            throw DataError(
+                concat("IDX file '", path_.string(), "': unreadable (", std::strerror(errno), ")"));
+        case Z_MEM_ERROR:
+            throw DataError(concat("IDX file '", path_.string(), "': out of memory while decompressing"));
+        default: {
+            // zlib prefixes its message with the path, which ours already names.
+            std::string_view text = msg ? msg : "unknown error";
+            const std::string prefix = path_.string() + ": ";
+            if (text.substr(0, prefix.size()) == prefix) text.remove_prefix(prefix.size());
+            throw DataError(
+                concat("IDX file '", path_.string(), "': corrupt gzip stream (zlib: ", text, ")"));
+        }
+        }
+    }
+
+    std::filesystem::path path_;
+    gzFile file_ = nullptr;
+    bool truncated_ = false;
+};
+
+} // namespace detail
+
+/// Reads one IDX file (gzip or plain). `expected_dims` (0 = any) pins the magic number to
+/// 0x000008NN with NN = expected_dims, e.g. 1 for label files and 3 for image files.
+/// Only the unsigned-byte type (0x08) is supported.
+/// @throws DataError naming the file: missing, unreadable, wrong magic, unsupported type, zero or
+///         absurd dimensions, truncated data, trailing bytes, or a corrupt gzip stream.
+inline IdxArray read_idx(const std::filesystem::path& path, std::size_t expected_dims = 0) {
+    using detail::concat;
+    detail::require_regular_file(path, "IDX file");
+    detail::GzReader in(path);
+    const auto fail = [&](const auto&... parts) {
+        return DataError(concat("IDX file '", path.string(), "': ", parts...));
+    };
+    const auto gz_note = [&]() -> std::string {
+        return in.stream_truncated() ? " (the gzip stream ends unexpectedly)" : "";
+    };
+    const auto be32 = [](const unsigned char* p) {
+        return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+               std::uint32_t{p[3]};
+    };
+    const std::string expected_magic =
+        expected_dims ? detail::hex32(0x800u + static_cast<std::uint32_t>(expected_dims)) : "0x000008NN";
+
+    unsigned char head[4];
+    const std::size_t got_magic = in.read(head, 4);
+    if (got_magic == 0)
+        throw fail("empty file (truncated: expected at least 4 header bytes, got 0)", gz_note());
+    if (got_magic < 4) throw fail("truncated header: expected 4 magic bytes, got ", got_magic, gz_note());
+    const std::uint32_t magic = be32(head);
+    if (head[0] != 0 || head[1] != 0)
+        throw fail("wrong magic number: expected ", expected_magic, ", found ", detail::hex32(magic),
+                   " (not an IDX file)");
+    if (head[2] != 0x08)
+        throw fail("unsupported data type byte ", detail::hex8(head[2]), " in magic ", detail::hex32(magic),
+                   " (only 0x08, unsigned byte, is supported)");
+    const std::size_t ndims = head[3];
+    if (expected_dims != 0 && ndims != expected_dims)
+        throw fail("wrong magic number: expected ", expected_magic, ", found ", detail::hex32(magic), " (",
+                   ndims, " dimensions instead of ", expected_dims, ")");
+    if (ndims == 0 || ndims > 8)
+        throw fail("absurd number of dimensions: ", ndims, " (magic ", detail::hex32(magic), ")");
+
+    std::array<unsigned char, 4 * 8> dim_bytes{};
+    const std::size_t got_dims = in.read(dim_bytes.data(), 4 * ndims);
+    if (got_dims < 4 * ndims)
+        throw fail("truncated header: expected ", 4 * ndims, " bytes of dimensions, got ", got_dims,
+                   gz_note());
+
+    IdxArray out;
+    out.dims.resize(ndims);
+    std::uint64_t total = 1;
+    bool absurd = false;
+    for (std::size_t i = 0; i < ndims; ++i) out.dims[i] = be32(dim_bytes.data() + 4 * i);
+    for (std::size_t i = 0; i < ndims; ++i) {
+        if (out.dims[i] == 0)
+            throw fail("zero dimension: dimension ", i, " of shape ", detail::shape_string(out.dims),
+                       " is 0");
+        // dims are < 2^32, so the product can only exceed the limit one factor at a time
+        if (!absurd) {
+            total *= out.dims[i];
+            if (total > max_idx_bytes) absurd = true;
+        }
+    }
+    if (absurd)
+        throw fail("absurd dimensions ", detail::shape_string(out.dims), " (more than ", max_idx_bytes,
+                   " bytes of data)");
+
+    // Grow geometrically instead of trusting the header with one big allocation, so a corrupt
+    // header costs no more memory than the file really holds.
+    const std::size_t want_total = static_cast<std::size_t>(total);
+    std::size_t have = 0;
+    while (have < want_total) {
+        const std::size_t step =
+            std::min(want_total - have, std::max<std::size_t>(have, std::size_t{1} << 20));
+        out.data.resize(have + step);
+        const std::size_t r = in.read(out.data.data() + have, step);
+        have += r;
+        if (r < step) break;
+    }
+    if (have < want_total)
+        throw fail("truncated data: the header (shape ", detail::shape_string(out.dims), ") promises ",
+                   want_total, " bytes, got ", have, gz_note());
+
+    std::size_t extra = 0;
+    unsigned char sink[4096];
+    for (std::size_t r; (r = in.read(sink, sizeof sink)) > 0;) extra += r;
+    if (in.stream_truncated())
+        throw fail("truncated gzip stream: the data is complete but the stream ends unexpectedly "
+                   "(missing gzip trailer)");
+    if (extra)
+        throw fail("trailing garbage: ", extra, " bytes after the ", want_total,
+                   " data bytes the header promises (shape ", detail::shape_string(out.dims), ")");
+    return out;
+}
+
+/// Loads an image file (magic 0x00000803) and its label file (magic 0x00000801) as one Dataset:
+/// pixels divided by 255 into [0, 1], sample_shape {1, rows, cols}. `limit` > 0 keeps only the
+/// first `limit` samples (the whole files are still validated).
+/// @throws DataError as read_idx, and when the counts differ or a label is outside [0, classes).
+inline Dataset load_idx_pair(const std::filesystem::path& images_path,
+                             const std::filesystem::path& labels_path, std::size_t limit = 0,
+                             std::size_t classes = 10) {
+    using detail::concat;
+    PARDL_REQUIRE(classes > 0, ConfigError, "load_idx_pair: classes must be positive");
+    const IdxArray images = read_idx(images_path, 3);
+    const IdxArray labels = read_idx(labels_path, 1);
+    if (images.items() != labels.items())
+        throw DataError(concat("IDX pair mismatch: images file '", images_path.string(), "' holds ",
+                               images.items(), " images but labels file '", labels_path.string(), "' holds ",
+                               labels.items(), " labels"));
+    for (std::size_t i = 0; i < labels.data.size(); ++i)
+        if (labels.data[i] >= classes)
+            throw DataError(concat("IDX file '", labels_path.string(), "': label ", unsigned{labels.data[i]},
+                                   " at index ", i, " is out of range [0, ", classes, ")"));
+
+    const std::size_t n = limit ? std::min(limit, images.items()) : images.items();
+    Dataset d = detail::make_dataset(n, {1, images.dims[1], images.dims[2]}, classes);
+    std::array<float, 256> scale{};
+    for (std::size_t v = 0; v < 256; ++v) scale[v] = static_cast<float>(v) / 255.0f;
+    const std::size_t count = n * d.cols;
+    for (std::size_t i = 0; i < count; ++i) d.features[i] = scale[images.data[i]];
+    for (std::size_t i = 0; i < n; ++i) d.labels[i] = labels.data[i];
+    return d;
+}
+
+namespace detail {
+/// `dir/name.gz` if it exists, else `dir/name` if that exists, else throws with the install hint.
+inline std::filesystem::path find_fashion_file(const std::filesystem::path& dir, const std::string& name) {
+    std::error_code ec;
+    const auto gz = dir / (name + ".gz");
+    if (std::filesystem::exists(gz, ec)) return gz;
+    const auto plain = dir / name;
+    if (std::filesystem::exists(plain, ec)) return plain;
+    throw DataError(
+        concat("Fashion-MNIST file '", gz.string(), "' (or '", plain.string(),
+               "') not found; install the Debian package dataset-fashion-mnist or pass --data DIR"));
+}
+} // namespace detail
+
+/// Loads the Fashion-MNIST training (60000) or test (10000) set from `dir`, which holds the
+/// standard file names, gzipped or not (gzipped preferred when both exist).
+inline Dataset load_fashion_mnist(const std::filesystem::path& dir = default_fashion_mnist_dir,
+                                  bool train = true, std::size_t limit = 0) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec))
+        throw DataError(
+            detail::concat("Fashion-MNIST directory '", dir.string(),
+                           "' not found; install the Debian package dataset-fashion-mnist or pass "
+                           "--data DIR"));
+    const std::string prefix = train ? "train" : "t10k";
+    const auto images = detail::find_fashion_file(dir, prefix + "-images-idx3-ubyte");
+    const auto labels = detail::find_fashion_file(dir, prefix + "-labels-idx1-ubyte");
+    return load_idx_pair(images, labels, limit, 10);
+}
+
+} // namespace pardl

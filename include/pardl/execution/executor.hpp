@@ -1,0 +1,31 @@
+// The executor contract: how a rank's share of a batch is spread over workers (threads) and how
+// their private gradient buffers are combined. Executors are the only code that opens parallel
+// regions; kernels and layers never do.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <span>
+
+#include "pardl/execution/partition.hpp"
+
+namespace pardl {
+
+/// requires
+///  - `E(threads)`: threads == 0 picks the executor's default.
+///  - `workers()`: number of workers W (fixed after construction).
+///  - `run(rows, work, buffers)`: calls work(w, range) once for every worker w in [0, W) with
+///    range = balanced_range(rows, w, W), concurrently or not; then, if `buffers` is non-empty
+///    (W spans of equal size), makes buffers[0][i] = buffers[0][i] + buffers[1][i] + ... in that
+///    fixed order for every i. An exception thrown by any work call is rethrown after all workers
+///    finish. One parallel region per call.
+///  - `for_chunks(n, body)`: calls body(range) over a partition of [0, n) (each index once).
+template <class E>
+concept Executor = requires(E& e, std::span<const std::span<float>> buffers) {
+    { e.workers() } -> std::convertible_to<std::size_t>;
+    e.run(std::size_t{}, [](std::size_t, Range) {}, buffers);
+    e.for_chunks(std::size_t{}, [](Range) {});
+    { E::name() } -> std::convertible_to<const char*>;
+};
+
+} // namespace pardl

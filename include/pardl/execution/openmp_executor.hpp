@@ -1,0 +1,84 @@
+// OpenMPExecutor: W threads in one parallel region per step. Each thread computes its sub-slice
+// into a private gradient buffer; after a barrier the buffers are summed in worker order, with
+// the gradient vector split over threads (no critical sections, no atomics, deterministic).
+#pragma once
+
+#if !defined(_OPENMP)
+#error "pardl/execution/openmp_executor.hpp needs OpenMP: link the pardl::openmp target (or compile with -fopenmp)"
+#endif
+
+#include <omp.h>
+
+#include <cstddef>
+#include <exception>
+#include <mutex>
+#include <span>
+
+#include "pardl/core/errors.hpp"
+#include "pardl/execution/executor.hpp"
+
+namespace pardl {
+
+class OpenMPExecutor {
+public:
+    /// threads == 0: OpenMP's default (OMP_NUM_THREADS, else the number of cores).
+    explicit OpenMPExecutor(std::size_t threads = 0)
+        : threads_(threads ? threads : static_cast<std::size_t>(omp_get_max_threads())) {
+        PARDL_REQUIRE(threads_ >= 1 && threads_ <= 4096, ConfigError, "OpenMP: thread count must be in [1, 4096] (got ",
+                      threads, ")");
+        // Exactly the requested team size, every time: the partition depends on it.
+        omp_set_dynamic(0);
+    }
+    std::size_t workers() const { return threads_; }
+    static const char* name() { return "openmp"; }
+
+    template <class Work>
+    void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {}) {
+        std::exception_ptr failure;
+        std::mutex failure_mutex;
+        const std::size_t team = threads_;
+#pragma omp parallel num_threads(static_cast<int>(team))
+        {
+            const auto w = static_cast<std::size_t>(omp_get_thread_num());
+            // A worker that throws still reaches the barrier, so the team never deadlocks.
+            try {
+                work(w, balanced_range(rows, w, team));
+            } catch (...) {
+                std::lock_guard lock(failure_mutex);
+                if (!failure) failure = std::current_exception();
+            }
+#pragma omp barrier
+            if (!buffers.empty() && !failure) sum_slice(buffers, chunk(buffers[0].size(), w, team));
+        }
+        if (failure) std::rethrow_exception(failure);
+    }
+
+    template <class Body>
+    void for_chunks(std::size_t n, Body&& body) {
+        const std::size_t team = threads_;
+#pragma omp parallel num_threads(static_cast<int>(team))
+        body(chunk(n, static_cast<std::size_t>(omp_get_thread_num()), team));
+    }
+
+private:
+    // Chunks are whole cache lines (16 floats) so two threads never write the same line.
+    static Range chunk(std::size_t n, std::size_t w, std::size_t team) {
+        constexpr std::size_t line = 16;
+        const std::size_t lines = (n + line - 1) / line;
+        const Range r = balanced_range(lines, w, team);
+        return {std::min(n, r.begin * line), std::min(n, r.end * line)};
+    }
+
+    static void sum_slice(std::span<const std::span<float>> buffers, Range r) {
+        float* dst = buffers[0].data();
+        for (std::size_t b = 1; b < buffers.size(); ++b) {
+            const float* src = buffers[b].data();
+#pragma omp simd
+            for (std::size_t i = r.begin; i < r.end; ++i) dst[i] += src[i];
+        }
+    }
+
+    std::size_t threads_;
+};
+
+} // namespace pardl

@@ -1,0 +1,34 @@
+// The one partition function: every split in pardl (batch over ranks, rank share over threads,
+// test set over ranks, gradient vector over threads) goes through balanced_range.
+#pragma once
+
+#include <cassert>
+#include <cstddef>
+
+namespace pardl {
+
+/// A half-open index range [begin, end).
+struct Range {
+    std::size_t begin = 0;
+    std::size_t end = 0;
+    constexpr std::size_t size() const noexcept { return end - begin; }
+    constexpr bool empty() const noexcept { return begin == end; }
+    friend constexpr bool operator==(Range, Range) = default;
+};
+
+/// Part `part` of `parts` near-equal contiguous pieces of [0, total): sizes differ by at most one,
+/// the first total % parts pieces are the larger ones, and pieces may be empty (total < parts).
+constexpr Range balanced_range(std::size_t total, std::size_t part, std::size_t parts) noexcept {
+    assert(parts > 0 && part < parts);
+    const std::size_t base = total / parts;
+    const std::size_t extra = total % parts;
+    const std::size_t begin = part * base + (part < extra ? part : extra);
+    return {begin, begin + base + (part < extra ? 1 : 0)};
+}
+
+/// The largest piece balanced_range produces: what a worker's buffers must hold.
+constexpr std::size_t max_part_size(std::size_t total, std::size_t parts) noexcept {
+    return (total + parts - 1) / parts;
+}
+
+} // namespace pardl

@@ -1,0 +1,49 @@
+// Activation<Fn>: the shared shape of elementwise activation layers. Fn gives the value and the
+// derivative expressed through the output (y), which is what backward has at hand.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "pardl/layers/layer.hpp"
+
+namespace pardl {
+
+template <class Fn>
+struct Activation : LayerSpecBase {
+    template <ShapeType In>
+    static constexpr bool accepts = true;
+    static constexpr const char* requirement = "";
+
+    static std::string name() { return Fn::name(); }
+
+    template <ShapeType In>
+    struct bind : ParameterFree {
+        using input_shape = In;
+        using output_shape = In;
+        static std::string name() { return Fn::name(); }
+
+        explicit bind(std::size_t) {}
+
+        void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) {
+            for (std::size_t r = 0; r < x.rows; ++r) {
+                const float* xr = x.row(r);
+                float* yr = y.row(r);
+                for (std::size_t j = 0; j < In::size; ++j) yr[j] = Fn::value(xr[j]);
+            }
+        }
+
+        void backward(const LayerSlots&, ConstMatrix, ConstMatrix y, ConstMatrix dy, Matrix dx,
+                      const StepContext&) {
+            if (dx.empty()) return;
+            for (std::size_t r = 0; r < y.rows; ++r) {
+                const float* yr = y.row(r);
+                const float* g = dy.row(r);
+                float* d = dx.row(r);
+                for (std::size_t j = 0; j < In::size; ++j) d[j] = g[j] * Fn::derivative_from_output(yr[j]);
+            }
+        }
+    };
+};
+
+} // namespace pardl

@@ -1,0 +1,92 @@
+// The layer contract: what a layer type must provide to be composed by Sequential, as C++20
+// concepts with the exact pre- and post-conditions in prose. Every layer header models it.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "pardl/core/rng.hpp"
+#include "pardl/tensor/shape.hpp"
+#include "pardl/tensor/view.hpp"
+
+namespace pardl {
+
+/// Sums values over every worker of the step (threads of all ranks). Layers that need batch-wide
+/// statistics (synchronised batch norm) call it; it is a collective: every worker must call it
+/// the same number of times with the same length, and on return all hold the global sums.
+class WorkerReducer {
+public:
+    virtual void sum(std::span<double> values) = 0;
+
+protected:
+    ~WorkerReducer() = default;
+};
+
+/// What one worker knows about the step it is computing. Random layers (dropout) key their draws
+/// by (seed, step, first_row + local row) so the result does not depend on the partition.
+struct StepContext {
+    bool training = true;
+    std::uint64_t seed = 0;
+    std::uint64_t step = 0;
+    std::size_t first_row = 0;   ///< global index (within the global batch) of this worker's first row
+    std::size_t global_rows = 0; ///< rows in the global batch
+    WorkerReducer* reducer = nullptr; ///< null when this worker is the only one
+};
+
+/// The memory a bound layer works on: its own slices of the flat buffers (empty if it has none).
+struct LayerSlots {
+    std::span<const float> params; ///< this layer's parameters (read only during a step)
+    std::span<float> grads;        ///< this worker's gradient slice: backward ADDS to it
+    std::span<float> state;        ///< non-trained persistent values (running statistics)
+};
+
+/// A bound layer: a layer spec instantiated for one input shape.
+///
+/// requires
+///  - `input_shape`, `output_shape`: Shape<...> of one sample; `param_count`, `state_count`.
+///  - `L(max_rows)`: construct per-worker scratch for batches of at most max_rows rows; no
+///    allocation may happen in forward/backward afterwards.
+///  - `L::initialize(params, state, rng)`: fill the parameter block (and state) from rng.
+///  - `forward(slots, x, y, ctx)`: x is rows x input_shape::size, y rows x output_shape::size;
+///    overwrites y. May keep what backward needs in its scratch.
+///  - `backward(slots, x, y, dy, dx, ctx)`: called after forward with the same x, y; dy is the
+///    gradient of the objective w.r.t. y. ensures: slots.grads += d(objective)/d(params) summed
+///    over rows; dx = d(objective)/dx (overwritten), unless dx.empty(), when it is skipped.
+///  - `name()`: a short label such as "Dense<256>" for describe() and diagnostics.
+template <class L>
+concept BoundLayer = requires {
+    typename L::input_shape;
+    typename L::output_shape;
+    { L::param_count } -> std::convertible_to<std::size_t>;
+    { L::state_count } -> std::convertible_to<std::size_t>;
+    { L::name() } -> std::convertible_to<std::string>;
+} && requires(L& layer, const LayerSlots& slots, ConstMatrix x, Matrix y, ConstMatrix cy, ConstMatrix dy, Matrix dx,
+              const StepContext& ctx, std::span<float> block, Rng& rng) {
+    L(std::size_t{1});
+    L::initialize(block, block, rng);
+    layer.forward(slots, x, y, ctx);
+    layer.backward(slots, x, cy, dy, dx, ctx);
+};
+
+/// A layer spec is what users write in Sequential<...>: it has `bind<InputShape>` giving a
+/// BoundLayer, and `accepts<InputShape>` saying whether that input is valid (checked with a
+/// readable static_assert before bind is instantiated).
+template <class Spec>
+concept LayerSpec = requires { Spec::is_pardl_layer; };
+
+/// Base for layer specs: marks the type as a layer for diagnostics.
+struct LayerSpecBase {
+    static constexpr bool is_pardl_layer = true;
+};
+
+/// Default no-op pieces for bound layers without parameters or state.
+struct ParameterFree {
+    static constexpr std::size_t param_count = 0;
+    static constexpr std::size_t state_count = 0;
+    static void initialize(std::span<float>, std::span<float>, Rng&) {}
+};
+
+} // namespace pardl

@@ -1,0 +1,299 @@
+// Sequential<Input<...>, Layers...>: a feed-forward model whose layer types, shapes, parameter
+// counts and flat-buffer offsets are all computed at compile time. Parameters live in one flat
+// buffer owned by the caller, laid out in reverse layer order so that the gradients backward has
+// finished form one growing prefix (buckets for overlapped communication are plain slices).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "pardl/core/rng.hpp"
+#include "pardl/layers/layer.hpp"
+#include "pardl/tensor/buffer.hpp"
+#include "pardl/tensor/shape.hpp"
+#include "pardl/tensor/view.hpp"
+
+namespace pardl {
+
+/// The first element of a Sequential: the shape of one input sample.
+template <std::size_t... Dims>
+struct Input {
+    using shape = Shape<Dims...>;
+};
+
+namespace detail {
+
+template <class T>
+struct is_input : std::false_type {};
+template <std::size_t... D>
+struct is_input<Input<D...>> : std::true_type {};
+
+/// Stand-in used after a failed check so that only the one readable static_assert is reported.
+template <ShapeType In>
+struct PassThrough : ParameterFree {
+    using input_shape = In;
+    using output_shape = In;
+    static std::string name() { return "?"; }
+    explicit PassThrough(std::size_t) {}
+    void forward(const LayerSlots&, ConstMatrix, Matrix, const StepContext&) {}
+    void backward(const LayerSlots&, ConstMatrix, ConstMatrix, ConstMatrix, Matrix, const StepContext&) {}
+};
+
+template <class Spec, class In>
+constexpr bool spec_accepts() {
+    if constexpr (LayerSpec<Spec>)
+        return Spec::template accepts<In>;
+    else
+        return false;
+}
+
+// The names of these templates are the diagnostic: GCC and Clang print them with their
+// arguments ("[with long unsigned int LayerIndex = 3; Layer = pardl::Dense<10>; InputShape =
+// pardl::Shape<32, 13, 13>]") on the line of the failed assertion.
+template <std::size_t LayerIndex, class Layer, class InputShape>
+struct sequential_layer_is_not_a_layer {
+    static constexpr bool value = LayerSpec<Layer>;
+    static_assert(value, "pardl::Sequential: element at LayerIndex is not a pardl layer (see [with ...])");
+};
+
+template <std::size_t LayerIndex, class Layer, class InputShape>
+struct sequential_layer_rejects_input_shape {
+    static constexpr bool value = !LayerSpec<Layer> || spec_accepts<Layer, InputShape>();
+    static_assert(value, "pardl::Sequential: layer at LayerIndex cannot take InputShape (see [with ...])");
+};
+
+template <std::size_t Index, class In, class Spec>
+struct BindOne {
+    using type = typename Spec::template bind<In>;
+};
+template <std::size_t Index, class In>
+struct BindFallback {
+    using type = PassThrough<In>;
+};
+
+template <std::size_t Index, class In, class Spec>
+using bind_layer_t = typename std::conditional_t<spec_accepts<Spec, In>(), BindOne<Index, In, Spec>,
+                                                 BindFallback<Index, In>>::type;
+
+template <std::size_t Index, class In, class... Specs>
+struct Chain;
+template <std::size_t Index, class In>
+struct Chain<Index, In> {
+    using layers = std::tuple<>;
+    using output = In;
+};
+template <std::size_t Index, class In, class Spec, class... Rest>
+struct Chain<Index, In, Spec, Rest...> {
+    // Instantiated for their static_asserts (only the failing check fires).
+    static constexpr bool checked = sequential_layer_is_not_a_layer<Index, Spec, In>::value &&
+                                    sequential_layer_rejects_input_shape<Index, Spec, In>::value;
+    // Naming `checked` here makes the compiler evaluate it (a static data member's initializer is
+    // only instantiated when used); on failure PassThrough keeps the rest of the chain quiet.
+    using layer = std::conditional_t<checked, bind_layer_t<Index, In, Spec>, PassThrough<In>>;
+    static_assert(BoundLayer<layer>, "pardl::Sequential: this layer's bind<> does not model BoundLayer (layers/layer.hpp)");
+    using next = Chain<Index + 1, typename layer::output_shape, Rest...>;
+    using layers = decltype(std::tuple_cat(std::declval<std::tuple<layer>>(), std::declval<typename next::layers>()));
+    using output = typename next::output;
+};
+
+} // namespace detail
+
+template <class InputSpec, class... Specs>
+class Sequential {
+    static_assert(detail::is_input<InputSpec>::value,
+                  "pardl::Sequential: the first element must be Input<dims...> (e.g. Input<784> or Input<1, 28, 28>)");
+    static_assert(sizeof...(Specs) > 0, "pardl::Sequential: a model needs at least one layer after Input");
+};
+
+template <std::size_t... Dims, class... Specs>
+class Sequential<Input<Dims...>, Specs...> {
+    using chain = detail::Chain<0, Shape<Dims...>, Specs...>;
+
+public:
+    using input_shape = Shape<Dims...>;
+    using layer_types = typename chain::layers;
+    using output_shape = typename chain::output;
+    static constexpr std::size_t layer_count = sizeof...(Specs);
+
+    template <std::size_t I>
+    using layer_t = std::tuple_element_t<I, layer_types>;
+
+private:
+    template <std::size_t... I>
+    static constexpr auto collect(std::index_sequence<I...>, auto member) {
+        return std::array<std::size_t, layer_count>{member(std::type_identity<layer_t<I>>{})...};
+    }
+    static constexpr auto indices = std::make_index_sequence<layer_count>{};
+
+    /// Offsets of per-layer blocks laid out in reverse layer order: the last layer starts at 0.
+    static constexpr std::array<std::size_t, layer_count> reverse_offsets(std::array<std::size_t, layer_count> n) {
+        std::array<std::size_t, layer_count> off{};
+        std::size_t acc = 0;
+        for (std::size_t i = layer_count; i-- > 0;) {
+            off[i] = acc;
+            acc += n[i];
+        }
+        return off;
+    }
+
+public:
+    static constexpr std::array<std::size_t, layer_count> param_counts =
+        collect(indices, []<class L>(std::type_identity<L>) { return L::param_count; });
+    static constexpr std::array<std::size_t, layer_count> state_counts =
+        collect(indices, []<class L>(std::type_identity<L>) { return L::state_count; });
+    static constexpr std::array<std::size_t, layer_count> output_sizes =
+        collect(indices, []<class L>(std::type_identity<L>) { return L::output_shape::size; });
+    static constexpr std::array<std::size_t, layer_count> param_offsets = reverse_offsets(param_counts);
+    static constexpr std::array<std::size_t, layer_count> state_offsets = reverse_offsets(state_counts);
+    static constexpr std::size_t param_count = [] {
+        std::size_t s = 0;
+        for (auto n : param_counts) s += n;
+        return s;
+    }();
+    static constexpr std::size_t state_count = [] {
+        std::size_t s = 0;
+        for (auto n : state_counts) s += n;
+        return s;
+    }();
+    static constexpr std::size_t max_width = [] {
+        std::size_t m = input_shape::size;
+        for (auto n : output_sizes) m = std::max(m, n);
+        return m;
+    }();
+
+    /// Per-worker memory: the bound layers' scratch, one activation buffer per layer and two
+    /// ping-pong gradient buffers, all sized once for `max_rows` rows.
+    class Workspace {
+    public:
+        explicit Workspace(std::size_t max_rows)
+            : max_rows_(max_rows), layers_(make_layers(max_rows, indices)),
+              grad_a_(max_rows * max_width), grad_b_(max_rows * max_width) {
+            for (std::size_t i = 0; i < layer_count; ++i) activations_[i].resize(max_rows * output_sizes[i]);
+        }
+        std::size_t max_rows() const { return max_rows_; }
+        /// Output of layer I for the last forward batch.
+        ConstMatrix output(std::size_t i) const {
+            return {activations_[i].data(), rows_, output_sizes[i]};
+        }
+        /// Where the loss writes d(objective)/d(model output) for the last forward batch.
+        Matrix output_gradient() { return {grad_a_.data(), rows_, output_shape::size}; }
+        std::size_t rows() const { return rows_; }
+
+    private:
+        friend class Sequential;
+        template <std::size_t... I>
+        static layer_types make_layers(std::size_t rows, std::index_sequence<I...>) {
+            return layer_types{layer_t<I>(((void)I, rows))...};
+        }
+        std::size_t max_rows_;
+        std::size_t rows_ = 0;
+        layer_types layers_;
+        std::array<AlignedBuffer<float>, layer_count> activations_;
+        AlignedBuffer<float> grad_a_, grad_b_;
+    };
+
+    /// Fills the parameter (and state) buffers from `seed`: layer i draws from Rng(seed, i), so
+    /// adding a layer at the end does not change the others' initial values.
+    static void initialize(std::span<float> params, std::span<float> state, std::uint64_t seed) {
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            (init_layer<I>(params, state, seed), ...);
+        }(indices);
+    }
+
+    /// Runs every layer on x (rows <= max_rows) and returns the model output (a view into ws).
+    static ConstMatrix forward(std::span<const float> params, std::span<float> state, ConstMatrix x,
+                               Workspace& ws, const StepContext& ctx) {
+        ws.rows_ = x.rows;
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            (forward_layer<I>(params, state, x, ws, ctx), ...);
+        }(indices);
+        return ws.output(layer_count - 1);
+    }
+
+    /// Back-propagates ws.output_gradient() (written by the loss) through every layer, adding
+    /// parameter gradients into `grads`. If `dx` is not empty it receives d(objective)/d(input).
+    static void backward(std::span<const float> params, std::span<float> grads, std::span<float> state,
+                         ConstMatrix x, Workspace& ws, const StepContext& ctx, Matrix dx = {}) {
+        float* dy = ws.grad_a_.data();
+        float* spare = ws.grad_b_.data();
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            // Fold over the reversed indices.
+            (backward_layer<layer_count - 1 - I>(params, grads, state, x, ws, ctx, dy, spare, dx), ...);
+        }(indices);
+    }
+
+    template <std::size_t I>
+    static LayerSlots slots(std::span<const float> params, std::span<float> grads, std::span<float> state) {
+        LayerSlots s;
+        s.params = params.subspan(param_offsets[I], param_counts[I]);
+        if (!grads.empty()) s.grads = grads.subspan(param_offsets[I], param_counts[I]);
+        if (!state.empty()) s.state = state.subspan(state_offsets[I], state_counts[I]);
+        return s;
+    }
+
+    /// Layer labels ("Dense<256>") in order.
+    static std::array<std::string, layer_count> layer_names() {
+        return [&]<std::size_t... I>(std::index_sequence<I...>) {
+            return std::array<std::string, layer_count>{layer_t<I>::name()...};
+        }(indices);
+    }
+    /// Output shapes ("32x14x14") in order.
+    static std::array<std::string, layer_count> output_shapes() {
+        return [&]<std::size_t... I>(std::index_sequence<I...>) {
+            return std::array<std::string, layer_count>{layer_t<I>::output_shape::str()...};
+        }(indices);
+    }
+    /// One line naming the architecture, e.g. "784-Dense<256>-ReLU-Dense<10>"; checkpoints store it.
+    static std::string signature() {
+        std::string s = input_shape::str();
+        for (const auto& n : layer_names()) s += "-" + n;
+        return s;
+    }
+
+private:
+    template <std::size_t I>
+    static void init_layer(std::span<float> params, std::span<float> state, std::uint64_t seed) {
+        Rng rng(seed, I);
+        layer_t<I>::initialize(params.subspan(param_offsets[I], param_counts[I]),
+                               state.empty() ? state : state.subspan(state_offsets[I], state_counts[I]), rng);
+    }
+
+    template <std::size_t I>
+    static ConstMatrix layer_input(ConstMatrix x, const Workspace& ws) {
+        if constexpr (I == 0)
+            return x;
+        else
+            return ws.output(I - 1);
+    }
+
+    template <std::size_t I>
+    static void forward_layer(std::span<const float> params, std::span<float> state, ConstMatrix x,
+                              Workspace& ws, const StepContext& ctx) {
+        Matrix y{ws.activations_[I].data(), x.rows, output_sizes[I]};
+        std::get<I>(ws.layers_).forward(slots<I>(params, {}, state), layer_input<I>(x, ws), y, ctx);
+    }
+
+    template <std::size_t I>
+    static void backward_layer(std::span<const float> params, std::span<float> grads, std::span<float> state,
+                               ConstMatrix x, Workspace& ws, const StepContext& ctx, float*& dy, float*& spare,
+                               Matrix dx_out) {
+        constexpr std::size_t in_width = layer_t<I>::input_shape::size;
+        const std::size_t rows = ws.rows_;
+        Matrix dx;
+        if constexpr (I == 0)
+            dx = dx_out;
+        else
+            dx = Matrix{spare, rows, in_width};
+        std::get<I>(ws.layers_).backward(slots<I>(params, grads, state), layer_input<I>(x, ws), ws.output(I),
+                                         ConstMatrix{dy, rows, output_sizes[I]}, dx, ctx);
+        std::swap(dy, spare);
+    }
+};
+
+} // namespace pardl

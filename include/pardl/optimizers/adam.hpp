@@ -1,0 +1,86 @@
+// Adam (Kingma & Ba) with bias correction, and AdamW (decoupled weight decay, Loshchilov &
+// Hutter). Same rules as torch.optim.Adam / AdamW with amsgrad off.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <string>
+
+#include "pardl/core/errors.hpp"
+#include "pardl/optimizers/optimizer.hpp"
+#include "pardl/tensor/buffer.hpp"
+
+namespace pardl {
+
+namespace detail {
+
+template <bool Decoupled>
+class AdamImpl {
+public:
+    struct Options {
+        float lr = 1e-3f;
+        float beta1 = 0.9f;
+        float beta2 = 0.999f;
+        float eps = 1e-8f;
+        float weight_decay = Decoupled ? 1e-2f : 0.0f;
+    };
+
+    AdamImpl() : AdamImpl(Options{}) {}
+    explicit AdamImpl(Options o) : opt_(o) {
+        PARDL_REQUIRE(o.lr > 0.0f, ConfigError, name(), ": learning rate must be > 0 (got ", o.lr, ")");
+        PARDL_REQUIRE(o.beta1 >= 0.0f && o.beta1 < 1.0f && o.beta2 >= 0.0f && o.beta2 < 1.0f, ConfigError, name(),
+                      ": betas must be in [0, 1)");
+        PARDL_REQUIRE(o.eps > 0.0f && o.weight_decay >= 0.0f, ConfigError, name(), ": eps must be > 0, weight decay >= 0");
+    }
+
+    void reset(std::size_t n) {
+        m_.resize(n);
+        v_.resize(n);
+        t_ = 0;
+    }
+    void begin_step() {
+        ++t_;
+        // Bias corrections in double: (1 - beta^t) loses precision in float for small t.
+        c1_ = static_cast<float>(1.0 - std::pow(static_cast<double>(opt_.beta1), static_cast<double>(t_)));
+        c2_ = static_cast<float>(1.0 - std::pow(static_cast<double>(opt_.beta2), static_cast<double>(t_)));
+    }
+
+    void update(std::span<float> p, std::span<const float> g, std::size_t offset) {
+        const float lr = opt_.lr, b1 = opt_.beta1, b2 = opt_.beta2, eps = opt_.eps, wd = opt_.weight_decay;
+        const float step = lr / c1_;
+        const float inv_sqrt_c2 = 1.0f / std::sqrt(c2_);
+        float* m = m_.data() + offset;
+        float* v = v_.data() + offset;
+        for (std::size_t i = 0; i < p.size(); ++i) {
+            float gi = g[i];
+            if constexpr (Decoupled)
+                p[i] -= lr * wd * p[i];
+            else
+                gi += wd * p[i];
+            m[i] = b1 * m[i] + (1.0f - b1) * gi;
+            v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+            p[i] -= step * m[i] / (std::sqrt(v[i]) * inv_sqrt_c2 + eps);
+        }
+    }
+
+    float learning_rate() const { return opt_.lr; }
+    void set_learning_rate(float lr) { opt_.lr = lr; }
+    const Options& options() const { return opt_; }
+    static std::string name() { return Decoupled ? "adamw" : "adam"; }
+
+private:
+    Options opt_;
+    AlignedBuffer<float> m_, v_;
+    long long t_ = 0;
+    float c1_ = 1.0f, c2_ = 1.0f;
+};
+
+} // namespace detail
+
+/// Adam; weight_decay is classic L2 (added to the gradient).
+using Adam = detail::AdamImpl<false>;
+/// AdamW; weight_decay is decoupled (applied to the parameters directly).
+using AdamW = detail::AdamImpl<true>;
+
+} // namespace pardl

@@ -1,0 +1,29 @@
+// The optimizer contract: optimizers update the flat parameter vector from the flat, already
+// averaged gradient. They work on slices so the executor can split the update over threads.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <string>
+
+namespace pardl {
+
+/// requires
+///  - `reset(n)`: size and zero the optimizer state for n parameters (before the first step).
+///  - `begin_step()`: called once per training step before any `update`.
+///  - `update(params, grads, offset)`: updates params[i] from grads[i] for a slice starting at
+///    element `offset` of the flat vector; slices of one step never overlap, so they may run
+///    concurrently; the result must not depend on how the vector is sliced.
+///  - `learning_rate()` / `set_learning_rate(lr)`: for schedules.
+template <class O>
+concept Optimizer = requires(O& o, std::span<float> p, std::span<const float> g) {
+    o.reset(std::size_t{});
+    o.begin_step();
+    o.update(p, g, std::size_t{});
+    { o.learning_rate() } -> std::convertible_to<float>;
+    o.set_learning_rate(0.1f);
+    { o.name() } -> std::convertible_to<std::string>;
+};
+
+} // namespace pardl

@@ -1,0 +1,34 @@
+// The umbrella header: everything a program needs to define, train and evaluate models.
+// The OpenMP and MPI policies are included when their components are linked
+// (pardl::openmp defines PARDL_HAS_OPENMP, pardl::mpi defines PARDL_HAS_MPI).
+#pragma once
+
+#include "pardl/core/errors.hpp"
+#include "pardl/core/rng.hpp"
+#include "pardl/data/data.hpp"
+#include "pardl/execution/partition.hpp"
+#include "pardl/layers/dense.hpp"
+#include "pardl/layers/flatten.hpp"
+#include "pardl/layers/relu.hpp"
+#include "pardl/layers/sigmoid.hpp"
+#include "pardl/layers/tanh.hpp"
+#include "pardl/losses/mse.hpp"
+#include "pardl/losses/softmax_cross_entropy.hpp"
+#include "pardl/model/describe.hpp"
+#include "pardl/model/sequential.hpp"
+#include "pardl/optimizers/adam.hpp"
+#include "pardl/optimizers/sgd.hpp"
+#include "pardl/policies/policy.hpp"
+#include "pardl/tensor/init.hpp"
+#include "pardl/tensor/shape.hpp"
+#include "pardl/train/trainer.hpp"
+
+#if defined(PARDL_HAS_OPENMP) && defined(_OPENMP)
+#include "pardl/policies/openmp.hpp"
+#endif
+#if defined(PARDL_HAS_MPI)
+#include "pardl/policies/mpi.hpp"
+#if defined(_OPENMP)
+#include "pardl/policies/hybrid.hpp"
+#endif
+#endif

@@ -1,0 +1,394 @@
+// Trainer<Model, Loss, Optimizer, Policy>: the training step, epochs, evaluation and checkpoints.
+// The step is the serial step whatever the policy: the global batch is split over ranks, then
+// threads (balanced_range); every worker sums its rows' gradients; the executor adds the
+// workers' buffers in a fixed order; one allreduce carries gradients, loss sum, sample count and
+// correct count; the gradient is scaled once by 1/N_global; every rank applies the same update.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pardl/core/errors.hpp"
+#include "pardl/data/dataset.hpp"
+#include "pardl/data/loader.hpp"
+#include "pardl/execution/partition.hpp"
+#include "pardl/losses/loss.hpp"
+#include "pardl/metrics/progress.hpp"
+#include "pardl/metrics/timer.hpp"
+#include "pardl/optimizers/optimizer.hpp"
+#include "pardl/policies/policy.hpp"
+#include "pardl/tensor/buffer.hpp"
+#include "pardl/train/checkpoint.hpp"
+
+namespace pardl {
+
+/// Result of one training step (global figures, identical on every rank).
+struct StepResult {
+    double loss = 0;         ///< mean loss over the global batch
+    std::size_t samples = 0; ///< rows in the global batch
+    std::size_t correct = 0; ///< rows whose prediction matched the label
+};
+
+/// Mean loss and accuracy over a dataset (every sample counted once across ranks).
+struct Evaluation {
+    double loss = 0;
+    double accuracy = 0;
+    std::size_t samples = 0;
+};
+
+/// One epoch of fit().
+struct EpochRecord {
+    std::size_t epoch = 0;
+    double train_loss = 0;
+    double train_accuracy = 0;
+    double test_loss = 0;
+    double test_accuracy = 0;
+    double seconds = 0;       ///< training time of the epoch (evaluation excluded)
+    double samples_per_second = 0;
+    PhaseTimes phases;        ///< where this rank's first worker spent the epoch
+};
+
+struct TrainerOptions {
+    std::size_t batch = 64;         ///< global batch size (over all ranks and threads)
+    std::uint64_t seed = 42;        ///< initialisation, shuffling and dropout keys
+    std::size_t threads = 0;        ///< workers per rank; 0 = the executor's default
+    std::size_t check_replicas = 0; ///< compare parameter checksums across ranks every K steps (0 = never)
+    bool log = true;                ///< one line per epoch on rank 0
+    bool progress = true;           ///< live progress line when stdout is a terminal (rank 0)
+    std::FILE* out = stdout;
+};
+
+template <class Model, Loss LossT, Optimizer Opt, PolicyType P = Serial>
+class Trainer {
+    static_assert(LossT::template accepts<typename Model::output_shape>,
+                  "pardl::Trainer: this loss does not accept the model's output shape (SoftmaxCrossEntropy needs a "
+                  "flat output with at least 2 classes)");
+
+public:
+    using model_type = Model;
+    using policy_type = P;
+    using Executor = typename P::executor;
+    using Comm = typename P::communicator;
+    static constexpr std::size_t param_count = Model::param_count;
+
+    /// Initialises the parameters from options.seed on rank 0 and broadcasts them.
+    Trainer(Opt optimizer, TrainerOptions options, Comm comm = Comm{})
+        : opt_(std::move(optimizer)), options_(options), comm_(std::move(comm)), exec_(options.threads),
+          params_(param_count), state_(Model::state_count), rank_buffer_(param_count + tail_size) {
+        PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
+        const std::size_t ranks = static_cast<std::size_t>(comm_.size());
+        const std::size_t workers = exec_.workers();
+        rank_rows_ = max_part_size(options_.batch, ranks);
+        const std::size_t worker_rows = std::max<std::size_t>(1, max_part_size(rank_rows_, workers));
+        workers_.reserve(workers);
+        for (std::size_t w = 0; w < workers; ++w) workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count);
+        grad_views_.reserve(workers);
+        grad_views_.push_back(rank_grads());
+        for (std::size_t w = 1; w < workers; ++w) grad_views_.push_back(workers_[w].grads.span());
+        if (comm_.rank() == 0) Model::initialize(params_.span(), state_.span(), options_.seed);
+        comm_.broadcast(params_.span(), 0);
+        if (!state_.empty()) comm_.broadcast(state_.span(), 0);
+        opt_.reset(param_count);
+    }
+
+    // ---- accessors -------------------------------------------------------------------------
+    std::span<float> parameters() { return params_.span(); }
+    std::span<const float> parameters() const { return params_.span(); }
+    std::span<float> state() { return state_.span(); }
+    /// The averaged gradient of the last step (valid until the next step).
+    std::span<const float> gradients() const { return {rank_buffer_.data(), param_count}; }
+    Opt& optimizer() { return opt_; }
+    Comm& communicator() { return comm_; }
+    const TrainerOptions& options() const { return options_; }
+    std::size_t workers() const { return exec_.workers(); }
+    int rank() const { return comm_.rank(); }
+    int ranks() const { return comm_.size(); }
+    std::uint64_t steps_done() const { return step_; }
+    const PhaseTimes& phase_times() const { return phases_; }
+    void reset_phase_times() { phases_ = {}; }
+
+    /// A bit-exact fingerprint of the parameters (FNV-1a over their bytes).
+    std::uint64_t checksum() const {
+        std::uint64_t h = 1469598103934665603ULL;
+        const auto* p = reinterpret_cast<const unsigned char*>(params_.data());
+        for (std::size_t i = 0; i < params_.size() * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ULL;
+        return h;
+    }
+
+    // ---- training --------------------------------------------------------------------------
+
+    /// One step on the global batch whose dataset rows are `global_indices` (the same list on
+    /// every rank; each rank takes its balanced slice).
+    StepResult step(const Dataset& data, std::span<const std::size_t> global_indices) {
+        const std::size_t global_rows = global_indices.size();
+        PARDL_REQUIRE(global_rows <= options_.batch, ConfigError, "step: batch of ", global_rows,
+                      " rows exceeds the configured batch size ", options_.batch);
+        PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, "dataset rows have ", data.cols,
+                      " values but the model input ", Model::input_shape::str(), " needs ", Model::input_shape::size);
+        const Range mine = balanced_range(global_rows, static_cast<std::size_t>(comm_.rank()),
+                                          static_cast<std::size_t>(comm_.size()));
+        const auto my_indices = global_indices.subspan(mine.begin, mine.size());
+        const auto t0 = Clock::now();
+        Clock::time_point worker0_done = t0;
+
+        exec_.run(
+            mine.size(),
+            [&](std::size_t w, Range r) {
+                Worker& wk = workers_[w];
+                std::span<float> grads = grad_views_[w];
+                std::fill(grads.begin(), grads.end(), 0.0f);
+                wk.loss = 0;
+                wk.correct = 0;
+                if (r.empty()) {
+                    if (w == 0) worker0_done = Clock::now();
+                    return;
+                }
+                const auto tw = Clock::now();
+                const std::size_t n = r.size();
+                Matrix x{wk.x.data(), n, data.cols};
+                Matrix t = data.has_targets() ? Matrix{wk.targets.data(), n, data.target_cols} : Matrix{};
+                BatchLoader::gather_rows(data, my_indices.subspan(r.begin, n), x, {wk.labels.data(), n}, t);
+                const auto t_data = Clock::now();
+                StepContext ctx{true, options_.seed, step_, mine.begin + r.begin, global_rows, nullptr};
+                const ConstMatrix out = Model::forward(params_.span(), state_.span(), x, wk.ws, ctx);
+                const Targets targets{{wk.labels.data(), n}, t};
+                wk.loss = LossT::forward_backward(out, targets, wk.ws.output_gradient());
+                wk.correct = LossT::correct(out, targets);
+                const auto t_fwd = Clock::now();
+                Model::backward(params_.span(), grads, state_.span(), x, wk.ws, ctx);
+                if (w == 0) {
+                    const auto t_bwd = Clock::now();
+                    phases_[Phase::data] += seconds_between(tw, t_data);
+                    phases_[Phase::forward] += seconds_between(t_data, t_fwd);
+                    phases_[Phase::backward] += seconds_between(t_fwd, t_bwd);
+                    worker0_done = t_bwd;
+                }
+            },
+            std::span<const std::span<float>>(grad_views_));
+        const auto t_reduced = Clock::now();
+        phases_[Phase::reduce_workers] += seconds_between(worker0_done, t_reduced);
+
+        // The scalars ride in the same allreduce as the gradient (one message per step).
+        double loss = 0, correct = 0;
+        for (const Worker& wk : workers_) { // fixed worker order
+            loss += wk.loss;
+            correct += static_cast<double>(wk.correct);
+        }
+        float* tail = rank_buffer_.data() + param_count;
+        tail[0] = static_cast<float>(loss);
+        tail[1] = static_cast<float>(mine.size());
+        tail[2] = static_cast<float>(correct);
+        comm_.allreduce_sum(rank_buffer_.span());
+        const auto t_allreduced = Clock::now();
+        phases_[Phase::allreduce] += seconds_between(t_reduced, t_allreduced);
+
+        const double total_loss = tail[0];
+        const auto samples = static_cast<std::size_t>(tail[1]);
+        PARDL_REQUIRE(samples == global_rows, CommError, "ranks disagree on the batch: ", samples, " rows summed, ",
+                      global_rows, " expected");
+        PARDL_REQUIRE(std::isfinite(total_loss), NumericalError, "the loss became ", total_loss, " at step ", step_,
+                      ": training diverged (try a lower learning rate)");
+
+        // Scale once by 1/N_global, then update; both fused per slice of the flat vector.
+        const float scale = 1.0f / static_cast<float>(samples);
+        opt_.begin_step();
+        float* g = rank_buffer_.data();
+        float* p = params_.data();
+        exec_.for_chunks(param_count, [&](Range r) {
+            for (std::size_t i = r.begin; i < r.end; ++i) g[i] *= scale;
+            opt_.update({p + r.begin, r.size()}, {g + r.begin, r.size()}, r.begin);
+        });
+        phases_[Phase::update] += seconds_since(t_allreduced);
+        ++step_;
+        if (options_.check_replicas && step_ % options_.check_replicas == 0) check_replicas();
+        return {total_loss / static_cast<double>(samples), samples, static_cast<std::size_t>(tail[2])};
+    }
+
+    /// Stops with NumericalError if the ranks' parameters are not bit-identical.
+    void check_replicas() {
+        const std::uint64_t h = checksum();
+        const std::uint64_t lo = comm_.min(h), hi = comm_.max(h);
+        PARDL_REQUIRE(lo == hi, NumericalError, "replicas diverged at step ", step_,
+                      ": the ranks' parameter checksums differ (rank ", comm_.rank(), " has ", h, ")");
+    }
+
+    /// Trains one epoch (shuffled by (seed, epoch)); returns loss, accuracy and time.
+    EpochRecord train_epoch(const Dataset& data, std::size_t epoch, std::size_t epochs = 0) {
+        BatchLoader loader(data, options_.batch, options_.seed, /*shuffle=*/true, /*drop_last=*/false);
+        return train_epoch(loader, data, epoch, epochs);
+    }
+
+    /// Evaluates mean loss and accuracy over `data` (training = false), split over ranks and
+    /// workers; every sample is counted exactly once.
+    Evaluation evaluate(const Dataset& data) {
+        PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, "dataset rows have ", data.cols,
+                      " values but the model input needs ", Model::input_shape::size);
+        const Range mine =
+            balanced_range(data.rows, static_cast<std::size_t>(comm_.rank()), static_cast<std::size_t>(comm_.size()));
+        double sums[3] = {0, 0, static_cast<double>(mine.size())};
+        for (std::size_t start = mine.begin; start < mine.end; start += rank_rows_) {
+            const std::size_t n = std::min(rank_rows_, mine.end - start);
+            exec_.run(n, [&](std::size_t w, Range r) {
+                Worker& wk = workers_[w];
+                wk.loss = 0;
+                wk.correct = 0;
+                if (r.empty()) return;
+                const std::size_t first = start + r.begin;
+                const ConstMatrix x = data.x().row_block(first, r.size());
+                const ConstMatrix t = data.has_targets() ? data.t().row_block(first, r.size()) : ConstMatrix{};
+                const Targets targets{data.y().subspan(first, r.size()), t};
+                StepContext ctx{false, options_.seed, step_, first, data.rows, nullptr};
+                const ConstMatrix out = Model::forward(params_.span(), state_.span(), x, wk.ws, ctx);
+                wk.loss = LossT::loss(out, targets);
+                wk.correct = LossT::correct(out, targets);
+            });
+            for (const Worker& wk : workers_) {
+                sums[0] += wk.loss;
+                sums[1] += static_cast<double>(wk.correct);
+            }
+        }
+        comm_.allreduce_sum(std::span<double>(sums, 3));
+        Evaluation e;
+        e.samples = static_cast<std::size_t>(sums[2]);
+        e.loss = e.samples ? sums[0] / sums[2] : 0.0;
+        e.accuracy = e.samples ? sums[1] / sums[2] : 0.0;
+        return e;
+    }
+
+    /// Trains `epochs` epochs, evaluating on `test` (if given) after each; logs one line per
+    /// epoch on rank 0 and calls on_epoch(record) on every rank.
+    std::vector<EpochRecord> fit(const Dataset& train, const Dataset* test, std::size_t epochs,
+                                 const std::function<void(const EpochRecord&)>& on_epoch = {}) {
+        BatchLoader loader(train, options_.batch, options_.seed, true, false);
+        std::vector<EpochRecord> history;
+        for (std::size_t e = 1; e <= epochs; ++e) {
+            EpochRecord rec = train_epoch(loader, train, e, epochs);
+            if (test) {
+                const Evaluation ev = evaluate(*test);
+                rec.test_loss = ev.loss;
+                rec.test_accuracy = ev.accuracy;
+            }
+            if (options_.log && comm_.rank() == 0) {
+                std::fprintf(options_.out,
+                             "epoch %3zu  loss %.4f  train acc %.4f  test acc %.4f  %.2f s  %.0f samples/s\n", e,
+                             rec.train_loss, rec.train_accuracy, rec.test_accuracy, rec.seconds,
+                             rec.samples_per_second);
+                std::fflush(options_.out);
+            }
+            history.push_back(rec);
+            if (on_epoch) on_epoch(rec);
+        }
+        return history;
+    }
+
+    // ---- checkpoints -----------------------------------------------------------------------
+
+    /// Rank 0 writes parameters and state atomically; other ranks wait for it.
+    void save(const std::filesystem::path& path) {
+        int failed = 0;
+        std::string why;
+        if (comm_.rank() == 0) {
+            try {
+                save_checkpoint(path, Model::signature(), params_.span(), state_.span());
+            } catch (const Error& e) {
+                failed = 1;
+                why = e.what();
+            }
+        }
+        if (comm_.max(static_cast<std::uint64_t>(failed)) != 0)
+            throw CheckpointError(comm_.rank() == 0 ? why : "rank 0 could not write checkpoint " + path.string());
+    }
+
+    /// Rank 0 reads the checkpoint (errors if it belongs to another model) and broadcasts it.
+    void load(const std::filesystem::path& path) {
+        int failed = 0;
+        std::string why;
+        if (comm_.rank() == 0) {
+            try {
+                load_checkpoint(path, Model::signature(), params_.span(), state_.span());
+            } catch (const Error& e) {
+                failed = 1;
+                why = e.what();
+            }
+        }
+        if (comm_.max(static_cast<std::uint64_t>(failed)) != 0)
+            throw CheckpointError(comm_.rank() == 0 ? why : "rank 0 could not read checkpoint " + path.string());
+        comm_.broadcast(params_.span(), 0);
+        if (!state_.empty()) comm_.broadcast(state_.span(), 0);
+    }
+
+private:
+    static constexpr std::size_t tail_size = 3; // loss sum, sample count, correct count
+
+    struct Worker {
+        Worker(std::size_t rows, std::size_t grad_size)
+            : ws(rows), x(rows * Model::input_shape::size), labels(rows), grads(grad_size) {}
+        typename Model::Workspace ws;
+        AlignedBuffer<float> x;
+        AlignedBuffer<std::int32_t> labels;
+        AlignedBuffer<float> targets;
+        AlignedBuffer<float> grads; ///< empty for worker 0, which writes the rank buffer
+        double loss = 0;
+        std::size_t correct = 0;
+    };
+
+    static double seconds_between(Clock::time_point a, Clock::time_point b) {
+        return std::chrono::duration<double>(b - a).count();
+    }
+
+    std::span<float> rank_grads() { return {rank_buffer_.data(), param_count}; }
+
+    EpochRecord train_epoch(BatchLoader& loader, const Dataset& data, std::size_t epoch, std::size_t epochs) {
+        if (data.has_targets())
+            for (Worker& wk : workers_)
+                if (wk.targets.size() != wk.ws.max_rows() * data.target_cols)
+                    wk.targets.resize(wk.ws.max_rows() * data.target_cols);
+        loader.start_epoch(epoch);
+        ProgressLine progress(options_.progress && options_.log && comm_.rank() == 0, options_.out);
+        const PhaseTimes phases_before = phases_;
+        const auto t0 = Clock::now();
+        double loss_sum = 0;
+        std::size_t seen = 0, correct = 0;
+        const std::size_t batches = loader.batches_per_epoch();
+        for (std::size_t b = 0; b < batches; ++b) {
+            const StepResult r = step(data, loader.batch_indices(b));
+            loss_sum += r.loss * static_cast<double>(r.samples);
+            seen += r.samples;
+            correct += r.correct;
+            progress.update(epoch, epochs, b + 1, batches, loss_sum / static_cast<double>(seen),
+                            static_cast<double>(seen) / seconds_since(t0));
+        }
+        progress.clear();
+        EpochRecord rec;
+        rec.epoch = epoch;
+        rec.seconds = seconds_since(t0);
+        rec.train_loss = seen ? loss_sum / static_cast<double>(seen) : 0.0;
+        rec.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
+        rec.samples_per_second = static_cast<double>(seen) / rec.seconds;
+        for (std::size_t i = 0; i < rec.phases.seconds.size(); ++i)
+            rec.phases.seconds[i] = phases_.seconds[i] - phases_before.seconds[i];
+        return rec;
+    }
+
+    Opt opt_;
+    TrainerOptions options_;
+    Comm comm_;
+    Executor exec_;
+    AlignedBuffer<float> params_;
+    AlignedBuffer<float> state_;
+    AlignedBuffer<float> rank_buffer_; ///< worker 0's gradients + tail; what the allreduce sends
+    std::vector<Worker> workers_;
+    std::vector<std::span<float>> grad_views_;
+    std::size_t rank_rows_ = 0;
+    std::uint64_t step_ = 0;
+    PhaseTimes phases_;
+};
+
+} // namespace pardl

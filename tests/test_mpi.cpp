@@ -1,0 +1,162 @@
+// Distributed policies under mpiexec (CTest runs this with 2 and 3 ranks): MPI and Hybrid must
+// reproduce Serial's parameters, with uneven shards, and collectives must not hang or miscount.
+// Every collective is called by every rank before any assertion, so a failing check cannot
+// leave another rank waiting.
+#include <catch2/catch.hpp>
+
+#include <pardl/pardl.hpp>
+#include <pardl/policies/hybrid.hpp>
+#include <pardl/policies/mpi.hpp>
+#include <pardl/testing/equivalence.hpp>
+
+#include <filesystem>
+
+using namespace pardl;
+
+namespace {
+
+using SmallMlp = Sequential<Input<12>, Dense<16>, Tanh, Dense<9>, ReLU, Dense<4>>;
+constexpr double tolerance = 1e-5;
+
+template <class Policy, class Opt>
+testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads, std::size_t steps,
+                        std::size_t check_replicas = 0) {
+    TrainerOptions o;
+    o.batch = batch;
+    o.seed = 1234;
+    o.threads = threads;
+    o.log = false;
+    o.check_replicas = check_replicas;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(opt), o);
+    return testing::train_steps(trainer, data, steps);
+}
+
+SGD sgd() { return SGD({.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f}); }
+Adam adam() { return Adam({.lr = 3e-3f}); }
+
+int world_size() { return MpiComm{}.size(); }
+
+} // namespace
+
+TEST_CASE("MpiComm collectives", "[mpi]") {
+    MpiComm comm;
+    const int r = comm.rank(), n = comm.size();
+    std::vector<float> v{1.0f, static_cast<float>(r), 2.5f};
+    comm.allreduce_sum(std::span<float>(v));
+    std::vector<double> d{static_cast<double>(r) + 0.5};
+    comm.allreduce_sum(std::span<double>(d));
+    std::vector<float> b{static_cast<float>(r), static_cast<float>(r) * 2};
+    comm.broadcast(std::span<float>(b), n - 1);
+    const double s = comm.sum(1.0);
+    const auto lo = comm.min(static_cast<std::uint64_t>(r + 10)), hi = comm.max(static_cast<std::uint64_t>(r + 10));
+    comm.barrier();
+    CHECK(v[0] == static_cast<float>(n));
+    CHECK(v[1] == static_cast<float>(n * (n - 1) / 2));
+    CHECK(v[2] == 2.5f * static_cast<float>(n));
+    CHECK(d[0] == Approx(n * (n - 1) / 2.0 + 0.5 * n));
+    CHECK(b[0] == static_cast<float>(n - 1));
+    CHECK(b[1] == static_cast<float>(2 * (n - 1)));
+    CHECK(s == static_cast<double>(n));
+    CHECK(lo == 10);
+    CHECK(hi == static_cast<std::uint64_t>(n - 1 + 10));
+}
+
+TEMPLATE_TEST_CASE("MPI and Hybrid reproduce Serial", "[mpi][policy]", SGD, Adam) {
+    // 203 rows, batch 50: every epoch ends with a 3-row batch; 50 is not divisible by 3.
+    const Dataset data = make_blobs(203, 12, 4, 99);
+    auto make_opt = [] {
+        if constexpr (std::is_same_v<TestType, SGD>) return sgd();
+        else return adam();
+    };
+    const auto serial = run<Serial>(data, make_opt(), 50, 1, 25);
+    const auto mpi = run<MPI>(data, make_opt(), 50, 1, 25, /*check_replicas=*/5);
+    const auto hybrid = run<Hybrid>(data, make_opt(), 50, 2, 25, 5);
+    INFO("ranks " << world_size());
+    CHECK(testing::max_relative_difference(mpi.params, serial.params) <= tolerance);
+    CHECK(testing::max_relative_difference(hybrid.params, serial.params) <= tolerance);
+    for (std::size_t s = 0; s < serial.losses.size(); ++s) {
+        CHECK(mpi.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
+        CHECK(hybrid.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("A last batch smaller than the rank count neither hangs nor miscounts", "[mpi]") {
+    // 66 rows, batch 64: the second batch has 2 rows, so with 3 ranks one rank gets none.
+    const Dataset data = make_blobs(66, 12, 4, 17);
+    TrainerOptions o;
+    o.batch = 64;
+    o.log = false;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> trainer(sgd(), o);
+    BatchLoader loader(data, 64, o.seed);
+    loader.start_epoch(1);
+    const StepResult first = trainer.step(data, loader.batch_indices(0));
+    const StepResult last = trainer.step(data, loader.batch_indices(1));
+    const Evaluation ev = trainer.evaluate(data);
+    CHECK(first.samples == 64);
+    CHECK(last.samples == 2);
+    CHECK(ev.samples == 66);
+    CHECK(std::isfinite(last.loss));
+}
+
+TEST_CASE("Distributed evaluation counts every test sample exactly once", "[mpi]") {
+    const Dataset data = make_blobs(101, 12, 4, 23);
+    TrainerOptions o;
+    o.batch = 16;
+    o.log = false;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> dist(sgd(), o);
+    const Evaluation d = dist.evaluate(data);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> local(sgd(), o);
+    const Evaluation s = local.evaluate(data);
+    CHECK(d.samples == 101);
+    CHECK(d.loss == Approx(s.loss).epsilon(1e-6));
+    CHECK(d.accuracy == s.accuracy);
+}
+
+TEST_CASE("Parameters start identical on every rank and the replica check sees divergence", "[mpi]") {
+    TrainerOptions o;
+    o.batch = 8;
+    o.log = false;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> trainer(sgd(), o);
+    MpiComm comm;
+    const std::uint64_t h = trainer.checksum();
+    const bool same = comm.min(h) == comm.max(h);
+    // Corrupt one rank's replica: the check must throw on every rank (not hang, not pass).
+    if (comm.rank() == comm.size() - 1) trainer.parameters()[3] += 1.0f;
+    bool threw = false;
+    try {
+        trainer.check_replicas();
+    } catch (const NumericalError&) {
+        threw = true;
+    }
+    CHECK(same);
+    CHECK(threw);
+}
+
+TEST_CASE("Checkpoints written by rank 0 load on every rank", "[mpi]") {
+    MpiComm comm;
+    const auto dir = std::filesystem::temp_directory_path() / "pardl-test-mpi-ckpt";
+    if (comm.rank() == 0) std::filesystem::create_directories(dir);
+    comm.barrier();
+    const auto file = dir / "model.ckpt";
+    const Dataset data = make_blobs(64, 12, 4, 2);
+    TrainerOptions o;
+    o.batch = 16;
+    o.log = false;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> a(sgd(), o);
+    testing::train_steps(a, data, 3);
+    a.save(file);
+    o.seed = 999; // different initial parameters
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> b(sgd(), o);
+    b.load(file);
+    const bool equal = std::equal(a.parameters().begin(), a.parameters().end(), b.parameters().begin());
+    bool missing_threw = false;
+    try {
+        b.load(dir / "does-not-exist.ckpt");
+    } catch (const CheckpointError&) {
+        missing_threw = true;
+    }
+    comm.barrier();
+    if (comm.rank() == 0) std::filesystem::remove_all(dir);
+    CHECK(equal);
+    CHECK(missing_threw);
+}

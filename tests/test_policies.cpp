@@ -1,0 +1,97 @@
+// Policy equivalence in one process: OpenMP with 2 and 3 threads must reproduce Serial's
+// parameters (same seed, same global batches) up to summation-order rounding: <= 1e-5 relative.
+#include <catch2/catch.hpp>
+
+#include <pardl/pardl.hpp>
+#include <pardl/policies/openmp.hpp>
+#include <pardl/testing/equivalence.hpp>
+
+using namespace pardl;
+
+namespace {
+
+using SmallMlp = Sequential<Input<12>, Dense<16>, Tanh, Dense<9>, ReLU, Dense<4>>;
+constexpr double tolerance = 1e-5;
+
+template <class Policy, class Opt>
+testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads, std::size_t steps) {
+    TrainerOptions o;
+    o.batch = batch;
+    o.seed = 1234;
+    o.threads = threads;
+    o.log = false;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(opt), o);
+    return testing::train_steps(trainer, data, steps);
+}
+
+SGD sgd() { return SGD({.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f}); }
+Adam adam() { return Adam({.lr = 3e-3f}); }
+
+} // namespace
+
+TEMPLATE_TEST_CASE("OpenMP reproduces Serial", "[policy][openmp]", SGD, Adam) {
+    const Dataset data = make_blobs(203, 12, 4, 99); // 203 rows: the last batch of each epoch is short
+    auto make_opt = [] {
+        if constexpr (std::is_same_v<TestType, SGD>) return sgd();
+        else return adam();
+    };
+    const std::size_t batch = GENERATE(50, 7);
+    const auto serial = run<Serial>(data, make_opt(), batch, 1, 25);
+    for (std::size_t threads : {2, 3}) {
+        const auto omp = run<OpenMP>(data, make_opt(), batch, threads, 25);
+        INFO("batch " << batch << ", threads " << threads);
+        CHECK(testing::max_relative_difference(omp.params, serial.params) <= tolerance);
+        for (std::size_t s = 0; s < serial.losses.size(); ++s) CHECK(omp.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("A policy that changed the math would be caught", "[policy]") {
+    // Guard against a vacuous tolerance: one different learning rate must exceed it.
+    const Dataset data = make_blobs(120, 12, 4, 5);
+    const auto a = run<Serial>(data, SGD({.lr = 0.05f, .momentum = 0.9f}), 40, 1, 10);
+    const auto b = run<Serial>(data, SGD({.lr = 0.0501f, .momentum = 0.9f}), 40, 1, 10);
+    CHECK(testing::max_relative_difference(a.params, b.params) > tolerance);
+}
+
+TEST_CASE("More threads than rows leaves some workers idle, and the step is still exact", "[policy][openmp]") {
+    const Dataset data = make_blobs(10, 12, 4, 3);
+    const auto serial = run<Serial>(data, sgd(), 4, 1, 6); // batches of 4, 4, 2 rows
+    const auto omp = run<OpenMP>(data, sgd(), 4, 3, 6);
+    CHECK(testing::max_relative_difference(omp.params, serial.params) <= tolerance);
+}
+
+TEST_CASE("Evaluation is identical under OpenMP and counts every sample once", "[policy][openmp]") {
+    const Dataset data = make_blobs(157, 12, 4, 8);
+    TrainerOptions o;
+    o.batch = 32;
+    o.log = false;
+    o.threads = 1;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> serial(sgd(), o);
+    o.threads = 3;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> omp(sgd(), o);
+    const Evaluation a = serial.evaluate(data), b = omp.evaluate(data);
+    CHECK(a.samples == 157);
+    CHECK(b.samples == 157);
+    CHECK(b.loss == Approx(a.loss).epsilon(1e-6));
+    CHECK(b.accuracy == a.accuracy);
+}
+
+TEST_CASE("An exception in one worker thread surfaces after the parallel region", "[policy][openmp]") {
+    OpenMPExecutor exec(3);
+    CHECK_THROWS_WITH(exec.run(9, [](std::size_t w, Range) { if (w == 2) throw DataError("worker 2 failed"); }),
+                      Catch::Contains("worker 2 failed"));
+}
+
+TEST_CASE("OpenMP gradient reduction sums worker buffers in a fixed order", "[policy][openmp]") {
+    OpenMPExecutor exec(3);
+    std::vector<float> b0(1000), b1(1000), b2(1000);
+    std::vector<std::span<float>> spans{b0, b1, b2};
+    exec.run(
+        30,
+        [&](std::size_t w, Range r) {
+            CHECK(r == balanced_range(30, w, 3));
+            for (std::size_t i = 0; i < 1000; ++i) spans[w][i] = static_cast<float>(w + 1) * static_cast<float>(i);
+        },
+        std::span<const std::span<float>>(spans));
+    for (std::size_t i = 0; i < 1000; ++i) REQUIRE(b0[i] == 6.0f * static_cast<float>(i));
+}
