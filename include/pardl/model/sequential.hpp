@@ -53,19 +53,19 @@ constexpr bool spec_accepts() {
         return false;
 }
 
-// The names of these templates are the diagnostic: GCC and Clang print them with their
-// arguments ("[with long unsigned int LayerIndex = 3; Layer = pardl::Dense<10>; InputShape =
-// pardl::Shape<32, 13, 13>]") on the line of the failed assertion.
+// The names of these templates are the diagnostic: GCC and Clang print the instantiation with its
+// arguments ("In instantiation of 'struct pardl::detail::sequential_layer_rejects_input_shape<3,
+// pardl::Dense<10>, pardl::Shape<32, 13, 13> >'") right above the failed assertion.
 template <std::size_t LayerIndex, class Layer, class InputShape>
 struct sequential_layer_is_not_a_layer {
     static constexpr bool value = LayerSpec<Layer>;
-    static_assert(value, "pardl::Sequential: element at LayerIndex is not a pardl layer (see [with ...])");
+    static_assert(value, "pardl::Sequential: this element is not a pardl layer (its index, type and input shape are the template arguments of sequential_layer_is_not_a_layer<LayerIndex, Layer, InputShape> above)");
 };
 
 template <std::size_t LayerIndex, class Layer, class InputShape>
 struct sequential_layer_rejects_input_shape {
     static constexpr bool value = !LayerSpec<Layer> || spec_accepts<Layer, InputShape>();
-    static_assert(value, "pardl::Sequential: layer at LayerIndex cannot take InputShape (see [with ...])");
+    static_assert(value, "pardl::Sequential: this layer cannot take its input shape (its index, type and input shape are the template arguments of sequential_layer_rejects_input_shape<LayerIndex, Layer, InputShape> above; see Layer::requirement)");
 };
 
 template <std::size_t Index, class In, class Spec>
@@ -160,6 +160,28 @@ public:
         std::size_t s = 0;
         for (auto n : state_counts) s += n;
         return s;
+    }();
+    /// Multiply-adds of one sample's forward pass per layer (layers without a `macs` member
+    /// count 0: their elementwise work is negligible next to the GEMMs).
+    static constexpr std::array<std::size_t, layer_count> layer_macs =
+        collect(indices, []<class L>(std::type_identity<L>) -> std::size_t {
+            if constexpr (requires { L::macs; })
+                return L::macs;
+            else
+                return 0;
+        });
+    /// Floating-point operations of one training step per sample: forward (2 per multiply-add),
+    /// weight gradient (as many again) and input gradient (as many again, except the first layer,
+    /// whose input gradient is never computed). W-MLP: 1,007,104.
+    static constexpr std::size_t training_flops_per_sample = [] {
+        std::size_t f = 0;
+        for (std::size_t i = 0; i < layer_count; ++i) f += (i == 0 ? 4 : 6) * layer_macs[i];
+        return f;
+    }();
+    static constexpr std::size_t inference_flops_per_sample = [] {
+        std::size_t f = 0;
+        for (auto m : layer_macs) f += 2 * m;
+        return f;
     }();
     static constexpr std::size_t max_width = [] {
         std::size_t m = input_shape::size;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <new>
 #include <span>
+#include <utility>
 
 namespace pardl {
 
@@ -19,6 +20,13 @@ class AlignedBuffer {
 public:
     AlignedBuffer() = default;
     explicit AlignedBuffer(std::size_t n) { resize(n); }
+    // A moved-from buffer is empty (the defaulted moves would leave size_ with a null pointer).
+    AlignedBuffer(AlignedBuffer&& o) noexcept : data_(std::move(o.data_)), size_(std::exchange(o.size_, 0)) {}
+    AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
+        data_ = std::move(o.data_);
+        size_ = std::exchange(o.size_, 0);
+        return *this;
+    }
 
     /// Reallocates to exactly n zeroed elements (contents are not kept).
     void resize(std::size_t n) {
