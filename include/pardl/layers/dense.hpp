@@ -32,6 +32,7 @@ struct Dense : LayerSpecBase {
         static constexpr std::size_t weight_count = in * Out;
         static constexpr std::size_t param_count = weight_count + Out;
         static constexpr std::size_t state_count = 0;
+        static constexpr std::size_t macs = in * Out; ///< per sample, forward
 
         static std::string name() { return Dense::name(); }
 

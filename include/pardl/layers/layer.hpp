@@ -34,6 +34,7 @@ struct StepContext {
     std::size_t first_row = 0;   ///< global index (within the global batch) of this worker's first row
     std::size_t global_rows = 0; ///< rows in the global batch
     WorkerReducer* reducer = nullptr; ///< null when this worker is the only one
+    bool updates_state = true;        ///< exactly one worker per process writes running statistics
 };
 
 /// The memory a bound layer works on: its own slices of the flat buffers (empty if it has none).
@@ -55,6 +56,8 @@ struct LayerSlots {
 ///  - `backward(slots, x, y, dy, dx, ctx)`: called after forward with the same x, y; dy is the
 ///    gradient of the objective w.r.t. y. ensures: slots.grads += d(objective)/d(params) summed
 ///    over rows; dx = d(objective)/dx (overwritten), unless dx.empty(), when it is skipped.
+///  - Batches of 0 rows must work: with synchronising layers every worker runs every step, even
+///    with an empty share, so that the collectives of all workers stay matched.
 ///  - `name()`: a short label such as "Dense<256>" for describe() and diagnostics.
 template <class L>
 concept BoundLayer = requires {

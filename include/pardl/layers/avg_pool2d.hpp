@@ -1,0 +1,84 @@
+// AvgPool2D<K, S>: mean over K x K windows (stride S, no padding) per channel; backward spreads
+// each output gradient evenly over its window. Models BoundLayer.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+
+#include "pardl/layers/layer.hpp"
+
+namespace pardl {
+
+template <std::size_t Kernel, std::size_t Stride = Kernel>
+struct AvgPool2D : LayerSpecBase {
+    static_assert(Kernel > 0 && Stride > 0, "pardl: AvgPool2D needs Kernel > 0 and Stride > 0");
+
+    template <ShapeType In>
+    static constexpr bool accepts = [] {
+        if constexpr (In::rank == 3)
+            return In::dims[1] >= Kernel && In::dims[2] >= Kernel;
+        else
+            return false;
+    }();
+    static constexpr const char* requirement =
+        "AvgPool2D needs a C x H x W (rank-3) input at least Kernel high and wide";
+
+    static std::string name() {
+        std::string s = "AvgPool2D<" + std::to_string(Kernel);
+        if (Stride != Kernel) s += ",s" + std::to_string(Stride);
+        return s + ">";
+    }
+
+    template <ShapeType In>
+    struct bind : ParameterFree {
+        static constexpr std::size_t C = ImageDims<In>::channels, H = ImageDims<In>::height,
+                                     W = ImageDims<In>::width;
+        static constexpr std::size_t OH = (H - Kernel) / Stride + 1, OW = (W - Kernel) / Stride + 1;
+        using input_shape = In;
+        using output_shape = Shape<C, OH, OW>;
+        static constexpr float inv_area = 1.0f / static_cast<float>(Kernel * Kernel);
+
+        static std::string name() { return AvgPool2D::name(); }
+
+        explicit bind(std::size_t) {}
+
+        void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) {
+            for (std::size_t r = 0; r < x.rows; ++r) {
+                const float* xr = x.row(r);
+                float* yr = y.row(r);
+                for (std::size_t c = 0; c < C; ++c)
+                    for (std::size_t oh = 0; oh < OH; ++oh)
+                        for (std::size_t ow = 0; ow < OW; ++ow) {
+                            float acc = 0.0f;
+                            for (std::size_t kh = 0; kh < Kernel; ++kh) {
+                                const float* row = xr + (c * H + oh * Stride + kh) * W + ow * Stride;
+                                for (std::size_t kw = 0; kw < Kernel; ++kw) acc += row[kw];
+                            }
+                            yr[(c * OH + oh) * OW + ow] = acc * inv_area;
+                        }
+            }
+        }
+
+        void backward(const LayerSlots&, ConstMatrix x, ConstMatrix, ConstMatrix dy, Matrix dx,
+                      const StepContext&) {
+            if (dx.empty()) return;
+            for (std::size_t r = 0; r < x.rows; ++r) {
+                float* d = dx.row(r);
+                const float* g = dy.row(r);
+                std::fill_n(d, In::size, 0.0f);
+                for (std::size_t c = 0; c < C; ++c)
+                    for (std::size_t oh = 0; oh < OH; ++oh)
+                        for (std::size_t ow = 0; ow < OW; ++ow) {
+                            const float share = g[(c * OH + oh) * OW + ow] * inv_area;
+                            for (std::size_t kh = 0; kh < Kernel; ++kh) {
+                                float* row = d + (c * H + oh * Stride + kh) * W + ow * Stride;
+                                for (std::size_t kw = 0; kw < Kernel; ++kw) row[kw] += share;
+                            }
+                        }
+            }
+        }
+    };
+};
+
+} // namespace pardl

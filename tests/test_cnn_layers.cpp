@@ -1,0 +1,685 @@
+// CNN layers: finite-difference gradient checks of Conv2D, the pools, BatchNorm and Dropout (alone
+// and inside small models), forward values against naive double-precision and hand-worked
+// references, and the partition independence of synchronized batch norm and of dropout masks.
+#include "pardl/layers/avg_pool2d.hpp"
+#include "pardl/layers/batch_norm.hpp"
+#include "pardl/layers/conv2d.hpp"
+#include "pardl/layers/dense.hpp"
+#include "pardl/layers/dropout.hpp"
+#include "pardl/layers/flatten.hpp"
+#include "pardl/layers/max_pool2d.hpp"
+#include "pardl/layers/relu.hpp"
+#include "pardl/losses/softmax_cross_entropy.hpp"
+#include "pardl/model/sequential.hpp"
+#include "pardl/tensor/buffer.hpp"
+#include "pardl/tensor/im2col.hpp"
+#include "pardl/testing/gradcheck.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <cstddef>
+#include <numeric>
+#include <span>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+using namespace pardl;
+using pardl::testing::check_layer;
+using pardl::testing::check_model;
+using pardl::testing::GradcheckOptions;
+
+namespace {
+
+template <class L>
+void require_layer_gradients(std::size_t rows, GradcheckOptions o = {}) {
+    const auto report = check_layer<L>(rows, o);
+    INFO(L::name() << " on " << L::input_shape::str() << ": " << report.summary());
+    REQUIRE(report.ok);
+}
+
+std::vector<float> random_values(std::size_t n, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+    Rng rng(seed, 11);
+    std::vector<float> v(n);
+    for (float& x : v) x = rng.uniform(lo, hi);
+    return v;
+}
+
+/// Relative closeness of two vectors in the max norm.
+double max_rel_diff(std::span<const float> a, std::span<const float> b) {
+    double diff = 0, scale = 1e-12;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+        scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+    }
+    return diff / scale;
+}
+
+/// Runs a bound layer's forward on given params and inputs; returns the output.
+template <class L>
+std::vector<float> run_forward(L& layer, std::span<const float> params, std::span<float> state,
+                               const std::vector<float>& x, std::size_t rows, const StepContext& ctx = {}) {
+    std::vector<float> y(rows * L::output_shape::size);
+    layer.forward(LayerSlots{params, {}, state}, ConstMatrix{x.data(), rows, L::input_shape::size},
+                  Matrix{y.data(), rows, L::output_shape::size}, ctx);
+    return y;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Shapes, names, acceptance
+
+TEST_CASE("CNN layer shapes, names and acceptance", "[cnn]") {
+    using C1 = Conv2D<32, 3, 1, 1>::bind<Shape<1, 28, 28>>;
+    STATIC_REQUIRE(std::is_same_v<C1::output_shape, Shape<32, 28, 28>>);
+    STATIC_REQUIRE(C1::param_count == 32 * 9 + 32);
+    STATIC_REQUIRE(std::is_same_v<Conv2D<4, 3, 2, 1>::bind<Shape<3, 7, 6>>::output_shape, Shape<4, 4, 3>>);
+    STATIC_REQUIRE(std::is_same_v<Conv2D<2, 5>::bind<Shape<1, 5, 5>>::output_shape, Shape<2, 1, 1>>);
+    STATIC_REQUIRE(std::is_same_v<MaxPool2D<2>::bind<Shape<32, 28, 28>>::output_shape, Shape<32, 14, 14>>);
+    STATIC_REQUIRE(std::is_same_v<MaxPool2D<3, 2>::bind<Shape<1, 7, 6>>::output_shape, Shape<1, 3, 2>>);
+    STATIC_REQUIRE(std::is_same_v<AvgPool2D<2>::bind<Shape<3, 5, 5>>::output_shape, Shape<3, 2, 2>>);
+    STATIC_REQUIRE(BatchNorm<>::bind<Shape<3, 4, 4>>::param_count == 6);
+    STATIC_REQUIRE(BatchNorm<>::bind<Shape<10>>::state_count == 20);
+
+    STATIC_REQUIRE(Conv2D<2, 3>::accepts<Shape<1, 3, 3>>);
+    STATIC_REQUIRE(Conv2D<2, 3, 1, 1>::accepts<Shape<1, 1, 1>>);
+    STATIC_REQUIRE_FALSE(Conv2D<2, 3>::accepts<Shape<1, 2, 5>>);
+    STATIC_REQUIRE_FALSE(Conv2D<2, 3>::accepts<Shape<9>>);
+    STATIC_REQUIRE_FALSE(MaxPool2D<2>::accepts<Shape<1, 1, 4>>);
+    STATIC_REQUIRE_FALSE(MaxPool2D<2>::accepts<Shape<16>>);
+    STATIC_REQUIRE_FALSE(AvgPool2D<3>::accepts<Shape<2, 2, 8>>);
+    STATIC_REQUIRE(BatchNorm<>::accepts<Shape<7>>);
+    STATIC_REQUIRE_FALSE(BatchNorm<>::accepts<Shape<2, 7>>);
+    STATIC_REQUIRE(BoundLayer<Dropout<500>::bind<Shape<3, 2, 2>>>);
+
+    CHECK(Conv2D<32, 3, 1, 1>::name() == "Conv2D<32,3,s1,p1>");
+    CHECK(MaxPool2D<2>::name() == "MaxPool2D<2>");
+    CHECK(MaxPool2D<3, 2>::name() == "MaxPool2D<3,s2>");
+    CHECK(AvgPool2D<2>::name() == "AvgPool2D<2>");
+    CHECK(SyncBatchNorm::name() == "BatchNorm");
+    CHECK(LocalBatchNorm::name() == "LocalBatchNorm");
+    CHECK(Dropout<500>::name() == "Dropout<500>");
+
+    using Net = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>,
+                           ReLU, MaxPool2D<2>, Flatten, Dense<128>, ReLU, Dropout<500>, Dense<10>>;
+    STATIC_REQUIRE(std::is_same_v<Net::output_shape, Shape<10>>);
+    CHECK(Net::output_shapes()[5] == "64x7x7");
+}
+
+// ---------------------------------------------------------------------------------------------
+// im2col / Conv2D
+
+TEST_CASE("im2col and col2im are adjoint", "[cnn][im2col]") {
+    // <col2im(c), x> == <c, im2col(x)> for every geometry, padding that swallows whole rows included.
+    const ConvGeometry geometries[] = {{2, 5, 4, 3, 1, 1}, {1, 7, 6, 3, 2, 1}, {3, 4, 4, 1, 1, 0},
+                                       {1, 3, 3, 1, 2, 2}, {2, 3, 5, 2, 3, 2}, {1, 4, 4, 4, 1, 0}};
+    for (const auto& g : geometries) {
+        REQUIRE(g.valid());
+        const std::size_t n_in = g.channels * g.height * g.width, n_col = g.patch_size() * g.out_pixels();
+        const auto x = random_values(n_in, 1), c = random_values(n_col, 2);
+        std::vector<float> col(n_col, 7.0f), back(n_in, 0.0f);
+        im2col(g, x.data(), col.data());
+        col2im(g, c.data(), back.data());
+        double lhs = 0, rhs = 0;
+        for (std::size_t i = 0; i < n_in; ++i) lhs += static_cast<double>(back[i]) * x[i];
+        for (std::size_t i = 0; i < n_col; ++i) rhs += static_cast<double>(c[i]) * col[i];
+        CHECK(lhs == Approx(rhs).epsilon(1e-5));
+    }
+}
+
+namespace {
+
+/// Direct convolution in double: the reference for Conv2D's forward.
+template <std::size_t OutC, std::size_t K, std::size_t S, std::size_t P, class In>
+void check_conv_forward() {
+    using L = typename Conv2D<OutC, K, S, P>::template bind<In>;
+    constexpr std::size_t C = In::dims[0], H = In::dims[1], W = In::dims[2];
+    constexpr std::size_t OH = L::output_shape::dims[1], OW = L::output_shape::dims[2];
+    const std::size_t rows = 3;
+    const auto params = random_values(L::param_count, 3);
+    const auto x = random_values(rows * In::size, 4);
+    L layer(rows);
+    const auto y = run_forward(layer, params, {}, x, rows);
+    std::vector<float> ref(y.size());
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t o = 0; o < OutC; ++o)
+            for (std::size_t oh = 0; oh < OH; ++oh)
+                for (std::size_t ow = 0; ow < OW; ++ow) {
+                    double acc = params[L::weight_count + o];
+                    for (std::size_t c = 0; c < C; ++c)
+                        for (std::size_t kh = 0; kh < K; ++kh)
+                            for (std::size_t kw = 0; kw < K; ++kw) {
+                                const auto ih = static_cast<long>(oh * S + kh) - static_cast<long>(P);
+                                const auto iw = static_cast<long>(ow * S + kw) - static_cast<long>(P);
+                                if (ih < 0 || iw < 0 || ih >= static_cast<long>(H) ||
+                                    iw >= static_cast<long>(W))
+                                    continue;
+                                acc += static_cast<double>(params[((o * C + c) * K + kh) * K + kw]) *
+                                       x[r * In::size + (c * H + static_cast<std::size_t>(ih)) * W +
+                                         static_cast<std::size_t>(iw)];
+                            }
+                    ref[r * L::output_shape::size + (o * OH + oh) * OW + ow] = static_cast<float>(acc);
+                }
+    INFO(L::name() << " on " << In::str());
+    CHECK(max_rel_diff(y, ref) < 1e-5);
+}
+
+} // namespace
+
+TEST_CASE("Conv2D forward matches a direct double-precision convolution", "[cnn][conv]") {
+    check_conv_forward<2, 3, 1, 0, Shape<1, 5, 5>>();
+    check_conv_forward<4, 3, 2, 1, Shape<3, 7, 6>>();
+    check_conv_forward<3, 1, 1, 0, Shape<2, 4, 4>>();  // 1x1: columns are the sample itself
+    check_conv_forward<2, 4, 1, 0, Shape<2, 4, 4>>();  // kernel as large as the image
+    check_conv_forward<5, 3, 1, 1, Shape<3, 9, 11>>(); // W-CNN-like, odd sizes
+    check_conv_forward<2, 1, 2, 1, Shape<1, 3, 3>>();  // outputs that read only padding
+    check_conv_forward<3, 2, 3, 2, Shape<2, 5, 7>>();
+    check_conv_forward<17, 3, 1, 1, Shape<20, 6, 5>>(); // GEMM depth and rows beyond one sliver
+}
+
+TEST_CASE("Conv2D gradients match finite differences", "[cnn][conv][gradcheck]") {
+    require_layer_gradients<Conv2D<2, 3>::bind<Shape<1, 5, 5>>>(3);
+    require_layer_gradients<Conv2D<4, 3, 2, 1>::bind<Shape<3, 7, 6>>>(2);
+    require_layer_gradients<Conv2D<3, 1>::bind<Shape<2, 4, 4>>>(3);
+    require_layer_gradients<Conv2D<2, 4>::bind<Shape<2, 4, 4>>>(3);
+    require_layer_gradients<Conv2D<3, 3, 2, 0>::bind<Shape<2, 7, 5>>>(2);
+    require_layer_gradients<Conv2D<2, 3, 3, 2>::bind<Shape<1, 5, 7>>>(2);
+    require_layer_gradients<Conv2D<2, 1, 2, 1>::bind<Shape<2, 3, 3>>>(2);
+    require_layer_gradients<Conv2D<3, 2, 1, 1, XavierUniform>::bind<Shape<2, 3, 4>>>(2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling
+
+TEST_CASE("MaxPool2D and AvgPool2D on hand-worked examples", "[cnn][pool]") {
+    // One 1 x 4 x 4 sample.
+    const std::vector<float> x = {1,  5, 2, 0, //
+                                  3,  4, 8, 6, //
+                                  -1, 9, 7, 2, //
+                                  0,  2, 3, -4};
+    const std::vector<float> dy = {1, 2, 3, 4};
+    SECTION("MaxPool2D<2>") {
+        MaxPool2D<2>::bind<Shape<1, 4, 4>> pool(1);
+        const auto y = run_forward(pool, {}, {}, x, 1);
+        CHECK(y == std::vector<float>{5, 8, 9, 7});
+        std::vector<float> dx(16, -1.0f);
+        pool.backward({}, ConstMatrix{x.data(), 1, 16}, ConstMatrix{y.data(), 1, 4},
+                      ConstMatrix{dy.data(), 1, 4}, Matrix{dx.data(), 1, 16}, {});
+        CHECK(dx == std::vector<float>{0, 1, 0, 0, 0, 0, 2, 0, 0, 3, 4, 0, 0, 0, 0, 0});
+    }
+    SECTION("MaxPool2D<3,1> with overlapping windows") {
+        MaxPool2D<3, 1>::bind<Shape<1, 4, 4>> pool(1);
+        const auto y = run_forward(pool, {}, {}, x, 1);
+        CHECK(y == std::vector<float>{9, 9, 9, 9}); // 9 sits in all four windows
+        std::vector<float> dx(16, -1.0f);
+        pool.backward({}, ConstMatrix{x.data(), 1, 16}, ConstMatrix{y.data(), 1, 4},
+                      ConstMatrix{dy.data(), 1, 4}, Matrix{dx.data(), 1, 16}, {});
+        std::vector<float> expected(16, 0.0f);
+        expected[9] = 1 + 2 + 3 + 4;
+        CHECK(dx == expected);
+    }
+    SECTION("MaxPool2D<2> sends a tied window's gradient to its first maximum, as PyTorch") {
+        const std::vector<float> t = {1, 3, 3, 3, 0, 2, 2, 2};
+        MaxPool2D<2>::bind<Shape<2, 2, 2>> pool(1);
+        const auto y = run_forward(pool, {}, {}, t, 1);
+        CHECK(y == std::vector<float>{3, 2});
+        std::vector<float> dx(8, -1.0f);
+        pool.backward({}, ConstMatrix{t.data(), 1, 8}, ConstMatrix{y.data(), 1, 2},
+                      ConstMatrix{dy.data(), 1, 2}, Matrix{dx.data(), 1, 8}, {});
+        CHECK(dx == std::vector<float>{0, 1, 0, 0, 0, 2, 0, 0});
+    }
+    SECTION("MaxPool2D<2,3> on an odd-sized image skips the leftover border") {
+        std::vector<float> x5(25);
+        std::iota(x5.begin(), x5.end(), 0.0f);
+        MaxPool2D<2, 3>::bind<Shape<1, 5, 5>> pool(1);
+        CHECK(run_forward(pool, {}, {}, x5, 1) == std::vector<float>{6, 9, 21, 24});
+    }
+    SECTION("AvgPool2D<2>") {
+        AvgPool2D<2>::bind<Shape<1, 4, 4>> pool(1);
+        const auto y = run_forward(pool, {}, {}, x, 1);
+        CHECK(y == std::vector<float>{13.0f / 4, 16.0f / 4, 10.0f / 4, 8.0f / 4});
+        std::vector<float> dx(16, -1.0f);
+        pool.backward({}, ConstMatrix{x.data(), 1, 16}, ConstMatrix{y.data(), 1, 4},
+                      ConstMatrix{dy.data(), 1, 4}, Matrix{dx.data(), 1, 16}, {});
+        CHECK(dx == std::vector<float>{.25f, .25f, .5f, .5f, .25f, .25f, .5f, .5f, .75f, .75f, 1, 1, .75f,
+                                       .75f, 1, 1});
+    }
+    SECTION("AvgPool2D<3,2> with overlapping windows, two channels") {
+        std::vector<float> x2(2 * 25);
+        std::iota(x2.begin(), x2.end(), 0.0f);
+        AvgPool2D<3, 2>::bind<Shape<2, 5, 5>> pool(1);
+        // Window means are the centre values (the input is linear in row and column).
+        CHECK(run_forward(pool, {}, {}, x2, 1) == std::vector<float>{6, 8, 16, 18, 31, 33, 41, 43});
+    }
+}
+
+namespace {
+
+/// Finite-difference check of a parameter-free layer's input gradient on given inputs (for max
+/// pooling, inputs without near-ties so that no step crosses a kink).
+template <class L>
+void check_input_gradient_on(const std::vector<float>& x0, std::size_t rows, double h = 1e-3) {
+    constexpr std::size_t in = L::input_shape::size, out = L::output_shape::size;
+    auto x = x0;
+    const auto r = random_values(rows * out, 5);
+    L layer(rows);
+    std::vector<float> y(rows * out), dx(rows * in);
+    auto objective = [&] {
+        layer.forward({}, ConstMatrix{x.data(), rows, in}, Matrix{y.data(), rows, out}, {});
+        double f = 0;
+        for (std::size_t i = 0; i < y.size(); ++i) f += static_cast<double>(y[i]) * r[i];
+        return f;
+    };
+    objective();
+    layer.backward({}, ConstMatrix{x.data(), rows, in}, ConstMatrix{y.data(), rows, out},
+                   ConstMatrix{r.data(), rows, out}, Matrix{dx.data(), rows, in}, {});
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        const float orig = x[i];
+        x[i] = static_cast<float>(orig + h);
+        const double fp = objective();
+        x[i] = static_cast<float>(orig - h);
+        const double fm = objective();
+        x[i] = orig;
+        INFO(L::name() << " input " << i);
+        CHECK(dx[i] == Approx((fp - fm) / (2 * h)).margin(1e-4));
+    }
+}
+
+/// Distinct values at least 0.01 apart, shuffled: max pooling has no ties within a step of 1e-3.
+std::vector<float> distinct_values(std::size_t n, std::uint64_t seed) {
+    std::vector<float> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = 0.01f * static_cast<float>(i) - 0.005f * static_cast<float>(n);
+    Rng rng(seed, 12);
+    for (std::size_t i = n; i > 1; --i) std::swap(v[i - 1], v[rng.below(i)]);
+    return v;
+}
+
+} // namespace
+
+TEST_CASE("Pooling gradients match finite differences", "[cnn][pool][gradcheck]") {
+    check_input_gradient_on<MaxPool2D<2>::bind<Shape<2, 6, 6>>>(distinct_values(2 * 2 * 36, 1), 2);
+    check_input_gradient_on<MaxPool2D<2>::bind<Shape<3, 5, 7>>>(distinct_values(2 * 3 * 35, 2), 2);
+    check_input_gradient_on<MaxPool2D<3>::bind<Shape<1, 7, 7>>>(distinct_values(3 * 49, 3), 3);
+    check_input_gradient_on<MaxPool2D<3, 2>::bind<Shape<2, 7, 6>>>(distinct_values(2 * 2 * 42, 4), 2);
+    check_input_gradient_on<MaxPool2D<2, 1>::bind<Shape<1, 5, 4>>>(distinct_values(2 * 20, 5), 2);
+    // Average pooling is linear: the generic checker's random inputs are fine.
+    require_layer_gradients<AvgPool2D<2>::bind<Shape<2, 6, 6>>>(2);
+    require_layer_gradients<AvgPool2D<3>::bind<Shape<1, 7, 8>>>(2);
+    require_layer_gradients<AvgPool2D<3, 2>::bind<Shape<2, 7, 5>>>(2);
+    require_layer_gradients<AvgPool2D<2, 1>::bind<Shape<1, 5, 5>>>(2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// BatchNorm
+
+TEST_CASE("BatchNorm gradients match finite differences", "[cnn][batchnorm][gradcheck]") {
+    GradcheckOptions o;
+    o.step = 1e-3;
+    SECTION("training") {
+        require_layer_gradients<LocalBatchNorm::bind<Shape<3, 4, 5>>>(4, o);
+        require_layer_gradients<SyncBatchNorm::bind<Shape<2, 3, 3>>>(3, o); // no reducer: local sums
+        require_layer_gradients<LocalBatchNorm::bind<Shape<6>>>(8, o);
+        require_layer_gradients<SyncBatchNorm::bind<Shape<5>>>(5, o);
+    }
+    SECTION("evaluation") {
+        o.training = false;
+        require_layer_gradients<SyncBatchNorm::bind<Shape<3, 4, 5>>>(3, o);
+        require_layer_gradients<LocalBatchNorm::bind<Shape<6>>>(4, o);
+    }
+}
+
+TEST_CASE("BatchNorm normalises per channel and tracks running statistics", "[cnn][batchnorm]") {
+    using L = SyncBatchNorm::bind<Shape<3, 4, 5>>;
+    constexpr std::size_t rows = 6, spatial = 20, C = 3;
+    std::vector<float> params(L::param_count), state(L::state_count);
+    Rng rng(1, 0);
+    L::initialize(params, state, rng);
+    CHECK(params == std::vector<float>{1, 1, 1, 0, 0, 0});
+    CHECK(state == std::vector<float>{0, 0, 0, 1, 1, 1});
+    // Channels with different offsets and spreads.
+    auto x = random_values(rows * L::input_shape::size, 6);
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t p = 0; p < spatial; ++p) {
+                float& v = x[r * 60 + c * spatial + p];
+                v = static_cast<float>(c + 1) * 2.0f * v + 3.0f * static_cast<float>(c);
+            }
+    L layer(rows);
+    const auto y = run_forward(layer, params, state, x, rows);
+    for (std::size_t c = 0; c < C; ++c) {
+        double sx = 0, sxx = 0, sy = 0, syy = 0;
+        const double n = rows * spatial;
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t p = 0; p < spatial; ++p) {
+                const double xv = x[r * 60 + c * spatial + p], yv = y[r * 60 + c * spatial + p];
+                sx += xv;
+                sxx += xv * xv;
+                sy += yv;
+                syy += yv * yv;
+            }
+        const double mean = sx / n, var = sxx / n - mean * mean;
+        INFO("channel " << c);
+        CHECK(std::abs(sy / n) < 1e-5);
+        CHECK(syy / n == Approx(var / (var + 1e-5)).epsilon(1e-5));
+        CHECK(state[c] == Approx(0.1 * mean).epsilon(1e-5));
+        CHECK(state[C + c] == Approx(0.9 + 0.1 * var * n / (n - 1)).epsilon(1e-5));
+    }
+
+    SECTION("evaluation uses the running statistics and affine parameters") {
+        std::vector<float> p2 = {2.0f, 0.5f, -1.0f, 0.25f, -3.0f, 1.0f};
+        std::vector<float> s2 = {0.5f, -1.0f, 2.0f, 4.0f, 0.25f, 9.0f};
+        const auto s_before = s2;
+        StepContext eval;
+        eval.training = false;
+        const auto ye = run_forward(layer, p2, s2, x, rows, eval);
+        CHECK(s2 == s_before); // evaluation never writes state
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t c = 0; c < C; ++c)
+                for (std::size_t p = 0; p < spatial; ++p) {
+                    const std::size_t i = r * 60 + c * spatial + p;
+                    const double ref = p2[c] * (x[i] - s2[c]) / std::sqrt(s2[C + c] + 1e-5) + p2[C + c];
+                    CHECK(ye[i] == Approx(ref).epsilon(1e-5).margin(1e-5));
+                }
+    }
+    SECTION("only the worker with updates_state writes running statistics") {
+        std::vector<float> s2 = {0, 0, 0, 1, 1, 1};
+        StepContext ctx;
+        ctx.updates_state = false;
+        run_forward(layer, params, s2, x, rows, ctx);
+        CHECK(s2 == std::vector<float>{0, 0, 0, 1, 1, 1});
+    }
+    SECTION("rank-1 inputs are normalised per feature") {
+        using F = LocalBatchNorm::bind<Shape<4>>;
+        std::vector<float> pf = {1, 1, 1, 1, 0, 0, 0, 0}, sf = {0, 0, 0, 0, 1, 1, 1, 1};
+        const auto xf = random_values(10 * 4, 8, -3.0f, 5.0f);
+        F f(10);
+        const auto yf = run_forward(f, pf, sf, xf, 10);
+        for (std::size_t j = 0; j < 4; ++j) {
+            double s = 0, ss = 0;
+            for (std::size_t r = 0; r < 10; ++r) {
+                s += yf[r * 4 + j];
+                ss += static_cast<double>(yf[r * 4 + j]) * yf[r * 4 + j];
+            }
+            CHECK(std::abs(s / 10) < 1e-5);
+            CHECK(ss / 10 == Approx(1.0).epsilon(1e-3));
+        }
+    }
+}
+
+namespace {
+
+/// A stand-in for the executor's reducer: workers deposit their values, wait for each other, and
+/// all add the deposits in the same fixed order.
+class FakeReducerHub {
+public:
+    explicit FakeReducerHub(std::size_t workers)
+        : barrier_(static_cast<std::ptrdiff_t>(workers)), deposits_(workers) {}
+
+    class Handle final : public WorkerReducer {
+    public:
+        Handle(FakeReducerHub& hub, std::size_t id) : hub_(&hub), id_(id) {}
+        void sum(std::span<double> values) override {
+            ++calls;
+            hub_->deposits_[id_].assign(values.begin(), values.end());
+            hub_->barrier_.arrive_and_wait();
+            for (std::size_t i = 0; i < values.size(); ++i) {
+                double s = 0;
+                for (const auto& d : hub_->deposits_) s += d.at(i);
+                values[i] = s;
+            }
+            hub_->barrier_.arrive_and_wait(); // nobody deposits again before all have read
+        }
+        int calls = 0;
+
+    private:
+        FakeReducerHub* hub_;
+        std::size_t id_;
+    };
+
+private:
+    std::barrier<> barrier_;
+    std::vector<std::vector<double>> deposits_;
+};
+
+struct BnRun {
+    std::vector<float> y, dx, grads, state;
+    int reducer_calls = 0;
+};
+
+/// Forward and backward of batch norm layer L over `rows` rows split at `split` between two
+/// workers (two threads, each with its own layer instance), or on one worker if split == rows.
+template <class L>
+std::pair<BnRun, BnRun> run_split(const std::vector<float>& params, const std::vector<float>& x,
+                                  const std::vector<float>& dy, std::size_t rows, std::size_t split) {
+    constexpr std::size_t w = L::input_shape::size;
+    FakeReducerHub hub(2);
+    BnRun runs[2];
+    const std::size_t first[2] = {0, split}, count[2] = {split, rows - split};
+    auto worker = [&](std::size_t id) {
+        FakeReducerHub::Handle reducer(hub, id);
+        BnRun& out = runs[id];
+        out.y.assign(count[id] * w, 0.0f);
+        out.dx.assign(count[id] * w, 0.0f);
+        out.grads.assign(L::param_count, 0.0f);
+        out.state = {};
+        out.state.resize(L::state_count);
+        Rng rng(0);
+        std::vector<float> unused(L::param_count);
+        L::initialize(unused, out.state, rng);
+        StepContext ctx;
+        ctx.first_row = first[id];
+        ctx.global_rows = rows;
+        ctx.reducer = &reducer;
+        ctx.updates_state = id == 0;
+        L layer(std::max<std::size_t>(count[id], 1));
+        const LayerSlots slots{params, out.grads, out.state};
+        const ConstMatrix xs{x.data() + first[id] * w, count[id], w};
+        layer.forward(slots, xs, Matrix{out.y.data(), count[id], w}, ctx);
+        layer.backward(slots, xs, ConstMatrix{out.y.data(), count[id], w},
+                       ConstMatrix{dy.data() + first[id] * w, count[id], w},
+                       Matrix{out.dx.data(), count[id], w}, ctx);
+        out.reducer_calls = reducer.calls;
+    };
+    std::thread t1(worker, 1);
+    worker(0);
+    t1.join();
+    return {runs[0], runs[1]};
+}
+
+template <class L>
+BnRun run_whole(const std::vector<float>& params, const std::vector<float>& x, const std::vector<float>& dy,
+                std::size_t rows) {
+    constexpr std::size_t w = L::input_shape::size;
+    BnRun out;
+    out.y.assign(rows * w, 0.0f);
+    out.dx.assign(rows * w, 0.0f);
+    out.grads.assign(L::param_count, 0.0f);
+    out.state.resize(L::state_count);
+    Rng rng(0);
+    std::vector<float> unused(L::param_count);
+    L::initialize(unused, out.state, rng);
+    L layer(rows);
+    const LayerSlots slots{params, out.grads, out.state};
+    StepContext ctx;
+    ctx.global_rows = rows;
+    layer.forward(slots, ConstMatrix{x.data(), rows, w}, Matrix{out.y.data(), rows, w}, ctx);
+    layer.backward(slots, ConstMatrix{x.data(), rows, w}, ConstMatrix{out.y.data(), rows, w},
+                   ConstMatrix{dy.data(), rows, w}, Matrix{out.dx.data(), rows, w}, ctx);
+    return out;
+}
+
+std::vector<float> concat(const std::vector<float>& a, const std::vector<float>& b) {
+    auto v = a;
+    v.insert(v.end(), b.begin(), b.end());
+    return v;
+}
+
+template <template <BatchNormMode> class BN, class In>
+void check_sync_batch_norm(std::size_t rows, std::size_t split) {
+    using Sync = typename BN<BatchNormMode::synchronized>::template bind<In>;
+    using Local = typename BN<BatchNormMode::local>::template bind<In>;
+    const auto x = random_values(rows * In::size, 21, -2.0f, 3.0f);
+    const auto dy = random_values(rows * In::size, 22);
+    auto params = random_values(Sync::param_count, 23, 0.5f, 1.5f);
+    const BnRun whole = run_whole<Sync>(params, x, dy, rows);
+    INFO(In::str() << ", " << rows << " rows split at " << split);
+
+    const auto [a, b] = run_split<Sync>(params, x, dy, rows, split);
+    CHECK(a.reducer_calls == 2);
+    CHECK(b.reducer_calls == 2);
+    CHECK(max_rel_diff(concat(a.y, b.y), whole.y) <= 1e-5);
+    CHECK(max_rel_diff(concat(a.dx, b.dx), whole.dx) <= 1e-5);
+    std::vector<float> grad_sum(whole.grads.size());
+    for (std::size_t i = 0; i < grad_sum.size(); ++i) grad_sum[i] = a.grads[i] + b.grads[i];
+    CHECK(max_rel_diff(grad_sum, whole.grads) <= 1e-5);
+    CHECK(max_rel_diff(a.state, whole.state) <= 1e-5); // worker 0 wrote the global statistics
+    std::vector<float> initial(Sync::state_count), unused(Sync::param_count);
+    Rng rng(0);
+    Sync::initialize(unused, initial, rng);
+    CHECK(b.state == initial); // worker 1 left its state alone
+
+    if (split == 0 || split == rows) return; // local mode equals global when one worker has everything
+    const auto [la, lb] = run_split<Local>(params, x, dy, rows, split);
+    CHECK(la.reducer_calls == 0);
+    CHECK(lb.reducer_calls == 0);
+    CHECK(max_rel_diff(concat(la.y, lb.y), whole.y) > 1e-3);
+    CHECK(max_rel_diff(concat(la.dx, lb.dx), whole.dx) > 1e-3);
+}
+
+} // namespace
+
+TEST_CASE("Synchronized BatchNorm over two workers equals the whole batch", "[cnn][batchnorm][sync]") {
+    check_sync_batch_norm<BatchNorm, Shape<3, 4, 5>>(10, 6);
+    check_sync_batch_norm<BatchNorm, Shape<3, 4, 5>>(7, 3);
+    check_sync_batch_norm<BatchNorm, Shape<2, 3, 3>>(5, 5); // the second worker has no rows
+    check_sync_batch_norm<BatchNorm, Shape<2, 3, 3>>(5, 0); // the first worker has no rows
+    check_sync_batch_norm<BatchNorm, Shape<6>>(9, 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout
+
+TEST_CASE("Dropout keeps 1 - p of the elements, scaled, with a partition-independent mask",
+          "[cnn][dropout]") {
+    using L = Dropout<300>::bind<Shape<10, 10>>;
+    constexpr std::size_t rows = 100, w = 100;
+    auto x = random_values(rows * w, 31, 0.5f, 1.0f); // no zeros: a zero output means dropped
+    StepContext ctx;
+    ctx.seed = 42;
+    ctx.step = 3;
+    ctx.global_rows = rows;
+    L layer(rows);
+    const auto y = run_forward(layer, {}, {}, x, rows, ctx);
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        if (y[i] == 0.0f) continue;
+        ++kept;
+        REQUIRE(y[i] == x[i] * Dropout<300>::scale);
+    }
+    CHECK(static_cast<double>(kept) / static_cast<double>(y.size()) == Approx(0.7).margin(0.015));
+
+    SECTION("the mask depends on (seed, step, global row, element) only") {
+        constexpr std::size_t split = 37;
+        StepContext second = ctx;
+        second.first_row = split;
+        L l1(split), l2(rows - split);
+        const std::vector<float> x1(x.begin(), x.begin() + split * w), x2(x.begin() + split * w, x.end());
+        CHECK(concat(run_forward(l1, {}, {}, x1, split, ctx),
+                     run_forward(l2, {}, {}, x2, rows - split, second)) == y);
+        StepContext next = ctx;
+        next.step = 4;
+        CHECK(run_forward(layer, {}, {}, x, rows, next) != y);
+        StepContext reseeded = ctx;
+        reseeded.seed = 43;
+        CHECK(run_forward(layer, {}, {}, x, rows, reseeded) != y);
+    }
+    SECTION("backward applies the forward mask") {
+        const auto dy = random_values(rows * w, 32, 0.5f, 1.0f);
+        std::vector<float> dx(rows * w);
+        layer.backward({}, ConstMatrix{x.data(), rows, w}, ConstMatrix{y.data(), rows, w},
+                       ConstMatrix{dy.data(), rows, w}, Matrix{dx.data(), rows, w}, ctx);
+        for (std::size_t i = 0; i < dx.size(); ++i)
+            REQUIRE(dx[i] == (y[i] == 0.0f ? 0.0f : dy[i] * Dropout<300>::scale));
+    }
+    SECTION("evaluation is the identity") {
+        StepContext eval = ctx;
+        eval.training = false;
+        CHECK(run_forward(layer, {}, {}, x, rows, eval) == x);
+        std::vector<float> dx(rows * w);
+        layer.backward({}, ConstMatrix{x.data(), rows, w}, ConstMatrix{x.data(), rows, w},
+                       ConstMatrix{x.data(), rows, w}, Matrix{dx.data(), rows, w}, eval);
+        CHECK(dx == x);
+    }
+}
+
+TEST_CASE("Dropout gradients match finite differences", "[cnn][dropout][gradcheck]") {
+    require_layer_gradients<Dropout<300>::bind<Shape<20>>>(4);
+    require_layer_gradients<Dropout<500>::bind<Shape<2, 3, 3>>>(3);
+    require_layer_gradients<Dropout<0>::bind<Shape<7>>>(2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole models and empty batches
+
+TEST_CASE("Small CNNs pass an end-to-end gradient check", "[cnn][gradcheck][model]") {
+    GradcheckOptions o;
+    o.step = 1e-3;
+    SECTION("conv, relu, max pool, dense") {
+        using Net = Sequential<Input<1, 6, 6>, Conv2D<2, 3, 1, 1>, ReLU, MaxPool2D<2>, Flatten, Dense<3>>;
+        const auto report = check_model<Net, SoftmaxCrossEntropy>(4, o);
+        INFO(report.summary());
+        CHECK(report.ok);
+    }
+    SECTION("with batch norm, average pooling and dropout") {
+        using Net = Sequential<Input<2, 5, 5>, Conv2D<3, 3, 1, 1>, BatchNorm<>, ReLU, AvgPool2D<2>, Flatten,
+                               Dense<6>, LocalBatchNorm, Dropout<250>, Dense<3>>;
+        const auto report = check_model<Net, SoftmaxCrossEntropy>(5, o);
+        INFO(report.summary());
+        CHECK(report.ok);
+    }
+}
+
+namespace {
+
+template <class L>
+void run_empty_batch(const StepContext& ctx) {
+    std::vector<float> params(L::param_count + 1), grads(L::param_count + 1, 0.0f), state(L::state_count + 1);
+    Rng rng(1);
+    L::initialize(std::span<float>(params).first(L::param_count),
+                  std::span<float>(state).first(L::state_count), rng);
+    const auto state_before = state;
+    float dummy = 0.0f;
+    L layer(0);
+    const LayerSlots slots{std::span<const float>(params).first(L::param_count),
+                           std::span<float>(grads).first(L::param_count),
+                           std::span<float>(state).first(L::state_count)};
+    layer.forward(slots, ConstMatrix{&dummy, 0, L::input_shape::size},
+                  Matrix{&dummy, 0, L::output_shape::size}, ctx);
+    layer.backward(
+        slots, ConstMatrix{&dummy, 0, L::input_shape::size}, ConstMatrix{&dummy, 0, L::output_shape::size},
+        ConstMatrix{&dummy, 0, L::output_shape::size}, Matrix{&dummy, 0, L::input_shape::size}, ctx);
+    CHECK(std::all_of(grads.begin(), grads.end(), [](float g) { return g == 0.0f; }));
+    CHECK(state == state_before); // no rows anywhere: no statistics to record
+    CHECK(dummy == 0.0f);
+}
+
+} // namespace
+
+TEST_CASE("CNN layers accept batches of zero rows", "[cnn]") {
+    for (const bool training : {true, false}) {
+        StepContext ctx;
+        ctx.training = training;
+        run_empty_batch<Conv2D<3, 3, 1, 1>::bind<Shape<2, 5, 5>>>(ctx);
+        run_empty_batch<Conv2D<3, 1>::bind<Shape<2, 5, 5>>>(ctx);
+        run_empty_batch<MaxPool2D<2>::bind<Shape<2, 5, 5>>>(ctx);
+        run_empty_batch<AvgPool2D<2>::bind<Shape<2, 5, 5>>>(ctx);
+        run_empty_batch<SyncBatchNorm::bind<Shape<2, 5, 5>>>(ctx);
+        run_empty_batch<LocalBatchNorm::bind<Shape<7>>>(ctx);
+        run_empty_batch<Dropout<500>::bind<Shape<2, 5, 5>>>(ctx);
+    }
+}
