@@ -5,9 +5,11 @@
 
 #include <concepts>
 #include <cstddef>
+#include <functional>
 #include <span>
 
 #include "pardl/execution/partition.hpp"
+#include "pardl/layers/layer.hpp"
 
 namespace pardl {
 
@@ -20,12 +22,17 @@ namespace pardl {
 ///    fixed order for every i. An exception thrown by any work call is rethrown after all workers
 ///    finish. One parallel region per call.
 ///  - `for_chunks(n, body)`: calls body(range) over a partition of [0, n) (each index once).
+///  - `reducer(w)`: the WorkerReducer worker w hands to its layers; a sum over all workers of the
+///    team, then over ranks through the hook given to `set_rank_reduce` (called by the master
+///    thread only, which MPI_THREAD_FUNNELED allows).
 template <class E>
 concept Executor = requires(E& e, std::span<const std::span<float>> buffers) {
     { e.workers() } -> std::convertible_to<std::size_t>;
     e.run(std::size_t{}, [](std::size_t, Range) {}, buffers);
     e.for_chunks(std::size_t{}, [](Range) {});
     { E::name() } -> std::convertible_to<const char*>;
+    { e.reducer(std::size_t{}) } -> std::convertible_to<WorkerReducer*>;
+    e.set_rank_reduce(std::function<void(std::span<double>)>{});
 };
 
 } // namespace pardl

@@ -11,6 +11,8 @@
 
 #include <cstddef>
 #include <exception>
+#include <functional>
+#include <vector>
 #include <mutex>
 #include <span>
 
@@ -28,6 +30,7 @@ public:
                       threads, ")");
         // Exactly the requested team size, every time: the partition depends on it.
         omp_set_dynamic(0);
+        make_handles();
     }
     std::size_t workers() const { return threads_; }
     static const char* name() { return "openmp"; }
@@ -60,6 +63,53 @@ public:
         body(chunk(n, static_cast<std::size_t>(omp_get_thread_num()), team));
     }
 
+    WorkerReducer* reducer(std::size_t worker) { return &handles_[worker]; }
+    void set_rank_reduce(std::function<void(std::span<double>)> f) { rank_reduce_ = std::move(f); }
+
+private:
+    // Called by every thread of the team inside run(): orphaned barriers bind to that region.
+    // Each thread parks its values in its own slot; thread 0 (the master, the only one allowed
+    // to call MPI) adds the slots in worker order and sums across ranks; then all copy back.
+    void team_sum(std::size_t w, std::span<double> v) {
+        const std::size_t n = v.size();
+#pragma omp barrier
+        if (w == 0 && slot_size_ < n) {
+            slot_size_ = n;
+            slots_.assign(threads_ * n, 0.0); // grows once, on the first step that needs it
+        }
+#pragma omp barrier
+        std::copy(v.begin(), v.end(), slots_.begin() + static_cast<std::ptrdiff_t>(w * slot_size_));
+#pragma omp barrier
+        if (w == 0) {
+            for (std::size_t i = 0; i < n; ++i) {
+                double s = 0;
+                for (std::size_t t = 0; t < threads_; ++t) s += slots_[t * slot_size_ + i];
+                slots_[i] = s;
+            }
+            if (rank_reduce_) rank_reduce_(std::span<double>(slots_.data(), n));
+        }
+#pragma omp barrier
+        std::copy_n(slots_.begin(), n, v.begin());
+#pragma omp barrier
+    }
+
+    struct Handle final : WorkerReducer {
+        OpenMPExecutor* exec = nullptr;
+        std::size_t worker = 0;
+        void sum(std::span<double> v) override { exec->team_sum(worker, v); }
+    };
+    void make_handles() {
+        handles_.resize(threads_);
+        for (std::size_t w = 0; w < threads_; ++w) {
+            handles_[w].exec = this;
+            handles_[w].worker = w;
+        }
+    }
+
+public:
+    OpenMPExecutor(const OpenMPExecutor&) = delete;
+    OpenMPExecutor& operator=(const OpenMPExecutor&) = delete;
+
 private:
     // Chunks are whole cache lines (16 floats) so two threads never write the same line.
     static Range chunk(std::size_t n, std::size_t w, std::size_t team) {
@@ -79,6 +129,10 @@ private:
     }
 
     std::size_t threads_;
+    std::vector<Handle> handles_;
+    std::vector<double> slots_;
+    std::size_t slot_size_ = 0;
+    std::function<void(std::span<double>)> rank_reduce_;
 };
 
 } // namespace pardl

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <span>
 
 #include "pardl/core/errors.hpp"
@@ -27,6 +28,19 @@ public:
     void for_chunks(std::size_t n, Body&& body) {
         body(Range{0, n});
     }
+
+    /// With one worker the team sum is the identity; only the ranks remain to be summed.
+    WorkerReducer* reducer(std::size_t /*worker*/) { return &reducer_; }
+    void set_rank_reduce(std::function<void(std::span<double>)> f) { reducer_.rank_reduce = std::move(f); }
+
+private:
+    struct Reducer final : WorkerReducer {
+        std::function<void(std::span<double>)> rank_reduce;
+        void sum(std::span<double> v) override {
+            if (rank_reduce) rank_reduce(v);
+        }
+    };
+    Reducer reducer_;
 };
 
 } // namespace pardl

@@ -96,6 +96,7 @@ public:
         comm_.broadcast(params_.span(), 0);
         if (!state_.empty()) comm_.broadcast(state_.span(), 0);
         opt_.reset(param_count);
+        exec_.set_rank_reduce([this](std::span<double> v) { comm_.allreduce_sum(v); });
     }
 
     // ---- accessors -------------------------------------------------------------------------
@@ -144,19 +145,15 @@ public:
                 Worker& wk = workers_[w];
                 std::span<float> grads = grad_views_[w];
                 std::fill(grads.begin(), grads.end(), 0.0f);
-                wk.loss = 0;
-                wk.correct = 0;
-                if (r.empty()) {
-                    if (w == 0) worker0_done = Clock::now();
-                    return;
-                }
+                // Workers with an empty share still run (on 0 rows): layers that synchronise
+                // statistics across workers need every worker at every collective.
                 const auto tw = Clock::now();
                 const std::size_t n = r.size();
                 Matrix x{wk.x.data(), n, data.cols};
                 Matrix t = data.has_targets() ? Matrix{wk.targets.data(), n, data.target_cols} : Matrix{};
                 BatchLoader::gather_rows(data, my_indices.subspan(r.begin, n), x, {wk.labels.data(), n}, t);
                 const auto t_data = Clock::now();
-                StepContext ctx{true, options_.seed, step_, mine.begin + r.begin, global_rows, nullptr};
+                const StepContext ctx{true, options_.seed, step_, mine.begin + r.begin, global_rows, reducer(w), w == 0};
                 const ConstMatrix out = Model::forward(params_.span(), state_.span(), x, wk.ws, ctx);
                 const Targets targets{{wk.labels.data(), n}, t};
                 wk.loss = LossT::forward_backward(out, targets, wk.ws.output_gradient());
@@ -205,6 +202,10 @@ public:
             for (std::size_t i = r.begin; i < r.end; ++i) g[i] *= scale;
             opt_.update({p + r.begin, r.size()}, {g + r.begin, r.size()}, r.begin);
         });
+        // Running statistics are updated by each rank's first worker; rank 0's copy is the
+        // reference (as DDP's buffer broadcast), which keeps per-worker batch norm consistent.
+        if constexpr (Model::state_count > 0)
+            if (comm_.size() > 1) comm_.broadcast(state_.span(), 0);
         phases_[Phase::update] += seconds_since(t_allreduced);
         ++step_;
         if (options_.check_replicas && step_ % options_.check_replicas == 0) check_replicas();
@@ -244,7 +245,7 @@ public:
                 const ConstMatrix x = data.x().row_block(first, r.size());
                 const ConstMatrix t = data.has_targets() ? data.t().row_block(first, r.size()) : ConstMatrix{};
                 const Targets targets{data.y().subspan(first, r.size()), t};
-                StepContext ctx{false, options_.seed, step_, first, data.rows, nullptr};
+                const StepContext ctx{false, options_.seed, step_, first, data.rows, nullptr, false};
                 const ConstMatrix out = Model::forward(params_.span(), state_.span(), x, wk.ws, ctx);
                 wk.loss = LossT::loss(out, targets);
                 wk.correct = LossT::correct(out, targets);
@@ -344,6 +345,11 @@ private:
     }
 
     std::span<float> rank_grads() { return {rank_buffer_.data(), param_count}; }
+
+    /// The cross-worker reducer for worker w, or null when this worker is the whole job.
+    WorkerReducer* reducer(std::size_t w) {
+        return exec_.workers() == 1 && comm_.size() == 1 ? nullptr : exec_.reducer(w);
+    }
 
     EpochRecord train_epoch(BatchLoader& loader, const Dataset& data, std::size_t epoch, std::size_t epochs) {
         if (data.has_targets())
