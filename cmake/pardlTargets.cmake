@@ -8,10 +8,11 @@ if(PARDL_NATIVE)
     target_compile_options(pardl_dev_flags INTERFACE -march=native)
 endif()
 
-# pardl_add_example(NAME SOURCE POLICIES serial openmp mpi hybrid)
-# builds SOURCE once per policy as NAME_<policy>, with PARDL_POLICY set to the policy type.
+# pardl_add_example(NAME SOURCE POLICIES serial openmp mpi hybrid [LIBS lib...])
+# builds SOURCE once per policy as NAME_<policy>, with PARDL_POLICY set to the policy type,
+# each also linked (PRIVATE) to the optional LIBS.
 function(pardl_add_example name source)
-    cmake_parse_arguments(ARG "" "" "POLICIES" ${ARGN})
+    cmake_parse_arguments(ARG "" "" "POLICIES;LIBS" ${ARGN})
     foreach(policy IN LISTS ARG_POLICIES)
         set(target ${name}_${policy})
         if(policy STREQUAL "serial")
@@ -30,7 +31,7 @@ function(pardl_add_example name source)
             message(FATAL_ERROR "pardl_add_example: unknown policy '${policy}'")
         endif()
         add_executable(${target} ${source})
-        target_link_libraries(${target} PRIVATE ${component} pardl_dev_flags)
+        target_link_libraries(${target} PRIVATE ${component} pardl_dev_flags ${ARG_LIBS})
         target_compile_definitions(${target} PRIVATE PARDL_POLICY=${policy_type}
             PARDL_POLICY_NAME="${policy}")
     endforeach()

@@ -13,14 +13,16 @@ namespace {
 using SmallMlp = Sequential<Input<12>, Dense<16>, Tanh, Dense<9>, ReLU, Dense<4>>;
 constexpr double tolerance = 1e-5;
 
-template <class Policy, class Opt>
+using SmallCnn = Sequential<Input<1, 8, 8>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Flatten, Dense<5>>;
+
+template <class Policy, class Opt, class Model = SmallMlp>
 testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads, std::size_t steps) {
     TrainerOptions o;
     o.batch = batch;
     o.seed = 1234;
     o.threads = threads;
     o.log = false;
-    Trainer<SmallMlp, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(opt), o);
+    Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(opt), o);
     return testing::train_steps(trainer, data, steps);
 }
 
@@ -94,4 +96,22 @@ TEST_CASE("OpenMP gradient reduction sums worker buffers in a fixed order", "[po
         },
         std::span<const std::span<float>>(spans));
     for (std::size_t i = 0; i < 1000; ++i) REQUIRE(b0[i] == 6.0f * static_cast<float>(i));
+}
+
+TEST_CASE("A CNN with synchronized batch norm under OpenMP reproduces Serial", "[policy][openmp][cnn]") {
+    const Dataset data = make_images(90, 1, 8, 8, 5, 31); // batch 20: the last batch has 10 rows
+    const auto serial = run<Serial, SGD, SmallCnn>(data, sgd(), 20, 1, 20);
+    for (std::size_t threads : {2, 3}) {
+        const auto omp = run<OpenMP, SGD, SmallCnn>(data, sgd(), 20, threads, 20);
+        INFO("threads " << threads);
+        CHECK(testing::max_relative_difference(omp.params, serial.params) <= tolerance);
+    }
+}
+
+TEST_CASE("Local (per-worker) batch norm is not equivalent, which is why sync is the default", "[policy][openmp][cnn]") {
+    using LocalCnn = Sequential<Input<1, 8, 8>, Conv2D<4, 3, 1, 1>, LocalBatchNorm, ReLU, MaxPool2D<2>, Flatten, Dense<5>>;
+    const Dataset data = make_images(90, 1, 8, 8, 5, 31);
+    const auto serial = run<Serial, SGD, LocalCnn>(data, sgd(), 20, 1, 10);
+    const auto omp = run<OpenMP, SGD, LocalCnn>(data, sgd(), 20, 2, 10);
+    CHECK(testing::max_relative_difference(omp.params, serial.params) > tolerance);
 }
