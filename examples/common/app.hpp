@@ -37,7 +37,7 @@ namespace pardl::examples {
 /// The flags every example understands.
 struct RunOptions {
     std::filesystem::path data = pardl::default_fashion_mnist_dir;
-    std::size_t epochs = 5, batch = 64, limit = 0, threads = 0, check_replicas = 0;
+    std::size_t epochs = 5, batch = 64, limit = 0, test_limit = 0, threads = 0, check_replicas = 0;
     double lr = 0.01, momentum = 0.9;
     std::string optimizer = "sgd";
     std::uint64_t seed = 42;
@@ -173,6 +173,10 @@ inline void add_run_flags(CLI::App& app, RunOptions& o) {
         ->check(detail::integer_at_least(0))
         ->capture_default_str();
     app.add_option("--limit", o.limit, "Use only the first N training images (0 = all)")
+        ->type_name("N")
+        ->check(detail::integer_at_least(0))
+        ->capture_default_str();
+    app.add_option("--test-limit", o.test_limit, "Evaluate on the first N test images only (0 = all)")
         ->type_name("N")
         ->check(detail::integer_at_least(0))
         ->capture_default_str();
@@ -339,6 +343,7 @@ inline nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
     rec["momentum"] = o.optimizer == "sgd" ? o.momentum : 0.0;
     rec["optimizer"] = o.optimizer;
     rec["limit"] = o.limit;
+    rec["test_limit"] = o.test_limit;
     rec["hostname"] = detail::host_name();
     rec["cores"] = detail::hardware_cores();
     rec["compiler"] = detail::compiler_id();

@@ -13,8 +13,11 @@
 #endif
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <thread>
 
 #include "pardl/core/errors.hpp"
 
@@ -49,6 +52,9 @@ public:
     [[noreturn]] static void abort(int code) {
         std::fflush(stdout);
         std::fflush(stderr);
+        // The launcher forwards each rank's output through a pipe; an immediate abort can make
+        // it tear the job down before this rank's last message (the reason) has been forwarded.
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
         MPI_Abort(MPI_COMM_WORLD, code);
         std::_Exit(code); // MPI_Abort does not return; this keeps [[noreturn]] honest.
     }

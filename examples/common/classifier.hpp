@@ -1,0 +1,84 @@
+// The training program shared by the classification examples (mlp, cnn): load Fashion-MNIST on
+// every rank, train with the chosen optimizer under the policy the binary was built for, print
+// the epoch log and write the checkpoint and the --json run record on rank 0.
+#pragma once
+
+#include <pardl/pardl.hpp>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common/app.hpp"
+
+namespace pardl::examples {
+
+template <class Model, class Policy, class Opt>
+int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::string& model_name) {
+    using Env = typename Policy::communicator::Environment;
+    const int rank = Env::world_rank();
+    const int ranks = Env::world_size();
+
+    // Every rank loads the data (each then takes its slice of every batch).
+    const Dataset train_set = load_fashion_mnist(o.data, /*train=*/true, o.limit);
+    const Dataset test_set = load_fashion_mnist(o.data, /*train=*/false, o.test_limit);
+    maybe_inject_failure(o, rank);
+
+    TrainerOptions topt;
+    topt.batch = o.batch;
+    topt.seed = o.seed;
+    topt.threads = o.threads;
+    topt.check_replicas = o.check_replicas;
+    topt.progress = !o.quiet;
+    Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(optimizer), topt);
+
+    if (rank == 0) {
+        char momentum[32] = "";
+        if (o.optimizer == "sgd") std::snprintf(momentum, sizeof momentum, " momentum %g", o.momentum);
+        std::printf("%s  policy %s  %d rank%s x %zu thread%s  batch %zu  %s lr %g%s  seed %llu\n", model_name.c_str(),
+                    Policy::name().c_str(), ranks, ranks == 1 ? "" : "s", trainer.workers(),
+                    trainer.workers() == 1 ? "" : "s", o.batch, o.optimizer.c_str(), lr, momentum,
+                    static_cast<unsigned long long>(o.seed));
+        std::printf("data %s: %zu training images, %zu test images\n", o.data.string().c_str(), train_set.rows,
+                    test_set.rows);
+        if (!o.quiet) std::printf("%s", describe<Model>().c_str());
+        std::fflush(stdout);
+    }
+
+    const std::vector<EpochRecord> history = trainer.fit(train_set, &test_set, o.epochs);
+
+    if (!o.save.empty()) trainer.save(o.save);
+    if (rank == 0) {
+        double seconds = 0;
+        for (const EpochRecord& r : history) seconds += r.seconds;
+        std::printf("final test accuracy %.4f  (test loss %.4f)  training %.2f s  checksum %016llx\n",
+                    history.back().test_accuracy, history.back().test_loss, seconds,
+                    static_cast<unsigned long long>(trainer.checksum()));
+        if (!o.save.empty()) std::printf("checkpoint saved to %s\n", o.save.c_str());
+        if (!o.json.empty()) {
+            auto record = make_run_record(o, model_name, trainer, lr, train_set.rows, test_set.rows, history);
+            record["flops_per_sample"] = Model::training_flops_per_sample;
+            write_run_record(o.json, record);
+            std::printf("run record written to %s\n", o.json.c_str());
+        }
+        std::fflush(stdout);
+    }
+    return 0;
+}
+
+/// Builds the optimizer the flags ask for (SGD with momentum, or Adam) and trains Model.
+template <class Model, class Policy>
+int train_with_flags(const CLI::App& app, const RunOptions& opts, const std::string& model_name) {
+    const double lr = effective_lr(app, opts);
+    if (opts.optimizer == "adam") {
+        Adam::Options a;
+        a.lr = static_cast<float>(lr);
+        return train_classifier<Model, Policy>(opts, Adam(a), lr, model_name);
+    }
+    SGD::Options s;
+    s.lr = static_cast<float>(lr);
+    s.momentum = static_cast<float>(opts.momentum);
+    return train_classifier<Model, Policy>(opts, SGD(s), lr, model_name);
+}
+
+} // namespace pardl::examples
