@@ -13,14 +13,21 @@
 
 namespace pardl {
 
+/// The default `finish` of Executor::run: nothing after the reduction.
+struct NoFinish {
+    void operator()(Range) const noexcept {}
+};
+
 /// requires
 ///  - `E(threads)`: threads == 0 picks the executor's default.
 ///  - `workers()`: number of workers W (fixed after construction).
-///  - `run(rows, work, buffers)`: calls work(w, range) once for every worker w in [0, W) with
-///    range = balanced_range(rows, w, W), concurrently or not; then, if `buffers` is non-empty
-///    (W spans of equal size), makes buffers[0][i] = buffers[0][i] + buffers[1][i] + ... in that
-///    fixed order for every i. An exception thrown by any work call is rethrown after all workers
-///    finish. One parallel region per call.
+///  - `run(rows, work, buffers, finish)`: calls work(w, range) once for every worker w in [0, W)
+///    with range = balanced_range(rows, w, W), concurrently or not; then, if `buffers` is
+///    non-empty (W spans of equal size), makes buffers[0][i] = buffers[0][i] + buffers[1][i] + ...
+///    in that fixed order for every i, and calls finish(chunk) on chunks partitioning the buffer
+///    once each chunk is summed (the optional fused epilogue, e.g. the optimizer update). An
+///    exception thrown by any work call is rethrown after all workers finish (finish is then
+///    skipped). One parallel region per call.
 ///  - `for_chunks(n, body)`: calls body(range) over a partition of [0, n) (each index once).
 ///  - `reducer(w)`: the WorkerReducer worker w hands to its layers; a sum over all workers of the
 ///    team, then over ranks through the hook given to `set_rank_reduce` (called by the master

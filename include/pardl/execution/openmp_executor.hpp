@@ -35,8 +35,8 @@ public:
     std::size_t workers() const { return threads_; }
     static const char* name() { return "openmp"; }
 
-    template <class Work>
-    void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {}) {
+    template <class Work, class Finish = NoFinish>
+    void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {}, Finish&& finish = {}) {
         std::exception_ptr failure;
         std::mutex failure_mutex;
         const std::size_t team = threads_;
@@ -51,7 +51,16 @@ public:
                 if (!failure) failure = std::current_exception();
             }
 #pragma omp barrier
-            if (!buffers.empty() && !failure) sum_slice(buffers, chunk(buffers[0].size(), w, team));
+            if (!buffers.empty() && !failure) {
+                // Sum and finish block by block, so finish reads what was just summed from L1.
+                const Range mine = chunk(buffers[0].size(), w, team);
+                constexpr std::size_t block = 2048;
+                for (std::size_t b = mine.begin; b < mine.end; b += block) {
+                    const Range piece{b, std::min(mine.end, b + block)};
+                    sum_slice(buffers, piece);
+                    finish(piece);
+                }
+            }
         }
         if (failure) std::rethrow_exception(failure);
     }

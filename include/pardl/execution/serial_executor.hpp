@@ -19,9 +19,10 @@ public:
     static constexpr std::size_t workers() { return 1; }
     static const char* name() { return "serial"; }
 
-    template <class Work>
-    void run(std::size_t rows, Work&& work, std::span<const std::span<float>> /*buffers*/ = {}) {
+    template <class Work, class Finish = NoFinish>
+    void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {}, Finish&& finish = {}) {
         work(std::size_t{0}, Range{0, rows});
+        if (!buffers.empty()) finish(Range{0, buffers[0].size()});
     }
 
     template <class Body>

@@ -138,38 +138,51 @@ public:
         const auto my_indices = global_indices.subspan(mine.begin, mine.size());
         const auto t0 = Clock::now();
         Clock::time_point worker0_done = t0;
-
-        exec_.run(
-            mine.size(),
-            [&](std::size_t w, Range r) {
-                Worker& wk = workers_[w];
-                std::span<float> grads = grad_views_[w];
-                std::fill(grads.begin(), grads.end(), 0.0f);
-                // Workers with an empty share still run (on 0 rows): layers that synchronise
-                // statistics across workers need every worker at every collective.
-                const auto tw = Clock::now();
-                const std::size_t n = r.size();
-                Matrix x{wk.x.data(), n, data.cols};
-                Matrix t = data.has_targets() ? Matrix{wk.targets.data(), n, data.target_cols} : Matrix{};
-                BatchLoader::gather_rows(data, my_indices.subspan(r.begin, n), x, {wk.labels.data(), n}, t);
-                const auto t_data = Clock::now();
-                const StepContext ctx{true, options_.seed, step_, mine.begin + r.begin, global_rows, reducer(w), w == 0};
-                const ConstMatrix out = Model::forward(params_.span(), state_.span(), x, wk.ws, ctx);
-                const Targets targets{{wk.labels.data(), n}, t};
-                wk.loss = LossT::forward_backward(out, targets, wk.ws.output_gradient());
-                wk.correct = LossT::correct(out, targets);
-                const auto t_fwd = Clock::now();
-                Model::backward(params_.span(), grads, state_.span(), x, wk.ws, ctx);
-                if (w == 0) {
-                    const auto t_bwd = Clock::now();
-                    phases_[Phase::data] += seconds_between(tw, t_data);
-                    phases_[Phase::forward] += seconds_between(t_data, t_fwd);
-                    phases_[Phase::backward] += seconds_between(t_fwd, t_bwd);
-                    worker0_done = t_bwd;
-                }
-            },
-            std::span<const std::span<float>>(grad_views_));
+        float* g = rank_buffer_.data();
+        float* p = params_.data();
+        // One process: nothing to wait for between the worker sum and the update, so the update
+        // of each slice runs right after its sum, in the same parallel region (one memory pass).
+        const bool fused_update = comm_.size() == 1;
+        const float local_scale = 1.0f / static_cast<float>(std::max<std::size_t>(1, global_rows));
+        opt_.begin_step();
+        auto scale_and_update = [&](Range r, float scale) {
+            for (std::size_t i = r.begin; i < r.end; ++i) g[i] *= scale;
+            opt_.update({p + r.begin, r.size()}, {g + r.begin, r.size()}, r.begin);
+        };
+        auto work = [&](std::size_t w, Range r) {
+            Worker& wk = workers_[w];
+            std::span<float> grads = grad_views_[w];
+            std::fill(grads.begin(), grads.end(), 0.0f);
+            // Workers with an empty share still run (on 0 rows): layers that synchronise
+            // statistics across workers need every worker at every collective.
+            const auto tw = Clock::now();
+            const std::size_t n = r.size();
+            Matrix x{wk.x.data(), n, data.cols};
+            Matrix t = data.has_targets() ? Matrix{wk.targets.data(), n, data.target_cols} : Matrix{};
+            BatchLoader::gather_rows(data, my_indices.subspan(r.begin, n), x, {wk.labels.data(), n}, t);
+            const auto t_data = Clock::now();
+            const StepContext ctx{true, options_.seed, step_, mine.begin + r.begin, global_rows, reducer(w), w == 0};
+            const ConstMatrix out = Model::forward(params_.span(), state_.span(), x, wk.ws, ctx);
+            const Targets targets{{wk.labels.data(), n}, t};
+            wk.loss = LossT::forward_backward(out, targets, wk.ws.output_gradient());
+            wk.correct = LossT::correct(out, targets);
+            const auto t_fwd = Clock::now();
+            Model::backward(params_.span(), grads, state_.span(), x, wk.ws, ctx);
+            if (w == 0) {
+                const auto t_bwd = Clock::now();
+                phases_[Phase::data] += seconds_between(tw, t_data);
+                phases_[Phase::forward] += seconds_between(t_data, t_fwd);
+                phases_[Phase::backward] += seconds_between(t_fwd, t_bwd);
+                worker0_done = t_bwd;
+            }
+        };
+        const std::span<const std::span<float>> buffers(grad_views_);
+        if (fused_update)
+            exec_.run(mine.size(), work, buffers, [&](Range r) { scale_and_update(r, local_scale); });
+        else
+            exec_.run(mine.size(), work, buffers);
         const auto t_reduced = Clock::now();
+        // With the fused update this phase holds the update too (reported as reduce_workers).
         phases_[Phase::reduce_workers] += seconds_between(worker0_done, t_reduced);
 
         // The scalars ride in the same allreduce as the gradient (one message per step).
@@ -194,14 +207,10 @@ public:
                       ": training diverged (try a lower learning rate)");
 
         // Scale once by 1/N_global, then update; both fused per slice of the flat vector.
-        const float scale = 1.0f / static_cast<float>(samples);
-        opt_.begin_step();
-        float* g = rank_buffer_.data();
-        float* p = params_.data();
-        exec_.for_chunks(param_count, [&](Range r) {
-            for (std::size_t i = r.begin; i < r.end; ++i) g[i] *= scale;
-            opt_.update({p + r.begin, r.size()}, {g + r.begin, r.size()}, r.begin);
-        });
+        if (!fused_update) {
+            const float scale = 1.0f / static_cast<float>(samples);
+            exec_.for_chunks(param_count, [&](Range r) { scale_and_update(r, scale); });
+        }
         // Running statistics are updated by each rank's first worker; rank 0's copy is the
         // reference (as DDP's buffer broadcast), which keeps per-worker batch norm consistent.
         if constexpr (Model::state_count > 0)
