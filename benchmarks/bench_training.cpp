@@ -87,7 +87,7 @@ int run(const Config& cfg) {
     const double speedup = cfg.baseline > 0 ? cfg.baseline / s_per_epoch : 0.0;
     std::printf("%s,%s,%d,%zu,%zu,%zu,%.4f,%.4f,%.1f,%.2f,%.2f,%.1f,%.3f,%.3f", cfg.workload.c_str(),
                 PARDL_POLICY_NAME, trainer.ranks(), trainer.workers(), cfg.batch, steps, seconds, s_per_epoch,
-                samples_per_s, gflops, peak / trainer.ranks(), pct_peak, speedup,
+                samples_per_s, gflops, peak, pct_peak, speedup,
                 speedup / static_cast<double>(workers));
     const PhaseTimes& ph = trainer.phase_times();
     for (double v : ph.seconds) std::printf(",%.4f", v);
@@ -101,7 +101,7 @@ int run(const Config& cfg) {
 int main(int argc, char** argv) {
     CLI::App app{"pardl end-to-end training benchmark (policy: " PARDL_POLICY_NAME ")"};
     Config cfg;
-    app.add_option("--workload", cfg.workload, "mlp")->check(CLI::IsMember({"mlp"}));
+    app.add_option("--workload", cfg.workload, "mlp (W-MLP) or cnn (W-CNN)")->check(CLI::IsMember({"mlp", "cnn"}));
     app.add_option("--data", cfg.data, "Fashion-MNIST directory (default: synthetic data of the same shape)");
     app.add_option("--batch", cfg.batch, "global batch size")->check(CLI::PositiveNumber);
     app.add_option("--steps", cfg.steps, "timed steps (0 = one epoch)");
@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
     using Env = typename pardl::PARDL_POLICY::communicator::Environment;
     try {
         Env env(argc, argv);
+        if (cfg.workload == "cnn") return run<pardl::bench::WCnn>(cfg);
         return run<pardl::bench::WMlp>(cfg);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_training: %s\n", e.what());

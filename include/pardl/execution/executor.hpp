@@ -24,7 +24,7 @@ struct NoFinish {
 ///  - `run(rows, work, buffers, finish)`: calls work(w, range) once for every worker w in [0, W)
 ///    with range = balanced_range(rows, w, W), concurrently or not; then, if `buffers` is
 ///    non-empty (W spans of equal size), makes buffers[0][i] = buffers[0][i] + buffers[1][i] + ...
-///    in that fixed order for every i, and calls finish(chunk) on chunks partitioning the buffer
+///    in that fixed order for every i, leaving buffers[1..W) zeroed, and calls finish(chunk) on chunks partitioning the buffer
 ///    once each chunk is summed (the optional fused epilogue, e.g. the optimizer update). An
 ///    exception thrown by any work call is rethrown after all workers finish (finish is then
 ///    skipped). One parallel region per call.

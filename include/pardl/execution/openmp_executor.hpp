@@ -128,12 +128,17 @@ private:
         return {std::min(n, r.begin * line), std::min(n, r.end * line)};
     }
 
+    // Adds the other workers' slices into worker 0's and clears them for the next step while
+    // they are in cache (the trainer never has to zero whole gradient buffers).
     static void sum_slice(std::span<const std::span<float>> buffers, Range r) {
         float* dst = buffers[0].data();
         for (std::size_t b = 1; b < buffers.size(); ++b) {
-            const float* src = buffers[b].data();
+            float* src = buffers[b].data();
 #pragma omp simd
-            for (std::size_t i = r.begin; i < r.end; ++i) dst[i] += src[i];
+            for (std::size_t i = r.begin; i < r.end; ++i) {
+                dst[i] += src[i];
+                src[i] = 0.0f;
+            }
         }
     }
 

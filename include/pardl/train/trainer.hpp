@@ -81,7 +81,7 @@ public:
     /// Initialises the parameters from options.seed on rank 0 and broadcasts them.
     Trainer(Opt optimizer, TrainerOptions options, Comm comm = Comm{})
         : opt_(std::move(optimizer)), options_(options), comm_(std::move(comm)), exec_(options.threads),
-          params_(param_count), state_(Model::state_count), rank_buffer_(param_count + tail_size) {
+          params_(param_count), state_(Model::state_count), rank_buffer_(comm_.allocate(param_count + tail_size)) {
         PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
         const std::size_t ranks = static_cast<std::size_t>(comm_.size());
         const std::size_t workers = exec_.workers();
@@ -103,8 +103,6 @@ public:
     std::span<float> parameters() { return params_.span(); }
     std::span<const float> parameters() const { return params_.span(); }
     std::span<float> state() { return state_.span(); }
-    /// The averaged gradient of the last step (valid until the next step).
-    std::span<const float> gradients() const { return {rank_buffer_.data(), param_count}; }
     Opt& optimizer() { return opt_; }
     Comm& communicator() { return comm_; }
     const TrainerOptions& options() const { return options_; }
@@ -145,14 +143,17 @@ public:
         const bool fused_update = comm_.size() == 1;
         const float local_scale = 1.0f / static_cast<float>(std::max<std::size_t>(1, global_rows));
         opt_.begin_step();
+        // Gradient buffers are zero at the start of every step: the executor clears the other
+        // workers' buffers as it sums them, and the update clears the rank buffer behind it.
+        ZeroOnFailure guard{this};
         auto scale_and_update = [&](Range r, float scale) {
             for (std::size_t i = r.begin; i < r.end; ++i) g[i] *= scale;
             opt_.update({p + r.begin, r.size()}, {g + r.begin, r.size()}, r.begin);
+            std::fill(g + r.begin, g + r.end, 0.0f);
         };
         auto work = [&](std::size_t w, Range r) {
             Worker& wk = workers_[w];
-            std::span<float> grads = grad_views_[w];
-            std::fill(grads.begin(), grads.end(), 0.0f);
+            const std::span<float> grads = grad_views_[w];
             // Workers with an empty share still run (on 0 rows): layers that synchronise
             // statistics across workers need every worker at every collective.
             const auto tw = Clock::now();
@@ -216,6 +217,7 @@ public:
         if constexpr (Model::state_count > 0)
             if (comm_.size() > 1) comm_.broadcast(state_.span(), 0);
         phases_[Phase::update] += seconds_since(t_allreduced);
+        guard.armed = false;
         ++step_;
         if (options_.check_replicas && step_ % options_.check_replicas == 0) check_replicas();
         return {total_loss / static_cast<double>(samples), samples, static_cast<std::size_t>(tail[2])};
@@ -355,6 +357,16 @@ private:
 
     std::span<float> rank_grads() { return {rank_buffer_.data(), param_count}; }
 
+    /// Restores the all-zero gradient buffers if a step ends with an exception half-way.
+    struct ZeroOnFailure {
+        Trainer* trainer;
+        bool armed = true;
+        ~ZeroOnFailure() {
+            if (!armed) return;
+            for (std::span<float> b : trainer->grad_views_) std::fill(b.begin(), b.end(), 0.0f);
+        }
+    };
+
     /// The cross-worker reducer for worker w, or null when this worker is the whole job.
     WorkerReducer* reducer(std::size_t w) {
         return exec_.workers() == 1 && comm_.size() == 1 ? nullptr : exec_.reducer(w);
@@ -398,7 +410,7 @@ private:
     Executor exec_;
     AlignedBuffer<float> params_;
     AlignedBuffer<float> state_;
-    AlignedBuffer<float> rank_buffer_; ///< worker 0's gradients + tail; what the allreduce sends
+    typename Comm::ReduceBuffer rank_buffer_; ///< worker 0's gradients + tail; what the allreduce sends
     std::vector<Worker> workers_;
     std::vector<std::span<float>> grad_views_;
     std::size_t rank_rows_ = 0;

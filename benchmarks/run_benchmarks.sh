@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Runs pardl's benchmarks on this machine and regenerates docs/performance.md from the results:
+#   1. the machine's single-core FMA peak and GEMM GFLOP/s (Google Benchmark, bench_gemm),
+#   2. training throughput of W-MLP and W-CNN under every policy (bench_training_<policy>),
+# with worker counts fitted to nproc. CSVs and the machine description go to results/bench/.
+# Timings are only meaningful on an otherwise idle machine.
+#   MLP_STEPS=938 (one epoch)  CNN_STEPS=150  REPEAT=3 (best of)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cores=$(nproc)
+build=build/release
+out=results/bench
+mlp_steps=${MLP_STEPS:-938}
+cnn_steps=${CNN_STEPS:-150}
+repeat=${REPEAT:-3}
+
+bash scripts/install-deps.sh
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=OFF \
+    -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
+targets=(bench_gemm bench_training_serial bench_training_openmp bench_training_mpi bench_training_hybrid)
+cmake --build "$build" -j"$cores" --target "${targets[@]}"
+bin="$build/benchmarks"
+mkdir -p "$out"
+
+# ---- the machine ---------------------------------------------------------------------------
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)"
+    echo "cores (nproc): ${cores}"
+    lscpu | grep -E '^(L1d|L2|L3) cache' | sed 's/  */ /g'
+    echo "avx512: $(grep -q avx512f /proc/cpuinfo && echo yes || echo no)"
+    echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
+    echo "kernel: $(uname -sr)"
+    echo "compiler: $(g++ --version | head -n1)"
+    echo "mpi: $(mpichversion 2>/dev/null | grep -i 'MPICH Version' | sed 's/[[:space:]]\+/ /g' || echo unknown)"
+} >"$out/machine.txt"
+cat "$out/machine.txt"
+
+# ---- GEMM ----------------------------------------------------------------------------------
+echo "== GEMM (bench_gemm)"
+"$bin/bench_gemm" --benchmark_format=csv --benchmark_repetitions="$repeat" \
+    --benchmark_report_aggregates_only=true 2>/dev/null >"$out/gemm_raw.csv"
+grep 'peak:' "$out/gemm_raw.csv" | sed 's/.*peak: *//; s/ .*//' >"$out/peak.txt"
+sed -i '/peak:/d' "$out/gemm_raw.csv"
+# Keep the median rows: name, GFLOP/s, pct_peak.
+awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { h = $i; gsub(/"/, "", h); col[h] = i }; print "shape,gflops,pct_peak"; next }
+         $1 ~ /_median"?$/ { name = $1; gsub(/"/, "", name); sub(/\/min_time:[0-9.]*_median$/, "", name);
+                             printf "%s,%.1f,%.1f\n", name, $col["GFLOP/s"], $col["pct_peak"] }' \
+    "$out/gemm_raw.csv" >"$out/gemm.csv"
+echo "single-core FMA peak (GFLOP/s): $(cat "$out/peak.txt")"
+cat "$out/gemm.csv"
+
+# ---- training ------------------------------------------------------------------------------
+mpiexec=mpiexec.mpich
+bind=()
+if "$mpiexec" -bind-to core -n 1 true >/dev/null 2>&1; then bind=(-bind-to core); fi
+half=$((cores / 2 > 0 ? cores / 2 : 1))
+
+# best RUN...: the row with the lowest s_per_epoch (field 8) of REPEAT runs.
+best() {
+    local rows=""
+    for _ in $(seq "$repeat"); do rows+="$("$@")"$'\n'; done
+    printf '%s' "$rows" | grep -v '^$' | sort -t, -k8,8g | head -n1
+}
+
+csv="$out/training.csv"
+"$bin/bench_training_serial" --header --steps 1 --warmup 0 | head -n1 >"$csv"
+for workload in mlp cnn; do
+    steps=$mlp_steps
+    [[ $workload == cnn ]] && steps=$cnn_steps
+    common=(--workload "$workload" --steps "$steps" --data /usr/share/datasets/fashion-mnist)
+    echo "== training: ${workload}"
+    serial=$(best env OMP_NUM_THREADS=1 "$bin/bench_training_serial" "${common[@]}")
+    base=$(cut -d, -f8 <<<"$serial")
+    serial=$(best env OMP_NUM_THREADS=1 "$bin/bench_training_serial" "${common[@]}" --baseline "$base")
+    echo "$serial" | tee -a "$csv"
+    best env OMP_PROC_BIND=close OMP_PLACES=cores "$bin/bench_training_openmp" "${common[@]}" --threads "$cores" \
+        --baseline "$base" | tee -a "$csv"
+    best env OMP_NUM_THREADS=1 "$mpiexec" "${bind[@]}" -n "$cores" "$bin/bench_training_mpi" "${common[@]}" \
+        --baseline "$base" | tee -a "$csv"
+    if ((cores >= 2)); then
+        hbind=()
+        ((${#bind[@]})) && hbind=(-bind-to "core:${half}")
+        best env OMP_PROC_BIND=close OMP_PLACES=cores "$mpiexec" "${hbind[@]}" -n 2 "$bin/bench_training_hybrid" \
+            "${common[@]}" --threads "$half" --baseline "$base" | tee -a "$csv"
+    fi
+done
+
+bash benchmarks/write_performance_doc.sh "$out" docs/performance.md
+echo "== wrote docs/performance.md"

@@ -1,0 +1,28 @@
+# Compiles every public header on its own (-fsyntax-only), so each one includes what it uses.
+# Headers that need OpenMP get -fopenmp; headers that need MPI get MPI's include directories.
+#   cmake -DCXX=... -DSOURCE_DIR=... -DMPI_INCLUDES=dir;dir -P check_headers.cmake
+file(GLOB_RECURSE headers RELATIVE "${SOURCE_DIR}/include" "${SOURCE_DIR}/include/pardl/*.hpp")
+set(failed "")
+foreach(h IN LISTS headers)
+    set(flags -std=c++20 -fsyntax-only -x c++ -I${SOURCE_DIR}/include)
+    file(READ "${SOURCE_DIR}/include/${h}" text)
+    if(text MATCHES "<omp.h>|openmp_executor.hpp")
+        list(APPEND flags -fopenmp)
+    endif()
+    if(text MATCHES "<mpi.h>|mpi_comm.hpp")
+        foreach(dir IN LISTS MPI_INCLUDES)
+            list(APPEND flags -I${dir})
+        endforeach()
+    endif()
+    execute_process(COMMAND "${CXX}" ${flags} "${SOURCE_DIR}/include/${h}"
+        RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
+    if(NOT rc EQUAL 0)
+        list(APPEND failed "${h}")
+        message("${h} does not compile on its own:\n${err}")
+    endif()
+endforeach()
+list(LENGTH headers n)
+if(failed)
+    message(FATAL_ERROR "headers that do not compile on their own: ${failed}")
+endif()
+message(STATUS "all ${n} public headers compile on their own")
