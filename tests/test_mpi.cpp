@@ -9,7 +9,12 @@
 #include <pardl/policies/mpi.hpp>
 #include <pardl/testing/equivalence.hpp>
 
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 using namespace pardl;
 
@@ -171,4 +176,166 @@ TEST_CASE("A CNN with synchronized batch norm under MPI and Hybrid reproduces Se
     INFO("ranks " << world_size());
     CHECK(testing::max_relative_difference(mpi.params, serial.params) <= tolerance);
     CHECK(testing::max_relative_difference(hybrid.params, serial.params) <= tolerance);
+}
+
+// ---- the shared-memory fast path of MpiComm::allreduce_sum ----------------------------------
+
+namespace {
+
+// Small integers, so every sum is exact in float whatever the order.
+float shm_value(int rank, std::size_t i, int round) {
+    return static_cast<float>((rank + 1 + round) * static_cast<int>(i % 97 + 1));
+}
+float shm_expected(int ranks, std::size_t i, int round) {
+    int s = 0;
+    for (int r = 0; r < ranks; ++r) s += r + 1 + round;
+    return static_cast<float>(s * static_cast<int>(i % 97 + 1));
+}
+std::uint64_t fnv1a(std::span<const float> v) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (float x : v) {
+        std::uint32_t u = 0;
+        std::memcpy(&u, &x, sizeof u);
+        for (int b = 0; b < 4; ++b) h = (h ^ ((u >> (8 * b)) & 0xffu)) * 1099511628211ull;
+    }
+    return h;
+}
+
+struct ShmOutcome {
+    std::size_t n = 0;
+    bool shared = false;
+    bool exact = true;
+    bool identical = true;
+};
+
+// Fills, reduces and checks `rounds` times; every rank makes the same collective calls.
+ShmOutcome reduce_rounds(MpiComm& comm, std::size_t n, int rounds) {
+    ShmOutcome out;
+    out.n = n;
+    MpiComm::ReduceBuffer buf = comm.allocate(n);
+    out.shared = buf.shared();
+    for (int t = 0; t < rounds; ++t) {
+        for (std::size_t i = 0; i < n; ++i) buf[i] = shm_value(comm.rank(), i, t);
+        comm.allreduce_sum(buf); // the implicit span conversion takes the shared path too
+        for (std::size_t i = 0; i < n; ++i)
+            out.exact = out.exact && buf[i] == shm_expected(comm.size(), i, t);
+        const std::uint64_t h = fnv1a(buf.span());
+        out.identical = out.identical && comm.min(h) == comm.max(h);
+    }
+    return out;
+}
+
+const std::size_t shm_sizes[] = {1, 3, 15, 16, 17, 1000, 235149};
+
+// Sets PARDL_MPI_SHM for the lifetime of the object (on every rank).
+struct ScopedShmEnv {
+    std::string old;
+    bool had = false;
+    explicit ScopedShmEnv(const char* value) {
+        if (const char* v = std::getenv("PARDL_MPI_SHM")) {
+            old = v;
+            had = true;
+        }
+        setenv("PARDL_MPI_SHM", value, 1);
+    }
+    ~ScopedShmEnv() {
+        if (had) setenv("PARDL_MPI_SHM", old.c_str(), 1);
+        else unsetenv("PARDL_MPI_SHM");
+    }
+};
+
+bool shm_disabled_by_env() {
+    const char* v = std::getenv("PARDL_MPI_SHM");
+    return v && std::string(v) == "0";
+}
+
+} // namespace
+
+TEST_CASE("Shared reduce buffers sum exactly and identically on every rank", "[mpi][shm]") {
+    MpiComm comm;
+    std::vector<ShmOutcome> outcomes;
+    for (std::size_t n : shm_sizes) outcomes.push_back(reduce_rounds(comm, n, 3));
+    // One machine: every rank shares the node, so the fast path is on whenever there are peers.
+    CHECK(comm.shared_memory() == (comm.size() > 1 && !shm_disabled_by_env()));
+    for (const ShmOutcome& o : outcomes) {
+        INFO("n = " << o.n << ", ranks " << comm.size());
+        CHECK(o.shared == comm.shared_memory());
+        CHECK(o.exact);
+        CHECK(o.identical);
+    }
+}
+
+TEST_CASE("Spans that are not exactly a shared buffer take the MPI_Allreduce path", "[mpi][shm]") {
+    MpiComm comm;
+    const std::size_t n = 1000;
+    MpiComm::ReduceBuffer a = comm.allocate(n);
+    MpiComm::ReduceBuffer b = comm.allocate(n); // two live windows at once
+    std::vector<float> plain(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        a[i] = shm_value(comm.rank(), i, 0);
+        b[i] = shm_value(comm.rank(), i, 1);
+        plain[i] = shm_value(comm.rank(), i, 2);
+    }
+    comm.allreduce_sum(std::span<float>(plain));
+    comm.allreduce_sum(a.span().first(n - 1)); // a prefix: the plain path; a[n-1] stays local
+    comm.allreduce_sum(b.span());
+    MpiComm::ReduceBuffer moved = std::move(b);
+    moved.zero();
+    comm.allreduce_sum(moved.span()); // still registered after the move: sums zeros
+    bool plain_ok = true, a_ok = true, moved_ok = true;
+    for (std::size_t i = 0; i < n; ++i) {
+        plain_ok = plain_ok && plain[i] == shm_expected(comm.size(), i, 2);
+        a_ok = a_ok && a[i] == (i + 1 < n ? shm_expected(comm.size(), i, 0) : shm_value(comm.rank(), i, 0));
+        moved_ok = moved_ok && moved[i] == 0.0f;
+    }
+    CHECK(plain_ok);
+    CHECK(a_ok);
+    CHECK(moved_ok);
+    CHECK(b.empty());
+    CHECK(moved.shared() == comm.shared_memory());
+}
+
+TEST_CASE("The hierarchical path (nodes emulated as groups of 2 ranks) sums exactly", "[mpi][shm]") {
+    // With an even rank count this is 2-rank 'nodes' joined by MPI_Allreduce; with an odd one the
+    // groups differ in size, so the shared path must switch itself off.
+    MpiComm comm(MPI_COMM_WORLD, 2);
+    std::vector<ShmOutcome> outcomes;
+    for (std::size_t n : shm_sizes) outcomes.push_back(reduce_rounds(comm, n, 2));
+    CHECK(comm.node_size() == std::min(2, comm.size() - (comm.rank() / 2) * 2));
+    CHECK(comm.shared_memory() == (comm.size() % 2 == 0 && !shm_disabled_by_env()));
+    for (const ShmOutcome& o : outcomes) {
+        INFO("n = " << o.n << ", ranks " << comm.size());
+        CHECK(o.shared == comm.shared_memory());
+        CHECK(o.exact);
+        CHECK(o.identical);
+    }
+}
+
+TEST_CASE("PARDL_MPI_SHM=0 turns the shared path off", "[mpi][shm]") {
+    std::vector<ShmOutcome> outcomes;
+    bool usable = true;
+    {
+        ScopedShmEnv off("0");
+        MpiComm comm;
+        usable = comm.shared_memory();
+        for (std::size_t n : shm_sizes) outcomes.push_back(reduce_rounds(comm, n, 2));
+    }
+    CHECK_FALSE(usable);
+    for (const ShmOutcome& o : outcomes) {
+        INFO("n = " << o.n);
+        CHECK_FALSE(o.shared);
+        CHECK(o.exact);
+        CHECK(o.identical);
+    }
+}
+
+TEST_CASE("MPI training without the shared path reproduces Serial", "[mpi][policy][shm]") {
+    const Dataset data = make_blobs(203, 12, 4, 99);
+    const auto serial = run<Serial>(data, sgd(), 50, 1, 10);
+    testing::TrainedRun mpi;
+    {
+        ScopedShmEnv off("0");
+        mpi = run<MPI>(data, sgd(), 50, 1, 10, /*check_replicas=*/5);
+    }
+    CHECK(testing::max_relative_difference(mpi.params, serial.params) <= tolerance);
 }

@@ -16,9 +16,16 @@ namespace pardl {
 ///  - `broadcast(span<float>, root)`: every rank receives root's values.
 ///  - `sum(double)`, `min(uint64)`, `max(uint64)`: scalar reductions to every rank.
 ///  - `barrier()`.
+///  - `ReduceBuffer` and `allocate(n)`: a move-only, zeroed, 64-byte aligned buffer of n floats
+///    with `data()`, `size()`, `span()`, `zero()`, that converts to `span<float>`. Buffers that are
+///    reduced every step (the trainer's gradient buffer) should come from here: when exactly the
+///    span of such a buffer is passed to `allreduce_sum`, the communicator may reduce it through
+///    memory shared with the other ranks of the node instead of messages. `allocate` and the
+///    buffer's destruction may be collectives: all ranks allocate and destroy such buffers in the
+///    same order with the same sizes, while the communicator's environment is alive.
 ///  - `Environment`: the RAII type a program must keep alive while communicators are used.
 template <class C>
-concept Communicator = requires(C& c, std::span<float> f, std::span<double> d) {
+concept Communicator = requires(C& c, std::span<float> f, std::span<double> d, typename C::ReduceBuffer& b) {
     { c.rank() } -> std::convertible_to<int>;
     { c.size() } -> std::convertible_to<int>;
     c.allreduce_sum(f);
@@ -28,6 +35,13 @@ concept Communicator = requires(C& c, std::span<float> f, std::span<double> d) {
     { c.min(std::uint64_t{}) } -> std::convertible_to<std::uint64_t>;
     { c.max(std::uint64_t{}) } -> std::convertible_to<std::uint64_t>;
     c.barrier();
+    typename C::ReduceBuffer;
+    { c.allocate(std::size_t{}) } -> std::same_as<typename C::ReduceBuffer>;
+    { b.data() } -> std::same_as<float*>;
+    { b.size() } -> std::convertible_to<std::size_t>;
+    { b.span() } -> std::same_as<std::span<float>>;
+    b.zero();
+    requires std::movable<typename C::ReduceBuffer>;
     typename C::Environment;
     { C::name() } -> std::convertible_to<const char*>;
 };

@@ -1,10 +1,12 @@
 // LocalComm: the communicator of a single process; every collective is the identity.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
 #include "pardl/comm/communicator.hpp"
+#include "pardl/tensor/buffer.hpp"
 
 namespace pardl {
 
@@ -14,6 +16,9 @@ public:
     static constexpr int rank() { return 0; }
     static constexpr int size() { return 1; }
     static const char* name() { return "local"; }
+    /// With one process there is nothing to share: a plain aligned buffer.
+    using ReduceBuffer = AlignedBuffer<float>;
+    ReduceBuffer allocate(std::size_t n) { return ReduceBuffer(n); }
     void allreduce_sum(std::span<float>) {}
     void allreduce_sum(std::span<double>) {}
     void broadcast(std::span<float>, int = 0) {}
