@@ -7,12 +7,22 @@
 #include <cstdint>
 #include <span>
 
+#include "pardl/execution/partition.hpp"
+
 namespace pardl {
 
 /// requires
 ///  - `rank()`, `size()`: this process's index and the process count.
 ///  - `allreduce_sum(span<float|double>)`: in place; on return every rank holds the element-wise
 ///    sum over ranks, bit-identical on all ranks.
+///  - `allreduce_apply(values, n, results, apply)`: sums `values` over ranks as allreduce_sum,
+///    but hands the first n sums to `apply(Range)` instead of to every rank: the ranges it is
+///    called with partition [0, n) (on every node, when ranks share nodes), values[range] then
+///    holds the global sums, and apply must write results[range] (for example, updated
+///    parameters). On return `results` is identical on every rank, values[n, size) holds the sums
+///    on every rank, and values[0, n) is zero except inside the ranges this rank applied (where
+///    apply may leave anything). This lets ranks share the work done on the sum (the optimizer
+///    update) instead of repeating it.
 ///  - `broadcast(span<float>, root)`: every rank receives root's values.
 ///  - `sum(double)`, `min(uint64)`, `max(uint64)`: scalar reductions to every rank.
 ///  - `barrier()`.
@@ -30,6 +40,7 @@ concept Communicator = requires(C& c, std::span<float> f, std::span<double> d, t
     { c.size() } -> std::convertible_to<int>;
     c.allreduce_sum(f);
     c.allreduce_sum(d);
+    c.allreduce_apply(f, std::size_t{}, f, [](Range) {});
     c.broadcast(f, 0);
     { c.sum(1.0) } -> std::convertible_to<double>;
     { c.min(std::uint64_t{}) } -> std::convertible_to<std::uint64_t>;

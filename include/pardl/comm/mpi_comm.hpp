@@ -24,6 +24,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -287,12 +288,40 @@ public:
     /// In place; bit-identical on every rank. If `v` is exactly the span of a live shared
     /// ReduceBuffer (same data, same size) the sum goes through shared memory.
     void allreduce_sum(std::span<float> v) {
-        if (state_ && !v.empty())
-            for (detail::ShmWindow* w : state_->live)
-                if (w->local == v.data() && w->n == v.size()) return shared_allreduce(*w);
+        if (detail::ShmWindow* w = find_shared(v)) return shared_allreduce(*w, nullptr, nullptr);
         allreduce(v, MPI_SUM);
     }
     void allreduce_sum(std::span<double> v) { allreduce(v, MPI_SUM); }
+
+    /// See the Communicator contract. Through shared memory (both spans exactly live shared
+    /// buffers) the owner of each slice of the node sum applies it and copies the results to
+    /// the node's other ranks, so the node's ranks split the apply work; otherwise every rank
+    /// applies the whole range after an MPI_Allreduce.
+    template <class Apply>
+    void allreduce_apply(std::span<float> values, std::size_t n, std::span<float> results, Apply&& apply) {
+        detail::ShmWindow* wv = find_shared(values);
+        detail::ShmWindow* wr = find_shared(results);
+        // Segments are told apart by node rank, never by address: MPI may map a rank's own
+        // segment at a second address besides the one allocate() returned.
+        const auto me = static_cast<std::size_t>(state_ ? state_->node_rank : 0);
+        if (wv && wr && n <= values.size() && n <= results.size())
+            return shared_allreduce(*wv, [&](std::size_t b, std::size_t e) {
+                const std::size_t ae = std::min(e, n);
+                if (b < ae) {
+                    apply(Range{b, ae});
+                    float* const* out = wr->peers.data();
+                    for (std::size_t k = 0; k < wr->peers.size(); ++k)
+                        if (k != me) std::copy(wr->local + b, wr->local + ae, out[k] + b);
+                }
+                // The tail (values past n) goes to every rank, as allreduce_sum would.
+                const std::size_t tb = std::max(b, n);
+                if (tb < e)
+                    for (std::size_t k = 0; k < wv->peers.size(); ++k)
+                        if (k != me) std::copy(wv->local + tb, wv->local + e, wv->peers[k] + tb);
+            }, wr);
+        allreduce(values, MPI_SUM);
+        apply(Range{0, n});
+    }
 
     void broadcast(std::span<float> v, int root = 0) {
         for_chunks(v, [&](float* p, int n) {
@@ -332,25 +361,33 @@ private:
         });
     }
 
-    /// Makes every node rank's stores to the window visible to the others (MPI-3 shared-memory
-    /// model: sync, barrier, sync).
-    void node_sync(detail::ShmWindow& w) {
-        detail::check_mpi(MPI_Win_sync(w.win), "MPI_Win_sync");
-        detail::check_mpi(MPI_Barrier(state_->node), "MPI_Barrier");
-        detail::check_mpi(MPI_Win_sync(w.win), "MPI_Win_sync");
+
+    /// The live shared buffer whose span is exactly `v`, if any.
+    detail::ShmWindow* find_shared(std::span<float> v) const {
+        if (state_ && !v.empty())
+            for (detail::ShmWindow* w : state_->live)
+                if (w->local == v.data() && w->n == v.size()) return w;
+        return nullptr;
     }
 
     /// Reduce-scatter + allgather through shared memory: node rank r sums slice r (whole cache
     /// lines, split by balanced_range) over the node ranks' segments in rank order, allreduces it
-    /// across nodes, and writes it into slice r of every segment. Each element is computed once
-    /// and copied, so all ranks hold bit-identical sums.
-    void shared_allreduce(detail::ShmWindow& w) {
+    /// across nodes, and then either writes it into slice r of every segment (allreduce_sum) or,
+    /// with an `owner` hook, keeps it in its own segment, clears the others' copies of the slice
+    /// and calls owner(begin, end) (allreduce_apply). Each element is computed once, so all
+    /// ranks hold bit-identical results. `also` is a second window whose writes must be made
+    /// visible by the closing synchronisation.
+    template <class Owner>
+    void shared_allreduce(detail::ShmWindow& w, Owner&& owner, detail::ShmWindow* also) {
         using detail::shm_line;
+        constexpr bool hooked = !std::is_same_v<std::decay_t<Owner>, std::nullptr_t>;
         const detail::MpiCommState& s = *state_;
         const std::size_t k_n = static_cast<std::size_t>(s.node_size);
         float* const* seg = w.peers.data();
+        float* own = w.local;
+        const auto me = static_cast<std::size_t>(s.node_rank);
         const Range mine = balanced_range(w.lines, static_cast<std::size_t>(s.node_rank), k_n);
-        node_sync(w);
+        node_sync(w, also);
         // Segments are padded to whole lines, so every line here is a full 16 floats.
         auto sum_line = [&](std::size_t o, float* acc) {
             const float* p0 = seg[0] + o;
@@ -360,36 +397,42 @@ private:
                 for (std::size_t j = 0; j < shm_line; ++j) acc[j] += p[j];
             }
         };
-        if (s.nodes == 1) {
-            for (std::size_t l = mine.begin; l < mine.end; ++l) {
-                const std::size_t o = l * shm_line;
-                alignas(64) float acc[shm_line];
-                sum_line(o, acc);
-                for (std::size_t k = 0; k < k_n; ++k) {
-                    float* p = seg[k] + o;
-                    for (std::size_t j = 0; j < shm_line; ++j) p[j] = acc[j];
-                }
+        const bool scatter_now = s.nodes == 1 && !hooked;
+        for (std::size_t l = mine.begin; l < mine.end; ++l) {
+            const std::size_t o = l * shm_line;
+            alignas(64) float acc[shm_line];
+            sum_line(o, acc);
+            for (std::size_t k = 0; k < k_n; ++k) {
+                float* p = k == me ? own + o : seg[k] + o;
+                if (scatter_now || k == me)
+                    std::copy_n(acc, shm_line, p);
+                else if constexpr (hooked)
+                    std::fill_n(p, shm_line, 0.0f); // consumed: ready for the next step
             }
-        } else {
-            // Node sum into this rank's own segment (slice r of the other segments is read by
-            // this rank only), then across nodes, then out to the node's other segments.
-            float* own = w.local;
-            for (std::size_t l = mine.begin; l < mine.end; ++l) {
-                const std::size_t o = l * shm_line;
-                alignas(64) float acc[shm_line];
-                sum_line(o, acc);
-                for (std::size_t j = 0; j < shm_line; ++j) own[o + j] = acc[j];
-            }
-            const std::size_t b = std::min(w.n, mine.begin * shm_line),
-                              e = std::min(w.n, mine.end * shm_line);
-            for_chunks(std::span<float>(own + b, e - b), [&](float* p, int n) {
-                detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_FLOAT, MPI_SUM, s.cross),
-                                  "MPI_Allreduce");
-            });
-            for (std::size_t k = 0; k < k_n; ++k)
-                if (seg[k] != own) std::copy(own + b, own + e, seg[k] + b);
         }
-        node_sync(w);
+        const std::size_t b = std::min(w.n, mine.begin * shm_line), e = std::min(w.n, mine.end * shm_line);
+        if (s.nodes > 1) {
+            // Across nodes: ranks with the same node-local rank own the same slice.
+            for_chunks(std::span<float>(own + b, e - b), [&](float* p, int n) {
+                detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_FLOAT, MPI_SUM, s.cross), "MPI_Allreduce");
+            });
+            if constexpr (!hooked)
+                for (std::size_t k = 0; k < k_n; ++k)
+                    if (k != me) std::copy(own + b, own + e, seg[k] + b);
+        }
+        if constexpr (hooked)
+            if (b < e) owner(b, e);
+        node_sync(w, also);
+    }
+
+    /// Makes every node rank's stores to the windows visible to the others (MPI-3 shared-memory
+    /// model: sync, barrier, sync).
+    void node_sync(detail::ShmWindow& w, detail::ShmWindow* also) {
+        detail::check_mpi(MPI_Win_sync(w.win), "MPI_Win_sync");
+        if (also && also != &w) detail::check_mpi(MPI_Win_sync(also->win), "MPI_Win_sync");
+        detail::check_mpi(MPI_Barrier(state_->node), "MPI_Barrier");
+        detail::check_mpi(MPI_Win_sync(w.win), "MPI_Win_sync");
+        if (also && also != &w) detail::check_mpi(MPI_Win_sync(also->win), "MPI_Win_sync");
     }
 
     MPI_Comm comm_;

@@ -81,7 +81,8 @@ public:
     /// Initialises the parameters from options.seed on rank 0 and broadcasts them.
     Trainer(Opt optimizer, TrainerOptions options, Comm comm = Comm{})
         : opt_(std::move(optimizer)), options_(options), comm_(std::move(comm)), exec_(options.threads),
-          params_(param_count), state_(Model::state_count), rank_buffer_(comm_.allocate(param_count + tail_size)) {
+          params_(comm_.allocate(param_count)), state_(Model::state_count),
+          rank_buffer_(comm_.allocate(param_count + tail_size)) {
         PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
         const std::size_t ranks = static_cast<std::size_t>(comm_.size());
         const std::size_t workers = exec_.workers();
@@ -141,7 +142,8 @@ public:
         // One process: nothing to wait for between the worker sum and the update, so the update
         // of each slice runs right after its sum, in the same parallel region (one memory pass).
         const bool fused_update = comm_.size() == 1;
-        const float local_scale = 1.0f / static_cast<float>(std::max<std::size_t>(1, global_rows));
+        // Scaled once by 1/N_global (N is the global batch: every rank knows it).
+        const float scale = 1.0f / static_cast<float>(std::max<std::size_t>(1, global_rows));
         opt_.begin_step();
         // Gradient buffers are zero at the start of every step: the executor clears the other
         // workers' buffers as it sums them, and the update clears the rank buffer behind it.
@@ -179,7 +181,7 @@ public:
         };
         const std::span<const std::span<float>> buffers(grad_views_);
         if (fused_update)
-            exec_.run(mine.size(), work, buffers, [&](Range r) { scale_and_update(r, local_scale); });
+            exec_.run(mine.size(), work, buffers, [&](Range r) { scale_and_update(r, scale); });
         else
             exec_.run(mine.size(), work, buffers);
         const auto t_reduced = Clock::now();
@@ -196,9 +198,21 @@ public:
         tail[0] = static_cast<float>(loss);
         tail[1] = static_cast<float>(mine.size());
         tail[2] = static_cast<float>(correct);
-        comm_.allreduce_sum(rank_buffer_.span());
+        // Several processes: one collective sums gradients and scalars; each slice's owner
+        // scales and updates its parameters (threads split it) and the results are shared.
+        double update_seconds = 0;
+        if (!fused_update) {
+            comm_.allreduce_apply(rank_buffer_.span(), param_count, params_.span(), [&](Range owned) {
+                const auto tu = Clock::now();
+                exec_.for_chunks(owned.size(), [&](Range c) {
+                    scale_and_update(Range{owned.begin + c.begin, owned.begin + c.end}, scale);
+                });
+                update_seconds += seconds_since(tu);
+            });
+        }
         const auto t_allreduced = Clock::now();
-        phases_[Phase::allreduce] += seconds_between(t_reduced, t_allreduced);
+        phases_[Phase::allreduce] += seconds_between(t_reduced, t_allreduced) - update_seconds;
+        phases_[Phase::update] += update_seconds;
 
         const double total_loss = tail[0];
         const auto samples = static_cast<std::size_t>(tail[1]);
@@ -207,16 +221,10 @@ public:
         PARDL_REQUIRE(std::isfinite(total_loss), NumericalError, "the loss became ", total_loss, " at step ", step_,
                       ": training diverged (try a lower learning rate)");
 
-        // Scale once by 1/N_global, then update; both fused per slice of the flat vector.
-        if (!fused_update) {
-            const float scale = 1.0f / static_cast<float>(samples);
-            exec_.for_chunks(param_count, [&](Range r) { scale_and_update(r, scale); });
-        }
         // Running statistics are updated by each rank's first worker; rank 0's copy is the
         // reference (as DDP's buffer broadcast), which keeps per-worker batch norm consistent.
         if constexpr (Model::state_count > 0)
             if (comm_.size() > 1) comm_.broadcast(state_.span(), 0);
-        phases_[Phase::update] += seconds_since(t_allreduced);
         guard.armed = false;
         ++step_;
         if (options_.check_replicas && step_ % options_.check_replicas == 0) check_replicas();
@@ -408,7 +416,7 @@ private:
     TrainerOptions options_;
     Comm comm_;
     Executor exec_;
-    AlignedBuffer<float> params_;
+    typename Comm::ReduceBuffer params_; ///< in shared memory where ranks share a node (see allreduce_apply)
     AlignedBuffer<float> state_;
     typename Comm::ReduceBuffer rank_buffer_; ///< worker 0's gradients + tail; what the allreduce sends
     std::vector<Worker> workers_;
