@@ -12,7 +12,8 @@ policies=${POLICIES:-serial}
 epochs=${EPOCHS:-5}
 
 bash scripts/install-deps.sh
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF >/dev/null
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=ON \
+    -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
 targets=()
 for p in $policies; do targets+=("mlp_$p" "cnn_$p"); done
 cmake --build "$build" -j"$cores" --target "${targets[@]}"

@@ -4,7 +4,7 @@
 #   2. training throughput of W-MLP and W-CNN under every policy (bench_training_<policy>),
 # with worker counts fitted to nproc. CSVs and the machine description go to results/bench/.
 # Timings are only meaningful on an otherwise idle machine.
-#   MLP_STEPS=938 (one epoch)  CNN_STEPS=150  REPEAT=3 (best of)
+#   MLP_STEPS=938 (one epoch)  CNN_STEPS=150  REPEAT=5 (best of)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +13,12 @@ build=build/release
 out=results/bench
 mlp_steps=${MLP_STEPS:-938}
 cnn_steps=${CNN_STEPS:-150}
-repeat=${REPEAT:-3}
+repeat=${REPEAT:-5}
 
 bash scripts/install-deps.sh
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=OFF \
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=ON \
     -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
-targets=(bench_gemm bench_training_serial bench_training_openmp bench_training_mpi bench_training_hybrid)
+targets=(bench_gemm bench_allreduce bench_training_serial bench_training_openmp bench_training_mpi bench_training_hybrid)
 cmake --build "$build" -j"$cores" --target "${targets[@]}"
 bin="$build/benchmarks"
 mkdir -p "$out"
@@ -51,10 +51,17 @@ awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { h = $i; gsub(/"/, "", h); col[h] 
 echo "single-core FMA peak (GFLOP/s): $(cat "$out/peak.txt")"
 cat "$out/gemm.csv"
 
-# ---- training ------------------------------------------------------------------------------
 mpiexec=mpiexec.mpich
 bind=()
 if "$mpiexec" -bind-to core -n 1 true >/dev/null 2>&1; then bind=(-bind-to core); fi
+
+# ---- allreduce -----------------------------------------------------------------------------
+echo "== allreduce (bench_allreduce, ${cores} ranks)"
+if ((cores >= 2)); then
+    "$mpiexec" "${bind[@]}" -n "$cores" "$bin/bench_allreduce" | tee "$out/allreduce.csv"
+fi
+
+# ---- training ------------------------------------------------------------------------------
 half=$((cores / 2 > 0 ? cores / 2 : 1))
 
 # best RUN...: the row with the lowest s_per_epoch (field 8) of REPEAT runs.

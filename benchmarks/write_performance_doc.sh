@@ -87,6 +87,24 @@ awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
     { printf "| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", $1, $2, $c["data_s"], $c["forward_s"],
       $c["backward_s"], $c["reduce_workers_s"], $c["allreduce_s"], $c["update_s"] }' "$in/training.csv"
 
+if [[ -s "$in/allreduce.csv" ]]; then
+cat <<ALLREDUCE
+
+## Allreduce (\`bench_allreduce\`)
+
+\`MpiComm::allreduce_sum\` between the ranks of this node: through the MPI-3 shared-memory window
+(\`shm\`, the path training uses) and with plain \`MPI_Allreduce\` (\`mpi\`); median seconds per call.
+940,596 bytes is the W-MLP gradient, 3,297,832 bytes the W-CNN gradient.
+
+| ranks | bytes | shm µs | shm GB/s | MPI_Allreduce µs | MPI_Allreduce GB/s |
+|---:|---:|---:|---:|---:|---:|
+ALLREDUCE
+awk -F, 'NR > 1 { key = $1 "," $2; t[key, $3] = $4; g[key, $3] = $5; if (!(key in seen)) { seen[key] = 1; order[++n] = key } }
+    END { for (i = 1; i <= n; i++) { k = order[i]; split(k, a, ",");
+          printf "| %s | %s | %.1f | %.1f | %.1f | %.1f |\n", a[1], a[2], t[k, "shm"] * 1e6, g[k, "shm"], t[k, "mpi"] * 1e6, g[k, "mpi"] } }' \
+    "$in/allreduce.csv"
+fi
+
 cat <<TARGETS
 
 ## Targets
