@@ -40,7 +40,8 @@ void bm_gemm(benchmark::State& state, Op op_a, Op op_b, size_t m, size_t n, size
     const double gflop = 2.0 * double(m) * double(n) * double(k) * 1e-9;
     const double iters = static_cast<double>(state.iterations());
     state.counters["GFLOP/s"] = benchmark::Counter(gflop * iters, benchmark::Counter::kIsRate);
-    state.counters["pct_peak"] = benchmark::Counter(100.0 * gflop * iters / peak_gflops, benchmark::Counter::kIsRate);
+    state.counters["pct_peak"] =
+        benchmark::Counter(100.0 * gflop * iters / peak_gflops, benchmark::Counter::kIsRate);
 }
 
 void add(const char* form, Op op_a, Op op_b, size_t m, size_t n, size_t k, float beta) {

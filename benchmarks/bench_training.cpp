@@ -38,7 +38,8 @@ int run(const Config& cfg) {
     using Policy = pardl::PARDL_POLICY;
     using Env = typename Policy::communicator::Environment;
     Dataset data = cfg.data.empty() ? Dataset{} : load_fashion_mnist(cfg.data, true);
-    if (data.empty()) data = make_images(60000, 1, 28, 28, 10, cfg.seed); // same shape and cost as Fashion-MNIST
+    if (data.empty())
+        data = make_images(60000, 1, 28, 28, 10, cfg.seed); // same shape and cost as Fashion-MNIST
     TrainerOptions o;
     o.batch = cfg.batch;
     o.seed = cfg.seed;
@@ -87,8 +88,7 @@ int run(const Config& cfg) {
     const double speedup = cfg.baseline > 0 ? cfg.baseline / s_per_epoch : 0.0;
     std::printf("%s,%s,%d,%zu,%zu,%zu,%.4f,%.4f,%.1f,%.2f,%.2f,%.1f,%.3f,%.3f", cfg.workload.c_str(),
                 PARDL_POLICY_NAME, trainer.ranks(), trainer.workers(), cfg.batch, steps, seconds, s_per_epoch,
-                samples_per_s, gflops, peak, pct_peak, speedup,
-                speedup / static_cast<double>(workers));
+                samples_per_s, gflops, peak, pct_peak, speedup, speedup / static_cast<double>(workers));
     const PhaseTimes& ph = trainer.phase_times();
     for (double v : ph.seconds) std::printf(",%.4f", v);
     std::printf("\n");
@@ -101,7 +101,8 @@ int run(const Config& cfg) {
 int main(int argc, char** argv) {
     CLI::App app{"pardl end-to-end training benchmark (policy: " PARDL_POLICY_NAME ")"};
     Config cfg;
-    app.add_option("--workload", cfg.workload, "mlp (W-MLP) or cnn (W-CNN)")->check(CLI::IsMember({"mlp", "cnn"}));
+    app.add_option("--workload", cfg.workload, "mlp (W-MLP) or cnn (W-CNN)")
+        ->check(CLI::IsMember({"mlp", "cnn"}));
     app.add_option("--data", cfg.data, "Fashion-MNIST directory (default: synthetic data of the same shape)");
     app.add_option("--batch", cfg.batch, "global batch size")->check(CLI::PositiveNumber);
     app.add_option("--steps", cfg.steps, "timed steps (0 = one epoch)");

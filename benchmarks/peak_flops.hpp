@@ -5,9 +5,9 @@
 #include <xsimd/xsimd.hpp>
 
 #include <algorithm>
-#include <ctime>
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 
 namespace pardl::bench {
 

@@ -270,7 +270,8 @@ TEST_CASE("balanced_range: contiguous cover with sizes differing by at most one"
         REQUIRE(largest == pardl::max_part_size(total, parts));
         // Exactly total % parts pieces have the larger size (when sizes differ).
         size_t big = 0;
-        for (size_t p = 0; p < parts; ++p) big += pardl::balanced_range(total, p, parts).size() == total / parts + 1;
+        for (size_t p = 0; p < parts; ++p)
+            big += pardl::balanced_range(total, p, parts).size() == total / parts + 1;
         REQUIRE(big == total % parts);
     };
     for (size_t total = 0; total <= 70; ++total)

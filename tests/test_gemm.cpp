@@ -131,7 +131,12 @@ TEST_CASE("gemm matches a double reference on random larger shapes", "[gemm]") {
         for (Op op_b : ops)
             for (float beta : betas)
                 for (int trial = 0; trial < 6; ++trial) {
-                    Problem p{op_a, op_b, dims[rng.below(10)], dims[rng.below(10)], dims[rng.below(10)], beta,
+                    Problem p{op_a,
+                              op_b,
+                              dims[rng.below(10)],
+                              dims[rng.below(10)],
+                              dims[rng.below(10)],
+                              beta,
                               rng.below(3) == 0 ? size_t{0} : rng.below(9)};
                     check(p, rng);
                 }
@@ -161,7 +166,8 @@ TEST_CASE("gemm with beta == 0 never reads C", "[gemm]") {
     pardl::Rng rng(5);
     for (Op op_a : ops)
         for (Op op_b : ops)
-            for (size_t s : {size_t{1}, size_t{13}, size_t{70}}) check({op_a, op_b, s, s + 2, s + 1, 0.0f, 2}, rng);
+            for (size_t s : {size_t{1}, size_t{13}, size_t{70}})
+                check({op_a, op_b, s, s + 2, s + 1, 0.0f, 2}, rng);
 
     // And explicitly: a NaN-filled C comes back finite.
     std::vector<float> a(6, 1.0f), b(6, 2.0f), c(4, nan_f);
@@ -198,7 +204,8 @@ TEST_CASE("gemm is safe to call from several threads at once", "[gemm]") {
             Outcome worst;
             for (int rep = 0; rep < 3; ++rep) {
                 const Outcome o = run_and_compare(
-                    {t % 2 ? Op::T : Op::N, t / 2 ? Op::T : Op::N, 61 + 3 * t, 300 - 7 * t, 290 + t, 1.0f, 1}, rng);
+                    {t % 2 ? Op::T : Op::N, t / 2 ? Op::T : Op::N, 61 + 3 * t, 300 - 7 * t, 290 + t, 1.0f, 1},
+                    rng);
                 worst.worst_ratio = std::max(worst.worst_ratio, o.worst_ratio);
                 worst.padding_intact = worst.padding_intact && o.padding_intact;
             }

@@ -21,12 +21,12 @@
 
 namespace {
 
-using std::size_t;
 using pardl::ConstMatrix;
 using pardl::LayerSlots;
 using pardl::Matrix;
 using pardl::Shape;
 using pardl::StepContext;
+using std::size_t;
 namespace pt = pardl::testing;
 
 template <class L>
@@ -85,7 +85,9 @@ struct TransposedGradDense : pardl::Dense<Out>::template bind<Shape<In>> {
     }
 };
 
-StepContext ctx_train() { return StepContext{}; }
+StepContext ctx_train() {
+    return StepContext{};
+}
 
 } // namespace
 
@@ -174,7 +176,8 @@ TEST_CASE("Dense forward computes x W + b (W stored in-major, bias after the wei
     CHECK(y[3] == 10.0f);
 }
 
-TEST_CASE("Dense backward: dW = x^T dy, db = sum dy, dx = dy W^T, and gradients accumulate", "[layers][dense]") {
+TEST_CASE("Dense backward: dW = x^T dy, db = sum dy, dx = dy W^T, and gradients accumulate",
+          "[layers][dense]") {
     using L = pardl::Dense<2>::bind<Shape<3>>;
     const float params[] = {1, 2, 3, 4, 5, 6, 0.5f, -1};
     const float x[] = {1, 0, -1, 2, 1, 0.5f};

@@ -1,9 +1,9 @@
 // Losses: finite-difference checks, values against double-precision references written out by
 // hand (log-sum-exp, mean squared error), numerical stability, the SUM-over-rows contract and
 // argmax counting.
+#include "pardl/core/rng.hpp"
 #include "pardl/losses/mse.hpp"
 #include "pardl/losses/softmax_cross_entropy.hpp"
-#include "pardl/core/rng.hpp"
 #include "pardl/testing/gradcheck.hpp"
 
 #include <catch2/catch.hpp>
@@ -16,12 +16,12 @@
 
 namespace {
 
-using std::size_t;
 using pardl::ConstMatrix;
 using pardl::Matrix;
 using pardl::MSE;
 using pardl::SoftmaxCrossEntropy;
 using pardl::Targets;
+using std::size_t;
 namespace pt = pardl::testing;
 
 /// Reference cross-entropy of one row in double: log(sum_j exp(z_j)) - z_label, with the max
@@ -67,7 +67,7 @@ TEST_CASE("SoftmaxCrossEntropy value and gradient match a double-precision refer
     const Targets t{labels, {}};
 
     const double got = SoftmaxCrossEntropy::forward_backward(ConstMatrix{z.data(), rows, cols}, t,
-                                                              Matrix{dz.data(), rows, cols});
+                                                             Matrix{dz.data(), rows, cols});
     double expect = 0;
     for (size_t r = 0; r < rows; ++r) {
         std::vector<double> zr(z.begin() + r * cols, z.begin() + (r + 1) * cols), g;
@@ -88,7 +88,8 @@ TEST_CASE("SoftmaxCrossEntropy hand-worked values", "[losses][ce]") {
     const float z[] = {3, 3, 3, 3};
     const std::int32_t label[] = {2};
     float dz[4];
-    const double l = SoftmaxCrossEntropy::forward_backward(ConstMatrix{z, 1, 4}, Targets{label, {}}, Matrix{dz, 1, 4});
+    const double l =
+        SoftmaxCrossEntropy::forward_backward(ConstMatrix{z, 1, 4}, Targets{label, {}}, Matrix{dz, 1, 4});
     CHECK(l == Approx(std::log(4.0)).epsilon(1e-7));
     CHECK(dz[0] == Approx(0.25));
     CHECK(dz[2] == Approx(-0.75));
@@ -96,8 +97,8 @@ TEST_CASE("SoftmaxCrossEntropy hand-worked values", "[losses][ce]") {
     const float z2[] = {0.0f, static_cast<float>(std::log(3.0))};
     const std::int32_t label0[] = {0};
     float dz2[2];
-    CHECK(SoftmaxCrossEntropy::forward_backward(ConstMatrix{z2, 1, 2}, Targets{label0, {}}, Matrix{dz2, 1, 2}) ==
-          Approx(std::log(4.0)).epsilon(1e-6));
+    CHECK(SoftmaxCrossEntropy::forward_backward(ConstMatrix{z2, 1, 2}, Targets{label0, {}},
+                                                Matrix{dz2, 1, 2}) == Approx(std::log(4.0)).epsilon(1e-6));
     CHECK(dz2[0] == Approx(0.25 - 1.0).epsilon(1e-6));
     CHECK(dz2[1] == Approx(0.75).epsilon(1e-6));
 }
@@ -114,8 +115,8 @@ TEST_CASE("SoftmaxCrossEntropy is stable for logits of +-1e4", "[losses][ce]") {
     double per_row[3];
     for (size_t r = 0; r < 3; ++r) {
         float g[3];
-        per_row[r] = SoftmaxCrossEntropy::forward_backward(ConstMatrix{z + 3 * r, 1, 3}, Targets{{labels + r, 1}, {}},
-                                                           Matrix{g, 1, 3});
+        per_row[r] = SoftmaxCrossEntropy::forward_backward(ConstMatrix{z + 3 * r, 1, 3},
+                                                           Targets{{labels + r, 1}, {}}, Matrix{g, 1, 3});
         for (float v : g) REQUIRE(std::isfinite(v));
     }
     const double total = SoftmaxCrossEntropy::forward_backward(ConstMatrix{z, 3, 3}, t, Matrix{dz, 3, 3});
@@ -145,8 +146,10 @@ TEST_CASE("SoftmaxCrossEntropy returns the SUM over rows", "[losses][ce]") {
     const std::int32_t l1[] = {3};
     const std::int32_t l2[] = {3, 3};
     float g1[4], g2[8];
-    const double a = SoftmaxCrossEntropy::forward_backward(ConstMatrix{one, 1, 4}, Targets{l1, {}}, Matrix{g1, 1, 4});
-    const double b = SoftmaxCrossEntropy::forward_backward(ConstMatrix{two, 2, 4}, Targets{l2, {}}, Matrix{g2, 2, 4});
+    const double a =
+        SoftmaxCrossEntropy::forward_backward(ConstMatrix{one, 1, 4}, Targets{l1, {}}, Matrix{g1, 1, 4});
+    const double b =
+        SoftmaxCrossEntropy::forward_backward(ConstMatrix{two, 2, 4}, Targets{l2, {}}, Matrix{g2, 2, 4});
     const double ref = reference_ce({0.3f, -1.2f, 2.0f, 0.1f}, 3);
     CHECK(a == Approx(ref).epsilon(1e-7));
     CHECK(b == Approx(2 * ref).epsilon(1e-7));
@@ -191,8 +194,9 @@ TEST_CASE("MSE matches a double-precision reference on random data", "[losses][m
     std::vector<float> o(rows * cols), t(rows * cols), g(rows * cols);
     for (float& v : o) v = rng.uniform(-2, 2);
     for (float& v : t) v = rng.uniform(-2, 2);
-    const double l = MSE::forward_backward(ConstMatrix{o.data(), rows, cols}, Targets{{}, ConstMatrix{t.data(), rows, cols}},
-                                           Matrix{g.data(), rows, cols});
+    const double l =
+        MSE::forward_backward(ConstMatrix{o.data(), rows, cols},
+                              Targets{{}, ConstMatrix{t.data(), rows, cols}}, Matrix{g.data(), rows, cols});
     double ref = 0;
     for (size_t r = 0; r < rows; ++r) {
         double row = 0;

@@ -21,8 +21,8 @@
 
 #include <algorithm>
 #include <array>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -89,8 +89,8 @@ TEST_CASE("Sequential: shapes through Flatten and layer_t", "[model][layout]") {
 TEST_CASE("describe() lists every layer, its output and parameters, and the total", "[model][describe]") {
     const std::string d = describe<WMlp>();
     INFO(d);
-    for (const char* s : {"Input", "784", "Dense<256>", "ReLU", "Dense<128>", "Dense<10>", "total", "235146", "200960",
-                          "32896", "1290"})
+    for (const char* s : {"Input", "784", "Dense<256>", "ReLU", "Dense<128>", "Dense<10>", "total", "235146",
+                          "200960", "32896", "1290"})
         CHECK(d.find(s) != std::string::npos);
     // One header, one input line, one line per layer, one total line.
     CHECK(std::count(d.begin(), d.end(), '\n') == 1 + 1 + 5 + 1);
@@ -125,7 +125,8 @@ TEST_CASE("initialize is deterministic in the seed and differs across seeds", "[
     // Only the zero biases (256 + 128 + 10) may coincide.
     CHECK(same == 256 + 128 + 10);
     // Biases zero, weights not.
-    for (size_t k = WMlp::param_offsets[4] + 1280; k < WMlp::param_offsets[4] + 1290; ++k) CHECK(a[k] == 0.0f);
+    for (size_t k = WMlp::param_offsets[4] + 1280; k < WMlp::param_offsets[4] + 1290; ++k)
+        CHECK(a[k] == 0.0f);
     // He normal scale of the first layer: sd sqrt(2 / 784).
     double s2 = 0;
     const size_t off = WMlp::param_offsets[0];
@@ -133,7 +134,8 @@ TEST_CASE("initialize is deterministic in the seed and differs across seeds", "[
     CHECK(std::sqrt(s2 / (784 * 256)) == Approx(std::sqrt(2.0 / 784)).epsilon(0.02));
 }
 
-TEST_CASE("initialize: each layer draws from its own stream, so appending layers keeps the others", "[model][init]") {
+TEST_CASE("initialize: each layer draws from its own stream, so appending layers keeps the others",
+          "[model][init]") {
     using Small = Sequential<Input<4>, Dense<3>>;
     using Longer = Sequential<Input<4>, Dense<3>, ReLU, Dense<2>>;
     std::vector<float> s(Small::param_count), l(Longer::param_count);
@@ -218,7 +220,8 @@ TEST_CASE("check_model: MLPs with each loss and activation", "[model][gradcheck]
     require_model_gradcheck<Sequential<Input<5>, Dense<6>, Tanh, Dense<3>>, MSE>(4);
     require_model_gradcheck<Sequential<Input<2, 2, 2>, Flatten, Dense<5, XavierUniform>, Sigmoid, Dense<3>>,
                             SoftmaxCrossEntropy>(3);
-    require_model_gradcheck<Sequential<Input<7>, Dense<9, XavierUniform>, Tanh, Dense<5>, Sigmoid, Dense<2>>, MSE>(6);
+    require_model_gradcheck<Sequential<Input<7>, Dense<9, XavierUniform>, Tanh, Dense<5>, Sigmoid, Dense<2>>,
+                            MSE>(6);
     require_model_gradcheck<Sequential<Input<3>, Dense<1>>, MSE>(2);
 }
 
@@ -241,7 +244,9 @@ struct TempDir {
         std::error_code ec;
         fs::remove_all(path, ec);
     }
-    size_t entries() const { return static_cast<size_t>(std::distance(fs::directory_iterator(path), fs::directory_iterator())); }
+    size_t entries() const {
+        return static_cast<size_t>(std::distance(fs::directory_iterator(path), fs::directory_iterator()));
+    }
 };
 
 std::vector<char> read_bytes(const fs::path& p) {
@@ -272,7 +277,9 @@ std::string load_error(const fs::path& path, const std::string& sig, std::span<f
 
 using Small = Sequential<Input<5>, Dense<4>, ReLU, Dense<3>>;
 // Header: magic 8, version 4, signature length 4, signature, counts 8 + 8, crc 4.
-size_t header_size(const std::string& sig) { return 8 + 4 + 4 + sig.size() + 8 + 8 + 4; }
+size_t header_size(const std::string& sig) {
+    return 8 + 4 + 4 + sig.size() + 8 + 8 + 4;
+}
 
 } // namespace
 
@@ -383,7 +390,8 @@ TEST_CASE("checkpoint: corrupt files are rejected with specific messages", "[mod
         std::vector<char> bad = good;
         bad[0] = 'X';
         write_bytes(file, bad);
-        CHECK_THAT(load_error(file, sig, p, s), Catch::Contains("not a pardl checkpoint") && Catch::Contains("magic"));
+        CHECK_THAT(load_error(file, sig, p, s),
+                   Catch::Contains("not a pardl checkpoint") && Catch::Contains("magic"));
     }
     SECTION("another format version") {
         std::vector<char> bad = good;

@@ -23,11 +23,12 @@ namespace {
 using SmallMlp = Sequential<Input<12>, Dense<16>, Tanh, Dense<9>, ReLU, Dense<4>>;
 constexpr double tolerance = 1e-5;
 
-using SmallCnn = Sequential<Input<1, 8, 8>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Flatten, Dense<5>>;
+using SmallCnn =
+    Sequential<Input<1, 8, 8>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Flatten, Dense<5>>;
 
 template <class Policy, class Opt, class Model = SmallMlp>
-testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads, std::size_t steps,
-                        std::size_t check_replicas = 0) {
+testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads,
+                        std::size_t steps, std::size_t check_replicas = 0) {
     TrainerOptions o;
     o.batch = batch;
     o.seed = 1234;
@@ -38,10 +39,16 @@ testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::si
     return testing::train_steps(trainer, data, steps);
 }
 
-SGD sgd() { return SGD({.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f}); }
-Adam adam() { return Adam({.lr = 3e-3f}); }
+SGD sgd() {
+    return SGD({.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f});
+}
+Adam adam() {
+    return Adam({.lr = 3e-3f});
+}
 
-int world_size() { return MpiComm{}.size(); }
+int world_size() {
+    return MpiComm{}.size();
+}
 
 } // namespace
 
@@ -55,7 +62,8 @@ TEST_CASE("MpiComm collectives", "[mpi]") {
     std::vector<float> b{static_cast<float>(r), static_cast<float>(r) * 2};
     comm.broadcast(std::span<float>(b), n - 1);
     const double s = comm.sum(1.0);
-    const auto lo = comm.min(static_cast<std::uint64_t>(r + 10)), hi = comm.max(static_cast<std::uint64_t>(r + 10));
+    const auto lo = comm.min(static_cast<std::uint64_t>(r + 10)),
+               hi = comm.max(static_cast<std::uint64_t>(r + 10));
     comm.barrier();
     CHECK(v[0] == static_cast<float>(n));
     CHECK(v[1] == static_cast<float>(n * (n - 1) / 2));
@@ -72,8 +80,10 @@ TEMPLATE_TEST_CASE("MPI and Hybrid reproduce Serial", "[mpi][policy]", SGD, Adam
     // 203 rows, batch 50: every epoch ends with a 3-row batch; 50 is not divisible by 3.
     const Dataset data = make_blobs(203, 12, 4, 99);
     auto make_opt = [] {
-        if constexpr (std::is_same_v<TestType, SGD>) return sgd();
-        else return adam();
+        if constexpr (std::is_same_v<TestType, SGD>)
+            return sgd();
+        else
+            return adam();
     };
     const auto serial = run<Serial>(data, make_opt(), 50, 1, 25);
     const auto mpi = run<MPI>(data, make_opt(), 50, 1, 25, /*check_replicas=*/5);
@@ -239,8 +249,10 @@ struct ScopedShmEnv {
         setenv("PARDL_MPI_SHM", value, 1);
     }
     ~ScopedShmEnv() {
-        if (had) setenv("PARDL_MPI_SHM", old.c_str(), 1);
-        else unsetenv("PARDL_MPI_SHM");
+        if (had)
+            setenv("PARDL_MPI_SHM", old.c_str(), 1);
+        else
+            unsetenv("PARDL_MPI_SHM");
     }
 };
 

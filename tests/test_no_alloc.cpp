@@ -9,9 +9,9 @@
 #endif
 
 #include <atomic>
-#include <vector>
 #include <cstdlib>
 #include <new>
+#include <vector>
 
 namespace {
 std::atomic<long> allocations{0};
@@ -50,30 +50,50 @@ void* operator new(std::size_t n) {
     if (void* p = __real_malloc(n ? n : 1)) return p;
     throw std::bad_alloc();
 }
-void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new[](std::size_t n) {
+    return operator new(n);
+}
 void* operator new(std::size_t n, std::align_val_t a) {
     allocations.fetch_add(1, std::memory_order_relaxed);
     const auto al = static_cast<std::size_t>(a);
     if (void* p = __real_aligned_alloc(al, (n + al - 1) / al * al)) return p;
     throw std::bad_alloc();
 }
-void* operator new[](std::size_t n, std::align_val_t a) { return operator new(n, a); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void* operator new[](std::size_t n, std::align_val_t a) {
+    return operator new(n, a);
+}
+void operator delete(void* p) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+    std::free(p);
+}
 
 using namespace pardl;
 
 namespace {
 
 using Mlp = Sequential<Input<20>, Dense<32>, ReLU, Dense<16>, Tanh, Dense<5>>;
-using Cnn = Sequential<Input<1, 10, 10>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Dropout<200>, Flatten,
-                       Dense<6>>;
+using Cnn = Sequential<Input<1, 10, 10>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Dropout<200>,
+                       Flatten, Dense<6>>;
 
 /// Allocations during `steps` steps that follow two warm-up steps.
 template <class Model, class Policy, class Opt>
@@ -88,7 +108,8 @@ long allocations_in_steps(const Dataset& data, Opt opt, std::size_t threads, std
     trainer.step(data, loader.batch_indices(0));
     trainer.step(data, loader.batch_indices(1));
     const long before = allocations.load();
-    for (std::size_t s = 0; s < steps; ++s) trainer.step(data, loader.batch_indices(s % loader.batches_per_epoch()));
+    for (std::size_t s = 0; s < steps; ++s)
+        trainer.step(data, loader.batch_indices(s % loader.batches_per_epoch()));
     return allocations.load() - before;
 }
 

@@ -21,7 +21,9 @@ constexpr int steps = 10;
 
 /// A fixed gradient sequence (independent of the parameters, so the reference and the optimizer
 /// see exactly the same gradients) with mixed signs and magnitudes.
-float grad_at(int t, size_t i) { return static_cast<float>(std::sin(0.9 * double(i) + 1.7 * t) * (1.0 + 0.3 * double(i))); }
+float grad_at(int t, size_t i) {
+    return static_cast<float>(std::sin(0.9 * double(i) + 1.7 * t) * (1.0 + 0.3 * double(i)));
+}
 
 std::vector<float> initial_params() {
     std::vector<float> p(n);
@@ -87,7 +89,9 @@ struct AdamRef {
     }
 };
 
-std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+std::vector<double> to_double(const std::vector<float>& v) {
+    return {v.begin(), v.end()};
+}
 
 void compare(const std::vector<std::vector<float>>& got, auto& ref, double tol) {
     double moved = 0;
@@ -179,7 +183,14 @@ TEST_CASE("Adam matches torch.optim.Adam", "[optimizers][adam]") {
     SECTION("defaults but a larger learning rate") {
         pardl::Adam::Options o;
         o.lr = 0.05f;
-        AdamRef ref{0.05, 0.9, 0.999, 1e-8, 0, false, to_double(initial_params()), std::vector<double>(n),
+        AdamRef ref{0.05,
+                    0.9,
+                    0.999,
+                    1e-8,
+                    0,
+                    false,
+                    to_double(initial_params()),
+                    std::vector<double>(n),
                     std::vector<double>(n)};
         compare(run(pardl::Adam(o)), ref, 2e-5);
     }
@@ -190,7 +201,14 @@ TEST_CASE("Adam matches torch.optim.Adam", "[optimizers][adam]") {
         o.beta2 = 0.99f;
         o.eps = 1e-6f;
         o.weight_decay = 0.1f;
-        AdamRef ref{0.02, 0.8, 0.99, 1e-6, 0.1, false, to_double(initial_params()), std::vector<double>(n),
+        AdamRef ref{0.02,
+                    0.8,
+                    0.99,
+                    1e-6,
+                    0.1,
+                    false,
+                    to_double(initial_params()),
+                    std::vector<double>(n),
                     std::vector<double>(n)};
         compare(run(pardl::Adam(o)), ref, 2e-5);
     }
@@ -202,7 +220,14 @@ TEST_CASE("AdamW matches torch.optim.AdamW (decoupled weight decay)", "[optimize
         pardl::AdamW::Options o;
         CHECK(o.weight_decay == 0.01f); // torch's AdamW default
         o.lr = 0.05f;
-        AdamRef ref{0.05, 0.9, 0.999, 1e-8, 0.01, true, to_double(initial_params()), std::vector<double>(n),
+        AdamRef ref{0.05,
+                    0.9,
+                    0.999,
+                    1e-8,
+                    0.01,
+                    true,
+                    to_double(initial_params()),
+                    std::vector<double>(n),
                     std::vector<double>(n)};
         compare(run(pardl::AdamW(o)), ref, 2e-5);
     }
@@ -210,12 +235,26 @@ TEST_CASE("AdamW matches torch.optim.AdamW (decoupled weight decay)", "[optimize
         pardl::AdamW::Options o;
         o.lr = 0.05f;
         o.weight_decay = 0.5f;
-        AdamRef ref{0.05, 0.9, 0.999, 1e-8, 0.5, true, to_double(initial_params()), std::vector<double>(n),
+        AdamRef ref{0.05,
+                    0.9,
+                    0.999,
+                    1e-8,
+                    0.5,
+                    true,
+                    to_double(initial_params()),
+                    std::vector<double>(n),
                     std::vector<double>(n)};
         const auto got = run(pardl::AdamW(o));
         compare(got, ref, 2e-5);
         // Sanity on the references themselves: Adam with the same (coupled) decay ends elsewhere.
-        AdamRef coupled{0.05, 0.9, 0.999, 1e-8, 0.5, false, to_double(initial_params()), std::vector<double>(n),
+        AdamRef coupled{0.05,
+                        0.9,
+                        0.999,
+                        1e-8,
+                        0.5,
+                        false,
+                        to_double(initial_params()),
+                        std::vector<double>(n),
                         std::vector<double>(n)};
         for (int t = 1; t <= steps; ++t) coupled.step(t);
         double diff = 0;
@@ -225,7 +264,8 @@ TEST_CASE("AdamW matches torch.optim.AdamW (decoupled weight decay)", "[optimize
     CHECK(pardl::AdamW::name() == "adamw");
 }
 
-TEST_CASE("Adam: the first step moves every parameter by lr against the gradient sign", "[optimizers][adam]") {
+TEST_CASE("Adam: the first step moves every parameter by lr against the gradient sign",
+          "[optimizers][adam]") {
     // With bias correction, step 1 gives m_hat = g, v_hat = g^2, so the update is lr * g / (|g| + eps).
     pardl::Adam::Options o;
     o.lr = 0.01f;

@@ -13,10 +13,12 @@ namespace {
 using SmallMlp = Sequential<Input<12>, Dense<16>, Tanh, Dense<9>, ReLU, Dense<4>>;
 constexpr double tolerance = 1e-5;
 
-using SmallCnn = Sequential<Input<1, 8, 8>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Flatten, Dense<5>>;
+using SmallCnn =
+    Sequential<Input<1, 8, 8>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Flatten, Dense<5>>;
 
 template <class Policy, class Opt, class Model = SmallMlp>
-testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads, std::size_t steps) {
+testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads,
+                        std::size_t steps) {
     TrainerOptions o;
     o.batch = batch;
     o.seed = 1234;
@@ -26,16 +28,22 @@ testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::si
     return testing::train_steps(trainer, data, steps);
 }
 
-SGD sgd() { return SGD({.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f}); }
-Adam adam() { return Adam({.lr = 3e-3f}); }
+SGD sgd() {
+    return SGD({.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f});
+}
+Adam adam() {
+    return Adam({.lr = 3e-3f});
+}
 
 } // namespace
 
 TEMPLATE_TEST_CASE("OpenMP reproduces Serial", "[policy][openmp]", SGD, Adam) {
     const Dataset data = make_blobs(203, 12, 4, 99); // 203 rows: the last batch of each epoch is short
     auto make_opt = [] {
-        if constexpr (std::is_same_v<TestType, SGD>) return sgd();
-        else return adam();
+        if constexpr (std::is_same_v<TestType, SGD>)
+            return sgd();
+        else
+            return adam();
     };
     const std::size_t batch = GENERATE(50, 7);
     const auto serial = run<Serial>(data, make_opt(), batch, 1, 25);
@@ -43,7 +51,8 @@ TEMPLATE_TEST_CASE("OpenMP reproduces Serial", "[policy][openmp]", SGD, Adam) {
         const auto omp = run<OpenMP>(data, make_opt(), batch, threads, 25);
         INFO("batch " << batch << ", threads " << threads);
         CHECK(testing::max_relative_difference(omp.params, serial.params) <= tolerance);
-        for (std::size_t s = 0; s < serial.losses.size(); ++s) CHECK(omp.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
+        for (std::size_t s = 0; s < serial.losses.size(); ++s)
+            CHECK(omp.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
     }
 }
 
@@ -55,7 +64,8 @@ TEST_CASE("A policy that changed the math would be caught", "[policy]") {
     CHECK(testing::max_relative_difference(a.params, b.params) > tolerance);
 }
 
-TEST_CASE("More threads than rows leaves some workers idle, and the step is still exact", "[policy][openmp]") {
+TEST_CASE("More threads than rows leaves some workers idle, and the step is still exact",
+          "[policy][openmp]") {
     const Dataset data = make_blobs(10, 12, 4, 3);
     const auto serial = run<Serial>(data, sgd(), 4, 1, 6); // batches of 4, 4, 2 rows
     const auto omp = run<OpenMP>(data, sgd(), 4, 3, 6);
@@ -80,7 +90,10 @@ TEST_CASE("Evaluation is identical under OpenMP and counts every sample once", "
 
 TEST_CASE("An exception in one worker thread surfaces after the parallel region", "[policy][openmp]") {
     OpenMPExecutor exec(3);
-    CHECK_THROWS_WITH(exec.run(9, [](std::size_t w, Range) { if (w == 2) throw DataError("worker 2 failed"); }),
+    CHECK_THROWS_WITH(exec.run(9,
+                               [](std::size_t w, Range) {
+                                   if (w == 2) throw DataError("worker 2 failed");
+                               }),
                       Catch::Contains("worker 2 failed"));
 }
 
@@ -92,7 +105,8 @@ TEST_CASE("OpenMP gradient reduction sums worker buffers in a fixed order", "[po
         30,
         [&](std::size_t w, Range r) {
             CHECK(r == balanced_range(30, w, 3));
-            for (std::size_t i = 0; i < 1000; ++i) spans[w][i] = static_cast<float>(w + 1) * static_cast<float>(i);
+            for (std::size_t i = 0; i < 1000; ++i)
+                spans[w][i] = static_cast<float>(w + 1) * static_cast<float>(i);
         },
         std::span<const std::span<float>>(spans));
     for (std::size_t i = 0; i < 1000; ++i) REQUIRE(b0[i] == 6.0f * static_cast<float>(i));
@@ -108,8 +122,10 @@ TEST_CASE("A CNN with synchronized batch norm under OpenMP reproduces Serial", "
     }
 }
 
-TEST_CASE("Local (per-worker) batch norm is not equivalent, which is why sync is the default", "[policy][openmp][cnn]") {
-    using LocalCnn = Sequential<Input<1, 8, 8>, Conv2D<4, 3, 1, 1>, LocalBatchNorm, ReLU, MaxPool2D<2>, Flatten, Dense<5>>;
+TEST_CASE("Local (per-worker) batch norm is not equivalent, which is why sync is the default",
+          "[policy][openmp][cnn]") {
+    using LocalCnn =
+        Sequential<Input<1, 8, 8>, Conv2D<4, 3, 1, 1>, LocalBatchNorm, ReLU, MaxPool2D<2>, Flatten, Dense<5>>;
     const Dataset data = make_images(90, 1, 8, 8, 5, 31);
     const auto serial = run<Serial, SGD, LocalCnn>(data, sgd(), 20, 1, 10);
     const auto omp = run<OpenMP, SGD, LocalCnn>(data, sgd(), 20, 2, 10);

@@ -14,8 +14,9 @@ namespace {
 using namespace pardl;
 using Cnn = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>, ReLU,
                        MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
-using CnnBn = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>,
-                         BatchNorm<>, ReLU, MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
+using CnnBn =
+    Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>,
+               BatchNorm<>, ReLU, MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
 using RunPolicy = pardl::PARDL_POLICY;
 } // namespace
 

@@ -10,13 +10,13 @@
 #define PARDL_POLICY_NAME "serial"
 #endif
 
-using Model = pardl::Sequential<pardl::Input<784>, pardl::Dense<256>, pardl::ReLU, pardl::Dense<128>, pardl::ReLU,
-                                pardl::Dense<10>>;
+using Model = pardl::Sequential<pardl::Input<784>, pardl::Dense<256>, pardl::ReLU, pardl::Dense<128>,
+                                pardl::ReLU, pardl::Dense<10>>;
 using RunPolicy = pardl::PARDL_POLICY;
 
 int main(int argc, char** argv) {
-    CLI::App app{std::string("Train the W-MLP (784-256-128-10) on Fashion-MNIST with the ") + PARDL_POLICY_NAME +
-                 " policy."};
+    CLI::App app{std::string("Train the W-MLP (784-256-128-10) on Fashion-MNIST with the ") +
+                 PARDL_POLICY_NAME + " policy."};
     pardl::examples::RunOptions opts;
     pardl::examples::add_run_flags(app, opts);
     return pardl::examples::run_example<RunPolicy>(argc, argv, app, [&] {

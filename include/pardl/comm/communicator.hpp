@@ -70,4 +70,6 @@ struct NoEnvironment {
 } // namespace pardl
 
 #include <cstdlib>
-[[noreturn]] inline void pardl::NoEnvironment::abort(int code) { std::exit(code); }
+[[noreturn]] inline void pardl::NoEnvironment::abort(int code) {
+    std::exit(code);
+}

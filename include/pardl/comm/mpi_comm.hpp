@@ -47,11 +47,17 @@ inline void check_mpi(int code, const char* what) {
 template <class T>
 MPI_Datatype mpi_type();
 template <>
-inline MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
+inline MPI_Datatype mpi_type<float>() {
+    return MPI_FLOAT;
+}
 template <>
-inline MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+inline MPI_Datatype mpi_type<double>() {
+    return MPI_DOUBLE;
+}
 template <>
-inline MPI_Datatype mpi_type<std::uint64_t>() { return MPI_UINT64_T; }
+inline MPI_Datatype mpi_type<std::uint64_t>() {
+    return MPI_UINT64_T;
+}
 
 inline bool mpi_finalized() noexcept {
     int finalized = 0;
@@ -213,7 +219,8 @@ public:
     explicit MpiComm(MPI_Comm comm = MPI_COMM_WORLD, int ranks_per_node = 0) : comm_(comm) {
         int initialized = 0;
         MPI_Initialized(&initialized);
-        PARDL_REQUIRE(initialized, CommError, "MpiComm used before MPI was initialised: keep a pardl::MpiEnvironment alive");
+        PARDL_REQUIRE(initialized, CommError,
+                      "MpiComm used before MPI was initialised: keep a pardl::MpiEnvironment alive");
         detail::check_mpi(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
         detail::check_mpi(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
 
@@ -305,20 +312,23 @@ public:
         // segment at a second address besides the one allocate() returned.
         const auto me = static_cast<std::size_t>(state_ ? state_->node_rank : 0);
         if (wv && wr && n <= values.size() && n <= results.size())
-            return shared_allreduce(*wv, [&](std::size_t b, std::size_t e) {
-                const std::size_t ae = std::min(e, n);
-                if (b < ae) {
-                    apply(Range{b, ae});
-                    float* const* out = wr->peers.data();
-                    for (std::size_t k = 0; k < wr->peers.size(); ++k)
-                        if (k != me) std::copy(wr->local + b, wr->local + ae, out[k] + b);
-                }
-                // The tail (values past n) goes to every rank, as allreduce_sum would.
-                const std::size_t tb = std::max(b, n);
-                if (tb < e)
-                    for (std::size_t k = 0; k < wv->peers.size(); ++k)
-                        if (k != me) std::copy(wv->local + tb, wv->local + e, wv->peers[k] + tb);
-            }, wr);
+            return shared_allreduce(
+                *wv,
+                [&](std::size_t b, std::size_t e) {
+                    const std::size_t ae = std::min(e, n);
+                    if (b < ae) {
+                        apply(Range{b, ae});
+                        float* const* out = wr->peers.data();
+                        for (std::size_t k = 0; k < wr->peers.size(); ++k)
+                            if (k != me) std::copy(wr->local + b, wr->local + ae, out[k] + b);
+                    }
+                    // The tail (values past n) goes to every rank, as allreduce_sum would.
+                    const std::size_t tb = std::max(b, n);
+                    if (tb < e)
+                        for (std::size_t k = 0; k < wv->peers.size(); ++k)
+                            if (k != me) std::copy(wv->local + tb, wv->local + e, wv->peers[k] + tb);
+                },
+                wr);
         allreduce(values, MPI_SUM);
         apply(Range{0, n});
     }
@@ -357,10 +367,10 @@ private:
     template <class T>
     void allreduce(std::span<T> v, MPI_Op op) {
         for_chunks(v, [&](T* p, int n) {
-            detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, p, n, detail::mpi_type<T>(), op, comm_), "MPI_Allreduce");
+            detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, p, n, detail::mpi_type<T>(), op, comm_),
+                              "MPI_Allreduce");
         });
     }
-
 
     /// The live shared buffer whose span is exactly `v`, if any.
     detail::ShmWindow* find_shared(std::span<float> v) const {
@@ -414,7 +424,8 @@ private:
         if (s.nodes > 1) {
             // Across nodes: ranks with the same node-local rank own the same slice.
             for_chunks(std::span<float>(own + b, e - b), [&](float* p, int n) {
-                detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_FLOAT, MPI_SUM, s.cross), "MPI_Allreduce");
+                detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_FLOAT, MPI_SUM, s.cross),
+                                  "MPI_Allreduce");
             });
             if constexpr (!hooked)
                 for (std::size_t k = 0; k < k_n; ++k)

@@ -58,7 +58,7 @@ std::string concat(const Parts&... parts) {
 
 /// Throws `ExceptionType` with the streamed message when `cond` is false.
 /// Used for run-time preconditions a caller can violate; internal invariants use assert.
-#define PARDL_REQUIRE(cond, ExceptionType, ...)                                                   \
-    do {                                                                                          \
-        if (!(cond)) throw ExceptionType(::pardl::detail::concat(__VA_ARGS__));                   \
+#define PARDL_REQUIRE(cond, ExceptionType, ...)                                                              \
+    do {                                                                                                     \
+        if (!(cond)) throw ExceptionType(::pardl::detail::concat(__VA_ARGS__));                              \
     } while (false)

@@ -24,9 +24,9 @@ struct NoFinish {
 ///  - `run(rows, work, buffers, finish)`: calls work(w, range) once for every worker w in [0, W)
 ///    with range = balanced_range(rows, w, W), concurrently or not; then, if `buffers` is
 ///    non-empty (W spans of equal size), makes buffers[0][i] = buffers[0][i] + buffers[1][i] + ...
-///    in that fixed order for every i, leaving buffers[1..W) zeroed, and calls finish(chunk) on chunks partitioning the buffer
-///    once each chunk is summed (the optional fused epilogue, e.g. the optimizer update). An
-///    exception thrown by any work call is rethrown after all workers finish (finish is then
+///    in that fixed order for every i, leaving buffers[1..W) zeroed, and calls finish(chunk) on chunks
+///    partitioning the buffer once each chunk is summed (the optional fused epilogue, e.g. the optimizer
+///    update). An exception thrown by any work call is rethrown after all workers finish (finish is then
 ///    skipped). One parallel region per call.
 ///  - `for_chunks(n, body)`: calls body(range) over a partition of [0, n) (each index once).
 ///  - `reducer(w)`: the WorkerReducer worker w hands to its layers; a sum over all workers of the
@@ -35,7 +35,8 @@ struct NoFinish {
 template <class E>
 concept Executor = requires(E& e, std::span<const std::span<float>> buffers) {
     { e.workers() } -> std::convertible_to<std::size_t>;
-    e.run(std::size_t{}, [](std::size_t, Range) {}, buffers);
+    e.run(
+        std::size_t{}, [](std::size_t, Range) {}, buffers);
     e.for_chunks(std::size_t{}, [](Range) {});
     { E::name() } -> std::convertible_to<const char*>;
     { e.reducer(std::size_t{}) } -> std::convertible_to<WorkerReducer*>;

@@ -4,7 +4,8 @@
 #pragma once
 
 #if !defined(_OPENMP)
-#error "pardl/execution/openmp_executor.hpp needs OpenMP: link the pardl::openmp target (or compile with -fopenmp)"
+#error                                                                                                       \
+    "pardl/execution/openmp_executor.hpp needs OpenMP: link the pardl::openmp target (or compile with -fopenmp)"
 #endif
 
 #include <omp.h>
@@ -12,9 +13,9 @@
 #include <cstddef>
 #include <exception>
 #include <functional>
-#include <vector>
 #include <mutex>
 #include <span>
+#include <vector>
 
 #include "pardl/core/errors.hpp"
 #include "pardl/execution/executor.hpp"
@@ -26,8 +27,8 @@ public:
     /// threads == 0: OpenMP's default (OMP_NUM_THREADS, else the number of cores).
     explicit OpenMPExecutor(std::size_t threads = 0)
         : threads_(threads ? threads : static_cast<std::size_t>(omp_get_max_threads())) {
-        PARDL_REQUIRE(threads_ >= 1 && threads_ <= 4096, ConfigError, "OpenMP: thread count must be in [1, 4096] (got ",
-                      threads, ")");
+        PARDL_REQUIRE(threads_ >= 1 && threads_ <= 4096, ConfigError,
+                      "OpenMP: thread count must be in [1, 4096] (got ", threads, ")");
         // Exactly the requested team size, every time: the partition depends on it.
         omp_set_dynamic(0);
         make_handles();
@@ -36,11 +37,12 @@ public:
     static const char* name() { return "openmp"; }
 
     template <class Work, class Finish = NoFinish>
-    void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {}, Finish&& finish = {}) {
+    void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {},
+             Finish&& finish = {}) {
         std::exception_ptr failure;
         std::mutex failure_mutex;
         const std::size_t team = threads_;
-#pragma omp parallel num_threads(static_cast<int>(team))
+#pragma omp parallel num_threads(static_cast <int>(team))
         {
             const auto w = static_cast<std::size_t>(omp_get_thread_num());
             // A worker that throws still reaches the barrier, so the team never deadlocks.
@@ -68,12 +70,16 @@ public:
     template <class Body>
     void for_chunks(std::size_t n, Body&& body) {
         const std::size_t team = threads_;
-#pragma omp parallel num_threads(static_cast<int>(team))
+#pragma omp parallel num_threads(static_cast <int>(team))
         body(chunk(n, static_cast<std::size_t>(omp_get_thread_num()), team));
     }
 
-    WorkerReducer* reducer(std::size_t worker) { return &handles_[worker]; }
-    void set_rank_reduce(std::function<void(std::span<double>)> f) { rank_reduce_ = std::move(f); }
+    WorkerReducer* reducer(std::size_t worker) {
+        return &handles_[worker];
+    }
+    void set_rank_reduce(std::function<void(std::span<double>)> f) {
+        rank_reduce_ = std::move(f);
+    }
 
 private:
     // Called by every thread of the team inside run(): orphaned barriers bind to that region.

@@ -20,7 +20,8 @@ public:
     static const char* name() { return "serial"; }
 
     template <class Work, class Finish = NoFinish>
-    void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {}, Finish&& finish = {}) {
+    void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {},
+             Finish&& finish = {}) {
         work(std::size_t{0}, Range{0, rows});
         if (!buffers.empty()) finish(Range{0, buffers[0].size()});
     }

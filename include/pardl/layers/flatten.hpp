@@ -26,7 +26,8 @@ struct Flatten : LayerSpecBase {
             for (std::size_t r = 0; r < from.rows; ++r) std::copy_n(from.row(r), In::size, to.row(r));
         }
         void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) { copy(x, y); }
-        void backward(const LayerSlots&, ConstMatrix, ConstMatrix, ConstMatrix dy, Matrix dx, const StepContext&) {
+        void backward(const LayerSlots&, ConstMatrix, ConstMatrix, ConstMatrix dy, Matrix dx,
+                      const StepContext&) {
             if (!dx.empty()) copy(dy, dx);
         }
     };

@@ -31,8 +31,8 @@ struct StepContext {
     bool training = true;
     std::uint64_t seed = 0;
     std::uint64_t step = 0;
-    std::size_t first_row = 0;   ///< global index (within the global batch) of this worker's first row
-    std::size_t global_rows = 0; ///< rows in the global batch
+    std::size_t first_row = 0;        ///< global index (within the global batch) of this worker's first row
+    std::size_t global_rows = 0;      ///< rows in the global batch
     WorkerReducer* reducer = nullptr; ///< null when this worker is the only one
     bool updates_state = true;        ///< exactly one worker per process writes running statistics
 };
@@ -66,8 +66,9 @@ concept BoundLayer = requires {
     { L::param_count } -> std::convertible_to<std::size_t>;
     { L::state_count } -> std::convertible_to<std::size_t>;
     { L::name() } -> std::convertible_to<std::string>;
-} && requires(L& layer, const LayerSlots& slots, ConstMatrix x, Matrix y, ConstMatrix cy, ConstMatrix dy, Matrix dx,
-              const StepContext& ctx, std::span<float> block, Rng& rng) {
+}
+&&requires(L& layer, const LayerSlots& slots, ConstMatrix x, Matrix y, ConstMatrix cy, ConstMatrix dy,
+           Matrix dx, const StepContext& ctx, std::span<float> block, Rng& rng) {
     L(std::size_t{1});
     L::initialize(block, block, rng);
     layer.forward(slots, x, y, ctx);
@@ -78,7 +79,9 @@ concept BoundLayer = requires {
 /// BoundLayer, and `accepts<InputShape>` saying whether that input is valid (checked with a
 /// readable static_assert before bind is instantiated).
 template <class Spec>
-concept LayerSpec = requires { Spec::is_pardl_layer; };
+concept LayerSpec = requires {
+    Spec::is_pardl_layer;
+};
 
 /// Base for layer specs: marks the type as a layer for diagnostics.
 struct LayerSpecBase {

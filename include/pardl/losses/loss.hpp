@@ -46,8 +46,7 @@ inline std::size_t argmax_row(ConstMatrix m, std::size_t r) {
 inline std::size_t count_argmax_matches(ConstMatrix out, std::span<const std::int32_t> labels) {
     if (labels.empty()) return 0;
     std::size_t n = 0;
-    for (std::size_t r = 0; r < out.rows; ++r)
-        n += argmax_row(out, r) == static_cast<std::size_t>(labels[r]);
+    for (std::size_t r = 0; r < out.rows; ++r) n += argmax_row(out, r) == static_cast<std::size_t>(labels[r]);
     return n;
 }
 } // namespace detail

@@ -14,9 +14,13 @@ struct MSE {
 
     static const char* name() { return "mse"; }
 
-    static double forward_backward(ConstMatrix out, const Targets& t, Matrix dout) { return run<true>(out, t, dout); }
+    static double forward_backward(ConstMatrix out, const Targets& t, Matrix dout) {
+        return run<true>(out, t, dout);
+    }
     static double loss(ConstMatrix out, const Targets& t) { return run<false>(out, t, Matrix{}); }
-    static std::size_t correct(ConstMatrix out, const Targets& t) { return detail::count_argmax_matches(out, t.labels); }
+    static std::size_t correct(ConstMatrix out, const Targets& t) {
+        return detail::count_argmax_matches(out, t.labels);
+    }
 
 private:
     template <bool WithGradient>

@@ -18,7 +18,9 @@ struct SoftmaxCrossEntropy {
 
     static double forward_backward(ConstMatrix z, const Targets& t, Matrix dz) { return run<true>(z, t, dz); }
     static double loss(ConstMatrix z, const Targets& t) { return run<false>(z, t, Matrix{}); }
-    static std::size_t correct(ConstMatrix z, const Targets& t) { return detail::count_argmax_matches(z, t.labels); }
+    static std::size_t correct(ConstMatrix z, const Targets& t) {
+        return detail::count_argmax_matches(z, t.labels);
+    }
 
 private:
     template <bool WithGradient>

@@ -26,8 +26,8 @@ public:
         const int filled = total ? static_cast<int>(width * done / total) : width;
         std::fprintf(out_, "\r  epoch %zu/%zu [", epoch, epochs);
         for (int i = 0; i < width; ++i) std::fputc(i < filled ? '#' : '.', out_);
-        std::fprintf(out_, "] %3d%%  loss %.4f  %.0f samples/s ", total ? static_cast<int>(100 * done / total) : 100,
-                     mean_loss, samples_per_second);
+        std::fprintf(out_, "] %3d%%  loss %.4f  %.0f samples/s ",
+                     total ? static_cast<int>(100 * done / total) : 100, mean_loss, samples_per_second);
         std::fflush(out_);
         dirty_ = true;
     }

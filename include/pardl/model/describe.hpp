@@ -15,7 +15,8 @@ std::string describe() {
     char line[128];
     std::snprintf(line, sizeof line, "%-4s %-22s %-14s %12s\n", "#", "layer", "output", "parameters");
     os << line;
-    std::snprintf(line, sizeof line, "%-4s %-22s %-14s %12s\n", "-", "Input", Model::input_shape::str().c_str(), "0");
+    std::snprintf(line, sizeof line, "%-4s %-22s %-14s %12s\n", "-", "Input",
+                  Model::input_shape::str().c_str(), "0");
     os << line;
     for (std::size_t i = 0; i < Model::layer_count; ++i) {
         std::snprintf(line, sizeof line, "%-4zu %-22s %-14s %12zu\n", i, names[i].c_str(), shapes[i].c_str(),

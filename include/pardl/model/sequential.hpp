@@ -59,13 +59,19 @@ constexpr bool spec_accepts() {
 template <std::size_t LayerIndex, class Layer, class InputShape>
 struct sequential_layer_is_not_a_layer {
     static constexpr bool value = LayerSpec<Layer>;
-    static_assert(value, "pardl::Sequential: this element is not a pardl layer (its index, type and input shape are the template arguments of sequential_layer_is_not_a_layer<LayerIndex, Layer, InputShape> above)");
+    static_assert(
+        value,
+        "pardl::Sequential: this element is not a pardl layer (its index, type and input shape are the "
+        "template arguments of sequential_layer_is_not_a_layer<LayerIndex, Layer, InputShape> above)");
 };
 
 template <std::size_t LayerIndex, class Layer, class InputShape>
 struct sequential_layer_rejects_input_shape {
     static constexpr bool value = !LayerSpec<Layer> || spec_accepts<Layer, InputShape>();
-    static_assert(value, "pardl::Sequential: this layer cannot take its input shape (its index, type and input shape are the template arguments of sequential_layer_rejects_input_shape<LayerIndex, Layer, InputShape> above; see Layer::requirement)");
+    static_assert(value,
+                  "pardl::Sequential: this layer cannot take its input shape (its index, type and input "
+                  "shape are the template arguments of sequential_layer_rejects_input_shape<LayerIndex, "
+                  "Layer, InputShape> above; see Layer::requirement)");
 };
 
 template <std::size_t Index, class In, class Spec>
@@ -96,9 +102,11 @@ struct Chain<Index, In, Spec, Rest...> {
     // Naming `checked` here makes the compiler evaluate it (a static data member's initializer is
     // only instantiated when used); on failure PassThrough keeps the rest of the chain quiet.
     using layer = std::conditional_t<checked, bind_layer_t<Index, In, Spec>, PassThrough<In>>;
-    static_assert(BoundLayer<layer>, "pardl::Sequential: this layer's bind<> does not model BoundLayer (layers/layer.hpp)");
+    static_assert(BoundLayer<layer>,
+                  "pardl::Sequential: this layer's bind<> does not model BoundLayer (layers/layer.hpp)");
     using next = Chain<Index + 1, typename layer::output_shape, Rest...>;
-    using layers = decltype(std::tuple_cat(std::declval<std::tuple<layer>>(), std::declval<typename next::layers>()));
+    using layers =
+        decltype(std::tuple_cat(std::declval<std::tuple<layer>>(), std::declval<typename next::layers>()));
     using output = typename next::output;
 };
 
@@ -106,8 +114,9 @@ struct Chain<Index, In, Spec, Rest...> {
 
 template <class InputSpec, class... Specs>
 class Sequential {
-    static_assert(detail::is_input<InputSpec>::value,
-                  "pardl::Sequential: the first element must be Input<dims...> (e.g. Input<784> or Input<1, 28, 28>)");
+    static_assert(
+        detail::is_input<InputSpec>::value,
+        "pardl::Sequential: the first element must be Input<dims...> (e.g. Input<784> or Input<1, 28, 28>)");
     static_assert(sizeof...(Specs) > 0, "pardl::Sequential: a model needs at least one layer after Input");
 };
 
@@ -132,7 +141,8 @@ private:
     static constexpr auto indices = std::make_index_sequence<layer_count>{};
 
     /// Offsets of per-layer blocks laid out in reverse layer order: the last layer starts at 0.
-    static constexpr std::array<std::size_t, layer_count> reverse_offsets(std::array<std::size_t, layer_count> n) {
+    static constexpr std::array<std::size_t, layer_count>
+    reverse_offsets(std::array<std::size_t, layer_count> n) {
         std::array<std::size_t, layer_count> off{};
         std::size_t acc = 0;
         for (std::size_t i = layer_count; i-- > 0;) {
@@ -194,15 +204,13 @@ public:
     class Workspace {
     public:
         explicit Workspace(std::size_t max_rows)
-            : max_rows_(max_rows), layers_(make_layers(max_rows, indices)),
-              grad_a_(max_rows * max_width), grad_b_(max_rows * max_width) {
+            : max_rows_(max_rows), layers_(make_layers(max_rows, indices)), grad_a_(max_rows * max_width),
+              grad_b_(max_rows * max_width) {
             for (std::size_t i = 0; i < layer_count; ++i) activations_[i].resize(max_rows * output_sizes[i]);
         }
         std::size_t max_rows() const { return max_rows_; }
         /// Output of layer I for the last forward batch.
-        ConstMatrix output(std::size_t i) const {
-            return {activations_[i].data(), rows_, output_sizes[i]};
-        }
+        ConstMatrix output(std::size_t i) const { return {activations_[i].data(), rows_, output_sizes[i]}; }
         /// Where the loss writes d(objective)/d(model output) for the last forward batch.
         Matrix output_gradient() { return {grad_a_.data(), rows_, output_shape::size}; }
         std::size_t rows() const { return rows_; }
@@ -225,7 +233,8 @@ public:
     static void initialize(std::span<float> params, std::span<float> state, std::uint64_t seed) {
         [&]<std::size_t... I>(std::index_sequence<I...>) {
             (init_layer<I>(params, state, seed), ...);
-        }(indices);
+        }
+        (indices);
     }
 
     /// Runs every layer on x (rows <= max_rows) and returns the model output (a view into ws).
@@ -234,7 +243,8 @@ public:
         ws.rows_ = x.rows;
         [&]<std::size_t... I>(std::index_sequence<I...>) {
             (forward_layer<I>(params, state, x, ws, ctx), ...);
-        }(indices);
+        }
+        (indices);
         return ws.output(layer_count - 1);
     }
 
@@ -247,7 +257,8 @@ public:
         [&]<std::size_t... I>(std::index_sequence<I...>) {
             // Fold over the reversed indices.
             (backward_layer<layer_count - 1 - I>(params, grads, state, x, ws, ctx, dy, spare, dx), ...);
-        }(indices);
+        }
+        (indices);
     }
 
     template <std::size_t I>
@@ -263,13 +274,15 @@ public:
     static std::array<std::string, layer_count> layer_names() {
         return [&]<std::size_t... I>(std::index_sequence<I...>) {
             return std::array<std::string, layer_count>{layer_t<I>::name()...};
-        }(indices);
+        }
+        (indices);
     }
     /// Output shapes ("32x14x14") in order.
     static std::array<std::string, layer_count> output_shapes() {
         return [&]<std::size_t... I>(std::index_sequence<I...>) {
             return std::array<std::string, layer_count>{layer_t<I>::output_shape::str()...};
-        }(indices);
+        }
+        (indices);
     }
     /// One line naming the architecture, e.g. "784-Dense<256>-ReLU-Dense<10>"; checkpoints store it.
     static std::string signature() {
@@ -303,8 +316,8 @@ private:
 
     template <std::size_t I>
     static void backward_layer(std::span<const float> params, std::span<float> grads, std::span<float> state,
-                               ConstMatrix x, Workspace& ws, const StepContext& ctx, float*& dy, float*& spare,
-                               Matrix dx_out) {
+                               ConstMatrix x, Workspace& ws, const StepContext& ctx, float*& dy,
+                               float*& spare, Matrix dx_out) {
         constexpr std::size_t in_width = layer_t<I>::input_shape::size;
         const std::size_t rows = ws.rows_;
         Matrix dx;
@@ -312,8 +325,9 @@ private:
             dx = dx_out;
         else
             dx = Matrix{spare, rows, in_width};
-        std::get<I>(ws.layers_).backward(slots<I>(params, grads, state), layer_input<I>(x, ws), ws.output(I),
-                                         ConstMatrix{dy, rows, output_sizes[I]}, dx, ctx);
+        std::get<I>(ws.layers_)
+            .backward(slots<I>(params, grads, state), layer_input<I>(x, ws), ws.output(I),
+                      ConstMatrix{dy, rows, output_sizes[I]}, dx, ctx);
         std::swap(dy, spare);
     }
 };

@@ -29,9 +29,10 @@ public:
     AdamImpl() : AdamImpl(Options{}) {}
     explicit AdamImpl(Options o) : opt_(o) {
         PARDL_REQUIRE(o.lr > 0.0f, ConfigError, name(), ": learning rate must be > 0 (got ", o.lr, ")");
-        PARDL_REQUIRE(o.beta1 >= 0.0f && o.beta1 < 1.0f && o.beta2 >= 0.0f && o.beta2 < 1.0f, ConfigError, name(),
-                      ": betas must be in [0, 1)");
-        PARDL_REQUIRE(o.eps > 0.0f && o.weight_decay >= 0.0f, ConfigError, name(), ": eps must be > 0, weight decay >= 0");
+        PARDL_REQUIRE(o.beta1 >= 0.0f && o.beta1 < 1.0f && o.beta2 >= 0.0f && o.beta2 < 1.0f, ConfigError,
+                      name(), ": betas must be in [0, 1)");
+        PARDL_REQUIRE(o.eps > 0.0f && o.weight_decay >= 0.0f, ConfigError, name(),
+                      ": eps must be > 0, weight decay >= 0");
     }
 
     void reset(std::size_t n) {

@@ -24,8 +24,8 @@ public:
     SGD() : SGD(Options{}) {}
     explicit SGD(Options o) : opt_(o) {
         PARDL_REQUIRE(o.lr > 0.0f, ConfigError, "SGD: learning rate must be > 0 (got ", o.lr, ")");
-        PARDL_REQUIRE(o.momentum >= 0.0f && o.momentum < 1.0f, ConfigError, "SGD: momentum must be in [0, 1) (got ",
-                      o.momentum, ")");
+        PARDL_REQUIRE(o.momentum >= 0.0f && o.momentum < 1.0f, ConfigError,
+                      "SGD: momentum must be in [0, 1) (got ", o.momentum, ")");
         PARDL_REQUIRE(!o.nesterov || o.momentum > 0.0f, ConfigError, "SGD: Nesterov needs momentum > 0");
         PARDL_REQUIRE(o.weight_decay >= 0.0f, ConfigError, "SGD: weight decay must be >= 0");
     }

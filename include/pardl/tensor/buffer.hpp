@@ -37,7 +37,8 @@ public:
         data_.reset();
         size_ = 0;
         if (n == 0) return;
-        const std::size_t bytes = (n * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
+        const std::size_t bytes =
+            (n * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
         void* p = std::aligned_alloc(buffer_alignment, bytes);
         if (!p) throw std::bad_alloc();
         data_.reset(static_cast<T*>(p));

@@ -156,8 +156,8 @@ using KernelFn = void (*)(size_t, const float*, size_t, const float*, size_t, fl
 // accumulators in registers instead of computing a padded full tile.
 template <size_t... I>
 constexpr auto make_kernel_table(std::index_sequence<I...>) {
-    return std::array<KernelFn, sizeof...(I)>{&micro_kernel<static_cast<int>(I / nv_max) + 1,
-                                                             static_cast<int>(I % nv_max) + 1>...};
+    return std::array<KernelFn, sizeof...(I)>{
+        &micro_kernel<static_cast<int>(I / nv_max) + 1, static_cast<int>(I % nv_max) + 1>...};
 }
 inline constexpr auto kernel_table = make_kernel_table(std::make_index_sequence<mr_max * nv_max>{});
 
@@ -235,7 +235,8 @@ inline void pack_transposed(const float* src, size_t lds, size_t rows, size_t wi
     for (; p + transpose_block <= kc; p += transpose_block)
         for (size_t i = 0; i < width; i += 16) {
             const size_t n_rows = rows > i ? std::min<size_t>(16, rows - i) : 0;
-            transpose_16(src + i * lds + p, lds, n_rows, dst + p * ldd + i, ldd, std::min<size_t>(16, width - i));
+            transpose_16(src + i * lds + p, lds, n_rows, dst + p * ldd + i, ldd,
+                         std::min<size_t>(16, width - i));
         }
 #endif
     for (; p < kc; ++p) {
@@ -273,8 +274,8 @@ constexpr size_t piece_begin(size_t total, size_t parts, size_t i) noexcept {
     return total / parts * i + std::min(i, total % parts);
 }
 
-inline void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t lda,
-                const float* b, size_t ldb, float beta, float* c, size_t ldc) {
+inline void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t lda, const float* b,
+                size_t ldb, float beta, float* c, size_t ldc) {
     if (m == 0 || n == 0) return;
     if (k == 0) {
         scale(m, n, beta, c, ldc);
@@ -341,8 +342,8 @@ inline void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, 
                 if (nr_edge != 0) {
                     const size_t nv = (nr_edge + lanes - 1) / lanes;
                     const float* b_sliver = direct_b ? b_buf : b_panel + nc_full * kc;
-                    kernel_for(mr, nv)(kc, a_sliver, a_step, b_sliver, nr_max, c_rows + nc_full, ldc,
-                                       nr_edge, beta_k);
+                    kernel_for(mr, nv)(kc, a_sliver, a_step, b_sliver, nr_max, c_rows + nc_full, ldc, nr_edge,
+                                       beta_k);
                 }
             }
         }

@@ -40,8 +40,7 @@ concept ShapeType = is_shape<T>::value;
 
 /// Shape<C, H, W> accessors (images); only valid for rank-3 shapes.
 template <ShapeType S>
-    requires(S::rank == 3)
-struct ImageDims {
+requires(S::rank == 3) struct ImageDims {
     static constexpr std::size_t channels = S::dims[0];
     static constexpr std::size_t height = S::dims[1];
     static constexpr std::size_t width = S::dims[2];

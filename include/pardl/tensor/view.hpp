@@ -23,8 +23,9 @@ struct MatrixView {
 
     /// A mutable view converts to a read-only one.
     template <class U>
-        requires(std::is_const_v<T> && std::is_same_v<std::remove_const_t<T>, U>)
-    constexpr MatrixView(const MatrixView<U>& m) : data(m.data), rows(m.rows), cols(m.cols), stride(m.stride) {}
+    requires(std::is_const_v<T>&& std::is_same_v<std::remove_const_t<T>, U>) constexpr MatrixView(
+        const MatrixView<U>& m)
+        : data(m.data), rows(m.rows), cols(m.cols), stride(m.stride) {}
 
     constexpr T* row(std::size_t r) const noexcept {
         assert(r < rows);

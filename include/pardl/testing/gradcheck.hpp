@@ -20,24 +20,25 @@
 namespace pardl::testing {
 
 struct GradcheckOptions {
-    double step = 1e-2;          ///< central-difference step h (float inputs: not much smaller)
-    double rtol = 2e-2;          ///< pass if |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|)
+    double step = 1e-2; ///< central-difference step h (float inputs: not much smaller)
+    double rtol = 2e-2; ///< pass if |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|)
     double atol = 2e-3;
     std::size_t max_checks = 150; ///< entries checked per tensor (a seeded sample when larger)
     std::uint64_t seed = 7;
-    bool training = true;         ///< StepContext::training for the forward passes
-    float input_gap = 0.05f;      ///< inputs are drawn with |x| >= gap to stay off kinks at 0
+    bool training = true;    ///< StepContext::training for the forward passes
+    float input_gap = 0.05f; ///< inputs are drawn with |x| >= gap to stay off kinks at 0
 };
 
 struct GradcheckReport {
     bool ok = true;
     std::size_t checked = 0;
-    double max_error = 0;   ///< largest |analytic - numeric| / (atol + rtol * max(|a|, |n|)); <= 1 passes
-    std::string worst;      ///< where that was
-    std::string failures;   ///< the first few failing entries
+    double max_error = 0; ///< largest |analytic - numeric| / (atol + rtol * max(|a|, |n|)); <= 1 passes
+    std::string worst;    ///< where that was
+    std::string failures; ///< the first few failing entries
     std::string summary() const {
         std::ostringstream os;
-        os << (ok ? "ok" : "FAILED") << ": " << checked << " entries, worst ratio " << max_error << " at " << worst;
+        os << (ok ? "ok" : "FAILED") << ": " << checked << " entries, worst ratio " << max_error << " at "
+           << worst;
         if (!ok) os << "\n" << failures;
         return os.str();
     }
@@ -80,7 +81,8 @@ public:
         if (!(ratio <= 1.0)) { // also catches NaN
             if (report_.ok || failures_ < 8) {
                 std::ostringstream os;
-                os << "  " << what << "[" << i << "]: analytic " << analytic << ", numeric " << numeric << "\n";
+                os << "  " << what << "[" << i << "]: analytic " << analytic << ", numeric " << numeric
+                   << "\n";
                 report_.failures += os.str();
                 ++failures_;
             }
@@ -170,7 +172,8 @@ GradcheckReport check_loss(std::size_t rows, std::size_t cols, GradcheckOptions 
     for (auto& l : labels) l = static_cast<std::int32_t>(rng.below(cols));
     const Targets targets{labels.span(), ConstMatrix{t.data(), rows, cols}};
     auto objective = [&]() { return LossT::loss(ConstMatrix{z.data(), rows, cols}, targets); };
-    const double f = LossT::forward_backward(ConstMatrix{z.data(), rows, cols}, targets, Matrix{dz.data(), rows, cols});
+    const double f =
+        LossT::forward_backward(ConstMatrix{z.data(), rows, cols}, targets, Matrix{dz.data(), rows, cols});
     detail::Comparator cmp(o);
     cmp.compare("loss-consistency", 0, f, objective());
     for (std::size_t i : detail::pick(z.size(), o.max_checks, rng))
@@ -200,12 +203,14 @@ GradcheckReport check_model(std::size_t rows, GradcheckOptions o = {}) {
     std::copy(state.begin(), state.end(), state0.begin());
     auto objective = [&]() {
         std::copy(state0.begin(), state0.end(), state.begin());
-        const ConstMatrix y = Model::forward(params.span(), state.span(), ConstMatrix{x.data(), rows, in}, ws, ctx);
+        const ConstMatrix y =
+            Model::forward(params.span(), state.span(), ConstMatrix{x.data(), rows, in}, ws, ctx);
         return LossT::loss(y, targets);
     };
     {
         std::copy(state0.begin(), state0.end(), state.begin());
-        const ConstMatrix y = Model::forward(params.span(), state.span(), ConstMatrix{x.data(), rows, in}, ws, ctx);
+        const ConstMatrix y =
+            Model::forward(params.span(), state.span(), ConstMatrix{x.data(), rows, in}, ws, ctx);
         LossT::forward_backward(y, targets, ws.output_gradient());
         Model::backward(params.span(), grads.span(), state.span(), ConstMatrix{x.data(), rows, in}, ws, ctx,
                         Matrix{dx.data(), rows, in});

@@ -54,7 +54,8 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
     std::vector<char> name(tmpl.begin(), tmpl.end());
     name.push_back('\0');
     const int fd = mkstemp(name.data());
-    PARDL_REQUIRE(fd >= 0, CheckpointError, "cannot create a temporary file next to ", path, ": ", std::strerror(errno));
+    PARDL_REQUIRE(fd >= 0, CheckpointError, "cannot create a temporary file next to ", path, ": ",
+                  std::strerror(errno));
     const std::string tmp(name.data());
     auto fail = [&](const std::string& why) {
         ::close(fd);
@@ -99,14 +100,15 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
 
 /// Reads a checkpoint written by save_checkpoint into params/state, whose sizes must match.
 /// Every mismatch (other model, other version, truncation, corruption) is a CheckpointError.
-inline void load_checkpoint(const std::filesystem::path& path, const std::string& signature, std::span<float> params,
-                            std::span<float> state) {
+inline void load_checkpoint(const std::filesystem::path& path, const std::string& signature,
+                            std::span<float> params, std::span<float> state) {
     std::ifstream in(path, std::ios::binary);
     PARDL_REQUIRE(in, CheckpointError, "cannot open checkpoint ", path);
     const std::string where = "checkpoint " + path.string();
     auto get = [&](void* p, std::size_t n, const char* what) {
         in.read(static_cast<char*>(p), static_cast<std::streamsize>(n));
-        PARDL_REQUIRE(static_cast<std::size_t>(in.gcount()) == n, CheckpointError, where, " is truncated (in ", what, ")");
+        PARDL_REQUIRE(static_cast<std::size_t>(in.gcount()) == n, CheckpointError, where,
+                      " is truncated (in ", what, ")");
     };
     char magic[8];
     get(magic, sizeof magic, "header");
@@ -120,19 +122,21 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
     PARDL_REQUIRE(sig_len < (1u << 20), CheckpointError, where, " has a corrupt header");
     std::string sig(sig_len, '\0');
     get(sig.data(), sig_len, "header");
-    PARDL_REQUIRE(sig == signature, CheckpointError, where, " was written for model ", sig, ", not for this model ",
-                  signature);
+    PARDL_REQUIRE(sig == signature, CheckpointError, where, " was written for model ", sig,
+                  ", not for this model ", signature);
     std::uint64_t np = 0, ns = 0;
     std::uint32_t crc = 0;
     get(&np, sizeof np, "header");
     get(&ns, sizeof ns, "header");
     get(&crc, sizeof crc, "header");
-    PARDL_REQUIRE(np == params.size() && ns == state.size(), CheckpointError, where, " holds ", np, " parameters and ",
-                  ns, " state values; the model has ", params.size(), " and ", state.size());
+    PARDL_REQUIRE(np == params.size() && ns == state.size(), CheckpointError, where, " holds ", np,
+                  " parameters and ", ns, " state values; the model has ", params.size(), " and ",
+                  state.size());
     get(params.data(), params.size_bytes(), "parameters");
     get(state.data(), state.size_bytes(), "state");
     PARDL_REQUIRE(in.peek() == std::char_traits<char>::eof(), CheckpointError, where, " has trailing bytes");
-    PARDL_REQUIRE(detail::crc_of(params, state) == crc, CheckpointError, where, " is corrupt (checksum mismatch)");
+    PARDL_REQUIRE(detail::crc_of(params, state) == crc, CheckpointError, where,
+                  " is corrupt (checksum mismatch)");
 }
 
 } // namespace pardl

@@ -50,9 +50,9 @@ struct EpochRecord {
     double train_accuracy = 0;
     double test_loss = 0;
     double test_accuracy = 0;
-    double seconds = 0;       ///< training time of the epoch (evaluation excluded)
+    double seconds = 0; ///< training time of the epoch (evaluation excluded)
     double samples_per_second = 0;
-    PhaseTimes phases;        ///< where this rank's first worker spent the epoch
+    PhaseTimes phases; ///< where this rank's first worker spent the epoch
 };
 
 struct TrainerOptions {
@@ -67,9 +67,10 @@ struct TrainerOptions {
 
 template <class Model, Loss LossT, Optimizer Opt, PolicyType P = Serial>
 class Trainer {
-    static_assert(LossT::template accepts<typename Model::output_shape>,
-                  "pardl::Trainer: this loss does not accept the model's output shape (SoftmaxCrossEntropy needs a "
-                  "flat output with at least 2 classes)");
+    static_assert(
+        LossT::template accepts<typename Model::output_shape>,
+        "pardl::Trainer: this loss does not accept the model's output shape (SoftmaxCrossEntropy needs a "
+        "flat output with at least 2 classes)");
 
 public:
     using model_type = Model;
@@ -89,7 +90,8 @@ public:
         rank_rows_ = max_part_size(options_.batch, ranks);
         const std::size_t worker_rows = std::max<std::size_t>(1, max_part_size(rank_rows_, workers));
         workers_.reserve(workers);
-        for (std::size_t w = 0; w < workers; ++w) workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count);
+        for (std::size_t w = 0; w < workers; ++w)
+            workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count);
         grad_views_.reserve(workers);
         grad_views_.push_back(rank_grads());
         for (std::size_t w = 1; w < workers; ++w) grad_views_.push_back(workers_[w].grads.span());
@@ -131,7 +133,8 @@ public:
         PARDL_REQUIRE(global_rows <= options_.batch, ConfigError, "step: batch of ", global_rows,
                       " rows exceeds the configured batch size ", options_.batch);
         PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, "dataset rows have ", data.cols,
-                      " values but the model input ", Model::input_shape::str(), " needs ", Model::input_shape::size);
+                      " values but the model input ", Model::input_shape::str(), " needs ",
+                      Model::input_shape::size);
         const Range mine = balanced_range(global_rows, static_cast<std::size_t>(comm_.rank()),
                                           static_cast<std::size_t>(comm_.size()));
         const auto my_indices = global_indices.subspan(mine.begin, mine.size());
@@ -164,7 +167,8 @@ public:
             Matrix t = data.has_targets() ? Matrix{wk.targets.data(), n, data.target_cols} : Matrix{};
             BatchLoader::gather_rows(data, my_indices.subspan(r.begin, n), x, {wk.labels.data(), n}, t);
             const auto t_data = Clock::now();
-            const StepContext ctx{true, options_.seed, step_, mine.begin + r.begin, global_rows, reducer(w), w == 0};
+            const StepContext ctx{true,        options_.seed, step_, mine.begin + r.begin,
+                                  global_rows, reducer(w),    w == 0};
             const ConstMatrix out = Model::forward(params_.span(), state_.span(), x, wk.ws, ctx);
             const Targets targets{{wk.labels.data(), n}, t};
             wk.loss = LossT::forward_backward(out, targets, wk.ws.output_gradient());
@@ -216,10 +220,10 @@ public:
 
         const double total_loss = tail[0];
         const auto samples = static_cast<std::size_t>(tail[1]);
-        PARDL_REQUIRE(samples == global_rows, CommError, "ranks disagree on the batch: ", samples, " rows summed, ",
-                      global_rows, " expected");
-        PARDL_REQUIRE(std::isfinite(total_loss), NumericalError, "the loss became ", total_loss, " at step ", step_,
-                      ": training diverged (try a lower learning rate)");
+        PARDL_REQUIRE(samples == global_rows, CommError, "ranks disagree on the batch: ", samples,
+                      " rows summed, ", global_rows, " expected");
+        PARDL_REQUIRE(std::isfinite(total_loss), NumericalError, "the loss became ", total_loss, " at step ",
+                      step_, ": training diverged (try a lower learning rate)");
 
         // Running statistics are updated by each rank's first worker; rank 0's copy is the
         // reference (as DDP's buffer broadcast), which keeps per-worker batch norm consistent.
@@ -250,8 +254,8 @@ public:
     Evaluation evaluate(const Dataset& data) {
         PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, "dataset rows have ", data.cols,
                       " values but the model input needs ", Model::input_shape::size);
-        const Range mine =
-            balanced_range(data.rows, static_cast<std::size_t>(comm_.rank()), static_cast<std::size_t>(comm_.size()));
+        const Range mine = balanced_range(data.rows, static_cast<std::size_t>(comm_.rank()),
+                                          static_cast<std::size_t>(comm_.size()));
         double sums[3] = {0, 0, static_cast<double>(mine.size())};
         for (std::size_t start = mine.begin; start < mine.end; start += rank_rows_) {
             const std::size_t n = std::min(rank_rows_, mine.end - start);
@@ -262,7 +266,8 @@ public:
                 if (r.empty()) return;
                 const std::size_t first = start + r.begin;
                 const ConstMatrix x = data.x().row_block(first, r.size());
-                const ConstMatrix t = data.has_targets() ? data.t().row_block(first, r.size()) : ConstMatrix{};
+                const ConstMatrix t =
+                    data.has_targets() ? data.t().row_block(first, r.size()) : ConstMatrix{};
                 const Targets targets{data.y().subspan(first, r.size()), t};
                 const StepContext ctx{false, options_.seed, step_, first, data.rows, nullptr, false};
                 const ConstMatrix out = Model::forward(params_.span(), state_.span(), x, wk.ws, ctx);
@@ -297,8 +302,8 @@ public:
             }
             if (options_.log && comm_.rank() == 0) {
                 std::fprintf(options_.out,
-                             "epoch %3zu  loss %.4f  train acc %.4f  test acc %.4f  %.2f s  %.0f samples/s\n", e,
-                             rec.train_loss, rec.train_accuracy, rec.test_accuracy, rec.seconds,
+                             "epoch %3zu  loss %.4f  train acc %.4f  test acc %.4f  %.2f s  %.0f samples/s\n",
+                             e, rec.train_loss, rec.train_accuracy, rec.test_accuracy, rec.seconds,
                              rec.samples_per_second);
                 std::fflush(options_.out);
             }
@@ -323,7 +328,8 @@ public:
             }
         }
         if (comm_.max(static_cast<std::uint64_t>(failed)) != 0)
-            throw CheckpointError(comm_.rank() == 0 ? why : "rank 0 could not write checkpoint " + path.string());
+            throw CheckpointError(comm_.rank() == 0 ? why
+                                                    : "rank 0 could not write checkpoint " + path.string());
     }
 
     /// Rank 0 reads the checkpoint (errors if it belongs to another model) and broadcasts it.
@@ -339,7 +345,8 @@ public:
             }
         }
         if (comm_.max(static_cast<std::uint64_t>(failed)) != 0)
-            throw CheckpointError(comm_.rank() == 0 ? why : "rank 0 could not read checkpoint " + path.string());
+            throw CheckpointError(comm_.rank() == 0 ? why
+                                                    : "rank 0 could not read checkpoint " + path.string());
         comm_.broadcast(params_.span(), 0);
         if (!state_.empty()) comm_.broadcast(state_.span(), 0);
     }
