@@ -4,7 +4,7 @@
 #   2. training throughput of W-MLP and W-CNN under every policy (bench_training_<policy>),
 # with worker counts fitted to nproc. CSVs and the machine description go to results/bench/.
 # Timings are only meaningful on an otherwise idle machine.
-#   MLP_STEPS=938 (one epoch)  CNN_STEPS=300  REPEAT=5 (best of)
+#   MLP_STEPS=938, CNN_STEPS=938 (one epoch each)  REPEAT=5, CNN_REPEAT=3 (best of)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,8 +12,9 @@ cores=$(nproc)
 build=build/release
 out=results/bench
 mlp_steps=${MLP_STEPS:-938}
-cnn_steps=${CNN_STEPS:-300}
+cnn_steps=${CNN_STEPS:-938}
 repeat=${REPEAT:-5}
+cnn_repeat=${CNN_REPEAT:-3}
 
 bash scripts/install-deps.sh
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=ON \
@@ -64,10 +65,10 @@ fi
 # ---- training ------------------------------------------------------------------------------
 half=$((cores / 2 > 0 ? cores / 2 : 1))
 
-# best RUN...: the row with the lowest s_per_epoch (field 8) of REPEAT runs.
+# best RUN...: the row with the lowest s_per_epoch (field 8) of $runs runs.
 best() {
     local rows=""
-    for _ in $(seq "$repeat"); do rows+="$("$@")"$'\n'; done
+    for _ in $(seq "$runs"); do rows+="$("$@")"$'\n'; done
     printf '%s' "$rows" | grep -v '^$' | sort -t, -k8,8g | head -n1
 }
 
@@ -75,7 +76,11 @@ csv="$out/training.csv"
 "$bin/bench_training_serial" --header --steps 1 --warmup 0 | head -n1 >"$csv"
 for workload in mlp cnn; do
     steps=$mlp_steps
-    [[ $workload == cnn ]] && steps=$cnn_steps
+    runs=$repeat
+    if [[ $workload == cnn ]]; then
+        steps=$cnn_steps
+        runs=$cnn_repeat
+    fi
     common=(--workload "$workload" --steps "$steps" --data /usr/share/datasets/fashion-mnist)
     echo "== training: ${workload}"
     serial=$(best env OMP_NUM_THREADS=1 "$bin/bench_training_serial" "${common[@]}")
