@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -350,4 +352,55 @@ TEST_CASE("MPI training without the shared path reproduces Serial", "[mpi][polic
         mpi = run<MPI>(data, sgd(), 50, 1, 10, /*check_replicas=*/5);
     }
     CHECK(testing::max_relative_difference(mpi.params, serial.params) <= tolerance);
+}
+
+TEST_CASE("write_timeline joins every rank's events into one trace file", "[mpi][timeline]") {
+    MpiComm comm;
+    const int n = comm.size();
+    const Dataset data = make_blobs(90, 12, 4, 17);
+    Timeline timeline(1);
+    {
+        TrainerOptions o;
+        o.batch = 30;
+        o.threads = 1;
+        o.log = false;
+        o.timeline = &timeline;
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> trainer(sgd(), o);
+        testing::train_steps(trainer, data, 3);
+    }
+    // One file per rank count: the np2 and np3 runs may share the directory at the same time.
+    const std::filesystem::path file = "test_mpi_timeline_np" + std::to_string(n) + ".json";
+    write_timeline(timeline, comm, file); // collective; the last one of this case
+    if (comm.rank() != 0) return;
+    std::string text;
+    {
+        std::ifstream in(file);
+        text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    auto count = [&](const std::string& s) {
+        std::size_t c = 0;
+        for (std::size_t p = text.find(s); p != std::string::npos; p = text.find(s, p + 1)) ++c;
+        return c;
+    };
+    CHECK(text.rfind("{\"traceEvents\":[", 0) == 0);
+    CHECK(text.find("\"displayTimeUnit\":\"ms\"") != std::string::npos);
+    CHECK(count("\"ranks\":" + std::to_string(n)) == 1);
+    for (int r = 0; r < n; ++r) {
+        INFO("rank " << r);
+        CHECK(count("\"args\":{\"name\":\"rank " + std::to_string(r) + "\"}") == 1);
+        // Worker 0's complete events (data, forward, backward per step) end with pid and tid 0.
+        CHECK(count(",\"pid\":" + std::to_string(r) + ",\"tid\":0}") == 9);
+        CHECK(!std::filesystem::exists(file.string() + ".rank" + std::to_string(r) + ".part"));
+    }
+    // Several ranks: the master's phases are separate (the update runs inside the allreduce, on
+    // the ranks that own a slice of it).
+    auto events = [&](const char* phase) {
+        return count(std::string("{\"name\":\"") + phase + "\",\"cat\":\"step\",\"ph\":\"X\"");
+    };
+    for (const char* phase : {"data", "forward", "backward", "reduce_workers", "allreduce", "step"}) {
+        INFO(phase);
+        CHECK(events(phase) == static_cast<std::size_t>(3 * n));
+    }
+    CHECK(events("update") >= 3);
+    std::filesystem::remove(file);
 }

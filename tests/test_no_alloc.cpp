@@ -45,6 +45,10 @@ int __wrap_posix_memalign(void** p, std::size_t a, std::size_t n) {
 }
 }
 
+// The replacements pair with __real_malloc / __real_aligned_alloc, whose memory std::free releases;
+// GCC cannot see that pairing through the wrappers.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 void* operator new(std::size_t n) {
     allocations.fetch_add(1, std::memory_order_relaxed);
     if (void* p = __real_malloc(n ? n : 1)) return p;
@@ -97,11 +101,13 @@ using Cnn = Sequential<Input<1, 10, 10>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, 
 
 /// Allocations during `steps` steps that follow two warm-up steps.
 template <class Model, class Policy, class Opt>
-long allocations_in_steps(const Dataset& data, Opt opt, std::size_t threads, std::size_t steps) {
+long allocations_in_steps(const Dataset& data, Opt opt, std::size_t threads, std::size_t steps,
+                          Timeline* timeline = nullptr) {
     TrainerOptions o;
     o.batch = 24;
     o.threads = threads;
     o.log = false;
+    o.timeline = timeline;
     Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(opt), o);
     BatchLoader loader(data, o.batch, o.seed);
     loader.start_epoch(1);
@@ -148,3 +154,21 @@ TEST_CASE("An OpenMP training step allocates nothing after the first", "[alloc][
     CHECK(allocations_in_steps<Cnn, OpenMP>(cnn_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2, 10) == 0);
 }
 #endif
+
+TEST_CASE("Recording a timeline allocates nothing during the steps", "[alloc][timeline]") {
+    const Dataset mlp_data = make_blobs(100, 20, 5, 1);
+    Timeline serial_timeline(1); // its buffers are allocated here, before the steps
+    CHECK(allocations_in_steps<Mlp, Serial>(mlp_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 1, 10,
+                                            &serial_timeline) == 0);
+    CHECK(serial_timeline.events(0).size() == 3 * 12);
+    Timeline tiny(1, 4); // a full timeline drops without allocating
+    CHECK(allocations_in_steps<Mlp, Serial>(mlp_data, Adam(), 1, 10, &tiny) == 0);
+    CHECK(tiny.dropped() > 0);
+#if defined(PARDL_HAS_OPENMP)
+    const Dataset cnn_data = make_images(100, 1, 10, 10, 6, 2);
+    Timeline omp_timeline(2);
+    CHECK(allocations_in_steps<Cnn, OpenMP>(cnn_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2, 10,
+                                            &omp_timeline) == 0);
+    CHECK(omp_timeline.events(1).size() == 3 * 12);
+#endif
+}

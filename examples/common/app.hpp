@@ -42,6 +42,7 @@ struct RunOptions {
     std::string optimizer = "sgd";
     std::uint64_t seed = 42;
     std::string save, json;
+    std::string timeline; ///< Chrome trace of every step's phases (all ranks in one file)
     bool quiet = false;
     int fail_on_rank = -1; ///< test hook: this rank throws DataError("injected failure") after loading
 };
@@ -187,6 +188,9 @@ inline void add_run_flags(CLI::App& app, RunOptions& o) {
     app.add_option("--save", o.save, "Save a checkpoint of the trained parameters to FILE")
         ->type_name("FILE");
     app.add_option("--json", o.json, "Write the run record (timings, metrics, checksum) to FILE")
+        ->type_name("FILE");
+    app.add_option("--timeline", o.timeline,
+                   "Write a Chrome trace (chrome://tracing, Perfetto) of every step's phases to FILE")
         ->type_name("FILE");
     app.add_option("--check-replicas", o.check_replicas,
                    "Compare parameter checksums across ranks every K steps (0 = never)")
@@ -348,6 +352,7 @@ inline nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
     rec["cores"] = detail::hardware_cores();
     rec["compiler"] = detail::compiler_id();
     rec["date"] = detail::iso_utc_now();
+    if (!o.timeline.empty()) rec["timeline"] = o.timeline;
     return rec;
 }
 

@@ -6,6 +6,7 @@
 #include <pardl/pardl.hpp>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,12 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::s
     topt.threads = o.threads;
     topt.check_replicas = o.check_replicas;
     topt.progress = !o.quiet;
+    // The timeline needs the trainer's worker count, which the executor resolves: ask it first.
+    std::unique_ptr<Timeline> timeline;
+    if (!o.timeline.empty()) {
+        timeline = std::make_unique<Timeline>(typename Policy::executor(o.threads).workers());
+        topt.timeline = timeline.get();
+    }
     Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(optimizer), topt);
 
     if (rank == 0) {
@@ -48,6 +55,7 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::s
     const std::vector<EpochRecord> history = trainer.fit(train_set, &test_set, o.epochs);
 
     if (!o.save.empty()) trainer.save(o.save);
+    if (timeline) write_timeline(*timeline, trainer.communicator(), o.timeline); // every rank
     if (rank == 0) {
         double seconds = 0;
         for (const EpochRecord& r : history) seconds += r.seconds;
@@ -55,6 +63,7 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::s
                     history.back().test_accuracy, history.back().test_loss, seconds,
                     static_cast<unsigned long long>(trainer.checksum()));
         if (!o.save.empty()) std::printf("checkpoint saved to %s\n", o.save.c_str());
+        if (timeline) std::printf("timeline written to %s\n", o.timeline.c_str());
         if (!o.json.empty()) {
             auto record = make_run_record(o, model_name, trainer, lr, train_set.rows, test_set.rows, history);
             record["flops_per_sample"] = Model::training_flops_per_sample;

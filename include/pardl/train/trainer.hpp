@@ -21,6 +21,7 @@
 #include "pardl/execution/partition.hpp"
 #include "pardl/losses/loss.hpp"
 #include "pardl/metrics/progress.hpp"
+#include "pardl/metrics/timeline.hpp"
 #include "pardl/metrics/timer.hpp"
 #include "pardl/optimizers/optimizer.hpp"
 #include "pardl/policies/policy.hpp"
@@ -63,6 +64,10 @@ struct TrainerOptions {
     bool log = true;                ///< one line per epoch on rank 0
     bool progress = true;           ///< live progress line when stdout is a terminal (rank 0)
     std::FILE* out = stdout;
+    /// When set, every step records its phases here (each worker its own data/forward/backward;
+    /// the master reduce_workers, allreduce, update and "step"). Needs >= workers() worker lanes;
+    /// the timeline must outlive the trainer's steps. Null: nothing is recorded.
+    Timeline* timeline = nullptr;
 };
 
 template <class Model, Loss LossT, Optimizer Opt, PolicyType P = Serial>
@@ -87,6 +92,9 @@ public:
         PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
         const std::size_t ranks = static_cast<std::size_t>(comm_.size());
         const std::size_t workers = exec_.workers();
+        PARDL_REQUIRE(!options_.timeline || options_.timeline->workers() >= workers, ConfigError,
+                      "the timeline has ", options_.timeline ? options_.timeline->workers() : 0,
+                      " worker lanes but the trainer runs ", workers, " workers");
         rank_rows_ = max_part_size(options_.batch, ranks);
         const std::size_t worker_rows = std::max<std::size_t>(1, max_part_size(rank_rows_, workers));
         workers_.reserve(workers);
@@ -101,6 +109,10 @@ public:
         opt_.reset(param_count);
         exec_.set_rank_reduce([this](std::span<double> v) { comm_.allreduce_sum(v); });
     }
+
+    // The executor and the communicator hold callbacks into this object: it stays where it is.
+    Trainer(const Trainer&) = delete;
+    Trainer& operator=(const Trainer&) = delete;
 
     // ---- accessors -------------------------------------------------------------------------
     std::span<float> parameters() { return params_.span(); }
@@ -140,6 +152,7 @@ public:
         const auto my_indices = global_indices.subspan(mine.begin, mine.size());
         const auto t0 = Clock::now();
         Clock::time_point worker0_done = t0;
+        Timeline* const timeline = options_.timeline;
         float* g = rank_buffer_.data();
         float* p = params_.data();
         // One process: nothing to wait for between the worker sum and the update, so the update
@@ -175,12 +188,19 @@ public:
             wk.correct = LossT::correct(out, targets);
             const auto t_fwd = Clock::now();
             Model::backward(params_.span(), grads, state_.span(), x, wk.ws, ctx);
-            if (w == 0) {
+            if (w == 0 || timeline) {
                 const auto t_bwd = Clock::now();
-                phases_[Phase::data] += seconds_between(tw, t_data);
-                phases_[Phase::forward] += seconds_between(t_data, t_fwd);
-                phases_[Phase::backward] += seconds_between(t_fwd, t_bwd);
-                worker0_done = t_bwd;
+                if (w == 0) {
+                    phases_[Phase::data] += seconds_between(tw, t_data);
+                    phases_[Phase::forward] += seconds_between(t_data, t_fwd);
+                    phases_[Phase::backward] += seconds_between(t_fwd, t_bwd);
+                    worker0_done = t_bwd;
+                }
+                if (timeline) { // each worker writes its own lane: no lock
+                    timeline->record(w, Phase::data, tw, t_data);
+                    timeline->record(w, Phase::forward, t_data, t_fwd);
+                    timeline->record(w, Phase::backward, t_fwd, t_bwd);
+                }
             }
         };
         const std::span<const std::span<float>> buffers(grad_views_);
@@ -191,6 +211,9 @@ public:
         const auto t_reduced = Clock::now();
         // With the fused update this phase holds the update too (reported as reduce_workers).
         phases_[Phase::reduce_workers] += seconds_between(worker0_done, t_reduced);
+        if (timeline)
+            timeline->record(timeline->master(), fused_update ? "reduce_workers+update" : "reduce_workers",
+                             worker0_done, t_reduced);
 
         // The scalars ride in the same allreduce as the gradient (one message per step).
         double loss = 0, correct = 0;
@@ -211,12 +234,17 @@ public:
                 exec_.for_chunks(owned.size(), [&](Range c) {
                     scale_and_update(Range{owned.begin + c.begin, owned.begin + c.end}, scale);
                 });
-                update_seconds += seconds_since(tu);
+                const auto tu_end = Clock::now();
+                update_seconds += seconds_between(tu, tu_end);
+                // Nested inside the allreduce event below (the update runs within the collective).
+                if (timeline) timeline->record(timeline->master(), Phase::update, tu, tu_end);
             });
         }
         const auto t_allreduced = Clock::now();
         phases_[Phase::allreduce] += seconds_between(t_reduced, t_allreduced) - update_seconds;
         phases_[Phase::update] += update_seconds;
+        if (timeline && !fused_update)
+            timeline->record(timeline->master(), Phase::allreduce, t_reduced, t_allreduced);
 
         const double total_loss = tail[0];
         const auto samples = static_cast<std::size_t>(tail[1]);
@@ -232,6 +260,7 @@ public:
         guard.armed = false;
         ++step_;
         if (options_.check_replicas && step_ % options_.check_replicas == 0) check_replicas();
+        if (timeline) timeline->record(timeline->master(), "step", t0, Clock::now());
         return {total_loss / static_cast<double>(samples), samples, static_cast<std::size_t>(tail[2])};
     }
 
