@@ -116,8 +116,20 @@ TEST_CASE("CNN layer shapes, names and acceptance", "[cnn]") {
 
 TEST_CASE("im2col and col2im are adjoint", "[cnn][im2col]") {
     // <col2im(c), x> == <c, im2col(x)> for every geometry, padding that swallows whole rows included.
-    const ConvGeometry geometries[] = {{2, 5, 4, 3, 1, 1}, {1, 7, 6, 3, 2, 1}, {3, 4, 4, 1, 1, 0},
-                                       {1, 3, 3, 1, 2, 2}, {2, 3, 5, 2, 3, 2}, {1, 4, 4, 4, 1, 0}};
+    const ConvGeometry geometries[] = {{2, 5, 4, 3, 1, 1},
+                                       {1, 7, 6, 3, 2, 1},
+                                       {3, 4, 4, 1, 1, 0},
+                                       {1, 3, 3, 1, 2, 2},
+                                       {2, 3, 5, 2, 3, 2},
+                                       {1, 4, 4, 4, 1, 0},
+                                       // Stride 1 with rows of 16 or fewer (col2im's register path),
+                                       // just past 16, and padding that reads only zeros.
+                                       {2, 6, 16, 3, 1, 1},
+                                       {1, 5, 17, 3, 1, 1},
+                                       {2, 4, 9, 5, 1, 2},
+                                       {1, 3, 3, 1, 1, 2},
+                                       {3, 14, 14, 3, 1, 1},
+                                       {1, 2, 7, 3, 1, 2}};
     for (const auto& g : geometries) {
         REQUIRE(g.valid());
         const std::size_t n_in = g.channels * g.height * g.width, n_col = g.patch_size() * g.out_pixels();
@@ -300,6 +312,48 @@ std::vector<float> distinct_values(std::size_t n, std::uint64_t seed) {
 }
 
 } // namespace
+
+TEST_CASE("MaxPool2D<2> matches a naive reference on wide, odd-sized inputs with ties", "[cnn][pool]") {
+    // Widths beyond one and two vectors of outputs, odd heights and widths (a skipped border), and
+    // values on a coarse grid so that windows often tie (the first maximum must win).
+    const auto check = [](auto tag, std::size_t rows) {
+        using L = typename decltype(tag)::type;
+        constexpr std::size_t C = L::input_shape::dims[0], H = L::input_shape::dims[1],
+                              W = L::input_shape::dims[2];
+        constexpr std::size_t OH = H / 2, OW = W / 2, in = L::input_shape::size, out = L::output_shape::size;
+        auto x = random_values(rows * in, 21);
+        for (auto& v : x) v = std::round(v * 3.0f);
+        const auto g = random_values(rows * out, 22);
+        L layer(rows);
+        std::vector<float> y(rows * out), dx(rows * in, -7.0f);
+        layer.forward({}, ConstMatrix{x.data(), rows, in}, Matrix{y.data(), rows, out}, {});
+        layer.backward({}, ConstMatrix{x.data(), rows, in}, ConstMatrix{y.data(), rows, out},
+                       ConstMatrix{g.data(), rows, out}, Matrix{dx.data(), rows, in}, {});
+        std::vector<float> y_ref(rows * out), dx_ref(rows * in, 0.0f);
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t c = 0; c < C; ++c)
+                for (std::size_t oh = 0; oh < OH; ++oh)
+                    for (std::size_t ow = 0; ow < OW; ++ow) {
+                        std::size_t best = r * in + (c * H + 2 * oh) * W + 2 * ow;
+                        for (std::size_t kh = 0; kh < 2; ++kh)
+                            for (std::size_t kw = 0; kw < 2; ++kw) {
+                                const std::size_t at = r * in + (c * H + 2 * oh + kh) * W + 2 * ow + kw;
+                                if (x[at] > x[best]) best = at;
+                            }
+                        const std::size_t o = r * out + (c * OH + oh) * OW + ow;
+                        y_ref[o] = x[best];
+                        dx_ref[best] += g[o];
+                    }
+        INFO(L::name() << " on " << L::input_shape::str());
+        CHECK(y == y_ref);
+        CHECK(dx == dx_ref);
+    };
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<3, 7, 37>>>{}, 3);
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<2, 6, 64>>>{}, 2);
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<32, 28, 28>>>{}, 2);
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<4, 5, 3>>>{}, 4);
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<1, 2, 2>>>{}, 1);
+}
 
 TEST_CASE("Pooling gradients match finite differences", "[cnn][pool][gradcheck]") {
     check_input_gradient_on<MaxPool2D<2>::bind<Shape<2, 6, 6>>>(distinct_values(2 * 2 * 36, 1), 2);
