@@ -4,7 +4,7 @@
 #   2. training throughput of W-MLP and W-CNN under every policy (bench_training_<policy>),
 # with worker counts fitted to nproc. CSVs and the machine description go to results/bench/.
 # Timings are only meaningful on an otherwise idle machine.
-#   MLP_STEPS=938, CNN_STEPS=938 (one epoch each)  REPEAT=5, CNN_REPEAT=3 (best of)
+#   MLP_STEPS=938, CNN_STEPS=938 (one epoch each)  REPEAT=9, CNN_REPEAT=5 (best of, median also kept)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +13,8 @@ build=build/release
 out=results/bench
 mlp_steps=${MLP_STEPS:-938}
 cnn_steps=${CNN_STEPS:-938}
-repeat=${REPEAT:-5}
-cnn_repeat=${CNN_REPEAT:-3}
+repeat=${REPEAT:-9}
+cnn_repeat=${CNN_REPEAT:-5}
 
 bash scripts/install-deps.sh
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=ON \
@@ -65,15 +65,20 @@ fi
 # ---- training ------------------------------------------------------------------------------
 half=$((cores / 2 > 0 ? cores / 2 : 1))
 
-# best RUN...: the row with the lowest s_per_epoch (field 8) of $runs runs.
+# best RUN...: the row with the lowest s_per_epoch (field 8) of $runs runs, with the median
+# s_per_epoch of those runs appended as a last column (the spread shows how noisy the machine was).
 best() {
     local rows=""
     for _ in $(seq "$runs"); do rows+="$("$@")"$'\n'; done
-    printf '%s' "$rows" | grep -v '^$' | sort -t, -k8,8g | head -n1
+    local sorted
+    sorted=$(printf '%s' "$rows" | grep -v '^$' | sort -t, -k8,8g)
+    local median
+    median=$(cut -d, -f8 <<<"$sorted" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    echo "$(head -n1 <<<"$sorted"),${median},${runs}"
 }
 
 csv="$out/training.csv"
-"$bin/bench_training_serial" --header --steps 1 --warmup 0 | head -n1 >"$csv"
+echo "$("$bin/bench_training_serial" --header --steps 1 --warmup 0 | head -n1),median_s_per_epoch,runs" >"$csv"
 for workload in mlp cnn; do
     steps=$mlp_steps
     runs=$repeat
