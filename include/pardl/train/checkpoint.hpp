@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -57,6 +58,8 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
     PARDL_REQUIRE(fd >= 0, CheckpointError, "cannot create a temporary file next to ", path, ": ",
                   std::strerror(errno));
     const std::string tmp(name.data());
+    // mkstemp creates the file 0600; a checkpoint is an ordinary result file.
+    ::fchmod(fd, 0644);
     auto fail = [&](const std::string& why) {
         ::close(fd);
         std::remove(tmp.c_str());
