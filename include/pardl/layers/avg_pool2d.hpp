@@ -7,36 +7,22 @@
 #include <string>
 
 #include "pardl/layers/layer.hpp"
+#include "pardl/layers/pool_window.hpp"
 
 namespace pardl {
 
 template <std::size_t Kernel, std::size_t Stride = Kernel>
-struct AvgPool2D : LayerSpecBase {
-    static_assert(Kernel > 0 && Stride > 0, "pardl: AvgPool2D needs Kernel > 0 and Stride > 0");
-
-    template <ShapeType In>
-    static constexpr bool accepts = [] {
-        if constexpr (In::rank == 3)
-            return In::dims[1] >= Kernel && In::dims[2] >= Kernel;
-        else
-            return false;
-    }();
+struct AvgPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
     static constexpr const char* requirement =
         "AvgPool2D needs a C x H x W (rank-3) input at least Kernel high and wide";
 
-    static std::string name() {
-        std::string s = "AvgPool2D<" + std::to_string(Kernel);
-        if (Stride != Kernel) s += ",s" + std::to_string(Stride);
-        return s + ">";
-    }
+    static std::string name() { return detail::PoolWindow<Kernel, Stride>::label("AvgPool2D"); }
 
     template <ShapeType In>
-    struct bind : ParameterFree {
-        static constexpr std::size_t C = ImageDims<In>::channels, H = ImageDims<In>::height,
-                                     W = ImageDims<In>::width;
-        static constexpr std::size_t OH = (H - Kernel) / Stride + 1, OW = (W - Kernel) / Stride + 1;
-        using input_shape = In;
-        using output_shape = Shape<C, OH, OW>;
+    struct bind : ParameterFree, detail::PoolWindow<Kernel, Stride>::template Geometry<In> {
+        using Geometry = typename detail::PoolWindow<Kernel, Stride>::template Geometry<In>;
+        using Geometry::C, Geometry::H, Geometry::W, Geometry::OH, Geometry::OW;
+        using typename Geometry::input_shape, typename Geometry::output_shape;
         static constexpr float inv_area = 1.0f / static_cast<float>(Kernel * Kernel);
 
         static std::string name() { return AvgPool2D::name(); }

@@ -13,37 +13,23 @@
 #endif
 
 #include "pardl/layers/layer.hpp"
+#include "pardl/layers/pool_window.hpp"
 #include "pardl/tensor/buffer.hpp"
 
 namespace pardl {
 
 template <std::size_t Kernel, std::size_t Stride = Kernel>
-struct MaxPool2D : LayerSpecBase {
-    static_assert(Kernel > 0 && Stride > 0, "pardl: MaxPool2D needs Kernel > 0 and Stride > 0");
-
-    template <ShapeType In>
-    static constexpr bool accepts = [] {
-        if constexpr (In::rank == 3)
-            return In::dims[1] >= Kernel && In::dims[2] >= Kernel;
-        else
-            return false;
-    }();
+struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
     static constexpr const char* requirement =
         "MaxPool2D needs a C x H x W (rank-3) input at least Kernel high and wide";
 
-    static std::string name() {
-        std::string s = "MaxPool2D<" + std::to_string(Kernel);
-        if (Stride != Kernel) s += ",s" + std::to_string(Stride);
-        return s + ">";
-    }
+    static std::string name() { return detail::PoolWindow<Kernel, Stride>::label("MaxPool2D"); }
 
     template <ShapeType In>
-    struct bind : ParameterFree {
-        static constexpr std::size_t C = ImageDims<In>::channels, H = ImageDims<In>::height,
-                                     W = ImageDims<In>::width;
-        static constexpr std::size_t OH = (H - Kernel) / Stride + 1, OW = (W - Kernel) / Stride + 1;
-        using input_shape = In;
-        using output_shape = Shape<C, OH, OW>;
+    struct bind : ParameterFree, detail::PoolWindow<Kernel, Stride>::template Geometry<In> {
+        using Geometry = typename detail::PoolWindow<Kernel, Stride>::template Geometry<In>;
+        using Geometry::C, Geometry::H, Geometry::W, Geometry::OH, Geometry::OW;
+        using typename Geometry::input_shape, typename Geometry::output_shape;
         static constexpr std::size_t out_size = output_shape::size;
         static_assert(In::size <= UINT32_MAX, "pardl: MaxPool2D stores argmax indices as 32-bit");
 
