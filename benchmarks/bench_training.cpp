@@ -46,7 +46,8 @@ int run(const Config& cfg) {
     o.threads = cfg.threads;
     o.log = false;
     Trainer<Model, SoftmaxCrossEntropy, SGD, Policy> trainer(SGD({.lr = 0.01f, .momentum = 0.9f}), o);
-    const std::size_t workers = trainer.workers() * static_cast<std::size_t>(trainer.ranks());
+    // Cores in use: Serial's workers taken in turn share one.
+    const std::size_t workers = trainer.threads() * static_cast<std::size_t>(trainer.ranks());
 
     // Peak of one core, measured on rank 0 while the others wait (so they do not share its core).
     double peak = 0;
@@ -87,7 +88,7 @@ int run(const Config& cfg) {
     }
     const double speedup = cfg.baseline > 0 ? cfg.baseline / s_per_epoch : 0.0;
     std::printf("%s,%s,%d,%zu,%zu,%zu,%.4f,%.4f,%.1f,%.2f,%.2f,%.1f,%.3f,%.3f", cfg.workload.c_str(),
-                PARDL_POLICY_NAME, trainer.ranks(), trainer.workers(), cfg.batch, steps, seconds, s_per_epoch,
+                PARDL_POLICY_NAME, trainer.ranks(), trainer.threads(), cfg.batch, steps, seconds, s_per_epoch,
                 samples_per_s, gflops, peak, pct_peak, speedup, speedup / static_cast<double>(workers));
     const PhaseTimes& ph = trainer.phase_times();
     for (double v : ph.seconds) std::printf(",%.4f", v);

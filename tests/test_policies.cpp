@@ -56,6 +56,39 @@ TEMPLATE_TEST_CASE("OpenMP reproduces Serial", "[policy][openmp]", SGD, Adam) {
     }
 }
 
+TEMPLATE_TEST_CASE("Serial with W workers taken in turn is OpenMP with W threads, bit for bit",
+                   "[policy][openmp]", SGD, Adam) {
+    // The only difference between a parallel run and Serial is the order of the sums over the
+    // batch; Serial with the same worker split must therefore match exactly, not to a tolerance.
+    const Dataset data = make_blobs(203, 12, 4, 99);
+    auto make_opt = [] {
+        if constexpr (std::is_same_v<TestType, SGD>)
+            return sgd();
+        else
+            return adam();
+    };
+    const std::size_t batch = GENERATE(50, 7);
+    for (std::size_t workers : {2, 3}) {
+        const auto serial = run<Serial>(data, make_opt(), batch, workers, 25);
+        const auto omp = run<OpenMP>(data, make_opt(), batch, workers, 25);
+        INFO("batch " << batch << ", workers " << workers);
+        CHECK(omp.params == serial.params);
+        CHECK(omp.losses == serial.losses);
+    }
+    // ... and a different split is a different (rounding-level) computation.
+    const auto one = run<Serial>(data, make_opt(), batch, 1, 25);
+    const auto two = run<Serial>(data, make_opt(), batch, 2, 25);
+    CHECK(one.params != two.params);
+    CHECK(testing::max_relative_difference(two.params, one.params) <= tolerance);
+}
+
+TEST_CASE("Serial workers taken in turn refuse synchronized batch norm with a clear error", "[policy]") {
+    const Dataset data = make_images(16, 1, 8, 8, 5, 3);
+    REQUIRE_NOTHROW(run<Serial, SGD, SmallCnn>(data, sgd(), 8, 1, 1));
+    CHECK_THROWS_WITH((run<Serial, SGD, SmallCnn>(data, sgd(), 8, 2, 1)),
+                      Catch::Contains("cannot synchronise inside a step"));
+}
+
 TEST_CASE("A policy that changed the math would be caught", "[policy]") {
     // Guard against a vacuous tolerance: one different learning rate must exceed it.
     const Dataset data = make_blobs(120, 12, 4, 5);

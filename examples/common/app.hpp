@@ -181,7 +181,10 @@ inline void add_run_flags(CLI::App& app, RunOptions& o) {
         ->type_name("N")
         ->check(detail::integer_at_least(0))
         ->capture_default_str();
-    app.add_option("--threads", o.threads, "Threads per rank (0 = OMP_NUM_THREADS, else the core count)")
+    app.add_option("--threads", o.threads,
+                   "Workers per rank (0 = default): threads for OpenMP and Hybrid (default OMP_NUM_THREADS, "
+                   "else the core count); for Serial, T workers taken in turn on one thread (default 1), "
+                   "which reproduces a T-worker run's arithmetic bit for bit")
         ->type_name("T")
         ->check(detail::integer_at_least(0))
         ->capture_default_str();
@@ -245,7 +248,7 @@ int run_example(int argc, char** argv, CLI::App& app, Fn&& body) {
             if (const CLI::Option* opt = app.get_option_no_throw("--threads"); opt && opt->count())
                 threads = opt->as<std::size_t>();
             // The executor resolves 0 to its default and rejects impossible counts (ConfigError).
-            const std::size_t workers = typename Policy::executor(threads).workers();
+            const std::size_t workers = typename Policy::executor(threads).threads();
             const unsigned cores = detail::hardware_cores();
             if (static_cast<std::size_t>(ranks) * workers > cores)
                 std::fprintf(stderr,
@@ -291,7 +294,8 @@ struct RunInfo {
     std::string model;
     std::string policy;
     int ranks = 1;
-    std::size_t threads = 1;
+    std::size_t threads = 1;          ///< OS threads per rank
+    std::size_t workers_per_rank = 1; ///< equal to threads except for Serial with workers taken in turn
     std::size_t train_images = 0;
     std::size_t test_images = 0;
     double lr = 0;
@@ -327,6 +331,7 @@ inline nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
     rec["ranks"] = info.ranks;
     rec["threads"] = info.threads;
     rec["workers"] = static_cast<std::size_t>(info.ranks) * info.threads;
+    rec["workers_per_rank"] = info.workers_per_rank;
     rec["batch"] = o.batch;
     rec["epochs"] = history.size();
     rec["train_images"] = info.train_images;
@@ -365,7 +370,8 @@ nlohmann::json make_run_record(const RunOptions& o, const std::string& model, co
     info.model = model;
     info.policy = TrainerT::policy_type::name();
     info.ranks = trainer.ranks();
-    info.threads = trainer.workers();
+    info.threads = trainer.threads();
+    info.workers_per_rank = trainer.workers();
     info.train_images = train_images;
     info.test_images = test_images;
     info.lr = lr;

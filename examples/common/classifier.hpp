@@ -42,10 +42,15 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::s
     if (rank == 0) {
         char momentum[32] = "";
         if (o.optimizer == "sgd") std::snprintf(momentum, sizeof momentum, " momentum %g", o.momentum);
-        std::printf("%s  policy %s  %d rank%s x %zu thread%s  batch %zu  %s lr %g%s  seed %llu\n",
-                    model_name.c_str(), Policy::name().c_str(), ranks, ranks == 1 ? "" : "s",
-                    trainer.workers(), trainer.workers() == 1 ? "" : "s", o.batch, o.optimizer.c_str(), lr,
-                    momentum, static_cast<unsigned long long>(o.seed));
+        char workers[64];
+        if (trainer.threads() == trainer.workers())
+            std::snprintf(workers, sizeof workers, "%zu thread%s", trainer.threads(),
+                          trainer.threads() == 1 ? "" : "s");
+        else
+            std::snprintf(workers, sizeof workers, "%zu workers taken in turn", trainer.workers());
+        std::printf("%s  policy %s  %d rank%s x %s  batch %zu  %s lr %g%s  seed %llu\n", model_name.c_str(),
+                    Policy::name().c_str(), ranks, ranks == 1 ? "" : "s", workers, o.batch,
+                    o.optimizer.c_str(), lr, momentum, static_cast<unsigned long long>(o.seed));
         std::printf("data %s: %zu training images, %zu test images\n", o.data.string().c_str(),
                     train_set.rows, test_set.rows);
         if (!o.quiet) std::printf("%s", describe<Model>().c_str());

@@ -18,9 +18,31 @@ struct NoFinish {
     void operator()(Range) const noexcept {}
 };
 
+/// Gradient sums run in blocks of this many floats: small enough that a fused epilogue (the
+/// optimizer update) reads what was just summed from L1.
+inline constexpr std::size_t reduction_block = 2048;
+
+/// buffers[0][i] += buffers[1][i] + ... (in that order) for i in r, zeroing buffers[1..) there
+/// while they are in cache, so the trainer never has to clear whole gradient buffers. The one
+/// worker-sum of every executor: the order is what makes runs reproducible.
+inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range r) noexcept {
+    float* dst = buffers[0].data();
+    for (std::size_t b = 1; b < buffers.size(); ++b) {
+        float* src = buffers[b].data();
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC ivdep // the buffers never overlap
+#endif
+        for (std::size_t i = r.begin; i < r.end; ++i) {
+            dst[i] += src[i];
+            src[i] = 0.0f;
+        }
+    }
+}
+
 /// requires
 ///  - `E(threads)`: threads == 0 picks the executor's default.
-///  - `workers()`: number of workers W (fixed after construction).
+///  - `workers()`: number of workers W (fixed after construction); `threads()`: the threads they
+///    run on (W for a thread team, 1 when the workers take turns).
 ///  - `run(rows, work, buffers, finish)`: calls work(w, range) once for every worker w in [0, W)
 ///    with range = balanced_range(rows, w, W), concurrently or not; then, if `buffers` is
 ///    non-empty (W spans of equal size), makes buffers[0][i] = buffers[0][i] + buffers[1][i] + ...
@@ -35,6 +57,7 @@ struct NoFinish {
 template <class E>
 concept Executor = requires(E& e, std::span<const std::span<float>> buffers) {
     { e.workers() } -> std::convertible_to<std::size_t>;
+    { e.threads() } -> std::convertible_to<std::size_t>;
     e.run(
         std::size_t{}, [](std::size_t, Range) {}, buffers);
     e.for_chunks(std::size_t{}, [](Range) {});

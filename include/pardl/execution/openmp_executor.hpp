@@ -34,6 +34,7 @@ public:
         make_handles();
     }
     std::size_t workers() const { return threads_; }
+    std::size_t threads() const { return threads_; }
     static const char* name() { return "openmp"; }
 
     template <class Work, class Finish = NoFinish>
@@ -56,10 +57,9 @@ public:
             if (!buffers.empty() && !failure) {
                 // Sum and finish block by block, so finish reads what was just summed from L1.
                 const Range mine = chunk(buffers[0].size(), w, team);
-                constexpr std::size_t block = 2048;
-                for (std::size_t b = mine.begin; b < mine.end; b += block) {
-                    const Range piece{b, std::min(mine.end, b + block)};
-                    sum_slice(buffers, piece);
+                for (std::size_t b = mine.begin; b < mine.end; b += reduction_block) {
+                    const Range piece{b, std::min(mine.end, b + reduction_block)};
+                    sum_worker_buffers(buffers, piece);
                     finish(piece);
                 }
             }
@@ -132,20 +132,6 @@ private:
         const std::size_t lines = (n + line - 1) / line;
         const Range r = balanced_range(lines, w, team);
         return {std::min(n, r.begin * line), std::min(n, r.end * line)};
-    }
-
-    // Adds the other workers' slices into worker 0's and clears them for the next step while
-    // they are in cache (the trainer never has to zero whole gradient buffers).
-    static void sum_slice(std::span<const std::span<float>> buffers, Range r) {
-        float* dst = buffers[0].data();
-        for (std::size_t b = 1; b < buffers.size(); ++b) {
-            float* src = buffers[b].data();
-#pragma omp simd
-            for (std::size_t i = r.begin; i < r.end; ++i) {
-                dst[i] += src[i];
-                src[i] = 0.0f;
-            }
-        }
     }
 
     std::size_t threads_;

@@ -1,4 +1,9 @@
-// SerialExecutor: one worker, the calling thread. The reference every other executor must match.
+// SerialExecutor: the calling thread only. The reference every other executor must match.
+//
+// It normally runs one worker. Given W > 1 it runs W workers one after another on the same
+// thread and sums their buffers exactly as a W-thread team would, so a serial run reproduces the
+// arithmetic of any W-worker run bit for bit: the only thing a parallel run changes is the order
+// of the floating-point sums over the batch, and this isolates that effect (docs/report.md).
 #pragma once
 
 #include <cstddef>
@@ -12,18 +17,28 @@ namespace pardl {
 
 class SerialExecutor {
 public:
-    explicit SerialExecutor(std::size_t threads = 1) {
-        PARDL_REQUIRE(threads <= 1, ConfigError, "the serial policy runs one thread (asked for ", threads,
-                      "); use the OpenMP or Hybrid policy for more");
+    /// workers == 0 means 1.
+    explicit SerialExecutor(std::size_t workers = 1) : workers_(workers ? workers : 1) {
+        PARDL_REQUIRE(workers_ <= 4096, ConfigError, "serial: worker count must be in [1, 4096] (got ",
+                      workers, ")");
+        reducer_.workers = workers_;
     }
-    static constexpr std::size_t workers() { return 1; }
+    std::size_t workers() const { return workers_; }
+    static constexpr std::size_t threads() { return 1; }
     static const char* name() { return "serial"; }
 
     template <class Work, class Finish = NoFinish>
     void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {},
              Finish&& finish = {}) {
-        work(std::size_t{0}, Range{0, rows});
-        if (!buffers.empty()) finish(Range{0, buffers[0].size()});
+        for (std::size_t w = 0; w < workers_; ++w) work(w, balanced_range(rows, w, workers_));
+        if (buffers.empty()) return;
+        // Block by block, as the OpenMP team does, so finish reads what was just summed from L1.
+        const std::size_t n = buffers[0].size();
+        for (std::size_t b = 0; b < n; b += reduction_block) {
+            const Range piece{b, std::min(n, b + reduction_block)};
+            sum_worker_buffers(buffers, piece);
+            finish(piece);
+        }
     }
 
     template <class Body>
@@ -31,17 +46,24 @@ public:
         body(Range{0, n});
     }
 
-    /// With one worker the team sum is the identity; only the ranks remain to be summed.
+    /// One worker: the team sum is the identity and only the ranks remain to be summed. Workers
+    /// taken in turn cannot meet inside a step, so layers that synchronise them (BatchNorm) are
+    /// refused with more than one.
     WorkerReducer* reducer(std::size_t /*worker*/) { return &reducer_; }
     void set_rank_reduce(std::function<void(std::span<double>)> f) { reducer_.rank_reduce = std::move(f); }
 
 private:
     struct Reducer final : WorkerReducer {
+        std::size_t workers = 1;
         std::function<void(std::span<double>)> rank_reduce;
         void sum(std::span<double> v) override {
+            PARDL_REQUIRE(workers == 1, ConfigError, "serial: ", workers,
+                          " workers taken in turn cannot synchronise inside a step (synchronized "
+                          "BatchNorm); use one worker, LocalBatchNorm, or the OpenMP policy");
             if (rank_reduce) rank_reduce(v);
         }
     };
+    std::size_t workers_;
     Reducer reducer_;
 };
 

@@ -122,6 +122,7 @@ public:
     Comm& communicator() { return comm_; }
     const TrainerOptions& options() const { return options_; }
     std::size_t workers() const { return exec_.workers(); }
+    std::size_t threads() const { return exec_.threads(); }
     int rank() const { return comm_.rank(); }
     int ranks() const { return comm_.size(); }
     std::uint64_t steps_done() const { return step_; }
