@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian bookworm packages pardl needs, and only those that are missing.
 # Idempotent: when everything is present it only checks (dpkg-query) and exits.
+#   bash scripts/install-deps.sh          build, test, benchmark and main-job packages
+#   bash scripts/install-deps.sh report   those plus what the report needs (scripts/report.sh)
 set -euo pipefail
 
 packages=(
@@ -10,6 +12,11 @@ packages=(
     catch2 libcli11-dev nlohmann-json3-dev libbenchmark-dev zlib1g-dev
     dataset-fashion-mnist gnuplot-nox
 )
+# The report: Debian's python3 (standard library only) crunches the CSVs, gnuplot draws, pandoc
+# turns Markdown into HTML and WeasyPrint renders it to PDF (far smaller than a TeX installation).
+if [[ ${1:-} == report ]]; then
+    packages+=(python3 pandoc weasyprint fonts-dejavu-core)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
