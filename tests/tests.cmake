@@ -1,5 +1,12 @@
 # The list of test executables (kept apart from the helper functions above).
 pardl_add_test(test_gemm test_gemm.cpp)
+# The same suite for plain x86-64: its AVX2 and AVX-512 kernels come from run-time dispatch alone.
+pardl_add_test(test_gemm_portable test_gemm.cpp PORTABLE)
+target_compile_definitions(test_gemm_portable PRIVATE PARDL_TEST_PORTABLE_BUILD=1)
+foreach(value IN ITEMS generic unknown)
+    add_test(NAME test_gemm_portable.PARDL_SIMD_${value} COMMAND test_gemm_portable "[simd-env-${value}]")
+    set_tests_properties(test_gemm_portable.PARDL_SIMD_${value} PROPERTIES ENVIRONMENT "PARDL_SIMD=${value}")
+endforeach()
 pardl_add_test(test_data test_data.cpp)
 if(TARGET pardl_openmp)
     pardl_add_test(test_policies test_policies.cpp LIBS pardl::openmp)
