@@ -8,6 +8,8 @@
 #include "pardl/tensor/gemm.hpp"
 #include "pardl/tensor/simd.hpp"
 
+#include "each_isa.hpp"
+
 #include <catch2/catch.hpp>
 #include <xsimd/xsimd.hpp>
 
@@ -26,13 +28,6 @@ namespace {
 using pardl::Op;
 using pardl::simd::Isa;
 using std::size_t;
-
-/// Makes the calling test case run once per instruction set this CPU runs (a Catch generator);
-/// the caller forces gemm onto the returned one with a ScopedIsa.
-Isa each_supported_isa() {
-    const std::vector<Isa> isas(pardl::simd::supported().begin(), pardl::simd::supported().end());
-    return GENERATE_COPY(from_range(isas));
-}
 
 /// What the CPU runs by an account independent of simd.hpp's: the instruction bits from xsimd,
 /// and whether the OS enables the registers from the compiler's own CPU detection.
@@ -147,17 +142,8 @@ constexpr float betas[] = {0.0f, 1.0f, 0.5f};
 
 } // namespace
 
-namespace Catch {
-template <>
-struct StringMaker<Isa> {
-    static std::string convert(Isa isa) { return std::string(pardl::simd::name(isa)); }
-};
-} // namespace Catch
-
 TEST_CASE("gemm matches a double reference on small ragged shapes", "[gemm]") {
-    const Isa isa = each_supported_isa();
-    const pardl::simd::ScopedIsa forced(isa);
-    INFO("instruction set: " << pardl::simd::name(isa));
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(1);
     const size_t dims[] = {1, 2, 3, 5, 7, 13, 16, 17, 31, 33};
     for (Op op_a : ops)
@@ -171,9 +157,7 @@ TEST_CASE("gemm matches a double reference on small ragged shapes", "[gemm]") {
 }
 
 TEST_CASE("gemm matches a double reference on random larger shapes", "[gemm]") {
-    const Isa isa = each_supported_isa();
-    const pardl::simd::ScopedIsa forced(isa);
-    INFO("instruction set: " << pardl::simd::name(isa));
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(2);
     const size_t dims[] = {1, 2, 3, 7, 13, 31, 64, 97, 128, 257};
     for (Op op_a : ops)
@@ -192,9 +176,7 @@ TEST_CASE("gemm matches a double reference on random larger shapes", "[gemm]") {
 }
 
 TEST_CASE("gemm crosses its cache blocks (k and n beyond one panel)", "[gemm]") {
-    const Isa isa = each_supported_isa();
-    const pardl::simd::ScopedIsa forced(isa);
-    INFO("instruction set: " << pardl::simd::name(isa));
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(3);
     for (Op op_a : ops)
         for (Op op_b : ops) {
@@ -205,9 +187,7 @@ TEST_CASE("gemm crosses its cache blocks (k and n beyond one panel)", "[gemm]") 
 }
 
 TEST_CASE("gemm at the MLP training shapes", "[gemm]") {
-    const Isa isa = each_supported_isa();
-    const pardl::simd::ScopedIsa forced(isa);
-    INFO("instruction set: " << pardl::simd::name(isa));
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(4);
     check({Op::N, Op::N, 64, 256, 784, 0.0f, 0}, rng);
     check({Op::T, Op::N, 784, 256, 64, 1.0f, 0}, rng);
@@ -218,9 +198,7 @@ TEST_CASE("gemm at the MLP training shapes", "[gemm]") {
 }
 
 TEST_CASE("gemm with beta == 0 never reads C", "[gemm]") {
-    const Isa isa = each_supported_isa();
-    const pardl::simd::ScopedIsa forced(isa);
-    INFO("instruction set: " << pardl::simd::name(isa));
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(5);
     for (Op op_a : ops)
         for (Op op_b : ops)
@@ -234,9 +212,7 @@ TEST_CASE("gemm with beta == 0 never reads C", "[gemm]") {
 }
 
 TEST_CASE("gemm with k == 0 scales C by beta", "[gemm]") {
-    const Isa isa = each_supported_isa();
-    const pardl::simd::ScopedIsa forced(isa);
-    INFO("instruction set: " << pardl::simd::name(isa));
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     std::vector<float> c = {1.0f, 2.0f, 3.0f, 4.0f};
     pardl::gemm(Op::N, Op::N, 2, 2, 0, nullptr, 1, nullptr, 2, 0.5f, c.data(), 2);
     CHECK(c == std::vector<float>{0.5f, 1.0f, 1.5f, 2.0f});
@@ -246,9 +222,7 @@ TEST_CASE("gemm with k == 0 scales C by beta", "[gemm]") {
 }
 
 TEST_CASE("gemm over views", "[gemm]") {
-    const Isa isa = each_supported_isa();
-    const pardl::simd::ScopedIsa forced(isa);
-    INFO("instruction set: " << pardl::simd::name(isa));
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     // A is 2 x 3 inside a 2 x 4 buffer; B^T is read from a 2 x 3 matrix; C is a 2 x 2 view with stride 3.
     const std::vector<float> a = {1, 2, 3, -1, 4, 5, 6, -1};
     const std::vector<float> bt = {1, 0, 1, 0, 1, 0};
@@ -259,9 +233,7 @@ TEST_CASE("gemm over views", "[gemm]") {
 }
 
 TEST_CASE("gemm is safe to call from several threads at once", "[gemm]") {
-    const Isa isa = each_supported_isa();
-    const pardl::simd::ScopedIsa forced(isa);
-    INFO("instruction set: " << pardl::simd::name(isa));
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     constexpr size_t threads = 4;
     std::vector<Outcome> outcomes(threads);
     std::vector<std::thread> pool;
