@@ -1,9 +1,12 @@
 # Helpers for pardl's own examples, tests and benchmarks (top-level builds only; never installed).
 
 # Flags for the programs we build ourselves: warnings, and -march=native when asked.
-# They never enter the library's interface.
+# They never enter the library's interface. pardl_warning_flags alone builds for the compiler's
+# default target (plain x86-64), as a user who does not pass -march would.
+add_library(pardl_warning_flags INTERFACE)
+target_compile_options(pardl_warning_flags INTERFACE -Wall -Wextra -Wpedantic)
 add_library(pardl_dev_flags INTERFACE)
-target_compile_options(pardl_dev_flags INTERFACE -Wall -Wextra -Wpedantic)
+target_link_libraries(pardl_dev_flags INTERFACE pardl_warning_flags)
 if(PARDL_NATIVE)
     target_compile_options(pardl_dev_flags INTERFACE -march=native)
 endif()

@@ -1,6 +1,8 @@
 // CNN layers: finite-difference gradient checks of Conv2D, the pools, BatchNorm and Dropout (alone
 // and inside small models), forward values against naive double-precision and hand-worked
 // references, and the partition independence of synchronized batch norm and of dropout masks.
+// Code with one path per instruction set (im2col, col2im, max pooling, the GEMM under Conv2D) is
+// checked under every instruction set the CPU runs.
 #include "pardl/layers/avg_pool2d.hpp"
 #include "pardl/layers/batch_norm.hpp"
 #include "pardl/layers/conv2d.hpp"
@@ -14,6 +16,8 @@
 #include "pardl/tensor/buffer.hpp"
 #include "pardl/tensor/im2col.hpp"
 #include "pardl/testing/gradcheck.hpp"
+
+#include "each_isa.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -115,6 +119,7 @@ TEST_CASE("CNN layer shapes, names and acceptance", "[cnn]") {
 // im2col / Conv2D
 
 TEST_CASE("im2col and col2im are adjoint", "[cnn][im2col]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     // <col2im(c), x> == <c, im2col(x)> for every geometry, padding that swallows whole rows included.
     const ConvGeometry geometries[] = {{2, 5, 4, 3, 1, 1},
                                        {1, 7, 6, 3, 2, 1},
@@ -184,6 +189,7 @@ void check_conv_forward() {
 } // namespace
 
 TEST_CASE("Conv2D forward matches a direct double-precision convolution", "[cnn][conv]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     check_conv_forward<2, 3, 1, 0, Shape<1, 5, 5>>();
     check_conv_forward<4, 3, 2, 1, Shape<3, 7, 6>>();
     check_conv_forward<3, 1, 1, 0, Shape<2, 4, 4>>();  // 1x1: columns are the sample itself
@@ -195,6 +201,7 @@ TEST_CASE("Conv2D forward matches a direct double-precision convolution", "[cnn]
 }
 
 TEST_CASE("Conv2D gradients match finite differences", "[cnn][conv][gradcheck]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     require_layer_gradients<Conv2D<2, 3>::bind<Shape<1, 5, 5>>>(3);
     require_layer_gradients<Conv2D<4, 3, 2, 1>::bind<Shape<3, 7, 6>>>(2);
     require_layer_gradients<Conv2D<3, 1>::bind<Shape<2, 4, 4>>>(3);
@@ -209,6 +216,7 @@ TEST_CASE("Conv2D gradients match finite differences", "[cnn][conv][gradcheck]")
 // Pooling
 
 TEST_CASE("MaxPool2D and AvgPool2D on hand-worked examples", "[cnn][pool]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     // One 1 x 4 x 4 sample.
     const std::vector<float> x = {1,  5, 2, 0, //
                                   3,  4, 8, 6, //
@@ -314,6 +322,7 @@ std::vector<float> distinct_values(std::size_t n, std::uint64_t seed) {
 } // namespace
 
 TEST_CASE("MaxPool2D<2> matches a naive reference on wide, odd-sized inputs with ties", "[cnn][pool]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     // Widths beyond one and two vectors of outputs, odd heights and widths (a skipped border), and
     // values on a coarse grid so that windows often tie (the first maximum must win).
     const auto check = [](auto tag, std::size_t rows) {
@@ -356,6 +365,7 @@ TEST_CASE("MaxPool2D<2> matches a naive reference on wide, odd-sized inputs with
 }
 
 TEST_CASE("Pooling gradients match finite differences", "[cnn][pool][gradcheck]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     check_input_gradient_on<MaxPool2D<2>::bind<Shape<2, 6, 6>>>(distinct_values(2 * 2 * 36, 1), 2);
     check_input_gradient_on<MaxPool2D<2>::bind<Shape<3, 5, 7>>>(distinct_values(2 * 3 * 35, 2), 2);
     check_input_gradient_on<MaxPool2D<3>::bind<Shape<1, 7, 7>>>(distinct_values(3 * 49, 3), 3);
@@ -681,6 +691,7 @@ TEST_CASE("Dropout gradients match finite differences", "[cnn][dropout][gradchec
 // Whole models and empty batches
 
 TEST_CASE("Small CNNs pass an end-to-end gradient check", "[cnn][gradcheck][model]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     GradcheckOptions o;
     o.step = 1e-3;
     SECTION("conv, relu, max pool, dense") {

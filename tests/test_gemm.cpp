@@ -1,12 +1,21 @@
 // Checks pardl::gemm against a double-precision reference over all op forms, betas, ragged and
-// strided shapes, and the beta == 0 / k == 0 / concurrent-call contracts.
+// strided shapes, and the beta == 0 / k == 0 / concurrent-call contracts, once with the kernels of
+// every instruction set this CPU runs; and the run-time choice of that instruction set.
+// Built twice (tests/tests.cmake): for this CPU, and for plain x86-64 (PARDL_TEST_PORTABLE_BUILD),
+// where everything above SSE2 comes from run-time dispatch.
+#include "pardl/core/errors.hpp"
 #include "pardl/core/rng.hpp"
 #include "pardl/tensor/gemm.hpp"
+#include "pardl/tensor/simd.hpp"
+
+#include "each_isa.hpp"
 
 #include <catch2/catch.hpp>
+#include <xsimd/xsimd.hpp>
 
 #include <cmath>
 #include <cstddef>
+#include <cstdlib>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -16,7 +25,28 @@
 namespace {
 
 using pardl::Op;
+using pardl::simd::Isa;
 using std::size_t;
+
+/// What the CPU runs by an account independent of simd.hpp's: the instruction bits from xsimd,
+/// and whether the OS enables the registers from the compiler's own CPU detection.
+std::vector<Isa> expected_supported() {
+    std::vector<Isa> isas{Isa::generic};
+#if defined(PARDL_SIMD_X86)
+    const auto cpu = xsimd::available_architectures();
+    const bool avx2 =
+        cpu.avx2 && cpu.fma3_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2) isas.push_back(Isa::avx2);
+    if (avx2 && cpu.avx512f && __builtin_cpu_supports("avx512f")) isas.push_back(Isa::avx512);
+#endif
+    return isas;
+}
+
+std::string names(const std::vector<Isa>& isas) {
+    std::string out;
+    for (Isa isa : isas) out += std::string(pardl::simd::name(isa)) + " ";
+    return out;
+}
 
 constexpr float nan_f = std::numeric_limits<float>::quiet_NaN();
 constexpr float sentinel = -12345.0f;
@@ -112,6 +142,7 @@ constexpr float betas[] = {0.0f, 1.0f, 0.5f};
 } // namespace
 
 TEST_CASE("gemm matches a double reference on small ragged shapes", "[gemm]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(1);
     const size_t dims[] = {1, 2, 3, 5, 7, 13, 16, 17, 31, 33};
     for (Op op_a : ops)
@@ -125,6 +156,7 @@ TEST_CASE("gemm matches a double reference on small ragged shapes", "[gemm]") {
 }
 
 TEST_CASE("gemm matches a double reference on random larger shapes", "[gemm]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(2);
     const size_t dims[] = {1, 2, 3, 7, 13, 31, 64, 97, 128, 257};
     for (Op op_a : ops)
@@ -143,6 +175,7 @@ TEST_CASE("gemm matches a double reference on random larger shapes", "[gemm]") {
 }
 
 TEST_CASE("gemm crosses its cache blocks (k and n beyond one panel)", "[gemm]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(3);
     for (Op op_a : ops)
         for (Op op_b : ops) {
@@ -153,6 +186,7 @@ TEST_CASE("gemm crosses its cache blocks (k and n beyond one panel)", "[gemm]") 
 }
 
 TEST_CASE("gemm at the MLP training shapes", "[gemm]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(4);
     check({Op::N, Op::N, 64, 256, 784, 0.0f, 0}, rng);
     check({Op::T, Op::N, 784, 256, 64, 1.0f, 0}, rng);
@@ -163,6 +197,7 @@ TEST_CASE("gemm at the MLP training shapes", "[gemm]") {
 }
 
 TEST_CASE("gemm with beta == 0 never reads C", "[gemm]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(5);
     for (Op op_a : ops)
         for (Op op_b : ops)
@@ -176,6 +211,7 @@ TEST_CASE("gemm with beta == 0 never reads C", "[gemm]") {
 }
 
 TEST_CASE("gemm with k == 0 scales C by beta", "[gemm]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     std::vector<float> c = {1.0f, 2.0f, 3.0f, 4.0f};
     pardl::gemm(Op::N, Op::N, 2, 2, 0, nullptr, 1, nullptr, 2, 0.5f, c.data(), 2);
     CHECK(c == std::vector<float>{0.5f, 1.0f, 1.5f, 2.0f});
@@ -185,6 +221,7 @@ TEST_CASE("gemm with k == 0 scales C by beta", "[gemm]") {
 }
 
 TEST_CASE("gemm over views", "[gemm]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     // A is 2 x 3 inside a 2 x 4 buffer; B^T is read from a 2 x 3 matrix; C is a 2 x 2 view with stride 3.
     const std::vector<float> a = {1, 2, 3, -1, 4, 5, 6, -1};
     const std::vector<float> bt = {1, 0, 1, 0, 1, 0};
@@ -195,6 +232,7 @@ TEST_CASE("gemm over views", "[gemm]") {
 }
 
 TEST_CASE("gemm is safe to call from several threads at once", "[gemm]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
     constexpr size_t threads = 4;
     std::vector<Outcome> outcomes(threads);
     std::vector<std::thread> pool;
@@ -216,4 +254,71 @@ TEST_CASE("gemm is safe to call from several threads at once", "[gemm]") {
         CHECK(o.worst_ratio <= 1.0);
         CHECK(o.padding_intact);
     }
+}
+
+TEST_CASE("the dispatcher picks the best instruction set this CPU runs", "[simd]") {
+#if defined(PARDL_TEST_PORTABLE_BUILD)
+    // Otherwise this executable would not show that run-time dispatch provides the wide kernels.
+    CHECK_FALSE(XSIMD_WITH_AVX);
+#endif
+    const std::vector<Isa> expected = expected_supported();
+    const std::vector<Isa> supported(pardl::simd::supported().begin(), pardl::simd::supported().end());
+    INFO("expected: " << names(expected) << "; simd::supported(): " << names(supported));
+    CHECK(supported == expected);
+    if (const char* env = std::getenv("PARDL_SIMD"); env != nullptr && *env != '\0')
+        WARN("PARDL_SIMD=" << env << " is set: the default choice is not checked");
+    else
+        CHECK(pardl::simd::active() == expected.back());
+}
+
+TEST_CASE("PARDL_SIMD accepts exactly the instruction set names the CPU runs", "[simd]") {
+    using Catch::Matchers::Contains;
+    using pardl::ConfigError;
+    using pardl::simd::detail::choose;
+    const std::vector<Isa> all = {Isa::generic, Isa::avx2, Isa::avx512};
+    const std::vector<Isa> only_generic = {Isa::generic};
+
+    CHECK(choose(nullptr, all) == Isa::avx512);
+    CHECK(choose("", all) == Isa::avx512);
+    CHECK(choose("generic", all) == Isa::generic);
+    CHECK(choose("avx2", all) == Isa::avx2);
+    CHECK(choose("avx512", all) == Isa::avx512);
+    CHECK(choose(nullptr, only_generic) == Isa::generic);
+    CHECK(choose("generic", only_generic) == Isa::generic);
+
+    for (const char* bad : {"AVX2", "avx", "sse2", "avx512f", " avx2", "native"}) {
+        INFO("PARDL_SIMD=" << bad);
+        CHECK_THROWS_AS(choose(bad, all), ConfigError);
+        CHECK_THROWS_WITH(choose(bad, all), Contains("generic, avx2, avx512"));
+    }
+    CHECK_THROWS_AS(choose("avx512", only_generic), ConfigError);
+    CHECK_THROWS_WITH(choose("avx2", only_generic), Contains("runs only generic"));
+}
+
+TEST_CASE("ScopedIsa forces an instruction set and restores the previous one", "[simd]") {
+    const Isa before = pardl::simd::active();
+    const Isa best = pardl::simd::supported().back();
+    {
+        const pardl::simd::ScopedIsa outer(Isa::generic);
+        CHECK(pardl::simd::active() == Isa::generic);
+        {
+            const pardl::simd::ScopedIsa inner(best);
+            CHECK(pardl::simd::active() == best);
+        }
+        CHECK(pardl::simd::active() == Isa::generic);
+    }
+    CHECK(pardl::simd::active() == before);
+    for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512})
+        if (!pardl::simd::is_supported(isa)) CHECK_THROWS_AS(pardl::simd::ScopedIsa(isa), pardl::ConfigError);
+}
+
+// Hidden: CTest runs these with PARDL_SIMD set (tests/tests.cmake).
+TEST_CASE("PARDL_SIMD=generic selects the portable kernels", "[.][simd-env-generic]") {
+    REQUIRE(std::string(std::getenv("PARDL_SIMD") ? std::getenv("PARDL_SIMD") : "") == "generic");
+    CHECK(pardl::simd::active() == Isa::generic);
+}
+
+TEST_CASE("an unknown PARDL_SIMD makes active() throw ConfigError", "[.][simd-env-unknown]") {
+    REQUIRE(std::getenv("PARDL_SIMD") != nullptr);
+    CHECK_THROWS_AS(pardl::simd::active(), pardl::ConfigError);
 }

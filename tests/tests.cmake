@@ -1,5 +1,13 @@
 # The list of test executables (kept apart from the helper functions above).
 pardl_add_test(test_gemm test_gemm.cpp)
+# The same suite for plain x86-64 (no -march=native): its AVX2 and AVX-512 kernels come from
+# run-time dispatch alone.
+pardl_add_test(test_gemm_portable test_gemm.cpp PORTABLE)
+target_compile_definitions(test_gemm_portable PRIVATE PARDL_TEST_PORTABLE_BUILD=1)
+foreach(value IN ITEMS generic unknown)
+    add_test(NAME test_gemm_portable.PARDL_SIMD_${value} COMMAND test_gemm_portable "[simd-env-${value}]")
+    set_tests_properties(test_gemm_portable.PARDL_SIMD_${value} PROPERTIES ENVIRONMENT "PARDL_SIMD=${value}")
+endforeach()
 pardl_add_test(test_data test_data.cpp)
 if(TARGET pardl_openmp)
     pardl_add_test(test_policies test_policies.cpp LIBS pardl::openmp)
@@ -18,6 +26,8 @@ pardl_add_test(test_optimizers test_optimizers.cpp)
 pardl_add_test(test_model test_model.cpp)
 add_subdirectory(compile_fail)
 pardl_add_test(test_cnn_layers test_cnn_layers.cpp)
+# Likewise for im2col, col2im and max pooling, whose AVX-512 paths are also chosen at run time.
+pardl_add_test(test_cnn_layers_portable test_cnn_layers.cpp PORTABLE)
 add_subdirectory(headers)
 if(TARGET pardl_openmp)
     pardl_add_test(test_no_alloc test_no_alloc.cpp LIBS pardl::openmp)

@@ -8,15 +8,128 @@
 #include <cstdint>
 #include <string>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include "pardl/layers/layer.hpp"
 #include "pardl/layers/pool_window.hpp"
 #include "pardl/tensor/buffer.hpp"
+#include "pardl/tensor/simd.hpp"
+#include "pardl/tensor/view.hpp"
+
+#if defined(PARDL_SIMD_X86)
+#include <immintrin.h>
+#endif
 
 namespace pardl {
+
+namespace detail {
+#if defined(PARDL_SIMD_X86)
+PARDL_SIMD_TARGET_BEGIN(PARDL_SIMD_TARGET_AVX512)
+/// The common 2x2, stride-2 max pooling of C x H x W inputs (OH x OW outputs) with AVX-512:
+/// disjoint windows, so 16 outputs of one output row come from 32 consecutive floats of each of
+/// two input rows, split into even and odd columns. argmax holds out_size indices per row.
+template <std::size_t C, std::size_t H, std::size_t W, std::size_t OH, std::size_t OW>
+struct MaxPool2x2Avx512 {
+    static constexpr std::size_t in_size = C * H * W, out_size = C * OH * OW;
+
+    static __mmask16 lanes(std::size_t n) noexcept {
+        return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+    }
+
+    static void forward(ConstMatrix x, Matrix y, std::uint32_t* argmax) noexcept {
+        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        const __m512i w = _mm512_set1_epi32(static_cast<int>(W));
+        for (std::size_t r = 0; r < x.rows; ++r) {
+            const float* xr = x.row(r);
+            float* yr = y.row(r);
+            std::uint32_t* ar = argmax + r * out_size;
+            for (std::size_t c = 0; c < C; ++c)
+                for (std::size_t oh = 0; oh < OH; ++oh) {
+                    const std::size_t top_row = (c * H + 2 * oh) * W;
+                    const float* r0 = xr + top_row;
+                    const float* r1 = r0 + W;
+                    const std::size_t o_row = (c * OH + oh) * OW;
+                    for (std::size_t ow = 0; ow < OW; ow += 16) {
+                        const std::size_t n = std::min<std::size_t>(16, OW - ow);
+                        // Only the 2n inputs the windows cover are read (an odd width's last
+                        // column is not).
+                        const __mmask16 lo = lanes(2 * n), hi = lanes(2 * n > 16 ? 2 * n - 16 : 0);
+                        const float* p0 = r0 + 2 * ow;
+                        const float* p1 = r1 + 2 * ow;
+                        const __m512 a_lo = _mm512_maskz_loadu_ps(lo, p0),
+                                     a_hi = _mm512_maskz_loadu_ps(hi, p0 + 16);
+                        const __m512 b_lo = _mm512_maskz_loadu_ps(lo, p1),
+                                     b_hi = _mm512_maskz_loadu_ps(hi, p1 + 16);
+                        // Window order (0,0), (0,1), (1,0), (1,1) with a strict >, as the general
+                        // loop: the first maximum wins ties, and NaN never replaces a value.
+                        __m512 m = _mm512_permutex2var_ps(a_lo, even, a_hi);
+                        __m512i best =
+                            _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top_row + 2 * ow)), even);
+                        const __m512i base = best;
+                        const auto take = [&](__m512 v, __m512i at) {
+                            const __mmask16 gt = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
+                            m = _mm512_mask_mov_ps(m, gt, v);
+                            best = _mm512_mask_mov_epi32(best, gt, at);
+                        };
+                        take(_mm512_permutex2var_ps(a_lo, odd, a_hi),
+                             _mm512_add_epi32(base, _mm512_set1_epi32(1)));
+                        take(_mm512_permutex2var_ps(b_lo, even, b_hi), _mm512_add_epi32(base, w));
+                        take(_mm512_permutex2var_ps(b_lo, odd, b_hi),
+                             _mm512_add_epi32(base, _mm512_add_epi32(w, _mm512_set1_epi32(1))));
+                        const __mmask16 out = lanes(n);
+                        _mm512_mask_storeu_ps(yr + o_row + ow, out, m);
+                        _mm512_mask_storeu_epi32(ar + o_row + ow, out, best);
+                    }
+                }
+        }
+    }
+
+    static void backward(std::size_t rows, ConstMatrix dy, Matrix dx, const std::uint32_t* argmax) noexcept {
+        // Every covered input is written (its gradient or zero), so only an odd border needs
+        // clearing beforehand.
+        constexpr bool border = H % 2 != 0 || W % 2 != 0;
+        // Interleaving indices: lanes 0..15 of the result take even/odd pairs from e and f.
+        const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        const __m512i two_iota = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        const __m512i one = _mm512_set1_epi32(1), w = _mm512_set1_epi32(static_cast<int>(W));
+        const __m512i w1 = _mm512_add_epi32(w, one);
+        for (std::size_t r = 0; r < rows; ++r) {
+            float* d = dx.row(r);
+            const float* g = dy.row(r);
+            const std::uint32_t* ar = argmax + r * out_size;
+            if constexpr (border) std::fill_n(d, in_size, 0.0f);
+            for (std::size_t c = 0; c < C; ++c)
+                for (std::size_t oh = 0; oh < OH; ++oh) {
+                    const std::size_t top_row = (c * H + 2 * oh) * W;
+                    const std::size_t o_row = (c * OH + oh) * OW;
+                    for (std::size_t ow = 0; ow < OW; ow += 16) {
+                        const std::size_t n = std::min<std::size_t>(16, OW - ow);
+                        const __mmask16 out = lanes(n);
+                        const __m512 gv = _mm512_maskz_loadu_ps(out, g + o_row + ow);
+                        const __m512i rel = _mm512_sub_epi32(
+                            _mm512_maskz_loadu_epi32(out, ar + o_row + ow),
+                            _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top_row + 2 * ow)),
+                                             two_iota));
+                        const __m512 e0 =
+                            _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, _mm512_setzero_si512()), gv);
+                        const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, one), gv);
+                        const __m512 f0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, w), gv);
+                        const __m512 f1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, w1), gv);
+                        const __mmask16 lo = lanes(2 * n), hi = lanes(2 * n > 16 ? 2 * n - 16 : 0);
+                        float* p0 = d + top_row + 2 * ow;
+                        float* p1 = p0 + W;
+                        _mm512_mask_storeu_ps(p0, lo, _mm512_permutex2var_ps(e0, lo_idx, e1));
+                        _mm512_mask_storeu_ps(p0 + 16, hi, _mm512_permutex2var_ps(e0, hi_idx, e1));
+                        _mm512_mask_storeu_ps(p1, lo, _mm512_permutex2var_ps(f0, lo_idx, f1));
+                        _mm512_mask_storeu_ps(p1 + 16, hi, _mm512_permutex2var_ps(f0, hi_idx, f1));
+                    }
+                }
+        }
+    }
+};
+PARDL_SIMD_TARGET_END
+#endif
+} // namespace detail
 
 template <std::size_t Kernel, std::size_t Stride = Kernel>
 struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
@@ -38,11 +151,9 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         explicit bind(std::size_t max_rows) : argmax_(max_rows * out_size) {}
 
         void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) {
-#if defined(__AVX512F__)
-            if constexpr (fast_2x2) {
-                forward_2x2(x, y);
-                return;
-            }
+#if defined(PARDL_SIMD_X86)
+            if constexpr (fast_2x2)
+                if (simd::active() == simd::Isa::avx512) return Fast2x2::forward(x, y, argmax_.data());
 #endif
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* xr = x.row(r);
@@ -76,11 +187,10 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         void backward(const LayerSlots&, ConstMatrix x, ConstMatrix, ConstMatrix dy, Matrix dx,
                       const StepContext&) {
             if (dx.empty()) return;
-#if defined(__AVX512F__)
-            if constexpr (fast_2x2) {
-                backward_2x2(x.rows, dy, dx);
-                return;
-            }
+#if defined(PARDL_SIMD_X86)
+            if constexpr (fast_2x2)
+                if (simd::active() == simd::Isa::avx512)
+                    return Fast2x2::backward(x.rows, dy, dx, argmax_.data());
 #endif
             for (std::size_t r = 0; r < x.rows; ++r) {
                 float* d = dx.row(r);
@@ -93,109 +203,10 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         }
 
     private:
-        /// The common 2x2, stride-2 pooling: disjoint windows, so 16 outputs of one output row come
-        /// from 32 consecutive floats of each of two input rows, split into even and odd columns.
+        /// The common 2x2, stride-2 pooling has a vector path (detail::MaxPool2x2Avx512).
         static constexpr bool fast_2x2 = Kernel == 2 && Stride == 2;
-
-#if defined(__AVX512F__)
-        static __mmask16 lanes(std::size_t n) noexcept {
-            return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
-        }
-
-        void forward_2x2(ConstMatrix x, Matrix y) noexcept {
-            const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-            const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-            const __m512i w = _mm512_set1_epi32(static_cast<int>(W));
-            for (std::size_t r = 0; r < x.rows; ++r) {
-                const float* xr = x.row(r);
-                float* yr = y.row(r);
-                std::uint32_t* ar = argmax_.data() + r * out_size;
-                for (std::size_t c = 0; c < C; ++c)
-                    for (std::size_t oh = 0; oh < OH; ++oh) {
-                        const std::size_t top_row = (c * H + 2 * oh) * W;
-                        const float* r0 = xr + top_row;
-                        const float* r1 = r0 + W;
-                        const std::size_t o_row = (c * OH + oh) * OW;
-                        for (std::size_t ow = 0; ow < OW; ow += 16) {
-                            const std::size_t n = std::min<std::size_t>(16, OW - ow);
-                            // Only the 2n inputs the windows cover are read (an odd width's last
-                            // column is not).
-                            const __mmask16 lo = lanes(2 * n), hi = lanes(2 * n > 16 ? 2 * n - 16 : 0);
-                            const float* p0 = r0 + 2 * ow;
-                            const float* p1 = r1 + 2 * ow;
-                            const __m512 a_lo = _mm512_maskz_loadu_ps(lo, p0),
-                                         a_hi = _mm512_maskz_loadu_ps(hi, p0 + 16);
-                            const __m512 b_lo = _mm512_maskz_loadu_ps(lo, p1),
-                                         b_hi = _mm512_maskz_loadu_ps(hi, p1 + 16);
-                            // Window order (0,0), (0,1), (1,0), (1,1) with a strict >, as the general
-                            // loop: the first maximum wins ties, and NaN never replaces a value.
-                            __m512 m = _mm512_permutex2var_ps(a_lo, even, a_hi);
-                            __m512i best =
-                                _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top_row + 2 * ow)), even);
-                            const __m512i base = best;
-                            const auto take = [&](__m512 v, __m512i at) {
-                                const __mmask16 gt = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
-                                m = _mm512_mask_mov_ps(m, gt, v);
-                                best = _mm512_mask_mov_epi32(best, gt, at);
-                            };
-                            take(_mm512_permutex2var_ps(a_lo, odd, a_hi),
-                                 _mm512_add_epi32(base, _mm512_set1_epi32(1)));
-                            take(_mm512_permutex2var_ps(b_lo, even, b_hi), _mm512_add_epi32(base, w));
-                            take(_mm512_permutex2var_ps(b_lo, odd, b_hi),
-                                 _mm512_add_epi32(base, _mm512_add_epi32(w, _mm512_set1_epi32(1))));
-                            const __mmask16 out = lanes(n);
-                            _mm512_mask_storeu_ps(yr + o_row + ow, out, m);
-                            _mm512_mask_storeu_epi32(ar + o_row + ow, out, best);
-                        }
-                    }
-            }
-        }
-
-        void backward_2x2(std::size_t rows, ConstMatrix dy, Matrix dx) const noexcept {
-            // Every covered input is written (its gradient or zero), so only an odd border needs
-            // clearing beforehand.
-            constexpr bool border = H % 2 != 0 || W % 2 != 0;
-            // Interleaving indices: lanes 0..15 of the result take even/odd pairs from e and f.
-            const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-            const __m512i hi_idx =
-                _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-            const __m512i two_iota =
-                _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-            const __m512i one = _mm512_set1_epi32(1), w = _mm512_set1_epi32(static_cast<int>(W));
-            const __m512i w1 = _mm512_add_epi32(w, one);
-            for (std::size_t r = 0; r < rows; ++r) {
-                float* d = dx.row(r);
-                const float* g = dy.row(r);
-                const std::uint32_t* ar = argmax_.data() + r * out_size;
-                if constexpr (border) std::fill_n(d, In::size, 0.0f);
-                for (std::size_t c = 0; c < C; ++c)
-                    for (std::size_t oh = 0; oh < OH; ++oh) {
-                        const std::size_t top_row = (c * H + 2 * oh) * W;
-                        const std::size_t o_row = (c * OH + oh) * OW;
-                        for (std::size_t ow = 0; ow < OW; ow += 16) {
-                            const std::size_t n = std::min<std::size_t>(16, OW - ow);
-                            const __mmask16 out = lanes(n);
-                            const __m512 gv = _mm512_maskz_loadu_ps(out, g + o_row + ow);
-                            const __m512i rel = _mm512_sub_epi32(
-                                _mm512_maskz_loadu_epi32(out, ar + o_row + ow),
-                                _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top_row + 2 * ow)),
-                                                 two_iota));
-                            const __m512 e0 =
-                                _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, _mm512_setzero_si512()), gv);
-                            const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, one), gv);
-                            const __m512 f0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, w), gv);
-                            const __m512 f1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, w1), gv);
-                            const __mmask16 lo = lanes(2 * n), hi = lanes(2 * n > 16 ? 2 * n - 16 : 0);
-                            float* p0 = d + top_row + 2 * ow;
-                            float* p1 = p0 + W;
-                            _mm512_mask_storeu_ps(p0, lo, _mm512_permutex2var_ps(e0, lo_idx, e1));
-                            _mm512_mask_storeu_ps(p0 + 16, hi, _mm512_permutex2var_ps(e0, hi_idx, e1));
-                            _mm512_mask_storeu_ps(p1, lo, _mm512_permutex2var_ps(f0, lo_idx, f1));
-                            _mm512_mask_storeu_ps(p1 + 16, hi, _mm512_permutex2var_ps(f0, hi_idx, f1));
-                        }
-                    }
-            }
-        }
+#if defined(PARDL_SIMD_X86)
+        using Fast2x2 = detail::MaxPool2x2Avx512<C, H, W, OH, OW>;
 #endif
 
         AlignedBuffer<std::uint32_t> argmax_;

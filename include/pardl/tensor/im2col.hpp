@@ -3,10 +3,12 @@
 // Row (c, kh, kw) of the column matrix holds, for every output pixel, the input it sees there.
 #pragma once
 
+#include "pardl/tensor/simd.hpp"
+
 #include <algorithm>
 #include <cstddef>
 
-#if defined(__AVX512F__)
+#if defined(PARDL_SIMD_X86)
 #include <immintrin.h>
 #endif
 
@@ -35,55 +37,19 @@ struct ConvGeometry {
 
 namespace detail {
 
-// Column rows are short (a layer's output width, 14 or 28 in W-CNN): element loops of that length
-// run mostly in scalar prologues and epilogues, so whole rows go through one masked vector each.
-#if defined(__AVX512F__)
-inline __mmask16 tail_mask(std::size_t n) noexcept {
-    return static_cast<__mmask16>((1u << n) - 1u);
-}
-#endif
-
-/// dst[0, n) = src[0, n); the ranges do not overlap.
-inline void copy_floats(const float* __restrict src, std::size_t n, float* __restrict dst) noexcept {
-#if defined(__AVX512F__)
-    std::size_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
-    if (i < n) {
-        const __mmask16 m = tail_mask(n - i);
-        _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+/// Operations on rows of floats, for the portable path.
+struct PortableRows {
+    /// dst[0, n) = src[0, n); the ranges do not overlap.
+    static void copy(const float* __restrict src, std::size_t n, float* __restrict dst) noexcept {
+        std::copy_n(src, n, dst);
     }
-#else
-    std::copy_n(src, n, dst);
-#endif
-}
-
-/// dst[0, n) += src[0, n); the ranges do not overlap.
-inline void add_floats(const float* __restrict src, std::size_t n, float* __restrict dst) noexcept {
-#if defined(__AVX512F__)
-    std::size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(dst + i, _mm512_add_ps(_mm512_loadu_ps(dst + i), _mm512_loadu_ps(src + i)));
-    if (i < n) {
-        const __mmask16 m = tail_mask(n - i);
-        _mm512_mask_storeu_ps(
-            dst + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + i), _mm512_maskz_loadu_ps(m, src + i)));
+    /// dst[0, n) += src[0, n); the ranges do not overlap.
+    static void add(const float* __restrict src, std::size_t n, float* __restrict dst) noexcept {
+        for (std::size_t i = 0; i < n; ++i) dst[i] += src[i];
     }
-#else
-    for (std::size_t i = 0; i < n; ++i) dst[i] += src[i];
-#endif
-}
-
-/// dst[0, n) = 0.
-inline void zero_floats(float* dst, std::size_t n) noexcept {
-#if defined(__AVX512F__)
-    std::size_t i = 0;
-    const __m512 z = _mm512_setzero_ps();
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, z);
-    if (i < n) _mm512_mask_storeu_ps(dst + i, tail_mask(n - i), z);
-#else
-    std::fill_n(dst, n, 0.0f);
-#endif
-}
+    /// dst[0, n) = 0.
+    static void zero(float* dst, std::size_t n) noexcept { std::fill_n(dst, n, 0.0f); }
+};
 
 /// For kernel column kw: the output columns [lo, hi) whose input column lies inside the image;
 /// the others read padding. Computed once per kernel column so the inner loops have no tests.
@@ -122,10 +88,84 @@ inline void for_each_col_row(const ConvGeometry& g, Fn&& fn) {
         }
 }
 
+#if defined(PARDL_SIMD_X86)
+PARDL_SIMD_TARGET_BEGIN(PARDL_SIMD_TARGET_AVX512)
+/// PortableRows with AVX-512. Column rows are short (a layer's output width, 14 or 28 in W-CNN):
+/// element loops of that length run mostly in scalar prologues and epilogues, so whole rows go
+/// through one masked vector each.
+struct Avx512Rows {
+    static __mmask16 tail_mask(std::size_t n) noexcept { return static_cast<__mmask16>((1u << n) - 1u); }
+
+    static void copy(const float* __restrict src, std::size_t n, float* __restrict dst) noexcept {
+        std::size_t i = 0;
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+        if (i < n) {
+            const __mmask16 m = tail_mask(n - i);
+            _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+        }
+    }
+
+    static void add(const float* __restrict src, std::size_t n, float* __restrict dst) noexcept {
+        std::size_t i = 0;
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(dst + i, _mm512_add_ps(_mm512_loadu_ps(dst + i), _mm512_loadu_ps(src + i)));
+        if (i < n) {
+            const __mmask16 m = tail_mask(n - i);
+            _mm512_mask_storeu_ps(
+                dst + i, m,
+                _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + i), _mm512_maskz_loadu_ps(m, src + i)));
+        }
+    }
+
+    static void zero(float* dst, std::size_t n) noexcept {
+        std::size_t i = 0;
+        const __m512 z = _mm512_setzero_ps();
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, z);
+        if (i < n) _mm512_mask_storeu_ps(dst + i, tail_mask(n - i), z);
+    }
+};
+
+/// col2im for stride 1 and rows of at most 16: the K kernel columns of one (channel, kernel row,
+/// output row) land in the same input row, shifted by one each. Summing them in a register,
+/// shifted by a lane permutation, replaces K read-modify-writes of overlapping masked stores, whose
+/// loads cannot be forwarded from the store before and stall until it reaches the cache.
+inline void col2im_narrow_avx512(const ConvGeometry& g, const float* col, float* dx) noexcept {
+    const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, w = g.width;
+    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __mmask16 row_mask = Avx512Rows::tail_mask(w);
+    for (std::size_t c = 0; c < g.channels; ++c)
+        for (std::size_t kh = 0; kh < k; ++kh) {
+            const ValidSpan rows = valid_span(kh, g.height, oh, 1, g.padding);
+            const float* plane = col + (c * k + kh) * k * oh * ow;
+            for (std::size_t y = rows.lo; y < rows.hi; ++y) {
+                float* d = dx + (c * g.height + y + kh - g.padding) * w;
+                __m512 acc = _mm512_maskz_loadu_ps(row_mask, d);
+                for (std::size_t kw = 0; kw < k; ++kw) {
+                    const ValidSpan span = valid_span(kw, w, ow, 1, g.padding);
+                    if (span.lo == span.hi) continue;
+                    // Output column o reads input column o + kw - padding: lane o - lo goes to
+                    // lane o - lo + shift.
+                    const std::size_t shift = span.lo + kw - g.padding;
+                    const __mmask16 n_mask = Avx512Rows::tail_mask(span.hi - span.lo);
+                    const __m512 v = _mm512_maskz_loadu_ps(n_mask, plane + kw * oh * ow + y * ow + span.lo);
+                    const __m512i idx = _mm512_sub_epi32(iota, _mm512_set1_epi32(static_cast<int>(shift)));
+                    acc = _mm512_add_ps(
+                        acc, _mm512_maskz_permutexvar_ps(static_cast<__mmask16>(n_mask << shift), idx, v));
+                }
+                _mm512_mask_storeu_ps(d, row_mask, acc);
+            }
+        }
+}
+PARDL_SIMD_TARGET_END
+#endif
+
 } // namespace detail
 
-/// col (patch_size x out_pixels, row-major) = the windows of sample x (C x H x W), zero padded.
-inline void im2col(const ConvGeometry& g, const float* x, float* col) noexcept {
+namespace detail {
+
+/// im2col with the row operations of Rows.
+template <class Rows>
+void im2col_with(const ConvGeometry& g, const float* x, float* col) noexcept {
     const std::size_t ow = g.out_width(), s = g.stride;
     if (s == 1 && ow == g.width) {
         // A "same" convolution: column and input rows are equally long, so each (c, kh, kw) plane
@@ -139,18 +179,18 @@ inline void im2col(const ConvGeometry& g, const float* x, float* col) noexcept {
                     const detail::ValidSpan cols = detail::valid_span(kw, w, ow, 1, g.padding);
                     float* dst = col + ((c * k + kh) * k + kw) * oh * ow;
                     if (rows.lo == rows.hi || cols.lo == cols.hi) {
-                        detail::zero_floats(dst, oh * ow);
+                        Rows::zero(dst, oh * ow);
                         continue;
                     }
-                    detail::zero_floats(dst, rows.lo * ow);
-                    detail::zero_floats(dst + rows.hi * ow, (oh - rows.hi) * ow);
+                    Rows::zero(dst, rows.lo * ow);
+                    Rows::zero(dst + rows.hi * ow, (oh - rows.hi) * ow);
                     // Output (y, o) reads input (y + kh - padding, o + kw - padding): with ow == w
                     // that is a fixed offset, so valid outputs from the first to the last form one
                     // range whose sources all lie inside the channel.
                     const std::size_t first = rows.lo * ow + cols.lo, last = (rows.hi - 1) * ow + cols.hi;
                     const float* src =
                         x + (c * g.height + rows.lo + kh - g.padding) * w + cols.lo + kw - g.padding;
-                    detail::copy_floats(src, last - first, dst + first);
+                    Rows::copy(src, last - first, dst + first);
                     if (cols.lo != 0 || cols.hi != ow)
                         for (std::size_t y = rows.lo; y < rows.hi; ++y) {
                             float* row = dst + y * ow;
@@ -165,15 +205,15 @@ inline void im2col(const ConvGeometry& g, const float* x, float* col) noexcept {
         g, [&](std::size_t out, bool inside, std::size_t in, std::size_t kw, detail::ValidSpan span) {
             float* dst = col + out;
             if (!inside || span.lo == span.hi) {
-                detail::zero_floats(dst, ow);
+                Rows::zero(dst, ow);
                 return;
             }
             // Input column of output column o is o * s + kw - padding (non-negative for o >= lo).
             const float* src = x + in + span.lo * s + kw - g.padding;
             if (s == 1) {
                 // Zero the whole row, then overwrite its valid span: two vector stores, not three loops.
-                if (span.lo != 0 || span.hi != ow) detail::zero_floats(dst, ow);
-                detail::copy_floats(src, span.hi - span.lo, dst + span.lo);
+                if (span.lo != 0 || span.hi != ow) Rows::zero(dst, ow);
+                Rows::copy(src, span.hi - span.lo, dst + span.lo);
             } else {
                 std::fill_n(dst, span.lo, 0.0f);
                 for (std::size_t o = span.lo; o < span.hi; ++o) dst[o] = src[(o - span.lo) * s];
@@ -182,56 +222,44 @@ inline void im2col(const ConvGeometry& g, const float* x, float* col) noexcept {
         });
 }
 
-/// dx (C x H x W) += the column gradients scattered back to the inputs they were read from;
-/// entries that read padding are dropped. dx must be initialised by the caller.
-inline void col2im(const ConvGeometry& g, const float* col, float* dx) noexcept {
+/// col2im with the row operations of Rows.
+template <class Rows>
+void col2im_with(const ConvGeometry& g, const float* col, float* dx) noexcept {
     const std::size_t s = g.stride;
-#if defined(__AVX512F__)
-    // Stride 1 and rows of at most 16: the K kernel columns of one (channel, kernel row, output
-    // row) land in the same input row, shifted by one each. Summing them in a register, shifted by
-    // a lane permutation, replaces K read-modify-writes of overlapping masked stores, whose loads
-    // cannot be forwarded from the store before and stall until it reaches the cache.
-    if (s == 1 && g.width <= 16) {
-        const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, w = g.width;
-        const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        const __mmask16 row_mask = detail::tail_mask(w);
-        for (std::size_t c = 0; c < g.channels; ++c)
-            for (std::size_t kh = 0; kh < k; ++kh) {
-                const detail::ValidSpan rows = detail::valid_span(kh, g.height, oh, 1, g.padding);
-                const float* plane = col + (c * k + kh) * k * oh * ow;
-                for (std::size_t y = rows.lo; y < rows.hi; ++y) {
-                    float* d = dx + (c * g.height + y + kh - g.padding) * w;
-                    __m512 acc = _mm512_maskz_loadu_ps(row_mask, d);
-                    for (std::size_t kw = 0; kw < k; ++kw) {
-                        const detail::ValidSpan span = detail::valid_span(kw, w, ow, 1, g.padding);
-                        if (span.lo == span.hi) continue;
-                        // Output column o reads input column o + kw - padding: lane o - lo goes to
-                        // lane o - lo + shift.
-                        const std::size_t shift = span.lo + kw - g.padding;
-                        const __mmask16 n_mask = detail::tail_mask(span.hi - span.lo);
-                        const __m512 v =
-                            _mm512_maskz_loadu_ps(n_mask, plane + kw * oh * ow + y * ow + span.lo);
-                        const __m512i idx =
-                            _mm512_sub_epi32(iota, _mm512_set1_epi32(static_cast<int>(shift)));
-                        acc = _mm512_add_ps(acc, _mm512_maskz_permutexvar_ps(
-                                                     static_cast<__mmask16>(n_mask << shift), idx, v));
-                    }
-                    _mm512_mask_storeu_ps(d, row_mask, acc);
-                }
-            }
-        return;
-    }
-#endif
     detail::for_each_col_row(
         g, [&](std::size_t out, bool inside, std::size_t in, std::size_t kw, detail::ValidSpan span) {
             if (!inside || span.lo == span.hi) return;
             const float* src = col + out;
             float* dst = dx + in + span.lo * s + kw - g.padding;
             if (s == 1)
-                detail::add_floats(src + span.lo, span.hi - span.lo, dst);
+                Rows::add(src + span.lo, span.hi - span.lo, dst);
             else
                 for (std::size_t o = span.lo; o < span.hi; ++o) dst[(o - span.lo) * s] += src[o];
         });
+}
+
+} // namespace detail
+
+/// col (patch_size x out_pixels, row-major) = the windows of sample x (C x H x W), zero padded.
+/// Throws ConfigError only if PARDL_SIMD is invalid (see simd::active()).
+inline void im2col(const ConvGeometry& g, const float* x, float* col) {
+#if defined(PARDL_SIMD_X86)
+    if (simd::active() == simd::Isa::avx512) return detail::im2col_with<detail::Avx512Rows>(g, x, col);
+#endif
+    detail::im2col_with<detail::PortableRows>(g, x, col);
+}
+
+/// dx (C x H x W) += the column gradients scattered back to the inputs they were read from;
+/// entries that read padding are dropped. dx must be initialised by the caller.
+/// Throws ConfigError only if PARDL_SIMD is invalid (see simd::active()).
+inline void col2im(const ConvGeometry& g, const float* col, float* dx) {
+#if defined(PARDL_SIMD_X86)
+    if (simd::active() == simd::Isa::avx512) {
+        if (g.stride == 1 && g.width <= 16) return detail::col2im_narrow_avx512(g, col, dx);
+        return detail::col2im_with<detail::Avx512Rows>(g, col, dx);
+    }
+#endif
+    detail::col2im_with<detail::PortableRows>(g, col, dx);
 }
 
 } // namespace pardl
