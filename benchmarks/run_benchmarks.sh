@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs pardl's benchmarks on this machine and regenerates docs/performance.md from the results:
 #   1. the machine's single-core FMA peak and GEMM GFLOP/s (Google Benchmark, bench_gemm),
-#   2. training throughput of W-MLP and W-CNN under every policy (bench_training_<policy>),
+#   2. W-CNN's convolution kernels: Conv2D, im2col/col2im, MaxPool2D (Google Benchmark, bench_conv),
+#   3. training throughput of W-MLP and W-CNN under every policy (bench_training_<policy>),
+#   4. the compile time of every example program (benchmarks/compile_time.sh),
 # with worker counts fitted to nproc. CSVs and the machine description go to results/bench/.
 # Timings are only meaningful on an otherwise idle machine.
 #   MLP_STEPS=938, CNN_STEPS=938 (one epoch each)  REPEAT=9, CNN_REPEAT=5 (best of, median also kept)
+#   COMPILE_REPEAT=3 (builds per example program)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/stats.sh
 
 cores=$(nproc)
 build=build/release
@@ -19,7 +23,7 @@ cnn_repeat=${CNN_REPEAT:-5}
 bash scripts/install-deps.sh
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=ON \
     -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
-targets=(bench_gemm bench_allreduce bench_training_serial bench_training_openmp bench_training_mpi bench_training_hybrid)
+targets=(bench_gemm bench_conv bench_allreduce bench_training_serial bench_training_openmp bench_training_mpi bench_training_hybrid)
 cmake --build "$build" -j"$cores" --target "${targets[@]}"
 bin="$build/benchmarks"
 mkdir -p "$out"
@@ -38,19 +42,47 @@ mkdir -p "$out"
 } >"$out/machine.txt"
 cat "$out/machine.txt"
 
-# ---- GEMM ----------------------------------------------------------------------------------
+# ---- kernels (Google Benchmark) ------------------------------------------------------------
+# kernel_bench NAME FLAG...: runs every benchmark of bench_NAME $repeat times, the aggregates into
+# NAME_raw.csv (Google Benchmark's CSV), and prints the single-core peak the program measured.
+kernel_bench() {
+    local name=$1
+    shift
+    "$bin/bench_$name" --benchmark_format=csv --benchmark_repetitions="$repeat" \
+        --benchmark_report_aggregates_only=true "$@" 2>/dev/null >"$out/${name}_raw.csv"
+    grep 'peak:' "$out/${name}_raw.csv" | sed 's/.*peak: *//; s/ .*//'
+    sed -i '/peak:/d' "$out/${name}_raw.csv"
+}
+# medians NAME HEADER COLUMN...: NAME.csv from NAME_raw.csv, one row per benchmark: its name
+# (without the /min_time: and _median suffixes) and the median of each named column, one decimal,
+# empty where that benchmark has no such value. COLUMN*FACTOR scales the column (units).
+medians() {
+    local name=$1 header=$2
+    shift 2
+    awk -F, -v header="$header" -v columns="$*" '
+        NR == 1 { for (i = 1; i <= NF; i++) { h = $i; gsub(/"/, "", h); col[h] = i }
+                  n = split(columns, want, " "); print header; next }
+        $1 ~ /_median"?$/ { name = $1; gsub(/"/, "", name); sub(/_median$/, "", name); sub(/\/min_time:[0-9.]*$/, "", name)
+                            row = name
+                            for (i = 1; i <= n; i++) {
+                                split(want[i], spec, "*"); v = (spec[1] in col) ? $col[spec[1]] : ""
+                                row = row "," (v == "" ? "" : sprintf("%.1f", v * (spec[2] == "" ? 1 : spec[2])))
+                            }
+                            print row }' "$out/${name}_raw.csv" >"$out/${name}.csv"
+    cat "$out/${name}.csv"
+}
+
 echo "== GEMM (bench_gemm)"
-"$bin/bench_gemm" --benchmark_format=csv --benchmark_repetitions="$repeat" \
-    --benchmark_report_aggregates_only=true 2>/dev/null >"$out/gemm_raw.csv"
-grep 'peak:' "$out/gemm_raw.csv" | sed 's/.*peak: *//; s/ .*//' >"$out/peak.txt"
-sed -i '/peak:/d' "$out/gemm_raw.csv"
-# Keep the median rows: name, GFLOP/s, pct_peak.
-awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { h = $i; gsub(/"/, "", h); col[h] = i }; print "shape,gflops,pct_peak"; next }
-         $1 ~ /_median"?$/ { name = $1; gsub(/"/, "", name); sub(/\/min_time:[0-9.]*_median$/, "", name);
-                             printf "%s,%.1f,%.1f\n", name, $col["GFLOP/s"], $col["pct_peak"] }' \
-    "$out/gemm_raw.csv" >"$out/gemm.csv"
+kernel_bench gemm >"$out/peak.txt"
 echo "single-core FMA peak (GFLOP/s): $(cat "$out/peak.txt")"
-cat "$out/gemm.csv"
+medians gemm shape,gflops,pct_peak GFLOP/s pct_peak
+
+# bench_conv leaves the minimum time to the command line (so a quick check can shorten it); 0.3 s
+# per repetition, as bench_gemm fixes for itself. Its pct_peak is against the peak it measured.
+echo "== convolution kernels (bench_conv)"
+kernel_bench conv --benchmark_min_time=0.3 >"$out/conv_peak.txt"
+echo "single-core FMA peak measured by bench_conv (GFLOP/s): $(cat "$out/conv_peak.txt")"
+medians conv kernel,us_per_batch,gflops,pct_peak,gb_per_s cpu_time GFLOP/s pct_peak "bytes_per_second*1e-9"
 
 mpiexec=mpiexec.mpich
 bind=()
@@ -72,9 +104,7 @@ best() {
     for _ in $(seq "$runs"); do rows+="$("$@")"$'\n'; done
     local sorted
     sorted=$(printf '%s' "$rows" | grep -v '^$' | sort -t, -k8,8g)
-    local median
-    median=$(cut -d, -f8 <<<"$sorted" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-    echo "$(head -n1 <<<"$sorted"),${median},${runs}"
+    echo "$(head -n1 <<<"$sorted"),$(cut -d, -f8 <<<"$sorted" | median),${runs}"
 }
 
 csv="$out/training.csv"
@@ -103,6 +133,10 @@ for workload in mlp cnn; do
             "${common[@]}" --threads "$half" --baseline "$base" | tee -a "$csv"
     fi
 done
+
+# ---- compile time --------------------------------------------------------------------------
+echo "== compile time of the examples"
+bash benchmarks/compile_time.sh "$build"
 
 bash benchmarks/write_performance_doc.sh "$out" docs/performance.md
 echo "== wrote docs/performance.md"

@@ -14,8 +14,9 @@ train() {
     awk -F, -v w="$1" -v p="$2" -v f="$3" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
         $1 == w && $2 == p { print $c[f]; exit }' "$in/training.csv"
 }
-# verdict VALUE OP TARGET: "met" or "not met".
-verdict() { awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0);
+# verdict VALUE OP TARGET: "met" or "not met" (OP: >=, < or <=).
+verdict() { awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {
+    ok = (op == ">=") ? (v + 0 >= t + 0) : (op == "<") ? (v + 0 < t + 0) : (v + 0 <= t + 0);
     print (v == "" ? "not measured" : (ok ? "met" : "**not met**")) }'; }
 best2() { # the best 2-core policy of a workload: name,pct_peak,s_per_epoch
     awk -F, -v w="$1" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
@@ -60,6 +61,40 @@ C = op(A)·op(B), \`m x n x k\`; TN is the weight-gradient form Aᵀ·B, NT the 
 |---|---:|---:|
 HEAD
 awk -F, 'NR > 1 { printf "| %s | %s | %s |\n", $1, $2, $3 }' "$in/gemm.csv"
+
+if [[ -s "$in/conv.csv" ]]; then
+# Aggregate rows of Google Benchmark's CSV give the number of repetitions as their iterations.
+conv_repetitions=$(awk -F, '$1 ~ /_median"?$/ { print $2; exit }' "$in/conv_raw.csv")
+cat <<CONV
+
+## Convolution kernels (\`bench_conv\`, median of ${conv_repetitions} repetitions)
+
+Produced by \`bash benchmarks/run_benchmarks.sh\` (its \`bench_conv\` step; raw output in
+\`results/bench/conv_raw.csv\`); \`build/release/benchmarks/bench_conv\` reruns these kernels alone
+(\`--benchmark_filter=conv2\` selects some). W-CNN's convolution and pooling layers at batch 64,
+through the layer code a training step runs: conv1 = \`Conv2D<32,3,1,1>\` on 1×28×28, conv2 =
+\`Conv2D<64,3,1,1>\` on 32×14×14, pool1 = \`MaxPool2D<2>\` on 32×28×28, pool2 = \`MaxPool2D<2>\` on
+64×14×14.
+
+- GFLOP/s counts 2 FLOP per multiply-add of the layer's \`macs\` (padding included): once for
+  \`forward\` and for \`backward_weights\` (weight and bias gradient; the bias sums are not
+  counted), twice for \`backward_weights_input\` (the input gradient too). % of peak is against the
+  single-core peak bench_conv measured, $(cat "$in/conv_peak.txt") GFLOP/s. A training step runs conv1's
+  \`backward_weights\` (Sequential asks the first layer for no input gradient) and conv2's
+  \`backward_weights_input\`.
+- \`im2col\` and \`col2im\` are the column passes alone (forward and backward include them), one
+  sample at a time through one sample's column buffer, as the layer does. GB/s counts the bytes a
+  pass must read plus write: im2col the input and the columns; col2im the columns, and the input
+  gradient it adds to, read and written; pooling forward the input, the output and the 32-bit index
+  of each output's winner, pooling backward the same amounts the other way.
+
+| kernel | µs per batch | GFLOP/s | % of peak | GB/s |
+|---|---:|---:|---:|---:|
+CONV
+awk -F, 'function cell(v) { return v == "" ? "–" : v }
+    NR > 1 { printf "| %s | %s | %s | %s | %s |\n", $1, $2, cell($3), cell($4), cell($5) }' "$in/conv.csv"
+fi
+
 cat <<MID
 
 ## Training throughput (\`bench_training_<policy>\`)
@@ -108,6 +143,31 @@ awk -F, 'NR > 1 { key = $1 "," $2; t[key, $3] = $4; g[key, $3] = $5; if (!(key i
     "$in/allreduce.csv"
 fi
 
+compile_target=30 # seconds to build one example program (performance issue)
+if [[ -s "$in/compile_time.csv" ]]; then
+# The slowest program's best build: program_policy,seconds.
+IFS=, read -r compile_worst compile_worst_s <<<"$(awk -F, 'NR > 1 && (s == "" || $3 + 0 > s + 0) { s = $3; p = $1 "_" $2 } END { print p "," s }' "$in/compile_time.csv")"
+cat <<COMPILE
+
+## Compile time (\`benchmarks/compile_time.sh\`)
+
+Produced by \`bash benchmarks/compile_time.sh\` (run by \`run_benchmarks.sh\`): seconds to build each
+example program from scratch, that is compiling its one source file (\`examples/<program>/main.cpp\`,
+which includes the whole library and its template instantiations) with the build's flags and
+linking it, one job at a time (\`ninja -j1\`): the best and median wall-clock seconds of several
+builds, and the median CPU seconds of compiler and linker (user + system), which other load on the
+machine barely changes. The target is an example built in under ${compile_target} s, judged on the best
+wall-clock build. Compiler: $(awk -F, 'NR == 2 { print $7 }' "$in/compile_time.csv").
+
+| program | policy | s (best) | s (median) | CPU s (median) | builds | under ${compile_target} s | flags |
+|---|---|---:|---:|---:|---:|---|---|
+COMPILE
+while IFS=, read -r program policy seconds median_seconds median_cpu_seconds builds _compiler flags; do
+    echo "| $program | $policy | $seconds | $median_seconds | $median_cpu_seconds | $builds |" \
+        "$(verdict "$seconds" "<" "$compile_target") | \`$flags\` |"
+done < <(tail -n +2 "$in/compile_time.csv")
+fi
+
 cat <<TARGETS
 
 ## Targets
@@ -127,6 +187,7 @@ cat <<TARGETS
 | W-CNN best 2-core policy ≥ 73% (#5) | ${cnn_best_pct}% (${cnn_best}) | $(verdict "$cnn_best_pct" ">=" 73) |
 | W-CNN efficiency ≥ 0.90, OpenMP and MPI (#5) | $(train cnn openmp efficiency) / $(train cnn mpi efficiency) | $(verdict "$(awk -v a="$(train cnn openmp efficiency)" -v b="$(train cnn mpi efficiency)" 'BEGIN { print (a < b ? a : b) }')" ">=" 0.90) |
 | W-MLP efficiency ≥ 0.75, OpenMP and MPI (#5) | $(train mlp openmp efficiency) / $(train mlp mpi efficiency) | $(verdict "$(awk -v a="$(train mlp openmp efficiency)" -v b="$(train mlp mpi efficiency)" 'BEGIN { print (a < b ? a : b) }')" ">=" 0.75) |
+| An example builds in under ${compile_target} s (performance issue) | ${compile_worst_s:+${compile_worst_s} s (slowest: ${compile_worst})} | $(verdict "${compile_worst_s:-}" "<" "$compile_target") |
 
 The absolute s/epoch figures quoted in the performance issue (0.30 s for W-MLP, 8 s for W-CNN)
 assume a peak of about 272 GFLOP/s per core; the peak measured here is ${peak} GFLOP/s, so the

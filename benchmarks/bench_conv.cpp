@@ -1,0 +1,200 @@
+// W-CNN's convolution kernels at batch 64, through the real layer code as Sequential binds it:
+//   conv1 = Conv2D<32,3,1,1> on 1x28x28     pool1 = MaxPool2D<2> on 32x28x28
+//   conv2 = Conv2D<64,3,1,1> on 32x14x14    pool2 = MaxPool2D<2> on 64x14x14
+// Convolution forward and backward report GFLOP/s and % of this machine's single-core FMA peak;
+// the memory-bound passes (im2col, col2im, pooling) report bytes read plus written per second.
+#include "kernel_benchmark.hpp"
+#include "workloads.hpp"
+
+#include "pardl/tensor/buffer.hpp"
+#include "pardl/tensor/im2col.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace {
+
+using pardl::bench::fill_uniform;
+using pardl::bench::report_bytes;
+using pardl::bench::report_flops;
+using pardl::bench::WCnn;
+using std::size_t;
+
+constexpr size_t batch = 64;
+
+// Taken from the workload itself, so the benchmark follows any change to W-CNN.
+using Conv1 = WCnn::layer_t<0>;
+using Pool1 = WCnn::layer_t<2>;
+using Conv2 = WCnn::layer_t<3>;
+using Pool2 = WCnn::layer_t<5>;
+
+/// What one worker of a training step holds for a bound layer: the layer with its scratch, its
+/// parameters and gradient slice, and a batch of random inputs and output gradients.
+template <class Layer>
+struct LayerOnBatch {
+    static constexpr size_t in_size = Layer::input_shape::size;
+    static constexpr size_t out_size = Layer::output_shape::size;
+
+    Layer layer{batch};
+    pardl::AlignedBuffer<float> params{Layer::param_count}, grads{Layer::param_count};
+    pardl::AlignedBuffer<float> x{batch * in_size}, y{batch * out_size};
+    pardl::AlignedBuffer<float> dy{batch * out_size}, dx{batch * in_size};
+    pardl::StepContext ctx{.global_rows = batch};
+
+    LayerOnBatch() {
+        pardl::Rng rng(7);
+        Layer::initialize(params.span(), {}, rng);
+        fill_uniform(x, 1);
+        fill_uniform(dy, 2);
+    }
+
+    pardl::LayerSlots slots() { return {params.span(), grads.span(), {}}; }
+
+    void forward() { layer.forward(slots(), input(), pardl::Matrix{y.data(), batch, out_size}, ctx); }
+
+    /// An empty dx skips the input gradient, as Sequential does for its first layer.
+    void backward(bool input_gradient) {
+        const pardl::Matrix d = input_gradient ? pardl::Matrix{dx.data(), batch, in_size} : pardl::Matrix{};
+        layer.backward(slots(), input(), pardl::ConstMatrix{y.data(), batch, out_size},
+                       pardl::ConstMatrix{dy.data(), batch, out_size}, d, ctx);
+    }
+
+private:
+    pardl::ConstMatrix input() const { return {x.data(), batch, in_size}; }
+};
+
+template <class Conv>
+void bm_conv_forward(benchmark::State& state) {
+    LayerOnBatch<Conv> b;
+    for (auto _ : state) {
+        b.forward();
+        benchmark::DoNotOptimize(b.y.data());
+        benchmark::ClobberMemory();
+    }
+    report_flops(state, 2.0 * Conv::macs * batch);
+}
+
+/// The weight gradient is one GEMM of the forward's size, the input gradient another; the bias
+/// sums (a 1/(2 C K K) share of the weight gradient's FLOPs) are not counted.
+template <class Conv, bool InputGradient>
+void bm_conv_backward(benchmark::State& state) {
+    LayerOnBatch<Conv> b;
+    b.forward(); // the contract: backward follows a forward on the same batch
+    for (auto _ : state) {
+        b.backward(InputGradient);
+        benchmark::DoNotOptimize(b.grads.data());
+        benchmark::DoNotOptimize(b.dx.data());
+        benchmark::ClobberMemory();
+    }
+    report_flops(state, (InputGradient ? 4.0 : 2.0) * Conv::macs * batch);
+}
+
+// im2col and col2im alone, each sample in turn into (out of) one sample's column matrix, as the
+// layer does: that buffer stays in cache while the batch streams through.
+
+template <class Conv>
+void bm_im2col(benchmark::State& state) {
+    constexpr size_t in_size = Conv::input_shape::size, col_size = Conv::patch * Conv::pixels;
+    pardl::AlignedBuffer<float> x(batch * in_size), cols(col_size);
+    fill_uniform(x, 1);
+    for (auto _ : state) {
+        for (size_t r = 0; r < batch; ++r) pardl::im2col(Conv::geometry, x.data() + r * in_size, cols.data());
+        benchmark::DoNotOptimize(cols.data());
+        benchmark::ClobberMemory();
+    }
+    // Each input read once, each column element written once.
+    report_bytes(state, double(batch * (in_size + col_size) * sizeof(float)));
+}
+
+template <class Conv>
+void bm_col2im(benchmark::State& state) {
+    constexpr size_t in_size = Conv::input_shape::size, col_size = Conv::patch * Conv::pixels;
+    pardl::AlignedBuffer<float> cols(col_size), dx(batch * in_size);
+    fill_uniform(cols, 2);
+    fill_uniform(dx, 3);
+    for (auto _ : state) {
+        for (size_t r = 0; r < batch; ++r)
+            pardl::col2im(Conv::geometry, cols.data(), dx.data() + r * in_size);
+        benchmark::DoNotOptimize(dx.data());
+        benchmark::ClobberMemory();
+    }
+    // col2im adds into dx: the columns read, dx read and written.
+    report_bytes(state, double(batch * (col_size + 2 * in_size) * sizeof(float)));
+}
+
+/// Bytes one pooling pass moves per batch, forward or backward alike. Forward reads the input and
+/// writes the output and the 32-bit index of each output's winner; backward reads the output
+/// gradient and those indices and writes the whole input gradient (W-CNN's 2x2 windows tile it).
+template <class Pool>
+constexpr double pool_bytes() {
+    constexpr size_t in_size = Pool::input_shape::size, out_size = Pool::output_shape::size;
+    return double(batch * (in_size * sizeof(float) + out_size * (sizeof(float) + sizeof(std::uint32_t))));
+}
+
+template <class Pool>
+void bm_pool_forward(benchmark::State& state) {
+    LayerOnBatch<Pool> b;
+    for (auto _ : state) {
+        b.forward();
+        benchmark::DoNotOptimize(b.y.data());
+        benchmark::ClobberMemory();
+    }
+    report_bytes(state, pool_bytes<Pool>());
+}
+
+template <class Pool>
+void bm_pool_backward(benchmark::State& state) {
+    LayerOnBatch<Pool> b;
+    b.forward(); // records the winners backward routes the gradient to
+    for (auto _ : state) {
+        b.backward(true);
+        benchmark::DoNotOptimize(b.dx.data());
+        benchmark::ClobberMemory();
+    }
+    report_bytes(state, pool_bytes<Pool>());
+}
+
+void add(const std::string& name, void (*fn)(benchmark::State&)) {
+    benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMicrosecond);
+}
+
+template <class Conv>
+void add_conv(const std::string& label) {
+    add(label + "/forward", bm_conv_forward<Conv>);
+    // Sequential asks the first layer for no input gradient, so conv1 trains with backward_weights
+    // and conv2 with backward_weights_input; both are measured for both layers.
+    add(label + "/backward_weights", bm_conv_backward<Conv, false>);
+    add(label + "/backward_weights_input", bm_conv_backward<Conv, true>);
+}
+
+template <class Conv>
+void add_columns(const std::string& label) {
+    add(label + "/im2col", bm_im2col<Conv>);
+    add(label + "/col2im", bm_col2im<Conv>);
+}
+
+template <class Pool>
+void add_pool(const std::string& label) {
+    add(label + "/forward", bm_pool_forward<Pool>);
+    add(label + "/backward", bm_pool_backward<Pool>);
+}
+
+void register_all() {
+    // The convolutions first, whatever the filter: Google Benchmark's CSV output takes its counter
+    // columns from the first benchmark that runs and aborts on a counter added later.
+    add_conv<Conv1>("conv1");
+    add_conv<Conv2>("conv2");
+    add_columns<Conv1>("conv1");
+    add_columns<Conv2>("conv2");
+    add_pool<Pool1>("pool1");
+    add_pool<Pool2>("pool2");
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    return pardl::bench::kernel_benchmark_main(argc, argv, register_all);
+}
