@@ -93,8 +93,8 @@ def correctness(acc_dir, out, v):
         v[f"{wl}_params"] = f"{GRAD_FLOATS[wl] - 3:,}"
         v[f"{wl}_mflop"] = fmt(runs[(wl, "serial")]["flops_per_sample"] / 1e6, 4)
         # Table: final accuracy, loss drift against Serial and Serial with 2 workers, checksum.
-        rows = ["| policy | ranks × workers | final test accuracy | train loss, epoch 1 → last "
-                "| max rel. loss diff. vs Serial | vs Serial (2 workers) | parameter checksum | s/epoch |",
+        rows = ["| policy | ranks × workers | test acc. | train loss, first → last epoch "
+                "| max rel. diff. vs Serial | vs Serial, 2 workers | parameter checksum | s/epoch |",
                 "|---|---|---:|---|---:|---:|---|---:|"]
         for p in pols:
             r = runs[(wl, p)]
@@ -102,7 +102,7 @@ def correctness(acc_dir, out, v):
             d1 = max(rel_diff(a, b) for a, b in zip(tl, runs[(wl, "serial")]["train_loss"]))
             d2 = (max(rel_diff(a, b) for a, b in zip(tl, runs[(wl, "serial2")]["train_loss"]))
                   if (wl, "serial2") in runs else None)
-            label = "serial, 2 workers in turn" if p == "serial2" else p
+            label = "serial (2 in turn)" if p == "serial2" else p
             rows.append(f"| {label} | {r['ranks']} × {r.get('workers_per_rank', r['threads'])} | "
                         f"{r['final_test_accuracy']:.4f} | {tl[0]:.4f} → {tl[-1]:.4f} | {fmt(d1, 2)} | "
                         f"{fmt(d2, 2) if d2 is not None else '–'} | `{r['param_checksum']}` | "

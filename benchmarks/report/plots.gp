@@ -2,7 +2,7 @@
 #   gnuplot -e "data='results/report'; scaling='results/scaling/<label>'; figs='docs/figures'" \
 #           benchmarks/report/plots.gp
 set datafile separator ","
-set terminal pngcairo size 1400,900 font "DejaVu Sans,13" linewidth 1.5
+set terminal pngcairo size 1400,800 font "DejaVu Sans,13" linewidth 1.5
 set key box opaque samplen 2 spacing 1.0 font ",10"
 set grid lc rgb "#dddddd"
 set style line 1 lc rgb "#000000" pt 7 ps 1.3   # serial
@@ -22,9 +22,10 @@ set xlabel "epoch"; set ylabel "mean training loss"
 set xtics 1
 plot for [i=1:5] data."/loss_mlp.csv" using 1:(column(POL[i])) with linespoints ls i title POLNAME[i]
 set title "W-MLP: relative difference of the epoch loss"
-set key left center
+set key right top
 set logscale y; set format y "10^{%L}"
-set yrange [1e-10:1e-1]
+set yrange [1e-10:1e6]
+set ytics ("10^{-10}" 1e-10, "10^{-8}" 1e-8, "10^{-6}" 1e-6, "10^{-4}" 1e-4, "10^{-2}" 1e-2, "1" 1)
 set ylabel "|loss - reference| / reference"
 # Zero cannot be drawn on a log axis: a bit-identical loss (difference 0) sits on the bottom edge.
 lg(x) = (x <= 0 ? 1.5e-10 : x)
@@ -35,16 +36,18 @@ plot 1e-4 with lines dt 2 lc rgb "#999999" title "10^{-4}", \
         title POLNAME[i]." vs Serial, 2 workers (0 = bottom edge)"
 unset yrange
 set title "W-MLP: parameter drift, step by step"
-set key left top
+set key right bottom
+set logscale x
+set ytics auto
 set xlabel "SGD step"; set ylabel "max |p - p_{ref}| / max |p_{ref}|"
 set xtics auto
-set yrange [1e-9:1]
+set yrange [1e-10:1]
 plot data."/drift.csv" using 1:(lg(column("openmp2_vs_serial1"))) with lines ls 3 lw 3 title "OpenMP (2 threads) vs Serial", \
      data."/drift.csv" using 1:(lg(column("serial2_vs_serial1"))) with lines ls 2 lw 1.5 title "Serial, 2 workers vs Serial", \
      data."/drift.csv" using 1:(lg(column("openmp2_vs_serial2"))) with lines ls 5 lw 3 title "OpenMP (2 threads) vs Serial, 2 workers (0: bottom edge)", \
      data."/drift.csv" using 1:(lg(column("nudged_vs_serial1"))) with lines ls 4 dt 3 lw 2 title "Serial with one weight moved by 1 ulp vs Serial"
 unset yrange
-unset logscale y; set format y "%g"
+unset logscale y; unset logscale x; set format y "%g"
 set title "W-CNN: training loss per epoch"
 set key right top
 set xlabel "epoch"; set ylabel "mean training loss"
@@ -52,37 +55,37 @@ set xtics 1
 plot for [i in "1 3 4 5"] data."/loss_cnn.csv" using 1:(column(POL[int(i)])) with linespoints ls int(i) title POLNAME[int(i)]
 unset multiplot
 
-# ---- Figures 2 and 3: strong and weak scaling ------------------------------------------------
+# ---- Figure 2: strong and weak scaling ------------------------------------------------
 array BATCH[3] = [64, 256, 1024]
 array BCOL[3] = ["#1f77b4", "#ff7f0e", "#2ca02c"]
 array PPT[3] = [5, 9, 3]
 array PDT[3] = [1, 2, 4]
 array PP[3] = ["openmp", "mpi", "hybrid"]
+set output figs."/scaling.png"
+set terminal pngcairo size 1800,820 font "DejaVu Sans,13"
+set multiplot layout 2,4 title "Strong scaling (top: fixed global batch b) and weak scaling (bottom: fixed batch b per worker); 1 worker = Serial"
+set xlabel "workers"; set xtics 1; set xrange [0.9:*]
+set key left top font ",9" spacing 0.85
 do for [mode in "strong weak"] {
-    set output figs."/".mode.".png"
-    what = (mode eq "strong") ? "fixed global batch b" : "fixed batch b per worker"
-    set multiplot layout 2,2 title (mode eq "strong" ? "Strong" : "Weak")." scaling (".what."; 1 worker = Serial)"
-    set xlabel "workers"; set xtics 1; set xrange [0.9:*]
-    set key left top font ",10" spacing 0.9
     do for [wl in "mlp cnn"] {
-        name = (wl eq "mlp") ? "W-MLP" : "W-CNN"
+        name = ((wl eq "mlp") ? "W-MLP" : "W-CNN").", ".mode
         set title name.": speedup"; set ylabel "speedup"; set yrange [0:*]
         plot x with lines dt 2 lc rgb "#999999" title "linear", \
              for [j=1:3] for [i=1:3] data."/".mode."_series.csv" using 4:(strcol(1) eq wl && strcol(2) eq PP[j] && $3 == BATCH[i] ? $5 : NaN) \
                 with linespoints lc rgb BCOL[i] dt PDT[j] pt PPT[j] ps 1.4 title PP[j]." b=".BATCH[i]
-        set title name.": parallel efficiency"; set ylabel "efficiency"; set yrange [0:1.1]
+        set title name.": efficiency"; set ylabel "efficiency"; set yrange [0:1.1]
         plot 1 with lines dt 2 lc rgb "#999999" notitle, \
              for [j=1:3] for [i=1:3] data."/".mode."_series.csv" using 4:(strcol(1) eq wl && strcol(2) eq PP[j] && $3 == BATCH[i] ? $6 : NaN) \
                 with linespoints lc rgb BCOL[i] dt PDT[j] pt PPT[j] ps 1.4 notitle
         set yrange [*:*]
     }
-    unset multiplot
-    set xrange [*:*]
 }
+unset multiplot
+set xrange [*:*]
 
 # ---- Figure 4: where a step's time goes -----------------------------------------------------
 set output figs."/phases.png"
-set terminal pngcairo size 1400,600 font "DejaVu Sans,13" noenhanced
+set terminal pngcairo size 1400,520 font "DejaVu Sans,13" noenhanced
 set multiplot layout 1,2 title "Time per step by phase at global batch 64 (rank 0, worker 0; workers in brackets)"
 set style data histograms
 set style histogram rowstacked
@@ -124,7 +127,7 @@ plot x with lines dt 2 lc rgb "#999999" title "linear", \
         with lines lw 2 lc rgb MCOL[k] title (MWL[k] eq "mlp" ? "W-MLP" : "W-CNN")." B=".MB[k], \
      for [k=1:4] data."/model_node.csv" using 3:(strcol(1) eq MWL[k] && $2 == MB[k] ? $5 : NaN) \
         with points pt 7 ps 1.6 lc rgb MCOL[k] notitle
-set title "Clusters of such nodes (assumed network), weak scaling"
+set title "Clusters (assumed network), weak scaling"
 set logscale x 2; set xrange [1:1024]; set yrange [0:1.05]; set xtics auto
 set xlabel "nodes (2 workers each)"; set ylabel "parallel efficiency"
 set key inside left bottom
