@@ -249,6 +249,9 @@ def scaling(scal_dir, out, v):
                 P = workers_of(r)
                 steps = float(r["steps"])
                 vals = [1e3 * float(r[f"{ph}_s"]) / steps for ph in PHASES]
+                if P > 1:  # the share of the step outside forward/backward: reduction and update
+                    comm = sum(vals[PHASES.index(ph)] for ph in ("reduce_workers", "allreduce", "update"))
+                    v[f"{wl}_{r['policy']}_comm_share"] = pct(comm / sum(vals))
                 f.write(f"\"{NAMES[wl]}: {r['policy']} ({P})\"," + ",".join(f"{x:.4f}" for x in vals) + "\n")
     return strong, weak, serial
 
@@ -333,6 +336,10 @@ def model(scal_dir, out, strong, weak, serial, v):
         per = math.ceil(B / P)
         return per * t_sample + t_fixed / P + allreduce_node(P, 4 * GRAD_FLOATS[wl], path)
 
+    # What the shared-memory path buys: the same model with plain MPI_Allreduce instead.
+    for wl in ("mlp", "cnn"):
+        v[f"{wl}_pred_plain_mpi_64"] = f"{serial[(wl, 64)] / predict(wl, 64, 2, 'mpi'):.2f}"
+        v[f"{wl}_pred_shm_64"] = f"{serial[(wl, 64)] / predict(wl, 64, 2):.2f}"
     # Predicted vs measured on this node (MPI policy, strong scaling).
     with (out / "model_node.csv").open("w") as f:
         f.write("workload,batch,workers,predicted_speedup,measured_speedup\n")
