@@ -8,12 +8,16 @@
 # Timings are only meaningful on an otherwise idle machine.
 #   MLP_STEPS=938, CNN_STEPS=938 (one epoch each)  REPEAT=9, CNN_REPEAT=5 (best of, median also kept)
 #   COMPILE_REPEAT=3 (builds per example program)
+#   PARTS="gemm conv allreduce training compile" (default: all): rerun only some parts, e.g.
+#   PARTS=training after a noisy period; the others keep their CSVs in results/bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/stats.sh
 
 cores=$(nproc)
 build=build/release
+parts=" ${PARTS:-gemm conv allreduce training compile} "
+wants() { [[ $parts == *" $1 "* ]]; }
 out=results/bench
 mlp_steps=${MLP_STEPS:-938}
 cnn_steps=${CNN_STEPS:-938}
@@ -72,17 +76,21 @@ medians() {
     cat "$out/${name}.csv"
 }
 
-echo "== GEMM (bench_gemm)"
-kernel_bench gemm >"$out/peak.txt"
-echo "single-core FMA peak (GFLOP/s): $(cat "$out/peak.txt")"
-medians gemm shape,gflops,pct_peak GFLOP/s pct_peak
+if wants gemm; then
+    echo "== GEMM (bench_gemm)"
+    kernel_bench gemm >"$out/peak.txt"
+    echo "single-core FMA peak (GFLOP/s): $(cat "$out/peak.txt")"
+    medians gemm shape,gflops,pct_peak GFLOP/s pct_peak
+fi
 
 # bench_conv leaves the minimum time to the command line (so a quick check can shorten it); 0.3 s
 # per repetition, as bench_gemm fixes for itself. Its pct_peak is against the peak it measured.
-echo "== convolution kernels (bench_conv)"
-kernel_bench conv --benchmark_min_time=0.3 >"$out/conv_peak.txt"
-echo "single-core FMA peak measured by bench_conv (GFLOP/s): $(cat "$out/conv_peak.txt")"
-medians conv kernel,us_per_batch,gflops,pct_peak,gb_per_s cpu_time GFLOP/s pct_peak "bytes_per_second*1e-9"
+if wants conv; then
+    echo "== convolution kernels (bench_conv)"
+    kernel_bench conv --benchmark_min_time=0.3 >"$out/conv_peak.txt"
+    echo "single-core FMA peak measured by bench_conv (GFLOP/s): $(cat "$out/conv_peak.txt")"
+    medians conv kernel,us_per_batch,gflops,pct_peak,gb_per_s cpu_time GFLOP/s pct_peak "bytes_per_second*1e-9"
+fi
 
 mpiexec=mpiexec.mpich
 bind=()
@@ -90,7 +98,7 @@ if "$mpiexec" -bind-to core -n 1 true >/dev/null 2>&1; then bind=(-bind-to core)
 
 # ---- allreduce -----------------------------------------------------------------------------
 echo "== allreduce (bench_allreduce, ${cores} ranks)"
-if ((cores >= 2)); then
+if ((cores >= 2)) && wants allreduce; then
     "$mpiexec" "${bind[@]}" -n "$cores" "$bin/bench_allreduce" | tee "$out/allreduce.csv"
 fi
 
@@ -108,8 +116,9 @@ best() {
 }
 
 csv="$out/training.csv"
-echo "$("$bin/bench_training_serial" --header --steps 1 --warmup 0 | head -n1),median_s_per_epoch,runs" >"$csv"
+wants training && echo "$("$bin/bench_training_serial" --header --steps 1 --warmup 0 | head -n1),median_s_per_epoch,runs" >"$csv"
 for workload in mlp cnn; do
+    wants training || break
     steps=$mlp_steps
     runs=$repeat
     if [[ $workload == cnn ]]; then
@@ -135,8 +144,10 @@ for workload in mlp cnn; do
 done
 
 # ---- compile time --------------------------------------------------------------------------
-echo "== compile time of the examples"
-bash benchmarks/compile_time.sh "$build"
+if wants compile; then
+    echo "== compile time of the examples"
+    bash benchmarks/compile_time.sh "$build"
+fi
 
 bash benchmarks/write_performance_doc.sh "$out" docs/performance.md
 echo "== wrote docs/performance.md"
