@@ -48,7 +48,9 @@ int main(int argc, char** argv) {
     std::size_t epochs = 5, every = 10;
     app.add_option("--data", data_dir, "Fashion-MNIST directory")->capture_default_str();
     app.add_option("--epochs", epochs, "Epochs")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--every", every, "Print every K steps")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--every", every, "Print every K steps")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
 
     try {
@@ -59,7 +61,8 @@ int main(int argc, char** argv) {
         float& w = nudged.parameters()[0];
         w = std::nextafter(w, INFINITY);
 
-        std::printf("step,epoch,serial2_vs_serial1,openmp2_vs_serial1,openmp2_vs_serial2,nudged_vs_serial1\n");
+        std::printf(
+            "step,epoch,serial2_vs_serial1,openmp2_vs_serial1,openmp2_vs_serial2,nudged_vs_serial1\n");
         BatchLoader loader(train, 64, 42, /*shuffle=*/true, /*drop_last=*/false);
         std::size_t step = 0;
         for (std::size_t e = 1; e <= epochs; ++e) {
@@ -74,8 +77,8 @@ int main(int argc, char** argv) {
                 const auto d = [](auto& a, auto& ref) {
                     return testing::max_relative_difference(a.parameters(), ref.parameters());
                 };
-                std::printf("%zu,%zu,%.6g,%.6g,%.6g,%.6g\n", step, e, d(serial2, serial1), d(openmp2, serial1),
-                            d(openmp2, serial2), d(nudged, serial1));
+                std::printf("%zu,%zu,%.6g,%.6g,%.6g,%.6g\n", step, e, d(serial2, serial1),
+                            d(openmp2, serial1), d(openmp2, serial2), d(nudged, serial1));
             }
         }
     } catch (const std::exception& e) {
