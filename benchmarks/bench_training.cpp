@@ -47,7 +47,7 @@ int run(const Config& cfg) {
     o.log = false;
     Trainer<Model, SoftmaxCrossEntropy, SGD, Policy> trainer(SGD({.lr = 0.01f, .momentum = 0.9f}), o);
     // Cores in use: Serial's workers taken in turn share one.
-    const std::size_t workers = trainer.threads() * static_cast<std::size_t>(trainer.ranks());
+    const std::size_t cores_used = trainer.threads() * static_cast<std::size_t>(trainer.ranks());
 
     // Peak of one core, measured on rank 0 while the others wait (so they do not share its core).
     double peak = 0;
@@ -78,7 +78,7 @@ int run(const Config& cfg) {
     const double samples_per_s = static_cast<double>(samples) / seconds;
     const double s_per_epoch = static_cast<double>(data.rows) / samples_per_s;
     const double gflops = samples_per_s * static_cast<double>(Model::training_flops_per_sample) * 1e-9;
-    const double pct_peak = 100.0 * gflops / (peak * static_cast<double>(workers));
+    const double pct_peak = 100.0 * gflops / (peak * static_cast<double>(cores_used));
     if (cfg.header)
         std::printf("workload,policy,ranks,threads,batch,steps,seconds,s_per_epoch,samples_per_s,gflops,"
                     "peak_gflops_per_core,pct_peak,speedup,efficiency");
@@ -89,7 +89,7 @@ int run(const Config& cfg) {
     const double speedup = cfg.baseline > 0 ? cfg.baseline / s_per_epoch : 0.0;
     std::printf("%s,%s,%d,%zu,%zu,%zu,%.4f,%.4f,%.1f,%.2f,%.2f,%.1f,%.3f,%.3f", cfg.workload.c_str(),
                 PARDL_POLICY_NAME, trainer.ranks(), trainer.threads(), cfg.batch, steps, seconds, s_per_epoch,
-                samples_per_s, gflops, peak, pct_peak, speedup, speedup / static_cast<double>(workers));
+                samples_per_s, gflops, peak, pct_peak, speedup, speedup / static_cast<double>(cores_used));
     const PhaseTimes& ph = trainer.phase_times();
     for (double v : ph.seconds) std::printf(",%.4f", v);
     std::printf("\n");

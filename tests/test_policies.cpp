@@ -35,20 +35,23 @@ Adam adam() {
     return Adam({.lr = 3e-3f});
 }
 
+/// The optimizer a TEMPLATE_TEST_CASE over {SGD, Adam} runs with.
+template <class Opt>
+Opt make_opt() {
+    if constexpr (std::is_same_v<Opt, SGD>)
+        return sgd();
+    else
+        return adam();
+}
+
 } // namespace
 
 TEMPLATE_TEST_CASE("OpenMP reproduces Serial", "[policy][openmp]", SGD, Adam) {
     const Dataset data = make_blobs(203, 12, 4, 99); // 203 rows: the last batch of each epoch is short
-    auto make_opt = [] {
-        if constexpr (std::is_same_v<TestType, SGD>)
-            return sgd();
-        else
-            return adam();
-    };
     const std::size_t batch = GENERATE(50, 7);
-    const auto serial = run<Serial>(data, make_opt(), batch, 1, 25);
+    const auto serial = run<Serial>(data, make_opt<TestType>(), batch, 1, 25);
     for (std::size_t threads : {2, 3}) {
-        const auto omp = run<OpenMP>(data, make_opt(), batch, threads, 25);
+        const auto omp = run<OpenMP>(data, make_opt<TestType>(), batch, threads, 25);
         INFO("batch " << batch << ", threads " << threads);
         CHECK(testing::max_relative_difference(omp.params, serial.params) <= tolerance);
         for (std::size_t s = 0; s < serial.losses.size(); ++s)
@@ -61,23 +64,17 @@ TEMPLATE_TEST_CASE("Serial with W workers taken in turn is OpenMP with W threads
     // The only difference between a parallel run and Serial is the order of the sums over the
     // batch; Serial with the same worker split must therefore match exactly, not to a tolerance.
     const Dataset data = make_blobs(203, 12, 4, 99);
-    auto make_opt = [] {
-        if constexpr (std::is_same_v<TestType, SGD>)
-            return sgd();
-        else
-            return adam();
-    };
     const std::size_t batch = GENERATE(50, 7);
     for (std::size_t workers : {2, 3}) {
-        const auto serial = run<Serial>(data, make_opt(), batch, workers, 25);
-        const auto omp = run<OpenMP>(data, make_opt(), batch, workers, 25);
+        const auto serial = run<Serial>(data, make_opt<TestType>(), batch, workers, 25);
+        const auto omp = run<OpenMP>(data, make_opt<TestType>(), batch, workers, 25);
         INFO("batch " << batch << ", workers " << workers);
         CHECK(omp.params == serial.params);
         CHECK(omp.losses == serial.losses);
     }
     // ... and a different split is a different (rounding-level) computation.
-    const auto one = run<Serial>(data, make_opt(), batch, 1, 25);
-    const auto two = run<Serial>(data, make_opt(), batch, 2, 25);
+    const auto one = run<Serial>(data, make_opt<TestType>(), batch, 1, 25);
+    const auto two = run<Serial>(data, make_opt<TestType>(), batch, 2, 25);
     CHECK(one.params != two.params);
     CHECK(testing::max_relative_difference(two.params, one.params) <= tolerance);
 }

@@ -20,6 +20,8 @@ import sys
 
 POLICIES = ["serial", "serial2", "openmp", "mpi", "hybrid"]
 PHASES = ["data", "forward", "backward", "reduce_workers", "allreduce", "update"]
+# Training FLOPs per sample (forward + backward), as the models report them.
+FLOPS_PER_SAMPLE = {"mlp": 1007104, "cnn": 27411456}
 # Bytes of one gradient message (parameters + the trainer's 3-float tail), from the models.
 GRAD_FLOATS = {"mlp": 235146 + 3, "cnn": 824455 + 3}
 NAMES = {"mlp": "W-MLP", "cnn": "W-CNN"}
@@ -65,6 +67,12 @@ def rel_diff(a, b):
     return abs(a - b) / abs(b)
 
 
+def max_loss_drift(runs, wl, policies, ref):
+    """The largest relative difference of any epoch's training loss between `policies` and `ref`."""
+    ref_loss = runs[(wl, ref)]["train_loss"]
+    return max(rel_diff(a, b) for p in policies for a, b in zip(runs[(wl, p)]["train_loss"], ref_loss))
+
+
 # ---- correctness: loss curves and drift -----------------------------------------------------
 
 def correctness(acc_dir, out, v):
@@ -99,9 +107,8 @@ def correctness(acc_dir, out, v):
         for p in pols:
             r = runs[(wl, p)]
             tl = r["train_loss"]
-            d1 = max(rel_diff(a, b) for a, b in zip(tl, runs[(wl, "serial")]["train_loss"]))
-            d2 = (max(rel_diff(a, b) for a, b in zip(tl, runs[(wl, "serial2")]["train_loss"]))
-                  if (wl, "serial2") in runs else None)
+            d1 = max_loss_drift(runs, wl, [p], "serial")
+            d2 = max_loss_drift(runs, wl, [p], "serial2") if (wl, "serial2") in runs else None
             label = "serial (2 in turn)" if p == "serial2" else p
             rows.append(f"| {label} | {r['ranks']} × {r.get('workers_per_rank', r['threads'])} | "
                         f"{r['final_test_accuracy']:.4f} | {tl[0]:.4f} → {tl[-1]:.4f} | {fmt(d1, 2)} | "
@@ -117,16 +124,10 @@ def correctness(acc_dir, out, v):
             v[f"{wl}_par_acc_max"] = f"{max(accs):.4f}"
             base_acc = runs[(wl, "serial")]["final_test_accuracy"]
             v[f"{wl}_acc_spread_pp"] = f"{100 * max(abs(a - base_acc) for a in accs):.2f}"
-            v[f"{wl}_maxdiff_vs_serial"] = fmt(max(
-                rel_diff(a, b) for p in par
-                for a, b in zip(runs[(wl, p)]["train_loss"], runs[(wl, "serial")]["train_loss"])), 2)
+            v[f"{wl}_maxdiff_vs_serial"] = fmt(max_loss_drift(runs, wl, par, "serial"), 2)
             if (wl, "serial2") in runs:
-                v[f"{wl}_maxdiff_vs_serial2"] = fmt(max(
-                    rel_diff(a, b) for p in par
-                    for a, b in zip(runs[(wl, p)]["train_loss"], runs[(wl, "serial2")]["train_loss"])), 2)
-                v[f"{wl}_serial2_vs_serial"] = fmt(max(
-                    rel_diff(a, b) for a, b in zip(runs[(wl, "serial2")]["train_loss"],
-                                                   runs[(wl, "serial")]["train_loss"])), 2)
+                v[f"{wl}_maxdiff_vs_serial2"] = fmt(max_loss_drift(runs, wl, par, "serial2"), 2)
+                v[f"{wl}_serial2_vs_serial"] = fmt(max_loss_drift(runs, wl, ["serial2"], "serial"), 2)
     return runs
 
 
@@ -216,6 +217,12 @@ def scaling(scal_dir, out, v):
                         f.write("\n")
     # Markdown tables at the largest worker count measured.
     pmax = max(x[4] for x in table)
+
+    def at_pmax(mode, wl, b, p):
+        """(speedup, efficiency) of one configuration at pmax workers, or None if not measured."""
+        hit = [x for x in table if x[:4] == (mode, wl, b, p) and x[4] == pmax]
+        return (hit[0][5], hit[0][6]) if hit else None
+
     v["max_workers"] = str(pmax)
     for mode in ("strong", "weak"):
         hdr = ("global batch" if mode == "strong" else "batch per worker")
@@ -226,19 +233,17 @@ def scaling(scal_dir, out, v):
             for b in (64, 256, 1024):
                 cells = []
                 for p in ("openmp", "mpi", "hybrid"):
-                    hit = [x for x in table if x[0] == mode and x[1] == wl and x[2] == b and x[3] == p
-                           and x[4] == pmax]
-                    cells.append(f"{hit[0][5]:.2f} ({hit[0][6]:.2f})" if hit else "–")
+                    hit = at_pmax(mode, wl, b, p)
+                    cells.append(f"{hit[0]:.2f} ({hit[1]:.2f})" if hit else "–")
                 base = serial.get((wl, b))
                 rows.append(f"| {NAMES[wl]} | {b} | {1e3 * base:.2f} | " + " | ".join(cells) + " |"
                             if base else f"| {NAMES[wl]} | {b} | – | " + " | ".join(cells) + " |")
         v[f"table_{mode}"] = "\n".join(rows)
     for wl in ("mlp", "cnn"):
         for b in (64, 1024):
-            hit = [x for x in table if x[0] == "strong" and x[1] == wl and x[2] == b and x[3] == "mpi"
-                   and x[4] == pmax]
+            hit = at_pmax("strong", wl, b, "mpi")
             if hit:
-                v[f"strong_{wl}_{b}_mpi"] = f"{hit[0][5]:.2f}"
+                v[f"strong_{wl}_{b}_mpi"] = f"{hit[0]:.2f}"
     # Phase breakdown per step at batch 64 (rank 0's first worker; see the timeline docs).
     with (out / "phases.csv").open("w") as f:
         f.write("label," + ",".join(PHASES) + "\n")
@@ -312,7 +317,7 @@ def model(scal_dir, out, strong, weak, serial, v):
         params[wl] = (t_sample, t_fixed)
         v[f"{wl}_t_sample_us"] = fmt(t_sample * 1e6, 3)
         v[f"{wl}_t_fixed_us"] = fmt(t_fixed * 1e6, 3)
-        mflop = 1e-6 * {"mlp": 1007104, "cnn": 27411456}[wl]
+        mflop = 1e-6 * FLOPS_PER_SAMPLE[wl]
         v[f"{wl}_gflops_serial"] = fmt(mflop * 1e-3 / t_sample, 3)
         # Compute-to-communication ratio at batch 64: one step's compute against one allreduce.
         mbytes = 4 * GRAD_FLOATS[wl]
@@ -340,6 +345,12 @@ def model(scal_dir, out, strong, weak, serial, v):
     for wl in ("mlp", "cnn"):
         v[f"{wl}_pred_plain_mpi_64"] = f"{serial[(wl, 64)] / predict(wl, 64, 2, 'mpi'):.2f}"
         v[f"{wl}_pred_shm_64"] = f"{serial[(wl, 64)] / predict(wl, 64, 2):.2f}"
+    def measured_speedup(wl, B, P):
+        """Measured strong-scaling speedup of MPI with P ranks (Serial for P = 1), or None."""
+        rows = [r for r in strong if r["workload"] == wl and int(r["batch"]) == B and workers_of(r) == P
+                and r["policy"] == ("serial" if P == 1 else "mpi")]
+        return serial[(wl, B)] / step_seconds(rows[0]) if rows else None
+
     # Predicted vs measured on this node (MPI policy, strong scaling).
     with (out / "model_node.csv").open("w") as f:
         f.write("workload,batch,workers,predicted_speedup,measured_speedup\n")
@@ -347,30 +358,30 @@ def model(scal_dir, out, strong, weak, serial, v):
             for B in (64, 256, 1024):
                 t1 = serial[(wl, B)]
                 for P in range(1, 17):
-                    meas = [r for r in strong if r["workload"] == wl and int(r["batch"]) == B
-                            and workers_of(r) == P and r["policy"] == ("serial" if P == 1 else "mpi")]
-                    ms = t1 / step_seconds(meas[0]) if meas else float("nan")
+                    ms = measured_speedup(wl, B, P)
+                    ms = float("nan") if ms is None else ms
                     f.write(f"{wl},{B},{P},{t1 / predict(wl, B, P):.4f},{ms:.4f}\n")
     rows = ["| workload | global batch | predicted (2 ranks) | measured MPI (2 ranks) | predicted, 16 ranks |",
             "|---|---:|---:|---:|---:|"]
     for wl in ("mlp", "cnn"):
         for B in (64, 256, 1024):
             t1 = serial[(wl, B)]
-            meas = [r for r in strong if r["workload"] == wl and int(r["batch"]) == B and workers_of(r) == 2
-                    and r["policy"] == "mpi"]
-            ms = f"{t1 / step_seconds(meas[0]):.2f}" if meas else "–"
+            ms = measured_speedup(wl, B, 2)
+            ms = f"{ms:.2f}" if ms is not None else "–"
             rows.append(f"| {NAMES[wl]} | {B} | {t1 / predict(wl, B, 2):.2f} | {ms} | "
                         f"{t1 / predict(wl, B, 16):.2f} |")
     v["table_model_node"] = "\n".join(rows)
 
     # Clusters of nodes like this one (2 workers each), joined by the assumed network: the node
     # sums through shared memory, then the nodes run a ring allreduce of the whole gradient.
+    def net_allreduce(N, mbytes):
+        return 2 * math.log2(N) * NET_ALPHA + 2 * (N - 1) / N * mbytes / NET_BANDWIDTH if N > 1 else 0.0
+
     def cluster_step(wl, per_node_batch, N):
-        mbytes = 4 * GRAD_FLOATS[wl]
-        t = predict(wl, per_node_batch, WORKERS_PER_NODE)
-        if N > 1:
-            t += 2 * math.log2(N) * NET_ALPHA + 2 * (N - 1) / N * mbytes / NET_BANDWIDTH
-        return t
+        return predict(wl, per_node_batch, WORKERS_PER_NODE) + net_allreduce(N, 4 * GRAD_FLOATS[wl])
+
+    def one_core_step(wl, B):  # the model's serial step time
+        return params[wl][0] * B + params[wl][1]
 
     v["net_alpha_us"] = fmt(NET_ALPHA * 1e6)
     v["net_gbs"] = fmt(NET_BANDWIDTH / 1e9)
@@ -378,7 +389,7 @@ def model(scal_dir, out, strong, weak, serial, v):
         f.write("nodes,workload,per_node_batch,weak_efficiency,weak_speedup\n")
         for wl in ("mlp", "cnn"):
             for b in (128, 2048):
-                t1 = params[wl][0] * b + params[wl][1]  # one worker, the node's batch
+                t1 = one_core_step(wl, b)  # one worker, the node's batch
                 for N in CLUSTER_NODES:
                     t = cluster_step(wl, b, N)
                     s = N * t1 / t
@@ -387,17 +398,17 @@ def model(scal_dir, out, strong, weak, serial, v):
             "|---|---:|---:|---:|---:|"]
     for wl in ("mlp", "cnn"):
         for b in (128, 2048):
-            t1 = params[wl][0] * b + params[wl][1]
+            t1 = one_core_step(wl, b)
             cells = []
             for N in (64, 256, 1024):
                 s = N * t1 / cluster_step(wl, b, N)
                 cells.append(f"{s:.0f}× ({s / (N * WORKERS_PER_NODE):.2f})")
             rows.append(f"| {NAMES[wl]} | {b} | " + " | ".join(cells) + " |")
     v["table_model_cluster"] = "\n".join(rows)
-    intensity = {wl: {"mlp": 1007104, "cnn": 27411456}[wl] / (4 * GRAD_FLOATS[wl]) for wl in ("mlp", "cnn")}
+    intensity = {wl: FLOPS_PER_SAMPLE[wl] / (4 * GRAD_FLOATS[wl]) for wl in ("mlp", "cnn")}
     v["cnn_vs_mlp_intensity"] = f"{intensity['cnn'] / intensity['mlp']:.0f}"
     # The batch per node at which W-MLP's step is half communication on the assumed network.
-    t_net = 2 * math.log2(1024) * NET_ALPHA + 2 * 1023 / 1024 * 4 * GRAD_FLOATS["mlp"] / NET_BANDWIDTH
+    t_net = net_allreduce(1024, 4 * GRAD_FLOATS["mlp"])
     v["mlp_net_allreduce_us"] = fmt(t_net * 1e6, 3)
     v["mlp_batch_half_comm"] = f"{WORKERS_PER_NODE * t_net / params['mlp'][0]:.0f}"
 

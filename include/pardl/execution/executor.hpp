@@ -3,6 +3,7 @@
 // regions; kernels and layers never do.
 #pragma once
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <functional>
@@ -36,6 +37,18 @@ inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range 
             dst[i] += src[i];
             src[i] = 0.0f;
         }
+    }
+}
+
+/// Sums the worker buffers over `r` block by block and calls finish(block) right after each
+/// block's sum, so the fused epilogue reads what was just summed from L1. Every executor's
+/// reduction goes through here.
+template <class Finish>
+void sum_and_finish(std::span<const std::span<float>> buffers, Range r, Finish&& finish) {
+    for (std::size_t b = r.begin; b < r.end; b += reduction_block) {
+        const Range piece{b, std::min(r.end, b + reduction_block)};
+        sum_worker_buffers(buffers, piece);
+        finish(piece);
     }
 }
 

@@ -55,13 +55,8 @@ public:
             }
 #pragma omp barrier
             if (!buffers.empty() && !failure) {
-                // Sum and finish block by block, so finish reads what was just summed from L1.
-                const Range mine = chunk(buffers[0].size(), w, team);
-                for (std::size_t b = mine.begin; b < mine.end; b += reduction_block) {
-                    const Range piece{b, std::min(mine.end, b + reduction_block)};
-                    sum_worker_buffers(buffers, piece);
-                    finish(piece);
-                }
+                // Each thread sums (and finishes) its own slice of the gradient.
+                sum_and_finish(buffers, chunk(buffers[0].size(), w, team), finish);
             }
         }
         if (failure) std::rethrow_exception(failure);

@@ -31,14 +31,7 @@ public:
     void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {},
              Finish&& finish = {}) {
         for (std::size_t w = 0; w < workers_; ++w) work(w, balanced_range(rows, w, workers_));
-        if (buffers.empty()) return;
-        // Block by block, as the OpenMP team does, so finish reads what was just summed from L1.
-        const std::size_t n = buffers[0].size();
-        for (std::size_t b = 0; b < n; b += reduction_block) {
-            const Range piece{b, std::min(n, b + reduction_block)};
-            sum_worker_buffers(buffers, piece);
-            finish(piece);
-        }
+        if (!buffers.empty()) sum_and_finish(buffers, Range{0, buffers[0].size()}, finish);
     }
 
     template <class Body>
