@@ -3,6 +3,7 @@
 //   conv2 = Conv2D<64,3,1,1> on 32x14x14    pool2 = MaxPool2D<2> on 64x14x14
 // Convolution forward and backward report GFLOP/s and % of this machine's single-core FMA peak;
 // the memory-bound passes (im2col, col2im, pooling) report bytes read plus written per second.
+// The step/ group times every layer of W-CNN forward and backward in turn.
 #include "kernel_benchmark.hpp"
 #include "workloads.hpp"
 
@@ -157,6 +158,28 @@ void bm_pool_backward(benchmark::State& state) {
     report_bytes(state, pool_bytes<Pool>());
 }
 
+/// One layer of the W-CNN step, forward or backward, on its own, as the step runs it (the first
+/// layer computes no input gradient). Layers without multiply-adds report 0 GFLOP/s; their time
+/// is the point. The sum over layers, set against the step's time in bench_training, shows what
+/// the step spends outside the layers and what the layers lose to colder caches inside it.
+template <size_t I, bool Backward>
+void bm_step_layer(benchmark::State& state) {
+    using Layer = WCnn::layer_t<I>;
+    LayerOnBatch<Layer> b;
+    b.forward();
+    for (auto _ : state) {
+        if constexpr (Backward)
+            b.backward(I != 0);
+        else
+            b.forward();
+        benchmark::DoNotOptimize(b.y.data());
+        benchmark::DoNotOptimize(b.dx.data());
+        benchmark::ClobberMemory();
+    }
+    const double passes = Backward ? (I == 0 ? 1.0 : 2.0) : 1.0;
+    report_flops(state, 2.0 * passes * double(WCnn::layer_macs[I]) * batch);
+}
+
 void add(const std::string& name, void (*fn)(benchmark::State&)) {
     benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMicrosecond);
 }
@@ -182,6 +205,18 @@ void add_pool(const std::string& label) {
     add(label + "/backward", bm_pool_backward<Pool>);
 }
 
+/// "step/03_Conv2D<64,3,s1,p1>": the layer's index in W-CNN (two digits, so names sort in order).
+template <size_t I>
+std::string step_label() {
+    return "step/" + std::string(I < 10 ? "0" : "") + std::to_string(I) + "_" + WCnn::layer_t<I>::name();
+}
+
+template <size_t... I>
+void add_step_layers(std::index_sequence<I...>) {
+    (add(step_label<I>() + "/forward", bm_step_layer<I, false>), ...);
+    (add(step_label<I>() + "/backward", bm_step_layer<I, true>), ...);
+}
+
 void register_all() {
     // The convolutions first, whatever the filter: Google Benchmark's CSV output takes its counter
     // columns from the first benchmark that runs and aborts on a counter added later.
@@ -191,6 +226,7 @@ void register_all() {
     add_columns<Conv2>("conv2");
     add_pool<Pool1>("pool1");
     add_pool<Pool2>("pool2");
+    add_step_layers(std::make_index_sequence<WCnn::layer_count>{});
 }
 
 } // namespace

@@ -2,6 +2,7 @@
 // seeded initialisation, forward values against hand computation, end-to-end gradient checks, and
 // the checkpoint format (round trip, and every kind of bad file rejected with its own message).
 #include "pardl/core/errors.hpp"
+#include "pardl/layers/conv2d.hpp"
 #include "pardl/layers/dense.hpp"
 #include "pardl/layers/flatten.hpp"
 #include "pardl/layers/relu.hpp"
@@ -192,6 +193,68 @@ TEST_CASE("forward of a two-layer model uses the reverse-order parameter blocks"
     for (size_t k = 0; k < expect.size(); ++k) CHECK(grads[k] == Approx(expect[k]).margin(1e-6));
     // dx = dh W1^T: [2 * 1 + 0 * -1, 2 * 1 + 0 * 1] = [2, 2] for both rows.
     for (float v : dx) CHECK(v == Approx(2.0f).margin(1e-6));
+}
+
+namespace {
+/// A parameter layer that only knows how to add its gradient (no overwrites_grads): y = x + b.
+struct AddBias : LayerSpecBase {
+    template <ShapeType In>
+    static constexpr bool accepts = true;
+    static constexpr const char* requirement = "";
+    static std::string name() { return "AddBias"; }
+    template <ShapeType In>
+    struct bind {
+        using input_shape = In;
+        using output_shape = In;
+        static constexpr std::size_t param_count = In::size;
+        static constexpr std::size_t state_count = 0;
+        static std::string name() { return "AddBias"; }
+        explicit bind(std::size_t) {}
+        static void initialize(std::span<float> p, std::span<float>, Rng&) {
+            std::fill(p.begin(), p.end(), 0.5f);
+        }
+        void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext&) {
+            for (std::size_t r = 0; r < x.rows; ++r)
+                for (std::size_t j = 0; j < In::size; ++j) y(r, j) = x(r, j) + s.params[j];
+        }
+        void backward(const LayerSlots& s, ConstMatrix, ConstMatrix, ConstMatrix dy, Matrix dx,
+                      const StepContext&) {
+            for (std::size_t r = 0; r < dy.rows; ++r)
+                for (std::size_t j = 0; j < In::size; ++j) {
+                    s.grads[j] += dy(r, j);
+                    if (!dx.empty()) dx(r, j) = dy(r, j);
+                }
+        }
+    };
+};
+} // namespace
+
+TEST_CASE("backward with overwrite_grads writes every gradient over stale values", "[model][backward]") {
+    // Dense and Conv2D overwrite their slices themselves; Sequential clears AddBias's, which can
+    // only add. Either way the result equals adding into zeros, bit for bit.
+    using M = Sequential<Input<1, 4, 4>, Conv2D<2, 3, 1, 1>, AddBias, Flatten, Dense<3>, AddBias>;
+    std::vector<float> params(M::param_count);
+    M::initialize(params, {}, 3);
+    std::vector<float> x(2 * 16);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.1f * static_cast<float>(i % 7) - 0.3f;
+    M::Workspace ws(2);
+    auto gradients = [&](bool overwrite, float stale) {
+        std::vector<float> grads(M::param_count, stale);
+        M::forward(params, {}, ConstMatrix{x.data(), 2, 16}, ws, StepContext{});
+        Matrix dy = ws.output_gradient();
+        for (std::size_t r = 0; r < 2; ++r)
+            for (std::size_t j = 0; j < 3; ++j) dy(r, j) = 0.25f * static_cast<float>(r + j) - 0.4f;
+        StepContext ctx;
+        ctx.overwrite_grads = overwrite;
+        M::backward(params, grads, {}, ConstMatrix{x.data(), 2, 16}, ws, ctx);
+        return grads;
+    };
+    const std::vector<float> added = gradients(false, 0.0f);
+    const std::vector<float> written = gradients(true, std::numeric_limits<float>::quiet_NaN());
+    for (std::size_t k = 0; k < added.size(); ++k) CHECK(written[k] == added[k]);
+    // Without the flag, backward adds: stale ones stay in the sum.
+    const std::vector<float> plus_one = gradients(false, 1.0f);
+    for (std::size_t k = 0; k < added.size(); ++k) CHECK(plus_one[k] == Approx(added[k] + 1.0f).margin(1e-6));
 }
 
 // ---------------------------------------------------------------------------------------------

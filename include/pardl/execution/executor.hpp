@@ -24,8 +24,10 @@ struct NoFinish {
 inline constexpr std::size_t reduction_block = 2048;
 
 /// buffers[0][i] += buffers[1][i] + ... (in that order) for i in r, zeroing buffers[1..) there
-/// while they are in cache, so the trainer never has to clear whole gradient buffers. The one
-/// worker-sum of every executor: the order is what makes runs reproducible.
+/// while they are in cache. The one worker-sum of every executor: the order is what makes runs
+/// reproducible. (The trainer's backward overwrites the buffers, so the zeros are not needed for
+/// correctness; on the 2-vCPU development machine the 2-thread W-MLP step measured faster with
+/// them than without.)
 inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range r) noexcept {
     float* dst = buffers[0].data();
     for (std::size_t b = 1; b < buffers.size(); ++b) {

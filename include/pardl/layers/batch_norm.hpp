@@ -67,6 +67,7 @@ struct BatchNorm : LayerSpecBase {
         using output_shape = In;
         /// gamma[C] then beta[C].
         static constexpr std::size_t param_count = 2 * C;
+        static constexpr bool overwrites_grads = true;
         /// running_mean[C] then running_var[C].
         static constexpr std::size_t state_count = 2 * C;
 
@@ -116,9 +117,11 @@ struct BatchNorm : LayerSpecBase {
             if (!s.grads.empty()) {
                 float* dgamma = s.grads.data();
                 float* dbeta = dgamma + C;
+                // Stale values may be anything, NaN included: overwriting never reads them.
+                const bool add = !ctx.overwrite_grads;
                 for (std::size_t c = 0; c < C; ++c) {
-                    dgamma[c] += static_cast<float>(stats_[C + c]);
-                    dbeta[c] += static_cast<float>(stats_[c]);
+                    dgamma[c] = (add ? dgamma[c] : 0.0f) + static_cast<float>(stats_[C + c]);
+                    dbeta[c] = (add ? dbeta[c] : 0.0f) + static_cast<float>(stats_[c]);
                 }
             }
             const float* gamma = s.params.data();

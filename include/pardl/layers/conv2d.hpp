@@ -66,6 +66,7 @@ struct Conv2D : LayerSpecBase {
         static constexpr std::size_t param_count = weight_count + OutChannels;
         static constexpr std::size_t state_count = 0;
         static constexpr std::size_t macs = OutChannels * patch * pixels; ///< per sample, forward
+        static constexpr bool overwrites_grads = true;
         /// A 1x1, stride-1, unpadded convolution's columns are the sample itself: no im2col copy.
         static constexpr bool direct = Kernel == 1 && Stride == 1 && Padding == 0;
 
@@ -98,10 +99,18 @@ struct Conv2D : LayerSpecBase {
         }
 
         void backward(const LayerSlots& s, ConstMatrix x, ConstMatrix /*y*/, ConstMatrix dy, Matrix dx,
-                      const StepContext&) {
+                      const StepContext& ctx) {
             const float* w = s.params.data();
             float* dw = s.grads.data();
             float* db = dw + weight_count;
+            if (ctx.overwrite_grads) {
+                // The first sample's dW GEMM overwrites (beta 0); the bias sums start from zero.
+                if (x.rows == 0) {
+                    std::fill(s.grads.begin(), s.grads.end(), 0.0f);
+                    return;
+                }
+                std::fill(s.grads.begin() + weight_count, s.grads.end(), 0.0f);
+            }
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* g = dy.row(r);
                 // Columns are rebuilt rather than kept from forward: memory for one sample only.
@@ -110,7 +119,8 @@ struct Conv2D : LayerSpecBase {
                     gemm(Op::N, Op::T, patch, OutChannels, pixels, cols, pixels, g, pixels,
                          r == 0 ? 0.0f : 1.0f, dwt_.data(), OutChannels);
                 else
-                    gemm(Op::N, Op::T, OutChannels, patch, pixels, g, pixels, cols, pixels, 1.0f, dw, patch);
+                    gemm(Op::N, Op::T, OutChannels, patch, pixels, g, pixels, cols, pixels,
+                         r == 0 && ctx.overwrite_grads ? 0.0f : 1.0f, dw, patch);
                 for (std::size_t o = 0; o < OutChannels; ++o)
                     db[o] += detail::sum_floats(g + o * pixels, pixels);
                 if (dx.empty()) continue;
@@ -130,7 +140,8 @@ struct Conv2D : LayerSpecBase {
                 if (x.rows > 0)
                     for (std::size_t o = 0; o < OutChannels; ++o)
                         for (std::size_t q = 0; q < patch; ++q)
-                            dw[o * patch + q] += dwt_[q * OutChannels + o];
+                            dw[o * patch + q] =
+                                (ctx.overwrite_grads ? 0.0f : dw[o * patch + q]) + dwt_[q * OutChannels + o];
         }
 
     private:

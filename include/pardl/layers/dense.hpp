@@ -33,6 +33,7 @@ struct Dense : LayerSpecBase {
         static constexpr std::size_t param_count = weight_count + Out;
         static constexpr std::size_t state_count = 0;
         static constexpr std::size_t macs = in * Out; ///< per sample, forward
+        static constexpr bool overwrites_grads = true;
 
         static std::string name() { return Dense::name(); }
 
@@ -54,10 +55,12 @@ struct Dense : LayerSpecBase {
         }
 
         void backward(const LayerSlots& s, ConstMatrix x, ConstMatrix /*y*/, ConstMatrix dy, Matrix dx,
-                      const StepContext&) {
+                      const StepContext& ctx) {
             float* dw = s.grads.data();
             float* db = dw + weight_count;
-            gemm(Op::T, x, Op::N, dy, Matrix{dw, in, Out}, 1.0f);
+            // Overwriting is the same arithmetic as adding to zeros: beta = 0 skips reading dW.
+            gemm(Op::T, x, Op::N, dy, Matrix{dw, in, Out}, ctx.overwrite_grads ? 0.0f : 1.0f);
+            if (ctx.overwrite_grads) std::fill_n(db, Out, 0.0f);
             for (std::size_t r = 0; r < dy.rows; ++r) {
                 const float* g = dy.row(r);
                 for (std::size_t j = 0; j < Out; ++j) db[j] += g[j];

@@ -35,13 +35,17 @@ struct StepContext {
     std::size_t global_rows = 0;      ///< rows in the global batch
     WorkerReducer* reducer = nullptr; ///< null when this worker is the only one
     bool updates_state = true;        ///< exactly one worker per process writes running statistics
+    /// The gradient slices hold stale values: layers that declare `overwrites_grads` write their
+    /// gradient instead of adding to it (Sequential clears the slices of the others first). The
+    /// trainer sets it so that no pass over the gradient buffers has to clear them every step.
+    bool overwrite_grads = false;
 };
 
 /// The memory a bound layer works on: its own slices of the flat buffers (empty if it has none).
 struct LayerSlots {
     std::span<const float> params; ///< this layer's parameters (read only during a step)
-    std::span<float> grads;        ///< this worker's gradient slice: backward ADDS to it
-    std::span<float> state;        ///< non-trained persistent values (running statistics)
+    std::span<float> grads; ///< this worker's gradient slice: backward ADDS to it (see overwrite_grads)
+    std::span<float> state; ///< non-trained persistent values (running statistics)
 };
 
 /// A bound layer: a layer spec instantiated for one input shape.
@@ -56,6 +60,8 @@ struct LayerSlots {
 ///  - `backward(slots, x, y, dy, dx, ctx)`: called after forward with the same x, y; dy is the
 ///    gradient of the objective w.r.t. y. ensures: slots.grads += d(objective)/d(params) summed
 ///    over rows; dx = d(objective)/dx (overwritten), unless dx.empty(), when it is skipped.
+///    A layer with `static constexpr bool overwrites_grads = true` instead sets slots.grads to
+///    the gradient when ctx.overwrite_grads is true (whatever it held; zero for 0 rows).
 ///  - Batches of 0 rows must work: with synchronising layers every worker runs every step, even
 ///    with an empty share, so that the collectives of all workers stay matched.
 ///  - `name()`: a short label such as "Dense<256>" for describe() and diagnostics.
@@ -74,6 +80,15 @@ concept BoundLayer = requires {
     layer.forward(slots, x, y, ctx);
     layer.backward(slots, x, cy, dy, dx, ctx);
 };
+
+/// Whether bound layer L honours StepContext::overwrite_grads (see BoundLayer).
+template <class L>
+inline constexpr bool overwrites_grads_v = [] {
+    if constexpr (requires { L::overwrites_grads; })
+        return static_cast<bool>(L::overwrites_grads);
+    else
+        return false;
+}();
 
 /// A layer spec is what users write in Sequential<...>: it has `bind<InputShape>` giving a
 /// BoundLayer, and `accepts<InputShape>` saying whether that input is valid (checked with a

@@ -249,7 +249,8 @@ public:
     }
 
     /// Back-propagates ws.output_gradient() (written by the loss) through every layer, adding
-    /// parameter gradients into `grads`. If `dx` is not empty it receives d(objective)/d(input).
+    /// parameter gradients into `grads` (writing them, whatever `grads` held, when
+    /// ctx.overwrite_grads). If `dx` is not empty it receives d(objective)/d(input).
     static void backward(std::span<const float> params, std::span<float> grads, std::span<float> state,
                          ConstMatrix x, Workspace& ws, const StepContext& ctx, Matrix dx = {}) {
         float* dy = ws.grad_a_.data();
@@ -325,6 +326,11 @@ private:
             dx = dx_out;
         else
             dx = Matrix{spare, rows, in_width};
+        if constexpr (param_counts[I] > 0 && !overwrites_grads_v<layer_t<I>>)
+            if (ctx.overwrite_grads && !grads.empty()) { // this layer can only add: give it zeros
+                const auto slice = grads.subspan(param_offsets[I], param_counts[I]);
+                std::fill(slice.begin(), slice.end(), 0.0f);
+            }
         std::get<I>(ws.layers_)
             .backward(slots<I>(params, grads, state), layer_input<I>(x, ws), ws.output(I),
                       ConstMatrix{dy, rows, output_sizes[I]}, dx, ctx);

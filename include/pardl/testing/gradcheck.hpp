@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -154,6 +155,18 @@ GradcheckReport check_layer(std::size_t rows, GradcheckOptions o = {}) {
                    ConstMatrix{r.data(), rows, out}, Matrix{dx.data(), rows, in}, ctx);
 
     detail::Comparator cmp(o);
+    if constexpr (overwrites_grads_v<L>) {
+        // The trainer's mode: the same backward must write the gradient over whatever the slice
+        // held (NaN here), exactly as it adds it to zeros.
+        AlignedBuffer<float> stale(L::param_count), dx2(rows * in);
+        std::fill(stale.begin(), stale.end(), std::numeric_limits<float>::quiet_NaN());
+        StepContext overwrite = ctx;
+        overwrite.overwrite_grads = true;
+        layer.backward(LayerSlots{params.span(), stale.span(), state.span()}, ConstMatrix{x.data(), rows, in},
+                       ConstMatrix{y.data(), rows, out}, ConstMatrix{r.data(), rows, out},
+                       Matrix{dx2.data(), rows, in}, overwrite);
+        for (std::size_t i = 0; i < grads.size(); ++i) cmp.compare("param(overwrite)", i, stale[i], grads[i]);
+    }
     for (std::size_t i : detail::pick(x.size(), o.max_checks, rng))
         cmp.compare("input", i, dx[i], detail::central_difference(x[i], o.step, objective));
     for (std::size_t i : detail::pick(params.size(), o.max_checks, rng))
