@@ -22,9 +22,11 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <barrier>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <numeric>
 #include <span>
 #include <string>
@@ -198,6 +200,37 @@ TEST_CASE("Conv2D forward matches a direct double-precision convolution", "[cnn]
     check_conv_forward<2, 1, 2, 1, Shape<1, 3, 3>>();  // outputs that read only padding
     check_conv_forward<3, 2, 3, 2, Shape<2, 5, 7>>();
     check_conv_forward<17, 3, 1, 1, Shape<20, 6, 5>>(); // GEMM depth and rows beyond one sliver
+}
+
+TEST_CASE("Sequential fuses a ReLU into the Conv2D before it, bit for bit", "[cnn][conv][fusion]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    // Conv-ReLU pairs fuse; a ReLU after BatchNorm, MaxPool or Dense does not (they do not offer it).
+    using M = Sequential<Input<3, 9, 11>, Conv2D<5, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<17, 3, 1, 1>,
+                         BatchNorm<>, ReLU, Flatten, Dense<4>, ReLU>;
+    STATIC_REQUIRE(M::fused ==
+                   std::array<bool, 9>{false, true, false, false, false, false, false, false, false});
+    using Wcnn = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>,
+                            ReLU, MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
+    STATIC_REQUIRE(Wcnn::fused ==
+                   std::array<bool, 10>{false, true, false, false, true, false, false, false, false, false});
+
+    // The fused pair against the two layers run one after the other.
+    using Pair = Sequential<Input<3, 9, 11>, Conv2D<17, 3, 1, 1>, ReLU>;
+    const std::size_t rows = 3;
+    const auto params = random_values(Pair::param_count, 5);
+    const auto x = random_values(rows * Pair::input_shape::size, 6);
+    Pair::Workspace ws(rows);
+    const ConstMatrix y =
+        Pair::forward(params, {}, ConstMatrix{x.data(), rows, Pair::input_shape::size}, ws, StepContext{});
+
+    using Conv = Pair::layer_t<0>;
+    Conv conv(rows);
+    auto ref = run_forward(conv, params, {}, x, rows);
+    for (float& v : ref) v = detail::ReluFn::value(v);
+    REQUIRE(y.rows * y.cols == ref.size());
+    CHECK(std::memcmp(y.data, ref.data(), ref.size() * sizeof(float)) == 0);
+    // The conv's output is the ReLU's: one buffer.
+    CHECK(ws.output(0).data == ws.output(1).data);
 }
 
 TEST_CASE("Conv2D gradients match finite differences", "[cnn][conv][gradcheck]") {

@@ -13,9 +13,11 @@
 #include <catch2/catch.hpp>
 #include <xsimd/xsimd.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -218,6 +220,47 @@ TEST_CASE("gemm with k == 0 scales C by beta", "[gemm]") {
     std::vector<float> d(4, nan_f);
     pardl::gemm(Op::N, Op::N, 2, 2, 0, nullptr, 1, nullptr, 2, 0.0f, d.data(), 2);
     CHECK(d == std::vector<float>(4, 0.0f));
+}
+
+TEST_CASE("gemm's epilogue equals a bias-filled C with beta = 1, then ReLU, bit for bit", "[gemm]") {
+    // What Conv2D relied on before the epilogue: the fused result must not change a single bit.
+    // The shapes cross several k blocks (k > 256), ragged right edges and every sliver height.
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    pardl::Rng rng(11);
+    for (Op op_a : ops)
+        for (const auto [m, n, k] :
+             {std::array<size_t, 3>{64, 196, 288}, {32, 784, 9}, {13, 37, 600}, {1, 5, 1}})
+            for (bool relu : {false, true}) {
+                INFO("m " << m << " n " << n << " k " << k << " relu " << relu);
+                std::vector<float> a(m * k), b(k * n), bias(m);
+                for (float& v : a) v = rng.uniform(-1.0f, 1.0f);
+                for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
+                for (float& v : bias) v = rng.uniform(-2.0f, 2.0f);
+                const size_t lda = op_a == Op::N ? k : m;
+                std::vector<float> expect(m * n), got(m * n, nan_f);
+                for (size_t i = 0; i < m; ++i) std::fill_n(expect.begin() + i * n, n, bias[i]);
+                pardl::gemm(op_a, Op::N, m, n, k, a.data(), lda, b.data(), n, 1.0f, expect.data(), n);
+                if (relu)
+                    for (float& v : expect) v = v > 0.0f ? v : 0.0f;
+                pardl::gemm(op_a, Op::N, m, n, k, a.data(), lda, b.data(), n, 0.0f, got.data(), n,
+                            pardl::Epilogue{.row_bias = bias.data(), .relu = relu});
+                CHECK(std::memcmp(got.data(), expect.data(), got.size() * sizeof(float)) == 0);
+            }
+}
+
+TEST_CASE("gemm's ReLU epilogue maps NaN and negative zero to +0, as ReLU does", "[gemm]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    // C = A * 1: one column of A per output; k == 1, so each output is exactly its A entry.
+    const std::vector<float> a = {nan_f, -0.0f, -3.0f, 2.5f};
+    const std::vector<float> b = {1.0f};
+    std::vector<float> c(4, 9.0f);
+    pardl::gemm(Op::N, Op::N, 4, 1, 1, a.data(), 1, b.data(), 1, 0.0f, c.data(), 1,
+                pardl::Epilogue{.relu = true});
+    CHECK(c[0] == 0.0f);
+    CHECK_FALSE(std::signbit(c[1]));
+    CHECK(c[1] == 0.0f);
+    CHECK(c[2] == 0.0f);
+    CHECK(c[3] == 2.5f);
 }
 
 TEST_CASE("gemm over views", "[gemm]") {

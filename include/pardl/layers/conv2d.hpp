@@ -86,16 +86,16 @@ struct Conv2D : LayerSpecBase {
             std::fill(params.begin() + weight_count, params.end(), 0.0f);
         }
 
+        /// Sequential lets a ReLU right after this layer ride in its forward (see FuseRelu);
+        /// backward never reads y, so it does not mind that y then holds the activated output.
+        static constexpr bool fuses_relu = true;
+
         void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext&) {
-            const float* w = s.params.data();
-            const float* b = w + weight_count;
-            for (std::size_t r = 0; r < x.rows; ++r) {
-                float* out = y.row(r);
-                // Bias first, then the product accumulates onto it: one pass over the output.
-                for (std::size_t o = 0; o < OutChannels; ++o) std::fill_n(out + o * pixels, pixels, b[o]);
-                gemm(Op::N, Op::N, OutChannels, pixels, patch, w, patch, columns(x.row(r)), pixels, 1.0f, out,
-                     pixels);
-            }
+            run_forward(s, x, y, false);
+        }
+        /// y = ReLU(conv(x)): the ReLU is applied in the GEMM's registers, not in a pass of its own.
+        void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext&, FuseRelu) {
+            run_forward(s, x, y, true);
         }
 
         void backward(const LayerSlots& s, ConstMatrix x, ConstMatrix /*y*/, ConstMatrix dy, Matrix dx,
@@ -145,6 +145,16 @@ struct Conv2D : LayerSpecBase {
         }
 
     private:
+        void run_forward(const LayerSlots& s, ConstMatrix x, Matrix y, bool relu) {
+            const float* w = s.params.data();
+            // The bias (one per output channel, i.e. per row of W · columns) is added in the
+            // GEMM's registers: no pass over the output before or after the product.
+            const Epilogue epilogue{.row_bias = w + weight_count, .relu = relu};
+            for (std::size_t r = 0; r < x.rows; ++r)
+                gemm(Op::N, Op::N, OutChannels, pixels, patch, w, patch, columns(x.row(r)), pixels, 0.0f,
+                     y.row(r), pixels, epilogue);
+        }
+
         const float* columns(const float* sample) {
             if constexpr (direct) {
                 return sample;

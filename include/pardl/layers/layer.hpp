@@ -81,6 +81,30 @@ concept BoundLayer = requires {
     layer.backward(slots, x, cy, dy, dx, ctx);
 };
 
+/// Tag of the forward a layer offers when it declares `fuses_relu`: y = ReLU(its usual output),
+/// applied while the output is still in registers. Sequential calls it when a ReLU follows the
+/// layer and then skips that ReLU's forward, whose output shares the layer's buffer. A layer that
+/// declares fuses_relu promises that its backward does not read y.
+struct FuseRelu {};
+
+/// Whether bound layer L offers forward(slots, x, y, ctx, FuseRelu{}).
+template <class L>
+inline constexpr bool fuses_relu_v = [] {
+    if constexpr (requires { L::fuses_relu; })
+        return static_cast<bool>(L::fuses_relu);
+    else
+        return false;
+}();
+
+/// Whether bound layer L is a ReLU (what a fuses_relu layer can take over).
+template <class L>
+inline constexpr bool is_relu_v = [] {
+    if constexpr (requires { L::is_relu; })
+        return static_cast<bool>(L::is_relu);
+    else
+        return false;
+}();
+
 /// Whether bound layer L honours StepContext::overwrite_grads (see BoundLayer).
 template <class L>
 inline constexpr bool overwrites_grads_v = [] {

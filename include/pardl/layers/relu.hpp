@@ -10,6 +10,7 @@ struct ReluFn {
     static float value(float x) { return x > 0.0f ? x : 0.0f; }
     static float derivative_from_output(float y) { return y > 0.0f ? 1.0f : 0.0f; }
     static std::string name() { return "ReLU"; }
+    static constexpr bool is_relu = true; ///< Epilogue::relu computes exactly value()
 };
 } // namespace detail
 

@@ -193,6 +193,21 @@ public:
         for (auto m : layer_macs) f += 2 * m;
         return f;
     }();
+    /// Whether layer I is a ReLU that layer I - 1 can apply in its forward (see `fused`).
+    template <std::size_t I>
+    static constexpr bool fused_into_previous() {
+        if constexpr (I == 0)
+            return false;
+        else
+            return is_relu_v<layer_t<I>> && fuses_relu_v<layer_t<I - 1>>;
+    }
+    /// fused[i]: layer i is a ReLU that layer i - 1 applies in its own forward (FuseRelu); its
+    /// output then shares layer i - 1's buffer and its forward does nothing.
+    static constexpr std::array<bool, layer_count> fused = []<std::size_t... I>(std::index_sequence<I...>) {
+        return std::array<bool, layer_count>{fused_into_previous<I>()...};
+    }
+    (indices);
+
     static constexpr std::size_t max_width = [] {
         std::size_t m = input_shape::size;
         for (auto n : output_sizes) m = std::max(m, n);
@@ -206,11 +221,15 @@ public:
         explicit Workspace(std::size_t max_rows)
             : max_rows_(max_rows), layers_(make_layers(max_rows, indices)), grad_a_(max_rows * max_width),
               grad_b_(max_rows * max_width) {
-            for (std::size_t i = 0; i < layer_count; ++i) activations_[i].resize(max_rows * output_sizes[i]);
+            for (std::size_t i = 0; i < layer_count; ++i)
+                if (!fused[i]) activations_[i].resize(max_rows * output_sizes[i]);
         }
         std::size_t max_rows() const { return max_rows_; }
         /// Output of layer I for the last forward batch.
-        ConstMatrix output(std::size_t i) const { return {activations_[i].data(), rows_, output_sizes[i]}; }
+        /// A layer followed by a fused ReLU holds the activated output (the ReLU's own).
+        ConstMatrix output(std::size_t i) const {
+            return {activations_[storage(i)].data(), rows_, output_sizes[i]};
+        }
         /// Where the loss writes d(objective)/d(model output) for the last forward batch.
         Matrix output_gradient() { return {grad_a_.data(), rows_, output_shape::size}; }
         std::size_t rows() const { return rows_; }
@@ -293,6 +312,12 @@ public:
     }
 
 private:
+    /// The activation buffer that holds layer i's output.
+    static constexpr std::size_t storage(std::size_t i) {
+        while (i > 0 && fused[i]) --i;
+        return i;
+    }
+
     template <std::size_t I>
     static void init_layer(std::span<float> params, std::span<float> state, std::uint64_t seed) {
         Rng rng(seed, I);
@@ -311,8 +336,16 @@ private:
     template <std::size_t I>
     static void forward_layer(std::span<const float> params, std::span<float> state, ConstMatrix x,
                               Workspace& ws, const StepContext& ctx) {
-        Matrix y{ws.activations_[I].data(), x.rows, output_sizes[I]};
-        std::get<I>(ws.layers_).forward(slots<I>(params, {}, state), layer_input<I>(x, ws), y, ctx);
+        if constexpr (fused[I]) {
+            return; // layer I - 1 already wrote ReLU(its output) into the shared buffer
+        } else {
+            Matrix y{ws.activations_[I].data(), x.rows, output_sizes[I]};
+            auto& layer = std::get<I>(ws.layers_);
+            if constexpr (I + 1 < layer_count && fused[std::min(I + 1, layer_count - 1)])
+                layer.forward(slots<I>(params, {}, state), layer_input<I>(x, ws), y, ctx, FuseRelu{});
+            else
+                layer.forward(slots<I>(params, {}, state), layer_input<I>(x, ws), y, ctx);
+        }
     }
 
     template <std::size_t I>

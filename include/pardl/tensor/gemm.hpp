@@ -26,12 +26,21 @@ namespace pardl {
 /// How an operand enters the product: as stored (N) or transposed (T).
 enum class Op { N, T };
 
+/// What gemm() applies to C in the micro-kernel's registers, before C reaches memory: a bias per
+/// row of C, added to the first k block's partial sum (the same arithmetic as filling C with the
+/// bias and calling gemm with beta = 1), and then ReLU (x > 0 ? x : 0) on the finished sum. It
+/// saves a layer the passes over its output that would otherwise do the same.
+struct Epilogue {
+    const float* row_bias = nullptr; ///< m values, or null; needs beta == 0
+    bool relu = false;
+};
+
 namespace detail::gemm {
 
 using std::size_t;
 
-using KernelFn = void (*)(size_t, const float*, size_t, const float*, size_t, float*, size_t, size_t,
-                          float) noexcept;
+using KernelFn = void (*)(size_t, const float*, size_t, const float*, size_t, float*, size_t, size_t, float,
+                          const float*, bool) noexcept;
 
 // KC bounds the k extent of one packed B panel and one A sliver: the A sliver (MR x KC, 12 KiB)
 // stays in the 32 KiB L1d while B panels stream past it. KC x NC (512 KiB) is the B panel that
@@ -63,6 +72,7 @@ struct XsimdVec {
     static V set1(float x) noexcept { return V(x); }
     static V add(V a, V b) noexcept { return a + b; }
     static V fma(V a, V b, V c) noexcept { return xsimd::fma(a, b, c); }
+    static V relu(V a) noexcept { return xsimd::select(a > V(0.0f), a, V(0.0f)); }
     static constexpr size_t transpose_block = 0;
 };
 
@@ -75,6 +85,7 @@ struct ScalarVec {
     static V set1(float x) noexcept { return x; }
     static V add(V a, V b) noexcept { return a + b; }
     static V fma(V a, V b, V c) noexcept { return a * b + c; }
+    static V relu(V a) noexcept { return a > 0.0f ? a : 0.0f; }
     static constexpr size_t transpose_block = 0;
 };
 
@@ -117,6 +128,8 @@ struct Vec {
     static V set1(float x) noexcept { return _mm256_set1_ps(x); }
     static V add(V a, V b) noexcept { return _mm256_add_ps(a, b); }
     static V fma(V a, V b, V c) noexcept { return _mm256_fmadd_ps(a, b, c); }
+    /// max returns its second operand for NaN and for two zeros: exactly x > 0 ? x : 0.
+    static V relu(V a) noexcept { return _mm256_max_ps(a, _mm256_setzero_ps()); }
 
     static constexpr size_t transpose_block = 8;
     /// Transposes a rows x 8 block (rows <= 8; missing rows read as zero) into 8 columns, storing
@@ -168,6 +181,9 @@ struct Vec {
     static V set1(float x) noexcept { return _mm512_set1_ps(x); }
     static V add(V a, V b) noexcept { return _mm512_add_ps(a, b); }
     static V fma(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
+    /// max returns its second operand for NaN and for two zeros: exactly x > 0 ? x : 0.
+    /// (The all-lanes masked form: see transpose below on GCC 12's unmasked forms.)
+    static V relu(V a) noexcept { return _mm512_mask_max_ps(a, 0xFFFF, a, _mm512_setzero_ps()); }
 
     static constexpr size_t transpose_block = 16;
     /// Transposes a rows x 16 block (rows <= 16; missing rows read as zero) into 16 columns,
@@ -252,7 +268,7 @@ constexpr size_t piece_begin(size_t total, size_t parts, size_t i) noexcept {
 /// The blocked product with one instruction set's Kernels (see gemm()).
 template <class Kernels>
 void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t lda, const float* b,
-         size_t ldb, float beta, float* c, size_t ldc) {
+         size_t ldb, float beta, float* c, size_t ldc, const Epilogue& ep) {
     constexpr size_t mr_max = Kernels::mr_max, nv_max = Kernels::nv_max, lanes = Kernels::lanes;
     constexpr size_t nr_max = Kernels::nr_max;
     // The micro-kernel for an mr x nv tile: a table entry, called directly in the loops below.
@@ -263,6 +279,13 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
     if (m == 0 || n == 0) return;
     if (k == 0) {
         scale(m, n, beta, c, ldc);
+        if (ep.row_bias != nullptr || ep.relu)
+            for (size_t i = 0; i < m; ++i)
+                for (size_t j = 0; j < n; ++j) {
+                    float& v = c[i * ldc + j];
+                    if (ep.row_bias != nullptr) v += ep.row_bias[i];
+                    if (ep.relu) v = v > 0.0f ? v : 0.0f;
+                }
         return;
     }
     // Balanced splits: a 784-deep product becomes 4 x 196 rather than 3 x 256 + 16, and 64 rows
@@ -286,8 +309,11 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
         for (size_t kp = 0; kp < k_parts; ++kp) {
             const size_t pc = piece_begin(k, k_parts, kp);
             const size_t kc = piece_begin(k, k_parts, kp + 1) - pc;
-            // Later k blocks add onto what the first one wrote.
+            // Later k blocks add onto what the first one wrote; the bias joins the first, ReLU
+            // applies to the last.
             const float beta_k = kp == 0 ? beta : 1.0f;
+            const float* const bias_k = kp == 0 ? ep.row_bias : nullptr;
+            const bool relu_k = ep.relu && kp + 1 == k_parts;
 
             const float* b_panel;
             size_t b_step;
@@ -318,16 +344,18 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
                     a_step = mr;
                 }
                 float* c_rows = c + ic * ldc + jc;
+                const float* const bias_rows = bias_k != nullptr ? bias_k + ic : nullptr;
                 const KernelFn full = kernel_for(mr, nv_max);
                 for (size_t jr = 0; jr < nc_full; jr += nr_max) {
                     const float* b_sliver = direct_b ? b_panel + jr : b_panel + jr * kc;
-                    full(kc, a_sliver, a_step, b_sliver, b_step, c_rows + jr, ldc, nr_max, beta_k);
+                    full(kc, a_sliver, a_step, b_sliver, b_step, c_rows + jr, ldc, nr_max, beta_k, bias_rows,
+                         relu_k);
                 }
                 if (nr_edge != 0) {
                     const size_t nv = (nr_edge + lanes - 1) / lanes;
                     const float* b_sliver = direct_b ? b_buf : b_panel + nc_full * kc;
                     kernel_for(mr, nv)(kc, a_sliver, a_step, b_sliver, nr_max, c_rows + nc_full, ldc, nr_edge,
-                                       beta_k);
+                                       beta_k, bias_rows, relu_k);
                 }
             }
         }
@@ -339,23 +367,26 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
 /// C(m x n) = op(A)(m x k) * op(B)(k x n) + beta * C on row-major storage; lda, ldb and ldc are
 /// the elements between row starts of the matrices as stored (A is k x m when op_a == T).
 /// beta == 0 overwrites C without reading it (it may hold NaN); k == 0 gives C = beta * C.
+/// `ep` adds a bias per row and applies ReLU on the way out (see Epilogue).
 /// Thread-safe: each calling thread packs into its own buffers, which grow on first use only.
 /// The micro-kernels are those of simd::active(), chosen here once per call (PARDL_GEMM_SCALAR
 /// forces the portable scalar ones).
 inline void gemm(Op op_a, Op op_b, std::size_t m, std::size_t n, std::size_t k, const float* a,
-                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc,
+                 const Epilogue& ep = {}) {
     namespace g = detail::gemm;
+    assert((ep.row_bias == nullptr || beta == 0.0f) && "gemm: a row bias needs beta == 0");
 #if defined(PARDL_GEMM_DISPATCH)
     switch (simd::active()) {
     case simd::Isa::avx512:
-        return g::run<g::avx512::Kernels>(op_a, op_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return g::run<g::avx512::Kernels>(op_a, op_b, m, n, k, a, lda, b, ldb, beta, c, ldc, ep);
     case simd::Isa::avx2:
-        return g::run<g::avx2::Kernels>(op_a, op_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return g::run<g::avx2::Kernels>(op_a, op_b, m, n, k, a, lda, b, ldb, beta, c, ldc, ep);
     case simd::Isa::generic:
         break;
     }
 #endif
-    g::run<g::generic::Kernels>(op_a, op_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    g::run<g::generic::Kernels>(op_a, op_b, m, n, k, a, lda, b, ldb, beta, c, ldc, ep);
 }
 
 /// C = op(A) op(B) + beta C over views; the shapes must agree (checked with assert).

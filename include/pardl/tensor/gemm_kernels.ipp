@@ -22,7 +22,7 @@ struct KernelSet {
     /// ones.
     template <int MR, int NV>
     static void micro_kernel(size_t kc, const float* a, size_t a_step, const float* b, size_t b_step,
-                             float* c, size_t ldc, size_t nr, float beta) noexcept {
+                             float* c, size_t ldc, size_t nr, float beta, const float* bias, bool relu) noexcept {
         using V = typename Vec::V;
         V acc[MR][NV];
         for (int i = 0; i < MR; ++i)
@@ -39,18 +39,24 @@ struct KernelSet {
             b += b_step;
         }
 
+        // The epilogue's bias (row i's, with beta == 0) joins the sum in registers.
+        if (bias != nullptr)
+            for (int i = 0; i < MR; ++i) {
+                const V bi = Vec::set1(bias[i]);
+                for (int v = 0; v < NV; ++v) acc[i][v] = Vec::add(acc[i][v], bi);
+            }
         if (nr == static_cast<size_t>(NV * lanes)) {
             for (int i = 0; i < MR; ++i) {
                 float* row = c + i * ldc;
                 for (int v = 0; v < NV; ++v) {
                     float* dst = row + v * lanes;
                     // beta == 0 must not read C: it may hold NaN or garbage.
-                    if (beta == 0.0f)
-                        Vec::store(dst, acc[i][v]);
-                    else if (beta == 1.0f)
-                        Vec::store(dst, Vec::add(Vec::load(dst), acc[i][v]));
-                    else
-                        Vec::store(dst, Vec::fma(Vec::set1(beta), Vec::load(dst), acc[i][v]));
+                    V out = acc[i][v];
+                    if (beta == 1.0f)
+                        out = Vec::add(Vec::load(dst), acc[i][v]);
+                    else if (beta != 0.0f)
+                        out = Vec::fma(Vec::set1(beta), Vec::load(dst), acc[i][v]);
+                    Vec::store(dst, relu ? Vec::relu(out) : out);
                 }
             }
             return;
@@ -65,6 +71,8 @@ struct KernelSet {
                 for (size_t j = 0; j < nr; ++j) row[j] = tile[i][j];
             else
                 for (size_t j = 0; j < nr; ++j) row[j] = beta * row[j] + tile[i][j];
+            if (relu)
+                for (size_t j = 0; j < nr; ++j) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
         }
     }
 
