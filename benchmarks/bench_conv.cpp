@@ -12,6 +12,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -55,6 +56,10 @@ struct LayerOnBatch {
     pardl::LayerSlots slots() { return {params.span(), grads.span(), {}}; }
 
     void forward() { layer.forward(slots(), input(), pardl::Matrix{y.data(), batch, out_size}, ctx); }
+    /// The forward Sequential runs when a ReLU follows the layer: the ReLU applied in the layer.
+    void forward_fused_relu() {
+        layer.forward(slots(), input(), pardl::Matrix{y.data(), batch, out_size}, ctx, pardl::FuseRelu{});
+    }
 
     /// An empty dx skips the input gradient, as Sequential does for its first layer.
     void backward(bool input_gradient) {
@@ -165,11 +170,17 @@ void bm_pool_backward(benchmark::State& state) {
 template <size_t I, bool Backward>
 void bm_step_layer(benchmark::State& state) {
     using Layer = WCnn::layer_t<I>;
+    // Sequential's fusion: a ReLU that the layer before it applies (WCnn::fused) has no forward
+    // of its own (it is not registered) and that layer's forward includes it.
+    constexpr bool fuses_next =
+        I + 1 < WCnn::layer_count && WCnn::fused[std::min(I + 1, WCnn::layer_count - 1)];
     LayerOnBatch<Layer> b;
     b.forward();
     for (auto _ : state) {
         if constexpr (Backward)
             b.backward(I != 0);
+        else if constexpr (fuses_next)
+            b.forward_fused_relu();
         else
             b.forward();
         benchmark::DoNotOptimize(b.y.data());
@@ -205,16 +216,24 @@ void add_pool(const std::string& label) {
     add(label + "/backward", bm_pool_backward<Pool>);
 }
 
-/// "step/03_Conv2D<64,3,s1,p1>": the layer's index in W-CNN (two digits, so names sort in order).
+/// "step/03_Conv2D<64 3 s1 p1>+ReLU/forward": the layer's index in W-CNN (two digits, so names sort in
+/// order).
 template <size_t I>
-std::string step_label() {
-    return "step/" + std::string(I < 10 ? "0" : "") + std::to_string(I) + "_" + WCnn::layer_t<I>::name();
+std::string step_label(bool forward) {
+    const bool fuses_next = I + 1 < WCnn::layer_count && WCnn::fused[std::min(I + 1, WCnn::layer_count - 1)];
+    // Commas would split the name across CSV columns: "Conv2D<64,3,s1,p1>" becomes "Conv2D<64 3 s1 p1>".
+    std::string name = WCnn::layer_t<I>::name();
+    std::replace(name.begin(), name.end(), ',', ' ');
+    return "step/" + std::string(I < 10 ? "0" : "") + std::to_string(I) + "_" + name +
+           (forward && fuses_next ? "+ReLU/forward"
+            : forward             ? "/forward"
+                                  : "/backward");
 }
 
 template <size_t... I>
 void add_step_layers(std::index_sequence<I...>) {
-    (add(step_label<I>() + "/forward", bm_step_layer<I, false>), ...);
-    (add(step_label<I>() + "/backward", bm_step_layer<I, true>), ...);
+    ((WCnn::fused[I] ? void() : add(step_label<I>(true), bm_step_layer<I, false>)), ...);
+    (add(step_label<I>(false), bm_step_layer<I, true>), ...);
 }
 
 void register_all() {

@@ -92,7 +92,38 @@ through the layer code a training step runs: conv1 = \`Conv2D<32,3,1,1>\` on 1×
 |---|---:|---:|---:|---:|
 CONV
 awk -F, 'function cell(v) { return v == "" ? "–" : v }
-    NR > 1 { printf "| %s | %s | %s | %s | %s |\n", $1, $2, cell($3), cell($4), cell($5) }' "$in/conv.csv"
+    NR > 1 && $1 !~ /^step\// { printf "| %s | %s | %s | %s | %s |\n", $1, $2, cell($3), cell($4), cell($5) }' \
+    "$in/conv.csv"
+
+if grep -q '^step/' "$in/conv.csv"; then
+# The serial W-CNN step from the training table, when it has one: ms per step of 64 samples.
+serial_cnn_ms=$(awk -F, '$1 == "cnn" && $2 == "serial" { printf "%.2f", 1000 * $7 / $6 }' "$in/training.csv" 2>/dev/null)
+cat <<STEP
+
+### Every W-CNN layer alone (\`bench_conv\`, \`step/\` group)
+
+Each layer of W-CNN forward and backward at batch 64, one at a time with the same code a training
+step runs (\`--benchmark_filter=step/\`): a ReLU that Sequential fuses into the convolution
+before it (\`Conv2D<...>+ReLU/forward\`) has no forward of its own; its backward remains. % of
+peak counts the layer's own multiply-adds (none for ReLU, pooling and Flatten, whose time is the
+point here).
+
+| layer / pass | µs per batch | % of peak |
+|---|---:|---:|
+STEP
+awk -F, 'NR > 1 && $1 ~ /^step\// { sub(/^step\//, "", $1); t += $2; printf "| %s | %s | %s |\n", $1, $2, ($4 == "" || $4 == 0) ? "–" : $4 }
+    END { printf "| **all layers** | **%.1f** | |\n", t }' "$in/conv.csv"
+if [[ -n "$serial_cnn_ms" ]]; then
+    layers_ms=$(awk -F, 'NR > 1 && $1 ~ /^step\// { t += $2 } END { printf "%.2f", t / 1000 }' "$in/conv.csv")
+    cat <<STEPSUM
+
+The layers alone add up to ${layers_ms} ms per batch; the serial training step (training table
+below, best run) takes ${serial_cnn_ms} ms. The difference is what the step spends outside the
+layers (loss, data, the SGD update) and what the layers lose inside it to caches that the other
+layers have filled with their own data.
+STEPSUM
+fi
+fi
 fi
 
 cat <<MID
