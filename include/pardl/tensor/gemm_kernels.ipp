@@ -22,7 +22,8 @@ struct KernelSet {
     /// ones.
     template <int MR, int NV>
     static void micro_kernel(size_t kc, const float* a, size_t a_step, const float* b, size_t b_step,
-                             float* c, size_t ldc, size_t nr, float beta, const float* bias, bool relu) noexcept {
+                             float* c, size_t ldc, size_t nr, float beta, const float* bias,
+                             bool relu) noexcept {
         using V = typename Vec::V;
         V acc[MR][NV];
         for (int i = 0; i < MR; ++i)
