@@ -68,6 +68,19 @@ struct LayerOnBatch {
                        pardl::ConstMatrix{dy.data(), batch, out_size}, d, ctx);
     }
 
+    /// The timed loop of every layer benchmark: `pass` (a forward or backward above) per iteration,
+    /// with everything a pass writes kept observable.
+    template <class Pass>
+    void time(benchmark::State& state, Pass&& pass) {
+        for (auto _ : state) {
+            pass();
+            benchmark::DoNotOptimize(y.data());
+            benchmark::DoNotOptimize(dx.data());
+            benchmark::DoNotOptimize(grads.data());
+            benchmark::ClobberMemory();
+        }
+    }
+
 private:
     pardl::ConstMatrix input() const { return {x.data(), batch, in_size}; }
 };
@@ -75,11 +88,7 @@ private:
 template <class Conv>
 void bm_conv_forward(benchmark::State& state) {
     LayerOnBatch<Conv> b;
-    for (auto _ : state) {
-        b.forward();
-        benchmark::DoNotOptimize(b.y.data());
-        benchmark::ClobberMemory();
-    }
+    b.time(state, [&] { b.forward(); });
     report_flops(state, 2.0 * Conv::macs * batch);
 }
 
@@ -89,12 +98,7 @@ template <class Conv, bool InputGradient>
 void bm_conv_backward(benchmark::State& state) {
     LayerOnBatch<Conv> b;
     b.forward(); // the contract: backward follows a forward on the same batch
-    for (auto _ : state) {
-        b.backward(InputGradient);
-        benchmark::DoNotOptimize(b.grads.data());
-        benchmark::DoNotOptimize(b.dx.data());
-        benchmark::ClobberMemory();
-    }
+    b.time(state, [&] { b.backward(InputGradient); });
     report_flops(state, (InputGradient ? 4.0 : 2.0) * Conv::macs * batch);
 }
 
@@ -143,11 +147,7 @@ constexpr double pool_bytes() {
 template <class Pool>
 void bm_pool_forward(benchmark::State& state) {
     LayerOnBatch<Pool> b;
-    for (auto _ : state) {
-        b.forward();
-        benchmark::DoNotOptimize(b.y.data());
-        benchmark::ClobberMemory();
-    }
+    b.time(state, [&] { b.forward(); });
     report_bytes(state, pool_bytes<Pool>());
 }
 
@@ -155,11 +155,7 @@ template <class Pool>
 void bm_pool_backward(benchmark::State& state) {
     LayerOnBatch<Pool> b;
     b.forward(); // records the winners backward routes the gradient to
-    for (auto _ : state) {
-        b.backward(true);
-        benchmark::DoNotOptimize(b.dx.data());
-        benchmark::ClobberMemory();
-    }
+    b.time(state, [&] { b.backward(true); });
     report_bytes(state, pool_bytes<Pool>());
 }
 
@@ -172,21 +168,16 @@ void bm_step_layer(benchmark::State& state) {
     using Layer = WCnn::layer_t<I>;
     // Sequential's fusion: a ReLU that the layer before it applies (WCnn::fused) has no forward
     // of its own (it is not registered) and that layer's forward includes it.
-    constexpr bool fuses_next =
-        I + 1 < WCnn::layer_count && WCnn::fused[std::min(I + 1, WCnn::layer_count - 1)];
     LayerOnBatch<Layer> b;
     b.forward();
-    for (auto _ : state) {
+    b.time(state, [&] {
         if constexpr (Backward)
             b.backward(I != 0);
-        else if constexpr (fuses_next)
+        else if constexpr (WCnn::fuses_next(I))
             b.forward_fused_relu();
         else
             b.forward();
-        benchmark::DoNotOptimize(b.y.data());
-        benchmark::DoNotOptimize(b.dx.data());
-        benchmark::ClobberMemory();
-    }
+    });
     const double passes = Backward ? (I == 0 ? 1.0 : 2.0) : 1.0;
     report_flops(state, 2.0 * passes * double(WCnn::layer_macs[I]) * batch);
 }
@@ -220,14 +211,13 @@ void add_pool(const std::string& label) {
 /// order).
 template <size_t I>
 std::string step_label(bool forward) {
-    const bool fuses_next = I + 1 < WCnn::layer_count && WCnn::fused[std::min(I + 1, WCnn::layer_count - 1)];
     // Commas would split the name across CSV columns: "Conv2D<64,3,s1,p1>" becomes "Conv2D<64 3 s1 p1>".
     std::string name = WCnn::layer_t<I>::name();
     std::replace(name.begin(), name.end(), ',', ' ');
     return "step/" + std::string(I < 10 ? "0" : "") + std::to_string(I) + "_" + name +
-           (forward && fuses_next ? "+ReLU/forward"
-            : forward             ? "/forward"
-                                  : "/backward");
+           (forward && WCnn::fuses_next(I) ? "+ReLU/forward"
+            : forward                      ? "/forward"
+                                           : "/backward");
 }
 
 template <size_t... I>

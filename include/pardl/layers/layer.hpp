@@ -89,30 +89,21 @@ struct FuseRelu {};
 
 /// Whether bound layer L offers forward(slots, x, y, ctx, FuseRelu{}).
 template <class L>
-inline constexpr bool fuses_relu_v = [] {
-    if constexpr (requires { L::fuses_relu; })
-        return static_cast<bool>(L::fuses_relu);
-    else
-        return false;
-}();
+inline constexpr bool fuses_relu_v = requires {
+    requires L::fuses_relu;
+};
 
 /// Whether bound layer L is a ReLU (what a fuses_relu layer can take over).
 template <class L>
-inline constexpr bool is_relu_v = [] {
-    if constexpr (requires { L::is_relu; })
-        return static_cast<bool>(L::is_relu);
-    else
-        return false;
-}();
+inline constexpr bool is_relu_v = requires {
+    requires L::is_relu;
+};
 
 /// Whether bound layer L honours StepContext::overwrite_grads (see BoundLayer).
 template <class L>
-inline constexpr bool overwrites_grads_v = [] {
-    if constexpr (requires { L::overwrites_grads; })
-        return static_cast<bool>(L::overwrites_grads);
-    else
-        return false;
-}();
+inline constexpr bool overwrites_grads_v = requires {
+    requires L::overwrites_grads;
+};
 
 /// A layer spec is what users write in Sequential<...>: it has `bind<InputShape>` giving a
 /// BoundLayer, and `accepts<InputShape>` saying whether that input is valid (checked with a

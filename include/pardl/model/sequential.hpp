@@ -207,6 +207,8 @@ public:
         return std::array<bool, layer_count>{fused_into_previous<I>()...};
     }
     (indices);
+    /// Whether layer i applies the ReLU after it in its own forward (fused[i + 1]).
+    static constexpr bool fuses_next(std::size_t i) { return i + 1 < layer_count && fused[i + 1]; }
 
     static constexpr std::size_t max_width = [] {
         std::size_t m = input_shape::size;
@@ -341,7 +343,7 @@ private:
         } else {
             Matrix y{ws.activations_[I].data(), x.rows, output_sizes[I]};
             auto& layer = std::get<I>(ws.layers_);
-            if constexpr (I + 1 < layer_count && fused[std::min(I + 1, layer_count - 1)])
+            if constexpr (fuses_next(I))
                 layer.forward(slots<I>(params, {}, state), layer_input<I>(x, ws), y, ctx, FuseRelu{});
             else
                 layer.forward(slots<I>(params, {}, state), layer_input<I>(x, ws), y, ctx);
