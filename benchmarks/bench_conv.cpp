@@ -63,9 +63,13 @@ struct LayerOnBatch {
 
     /// An empty dx skips the input gradient, as Sequential does for its first layer.
     void backward(bool input_gradient) {
-        const pardl::Matrix d = input_gradient ? pardl::Matrix{dx.data(), batch, in_size} : pardl::Matrix{};
-        layer.backward(slots(), input(), pardl::ConstMatrix{y.data(), batch, out_size},
-                       pardl::ConstMatrix{dy.data(), batch, out_size}, d, ctx);
+        layer.backward(slots(), input(), output(), output_gradient(), input_gradient_or_none(input_gradient),
+                       ctx);
+    }
+    /// The backward Sequential runs when a ReLU follows the layer: its derivative applied in the layer.
+    void backward_fused_relu(bool input_gradient) {
+        layer.backward(slots(), input(), output(), output_gradient(), input_gradient_or_none(input_gradient),
+                       ctx, pardl::FuseRelu{});
     }
 
     /// The timed loop of every layer benchmark: `pass` (a forward or backward above) per iteration,
@@ -83,6 +87,11 @@ struct LayerOnBatch {
 
 private:
     pardl::ConstMatrix input() const { return {x.data(), batch, in_size}; }
+    pardl::ConstMatrix output() const { return {y.data(), batch, out_size}; }
+    pardl::ConstMatrix output_gradient() const { return {dy.data(), batch, out_size}; }
+    pardl::Matrix input_gradient_or_none(bool wanted) {
+        return wanted ? pardl::Matrix{dx.data(), batch, in_size} : pardl::Matrix{};
+    }
 };
 
 template <class Conv>
@@ -166,17 +175,24 @@ void bm_pool_backward(benchmark::State& state) {
 template <size_t I, bool Backward>
 void bm_step_layer(benchmark::State& state) {
     using Layer = WCnn::layer_t<I>;
-    // Sequential's fusion: a ReLU that the layer before it applies (WCnn::fused) has no forward
-    // of its own (it is not registered) and that layer's forward includes it.
+    // Sequential's fusion: a ReLU that the layer before it applies (WCnn::fused) has no passes of
+    // its own (it is not registered) and that layer's forward and backward include it.
+    constexpr bool fuses_relu = WCnn::fuses_next(I);
     LayerOnBatch<Layer> b;
-    b.forward();
-    b.time(state, [&] {
-        if constexpr (Backward)
-            b.backward(I != 0);
-        else if constexpr (WCnn::fuses_next(I))
+    const auto forward = [&] {
+        if constexpr (fuses_relu)
             b.forward_fused_relu();
         else
             b.forward();
+    };
+    forward(); // backward reads the (activated) output of a forward on the same batch
+    b.time(state, [&] {
+        if constexpr (!Backward)
+            forward();
+        else if constexpr (fuses_relu)
+            b.backward_fused_relu(I != 0);
+        else
+            b.backward(I != 0);
     });
     const double passes = Backward ? (I == 0 ? 1.0 : 2.0) : 1.0;
     report_flops(state, 2.0 * passes * double(WCnn::layer_macs[I]) * batch);
@@ -215,15 +231,13 @@ std::string step_label(bool forward) {
     std::string name = WCnn::layer_t<I>::name();
     std::replace(name.begin(), name.end(), ',', ' ');
     return "step/" + std::string(I < 10 ? "0" : "") + std::to_string(I) + "_" + name +
-           (forward && WCnn::fuses_next(I) ? "+ReLU/forward"
-            : forward                      ? "/forward"
-                                           : "/backward");
+           (WCnn::fuses_next(I) ? "+ReLU" : "") + (forward ? "/forward" : "/backward");
 }
 
 template <size_t... I>
 void add_step_layers(std::index_sequence<I...>) {
     ((WCnn::fused[I] ? void() : add(step_label<I>(true), bm_step_layer<I, false>)), ...);
-    (add(step_label<I>(false), bm_step_layer<I, true>), ...);
+    ((WCnn::fused[I] ? void() : add(step_label<I>(false), bm_step_layer<I, true>)), ...);
 }
 
 void register_all() {

@@ -120,24 +120,19 @@ TEST_CASE("CNN layer shapes, names and acceptance", "[cnn]") {
 // ---------------------------------------------------------------------------------------------
 // im2col / Conv2D
 
+namespace {
+/// Geometries for im2col and col2im: strides, paddings that swallow whole rows, and rows of 16 or
+/// fewer (the AVX-512 narrow paths) next to rows just past 16.
+const ConvGeometry im2col_geometries[] = {
+    {2, 5, 4, 3, 1, 1},   {1, 7, 6, 3, 2, 1},  {3, 4, 4, 1, 1, 0},   {1, 3, 3, 1, 2, 2},  {2, 3, 5, 2, 3, 2},
+    {1, 4, 4, 4, 1, 0},   {2, 6, 16, 3, 1, 1}, {1, 5, 17, 3, 1, 1},  {2, 4, 9, 5, 1, 2},  {1, 3, 3, 1, 1, 2},
+    {3, 14, 14, 3, 1, 1}, {1, 2, 7, 3, 1, 2},  {2, 14, 14, 5, 1, 2}, {1, 16, 16, 7, 1, 3}};
+} // namespace
+
 TEST_CASE("im2col and col2im are adjoint", "[cnn][im2col]") {
     PARDL_TEST_EACH_SUPPORTED_ISA();
-    // <col2im(c), x> == <c, im2col(x)> for every geometry, padding that swallows whole rows included.
-    const ConvGeometry geometries[] = {{2, 5, 4, 3, 1, 1},
-                                       {1, 7, 6, 3, 2, 1},
-                                       {3, 4, 4, 1, 1, 0},
-                                       {1, 3, 3, 1, 2, 2},
-                                       {2, 3, 5, 2, 3, 2},
-                                       {1, 4, 4, 4, 1, 0},
-                                       // Stride 1 with rows of 16 or fewer (col2im's register path),
-                                       // just past 16, and padding that reads only zeros.
-                                       {2, 6, 16, 3, 1, 1},
-                                       {1, 5, 17, 3, 1, 1},
-                                       {2, 4, 9, 5, 1, 2},
-                                       {1, 3, 3, 1, 1, 2},
-                                       {3, 14, 14, 3, 1, 1},
-                                       {1, 2, 7, 3, 1, 2}};
-    for (const auto& g : geometries) {
+    // <col2im(c), x> == <c, im2col(x)> for every geometry.
+    for (const auto& g : im2col_geometries) {
         REQUIRE(g.valid());
         const std::size_t n_in = g.channels * g.height * g.width, n_col = g.patch_size() * g.out_pixels();
         const auto x = random_values(n_in, 1), c = random_values(n_col, 2);
@@ -148,6 +143,28 @@ TEST_CASE("im2col and col2im are adjoint", "[cnn][im2col]") {
         for (std::size_t i = 0; i < n_in; ++i) lhs += static_cast<double>(back[i]) * x[i];
         for (std::size_t i = 0; i < n_col; ++i) rhs += static_cast<double>(c[i]) * col[i];
         CHECK(lhs == Approx(rhs).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("im2col and col2im give the same bits under every instruction set", "[cnn][im2col]") {
+    // Every path adds a column gradient's contributions in the same (kh, kw) order, so training
+    // results do not depend on which one the CPU takes. The reference is the portable path.
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    for (const auto& g : im2col_geometries) {
+        const std::size_t n_in = g.channels * g.height * g.width, n_col = g.patch_size() * g.out_pixels();
+        const auto x = random_values(n_in, 5), c = random_values(n_col, 6), start = random_values(n_in, 7);
+        std::vector<float> col(n_col, 7.0f), col_ref(n_col, -7.0f), back(start), back_ref(start);
+        im2col(g, x.data(), col.data());
+        col2im(g, c.data(), back.data());
+        {
+            const simd::ScopedIsa portable(simd::Isa::generic);
+            im2col(g, x.data(), col_ref.data());
+            col2im(g, c.data(), back_ref.data());
+        }
+        INFO("geometry C" << g.channels << " H" << g.height << " W" << g.width << " K" << g.kernel << " S"
+                          << g.stride << " P" << g.padding);
+        CHECK(std::memcmp(col.data(), col_ref.data(), n_col * sizeof(float)) == 0);
+        CHECK(std::memcmp(back.data(), back_ref.data(), n_in * sizeof(float)) == 0);
     }
 }
 
@@ -202,7 +219,8 @@ TEST_CASE("Conv2D forward matches a direct double-precision convolution", "[cnn]
     check_conv_forward<17, 3, 1, 1, Shape<20, 6, 5>>(); // GEMM depth and rows beyond one sliver
 }
 
-TEST_CASE("Sequential fuses a ReLU into the Conv2D before it, bit for bit", "[cnn][conv][fusion]") {
+TEST_CASE("Sequential fuses a ReLU into the Conv2D before it, forward and backward, bit for bit",
+          "[cnn][conv][fusion]") {
     PARDL_TEST_EACH_SUPPORTED_ISA();
     // Conv-ReLU pairs fuse; a ReLU after BatchNorm, MaxPool or Dense does not (they do not offer it).
     using M = Sequential<Input<3, 9, 11>, Conv2D<5, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<17, 3, 1, 1>,
@@ -231,6 +249,30 @@ TEST_CASE("Sequential fuses a ReLU into the Conv2D before it, bit for bit", "[cn
     CHECK(std::memcmp(y.data, ref.data(), ref.size() * sizeof(float)) == 0);
     // The conv's output is the ReLU's: one buffer.
     CHECK(ws.output(0).data == ws.output(1).data);
+
+    // Backward: the conv applies the ReLU's derivative itself; against the ReLU layer's backward
+    // followed by the conv's plain backward. Some output gradients are negative zero, so the sign
+    // of dy * 0 counts too.
+    const std::size_t out_size = Pair::output_shape::size, in_size = Pair::input_shape::size;
+    auto dy = random_values(rows * out_size, 7);
+    for (std::size_t i = 0; i < dy.size(); i += 5) dy[i] = -0.0f;
+    const Matrix dy_fused = ws.output_gradient();
+    std::copy(dy.begin(), dy.end(), dy_fused.data);
+    std::vector<float> grads(Pair::param_count, 0.0f), dx(rows * in_size, 0.0f);
+    Pair::backward(params, grads, {}, ConstMatrix{x.data(), rows, in_size}, ws, StepContext{},
+                   Matrix{dx.data(), rows, in_size});
+
+    using Relu = Pair::layer_t<1>;
+    Relu relu(rows);
+    std::vector<float> dy_masked(dy.size()), grads_ref(Pair::param_count, 0.0f), dx_ref(rows * in_size, 0.0f);
+    relu.backward(LayerSlots{}, ConstMatrix{ref.data(), rows, out_size},
+                  ConstMatrix{ref.data(), rows, out_size}, ConstMatrix{dy.data(), rows, out_size},
+                  Matrix{dy_masked.data(), rows, out_size}, StepContext{});
+    conv.backward(LayerSlots{params, grads_ref, {}}, ConstMatrix{x.data(), rows, in_size},
+                  ConstMatrix{ref.data(), rows, out_size}, ConstMatrix{dy_masked.data(), rows, out_size},
+                  Matrix{dx_ref.data(), rows, in_size}, StepContext{});
+    CHECK(std::memcmp(grads.data(), grads_ref.data(), grads.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(dx.data(), dx_ref.data(), dx.size() * sizeof(float)) == 0);
 }
 
 TEST_CASE("Conv2D gradients match finite differences", "[cnn][conv][gradcheck]") {
@@ -729,6 +771,14 @@ TEST_CASE("Small CNNs pass an end-to-end gradient check", "[cnn][gradcheck][mode
     o.step = 1e-3;
     SECTION("conv, relu, max pool, dense") {
         using Net = Sequential<Input<1, 6, 6>, Conv2D<2, 3, 1, 1>, ReLU, MaxPool2D<2>, Flatten, Dense<3>>;
+        const auto report = check_model<Net, SoftmaxCrossEntropy>(4, o);
+        INFO(report.summary());
+        CHECK(report.ok);
+    }
+    SECTION("two conv-relu pairs: fused forward and backward, the second with an input gradient") {
+        using Net = Sequential<Input<1, 6, 6>, Conv2D<2, 3, 1, 1>, ReLU, Conv2D<3, 3, 1, 1>, ReLU,
+                               MaxPool2D<2>, Flatten, Dense<3>>;
+        STATIC_REQUIRE(Net::fused[1] && Net::fused[3]);
         const auto report = check_model<Net, SoftmaxCrossEntropy>(4, o);
         INFO(report.summary());
         CHECK(report.ok);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "pardl/layers/layer.hpp"
+#include "pardl/layers/relu.hpp"
 #include "pardl/tensor/buffer.hpp"
 #include "pardl/tensor/gemm.hpp"
 #include "pardl/tensor/im2col.hpp"
@@ -86,8 +87,7 @@ struct Conv2D : LayerSpecBase {
             std::fill(params.begin() + weight_count, params.end(), 0.0f);
         }
 
-        /// Sequential lets a ReLU right after this layer ride in its forward (see FuseRelu);
-        /// backward never reads y, so it does not mind that y then holds the activated output.
+        /// Sequential lets a ReLU right after this layer ride in its forward and backward (FuseRelu).
         static constexpr bool fuses_relu = true;
 
         void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext&) {
@@ -100,6 +100,30 @@ struct Conv2D : LayerSpecBase {
 
         void backward(const LayerSlots& s, ConstMatrix x, ConstMatrix /*y*/, ConstMatrix dy, Matrix dx,
                       const StepContext& ctx) {
+            run_backward(s, x, {}, dy, dx, ctx);
+        }
+        /// dy is the gradient with respect to y = ReLU(conv(x)): each sample's is masked by the
+        /// ReLU's derivative into a one-sample buffer that the GEMMs below then read from cache,
+        /// instead of a separate pass writing and rereading the whole batch's gradient.
+        void backward(const LayerSlots& s, ConstMatrix x, ConstMatrix y, ConstMatrix dy, Matrix dx,
+                      const StepContext& ctx, FuseRelu) {
+            run_backward(s, x, y, dy, dx, ctx);
+        }
+
+    private:
+        void run_forward(const LayerSlots& s, ConstMatrix x, Matrix y, bool relu) {
+            const float* w = s.params.data();
+            // The bias (one per output channel, i.e. per row of W · columns) is added in the
+            // GEMM's registers: no pass over the output before or after the product.
+            const Epilogue epilogue{.row_bias = w + weight_count, .relu = relu};
+            for (std::size_t r = 0; r < x.rows; ++r)
+                gemm(Op::N, Op::N, OutChannels, pixels, patch, w, patch, columns(x.row(r)), pixels, 0.0f,
+                     y.row(r), pixels, epilogue);
+        }
+
+        /// Backward; with a non-empty y, dy is first masked by the fused ReLU's derivative.
+        void run_backward(const LayerSlots& s, ConstMatrix x, ConstMatrix relu_y, ConstMatrix dy, Matrix dx,
+                          const StepContext& ctx) {
             const float* w = s.params.data();
             float* dw = s.grads.data();
             float* db = dw + weight_count;
@@ -113,6 +137,12 @@ struct Conv2D : LayerSpecBase {
             }
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* g = dy.row(r);
+                if (!relu_y.empty()) {
+                    const float* yr = relu_y.row(r);
+                    for (std::size_t j = 0; j < output_shape::size; ++j)
+                        masked_[j] = g[j] * detail::ReluFn::derivative_from_output(yr[j]);
+                    g = masked_.data();
+                }
                 // Columns are rebuilt rather than kept from forward: memory for one sample only.
                 const float* cols = columns(x.row(r));
                 if constexpr (transposed_dw)
@@ -144,17 +174,6 @@ struct Conv2D : LayerSpecBase {
                                 (ctx.overwrite_grads ? 0.0f : dw[o * patch + q]) + dwt_[q * OutChannels + o];
         }
 
-    private:
-        void run_forward(const LayerSlots& s, ConstMatrix x, Matrix y, bool relu) {
-            const float* w = s.params.data();
-            // The bias (one per output channel, i.e. per row of W · columns) is added in the
-            // GEMM's registers: no pass over the output before or after the product.
-            const Epilogue epilogue{.row_bias = w + weight_count, .relu = relu};
-            for (std::size_t r = 0; r < x.rows; ++r)
-                gemm(Op::N, Op::N, OutChannels, pixels, patch, w, patch, columns(x.row(r)), pixels, 0.0f,
-                     y.row(r), pixels, epilogue);
-        }
-
         const float* columns(const float* sample) {
             if constexpr (direct) {
                 return sample;
@@ -166,6 +185,7 @@ struct Conv2D : LayerSpecBase {
 
         AlignedBuffer<float> cols_;
         AlignedBuffer<float> dwt_; ///< this batch's weight gradient, transposed (see transposed_dw)
+        AlignedBuffer<float> masked_{output_shape::size}; ///< one sample's dy masked by a fused ReLU
     };
 };
 

@@ -81,13 +81,17 @@ concept BoundLayer = requires {
     layer.backward(slots, x, cy, dy, dx, ctx);
 };
 
-/// Tag of the forward a layer offers when it declares `fuses_relu`: y = ReLU(its usual output),
-/// applied while the output is still in registers. Sequential calls it when a ReLU follows the
-/// layer and then skips that ReLU's forward, whose output shares the layer's buffer. A layer that
-/// declares fuses_relu promises that its backward does not read y.
+/// Tag of the passes a layer offers when it declares `fuses_relu`, so that Sequential can run a
+/// ReLU that follows the layer inside it and skip the ReLU layer itself (whose output shares the
+/// layer's buffer):
+///   forward(slots, x, y, ctx, FuseRelu{}): y = ReLU(the usual output), applied while the output
+///   is still in registers;
+///   backward(slots, x, y, dy, dx, ctx, FuseRelu{}): y is that activated output and dy the
+///   gradient with respect to it; the layer applies the ReLU's derivative itself, exactly as the
+///   ReLU layer would (dy * derivative_from_output(y)), where its data is already in cache.
 struct FuseRelu {};
 
-/// Whether bound layer L offers forward(slots, x, y, ctx, FuseRelu{}).
+/// Whether bound layer L offers forward and backward with FuseRelu{}.
 template <class L>
 inline constexpr bool fuses_relu_v = requires {
     requires L::fuses_relu;

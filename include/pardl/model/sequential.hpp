@@ -201,8 +201,8 @@ public:
         else
             return is_relu_v<layer_t<I>> && fuses_relu_v<layer_t<I - 1>>;
     }
-    /// fused[i]: layer i is a ReLU that layer i - 1 applies in its own forward (FuseRelu); its
-    /// output then shares layer i - 1's buffer and its forward does nothing.
+    /// fused[i]: layer i is a ReLU that layer i - 1 applies in its own forward and backward
+    /// (FuseRelu); its output then shares layer i - 1's buffer and its own passes do nothing.
     static constexpr std::array<bool, layer_count> fused = []<std::size_t... I>(std::index_sequence<I...>) {
         return std::array<bool, layer_count>{fused_into_previous<I>()...};
     }
@@ -354,6 +354,11 @@ private:
     static void backward_layer(std::span<const float> params, std::span<float> grads, std::span<float> state,
                                ConstMatrix x, Workspace& ws, const StepContext& ctx, float*& dy,
                                float*& spare, Matrix dx_out) {
+        if constexpr (fused[I]) {
+            // Layer I - 1 applies this ReLU's derivative in its own backward (FuseRelu): dy, the
+            // gradient with respect to the shared output, passes through untouched.
+            return;
+        }
         constexpr std::size_t in_width = layer_t<I>::input_shape::size;
         const std::size_t rows = ws.rows_;
         Matrix dx;
@@ -366,9 +371,14 @@ private:
                 const auto slice = grads.subspan(param_offsets[I], param_counts[I]);
                 std::fill(slice.begin(), slice.end(), 0.0f);
             }
-        std::get<I>(ws.layers_)
-            .backward(slots<I>(params, grads, state), layer_input<I>(x, ws), ws.output(I),
-                      ConstMatrix{dy, rows, output_sizes[I]}, dx, ctx);
+        auto& layer = std::get<I>(ws.layers_);
+        const ConstMatrix dy_view{dy, rows, output_sizes[I]};
+        if constexpr (fuses_next(I))
+            layer.backward(slots<I>(params, grads, state), layer_input<I>(x, ws), ws.output(I), dy_view, dx,
+                           ctx, FuseRelu{});
+        else
+            layer.backward(slots<I>(params, grads, state), layer_input<I>(x, ws), ws.output(I), dy_view, dx,
+                           ctx);
         std::swap(dy, spare);
     }
 };

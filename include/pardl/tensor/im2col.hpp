@@ -125,34 +125,89 @@ struct Avx512Rows {
     }
 };
 
-/// col2im for stride 1 and rows of at most 16: the K kernel columns of one (channel, kernel row,
-/// output row) land in the same input row, shifted by one each. Summing them in a register,
-/// shifted by a lane permutation, replaces K read-modify-writes of overlapping masked stores, whose
-/// loads cannot be forwarded from the store before and stall until it reaches the cache.
+/// The narrow AVX-512 paths below: stride 1, rows of at most 16 floats, each row one vector.
+/// For col2im, per kernel column kw: output column o reads input column o + kw - padding, so in a
+/// vector whose lane i stands for input column i the output columns that read the image
+/// (ValidSpan) occupy `lanes[kw]`, and lane i's element of a column row lies at offset
+/// i + shift[kw] from the row's start (shift = padding - kw).
+struct NarrowRows {
+    static constexpr std::size_t max_kernel = 16;
+    __mmask16 lanes[max_kernel];
+    std::ptrdiff_t shift[max_kernel];
+
+    static bool applies(const ConvGeometry& g) noexcept {
+        return g.stride == 1 && g.width <= 16 && g.out_width() <= 16 && g.kernel <= max_kernel;
+    }
+    explicit NarrowRows(const ConvGeometry& g) noexcept {
+        for (std::size_t kw = 0; kw < g.kernel; ++kw) {
+            const ValidSpan span = valid_span(kw, g.width, g.out_width(), 1, g.padding);
+            const std::size_t first = span.lo + kw - g.padding; // input column of output column lo
+            lanes[kw] = span.lo == span.hi
+                            ? __mmask16{0}
+                            : static_cast<__mmask16>(Avx512Rows::tail_mask(span.hi - span.lo) << first);
+            shift[kw] = static_cast<std::ptrdiff_t>(g.padding) - static_cast<std::ptrdiff_t>(kw);
+        }
+    }
+};
+
+/// col2im for NarrowRows geometries, one input row at a time: the K x K kernel positions that read
+/// input row r come from K column rows (one per kh that reaches r), each holding K shifted copies
+/// of the row (one per kw). Each copy is one masked load whose lanes line up with the input row;
+/// the sum stays in a register and reaches dx in one store per input row: no read-modify-write of
+/// the same row by several passes, no lane permutations. Contributions are added in (kh, kw)
+/// order, the portable path's order, so both give the same bits.
 inline void col2im_narrow_avx512(const ConvGeometry& g, const float* col, float* dx) noexcept {
-    const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, w = g.width;
-    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, w = g.width, pad = g.padding;
+    const NarrowRows rows(g);
     const __mmask16 row_mask = Avx512Rows::tail_mask(w);
     for (std::size_t c = 0; c < g.channels; ++c)
+        for (std::size_t r = 0; r < g.height; ++r) {
+            float* d = dx + (c * g.height + r) * w;
+            __m512 acc = _mm512_maskz_loadu_ps(row_mask, d);
+            for (std::size_t kh = 0; kh < k; ++kh) {
+                // Output row y reads input row y + kh - padding.
+                if (r + pad < kh || r + pad - kh >= oh) continue;
+                const float* plane_row = col + (c * k + kh) * k * oh * ow + (r + pad - kh) * ow;
+                for (std::size_t kw = 0; kw < k; ++kw)
+                    if (rows.lanes[kw] != 0)
+                        // The offset is never negative: kw * oh * ow >= kw >= kw - padding.
+                        acc = _mm512_add_ps(
+                            acc,
+                            _mm512_maskz_loadu_ps(rows.lanes[kw], plane_row + kw * oh * ow + rows.shift[kw]));
+            }
+            _mm512_mask_storeu_ps(d, row_mask, acc);
+        }
+}
+
+/// im2col for NarrowRows geometries: every output row of every column row is one masked load of
+/// the input row it reads (lanes lined up with the output columns, padding lanes zero) and one
+/// store, instead of copies and zero fills of a few floats each.
+inline void im2col_narrow_avx512(const ConvGeometry& g, const float* x, float* col) noexcept {
+    const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, w = g.width, pad = g.padding;
+    const __mmask16 out_mask = Avx512Rows::tail_mask(ow);
+    for (std::size_t c = 0; c < g.channels; ++c)
         for (std::size_t kh = 0; kh < k; ++kh) {
-            const ValidSpan rows = valid_span(kh, g.height, oh, 1, g.padding);
-            const float* plane = col + (c * k + kh) * k * oh * ow;
-            for (std::size_t y = rows.lo; y < rows.hi; ++y) {
-                float* d = dx + (c * g.height + y + kh - g.padding) * w;
-                __m512 acc = _mm512_maskz_loadu_ps(row_mask, d);
-                for (std::size_t kw = 0; kw < k; ++kw) {
-                    const ValidSpan span = valid_span(kw, w, ow, 1, g.padding);
-                    if (span.lo == span.hi) continue;
-                    // Output column o reads input column o + kw - padding: lane o - lo goes to
-                    // lane o - lo + shift.
-                    const std::size_t shift = span.lo + kw - g.padding;
-                    const __mmask16 n_mask = Avx512Rows::tail_mask(span.hi - span.lo);
-                    const __m512 v = _mm512_maskz_loadu_ps(n_mask, plane + kw * oh * ow + y * ow + span.lo);
-                    const __m512i idx = _mm512_sub_epi32(iota, _mm512_set1_epi32(static_cast<int>(shift)));
-                    acc = _mm512_add_ps(
-                        acc, _mm512_maskz_permutexvar_ps(static_cast<__mmask16>(n_mask << shift), idx, v));
+            const ValidSpan rows = valid_span(kh, g.height, oh, 1, pad);
+            for (std::size_t kw = 0; kw < k; ++kw) {
+                const ValidSpan span = valid_span(kw, w, ow, 1, pad);
+                // Lane o (an output column) holds input column o + kw - padding.
+                const __mmask16 lanes =
+                    span.lo == span.hi
+                        ? __mmask16{0}
+                        : static_cast<__mmask16>(Avx512Rows::tail_mask(span.hi - span.lo) << span.lo);
+                const std::ptrdiff_t shift =
+                    static_cast<std::ptrdiff_t>(kw) - static_cast<std::ptrdiff_t>(pad);
+                float* dst = col + ((c * k + kh) * k + kw) * oh * ow;
+                for (std::size_t y = 0; y < oh; ++y, dst += ow) {
+                    __m512 v = _mm512_setzero_ps();
+                    if (y >= rows.lo && y < rows.hi) {
+                        // The address of lane 0 may lie before the row (shift < 0), even before x;
+                        // the lanes that load never do (masked-off lanes are not accessed).
+                        const float* in_row = x + (c * g.height + y + kh - pad) * w;
+                        v = _mm512_maskz_loadu_ps(lanes, in_row + shift);
+                    }
+                    _mm512_mask_storeu_ps(dst, out_mask, v);
                 }
-                _mm512_mask_storeu_ps(d, row_mask, acc);
             }
         }
 }
@@ -244,7 +299,10 @@ void col2im_with(const ConvGeometry& g, const float* col, float* dx) noexcept {
 /// Throws ConfigError only if PARDL_SIMD is invalid (see simd::active()).
 inline void im2col(const ConvGeometry& g, const float* x, float* col) {
 #if defined(PARDL_SIMD_X86)
-    if (simd::active() == simd::Isa::avx512) return detail::im2col_with<detail::Avx512Rows>(g, x, col);
+    if (simd::active() == simd::Isa::avx512) {
+        if (detail::NarrowRows::applies(g)) return detail::im2col_narrow_avx512(g, x, col);
+        return detail::im2col_with<detail::Avx512Rows>(g, x, col);
+    }
 #endif
     detail::im2col_with<detail::PortableRows>(g, x, col);
 }
@@ -255,7 +313,7 @@ inline void im2col(const ConvGeometry& g, const float* x, float* col) {
 inline void col2im(const ConvGeometry& g, const float* col, float* dx) {
 #if defined(PARDL_SIMD_X86)
     if (simd::active() == simd::Isa::avx512) {
-        if (g.stride == 1 && g.width <= 16) return detail::col2im_narrow_avx512(g, col, dx);
+        if (detail::NarrowRows::applies(g)) return detail::col2im_narrow_avx512(g, col, dx);
         return detail::col2im_with<detail::Avx512Rows>(g, col, dx);
     }
 #endif
