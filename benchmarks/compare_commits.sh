@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Measures whether a change made training faster: builds bench_training_serial at a base commit
+# (in a git worktree under build/) and at the working tree, then runs the two in alternation, so
+# that both see the same phases of a noisy machine, and prints each pair and the best and median
+# of each side. On a shared or virtual machine this is the fair way to time a small change; two
+# separate full benchmark passes can differ by more than the change itself.
+#   bash benchmarks/compare_commits.sh BASE [PAIRS] [WORKLOAD] [STEPS]
+#   e.g. bash benchmarks/compare_commits.sh HEAD~1 5 cnn 150   (s/epoch of Serial, lower is better)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source benchmarks/stats.sh
+
+base=${1:?usage: compare_commits.sh BASE [PAIRS] [WORKLOAD] [STEPS]}
+pairs=${2:-5}
+workload=${3:-cnn}
+steps=${4:-150}
+rev=$(git rev-parse --short "$base")
+tree=build/compare-$rev
+
+bash scripts/install-deps.sh
+[[ -d $tree/src ]] || git worktree add --detach "$tree/src" "$rev" >/dev/null
+build_bench() { # build_bench SOURCE_DIR BUILD_DIR
+    cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF \
+        -DPARDL_BUILD_EXAMPLES=OFF -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
+    cmake --build "$2" -j"$(nproc)" --target bench_training_serial >/dev/null
+}
+build_bench "$tree/src" "$tree/build"
+build_bench . build/release
+
+# s_per_epoch is column 8 of bench_training's CSV.
+run() { OMP_NUM_THREADS=1 "$1/benchmarks/bench_training_serial" --workload "$workload" --steps "$steps" --warmup 5 | cut -d, -f8; }
+echo "s/epoch of Serial $workload ($steps steps per run), base $rev against the working tree"
+: >"$tree/base.txt"
+: >"$tree/new.txt"
+for ((i = 1; i <= pairs; i++)); do
+    b=$(run "$tree/build")
+    n=$(run build/release)
+    echo "$b" >>"$tree/base.txt"
+    echo "$n" >>"$tree/new.txt"
+    echo "pair $i: base $b  new $n"
+done
+for side in base new; do
+    echo "$side: best $(sort -g "$tree/$side.txt" | head -n1)  median $(median <"$tree/$side.txt")"
+done
