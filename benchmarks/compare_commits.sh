@@ -8,7 +8,7 @@
 #   e.g. bash benchmarks/compare_commits.sh HEAD~1 5 cnn 150   (s/epoch of Serial, lower is better)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source benchmarks/stats.sh
+source benchmarks/common.sh
 
 base=${1:?usage: compare_commits.sh BASE [PAIRS] [WORKLOAD] [STEPS]}
 pairs=${2:-5}
@@ -20,8 +20,7 @@ tree=build/compare-$rev
 bash scripts/install-deps.sh
 [[ -d $tree/src ]] || git worktree add --detach "$tree/src" "$rev" >/dev/null
 build_bench() { # build_bench SOURCE_DIR BUILD_DIR
-    cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF \
-        -DPARDL_BUILD_EXAMPLES=OFF -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
+    configure_release "$1" "$2"
     cmake --build "$2" -j"$(nproc)" --target bench_training_serial >/dev/null
 }
 build_bench "$tree/src" "$tree/build"

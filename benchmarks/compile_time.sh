@@ -10,7 +10,7 @@
 #   bash benchmarks/compile_time.sh [BUILD_DIR]      (default build/release, configured here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source benchmarks/stats.sh
+source benchmarks/common.sh
 
 build=${1:-build/release}
 out=results/bench

@@ -6,6 +6,7 @@
 # a 2-worker run on one thread; W-MLP only). Run records go to results/accuracy/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/common.sh
 cores=$(nproc)
 build=build/release
 out=results/accuracy
@@ -15,8 +16,7 @@ epochs=${EPOCHS:-5}
 # DOC_ONLY=1 rewrites docs/accuracy.md from the run records already in results/accuracy/.
 if [[ ${DOC_ONLY:-0} != 1 ]]; then
 bash scripts/install-deps.sh
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=ON \
-    -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
+configure_release "$build"
 targets=()
 for p in $policies; do [[ $p != serial2 ]] && targets+=("mlp_$p" "cnn_$p"); done
 cmake --build "$build" -j"$cores" --target "${targets[@]}"

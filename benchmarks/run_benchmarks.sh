@@ -12,7 +12,7 @@
 #   PARTS=training after a noisy period; the others keep their CSVs in results/bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source benchmarks/stats.sh
+source benchmarks/common.sh
 
 cores=$(nproc)
 build=build/release
@@ -25,8 +25,7 @@ repeat=${REPEAT:-9}
 cnn_repeat=${CNN_REPEAT:-5}
 
 bash scripts/install-deps.sh
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=ON \
-    -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
+configure_release "$build"
 targets=(bench_gemm bench_conv bench_allreduce bench_training_serial bench_training_openmp bench_training_mpi bench_training_hybrid)
 cmake --build "$build" -j"$cores" --target "${targets[@]}"
 bin="$build/benchmarks"

@@ -9,6 +9,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source benchmarks/common.sh
 root=$(pwd)
 
 epochs=${EPOCHS:-5}
@@ -31,8 +32,7 @@ echo "== dependencies"
 bash scripts/install-deps.sh
 
 echo "== configure and build (${build})"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF \
-    -DPARDL_BUILD_EXAMPLES=ON -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
+configure_release "$build"
 cmake --build "$build" -j"$cores" --target mlp_serial mlp_openmp mlp_mpi mlp_hybrid cnn_serial cnn_openmp cnn_mpi cnn_hybrid pardl_compare
 
 mkdir -p "$out"

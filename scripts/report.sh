@@ -9,6 +9,7 @@
 #   MAX_WORKERS=16                         scaling up to 16 workers (on a machine that has them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/common.sh
 
 bash scripts/install-deps.sh report
 max_workers=${MAX_WORKERS:-$(nproc)}
@@ -17,8 +18,7 @@ scaling_dir=${SCALING_DIR:-results/scaling/$label}
 build=build/release
 
 if [[ ${SKIP_RUNS:-0} != 1 ]]; then
-    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=ON \
-        -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
+    configure_release "$build"
     cmake --build "$build" -j"$(nproc)"
     POLICIES="serial serial2 openmp mpi hybrid" bash benchmarks/run_accuracy.sh
     mkdir -p results/report

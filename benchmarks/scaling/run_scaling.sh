@@ -7,6 +7,7 @@
 # Beyond nproc workers the runs oversubscribe the cores: do not pass more than the machine has.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source benchmarks/common.sh
 
 max_workers=$(nproc)
 while (($#)); do
@@ -23,8 +24,7 @@ cnn_samples=${CNN_SAMPLES:-4096}
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     bash scripts/install-deps.sh
-    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_TESTS=OFF -DPARDL_BUILD_EXAMPLES=ON \
-        -DPARDL_BUILD_BENCHMARKS=ON >/dev/null
+    configure_release "$build"
     cmake --build "$build" -j"$(nproc)" --target bench_training_serial bench_training_openmp bench_training_mpi \
         bench_training_hybrid bench_allreduce
 fi

@@ -22,7 +22,7 @@ struct Activation : LayerSpecBase {
         using input_shape = In;
         using output_shape = In;
         static std::string name() { return Fn::name(); }
-        /// A ReLU can ride in the forward of a layer before it (FuseRelu).
+        /// A ReLU can be taken over by the layer before it (FuseRelu).
         static constexpr bool is_relu = requires { requires Fn::is_relu; };
 
         explicit bind(std::size_t) {}

@@ -193,7 +193,7 @@ public:
         for (auto m : layer_macs) f += 2 * m;
         return f;
     }();
-    /// Whether layer I is a ReLU that layer I - 1 can apply in its forward (see `fused`).
+    /// Whether layer I is a ReLU that layer I - 1 can take over (see `fused`).
     template <std::size_t I>
     static constexpr bool fused_into_previous() {
         if constexpr (I == 0)
@@ -207,7 +207,7 @@ public:
         return std::array<bool, layer_count>{fused_into_previous<I>()...};
     }
     (indices);
-    /// Whether layer i applies the ReLU after it in its own forward (fused[i + 1]).
+    /// Whether layer i runs the ReLU after it in its own forward and backward (fused[i + 1]).
     static constexpr bool fuses_next(std::size_t i) { return i + 1 < layer_count && fused[i + 1]; }
 
     static constexpr std::size_t max_width = [] {

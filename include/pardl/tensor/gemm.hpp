@@ -284,7 +284,7 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
                 for (size_t j = 0; j < n; ++j) {
                     float& v = c[i * ldc + j];
                     if (ep.row_bias != nullptr) v += ep.row_bias[i];
-                    if (ep.relu) v = v > 0.0f ? v : 0.0f;
+                    if (ep.relu) v = ScalarVec::relu(v);
                 }
         return;
     }

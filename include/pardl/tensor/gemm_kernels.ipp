@@ -73,7 +73,7 @@ struct KernelSet {
             else
                 for (size_t j = 0; j < nr; ++j) row[j] = beta * row[j] + tile[i][j];
             if (relu)
-                for (size_t j = 0; j < nr; ++j) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+                for (size_t j = 0; j < nr; ++j) row[j] = ScalarVec::relu(row[j]);
         }
     }
 

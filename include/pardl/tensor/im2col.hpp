@@ -125,15 +125,15 @@ struct Avx512Rows {
     }
 };
 
-/// The narrow AVX-512 paths below: stride 1, rows of at most 16 floats, each row one vector.
-/// For col2im, per kernel column kw: output column o reads input column o + kw - padding, so in a
-/// vector whose lane i stands for input column i the output columns that read the image
-/// (ValidSpan) occupy `lanes[kw]`, and lane i's element of a column row lies at offset
-/// i + shift[kw] from the row's start (shift = padding - kw).
+/// What the narrow AVX-512 paths below (stride 1, rows of at most 16 floats, each row one vector)
+/// know per kernel column kw: output column o reads input column o + offset[kw] (offset = kw -
+/// padding), and the output columns that read the image rather than padding (ValidSpan) are the
+/// lanes `out_lanes[kw]` of a vector indexed by output column, or `in_lanes[kw]` of one indexed
+/// by input column. Computed once per call, so the row loops have no tests.
 struct NarrowRows {
     static constexpr std::size_t max_kernel = 16;
-    __mmask16 lanes[max_kernel];
-    std::ptrdiff_t shift[max_kernel];
+    __mmask16 out_lanes[max_kernel], in_lanes[max_kernel];
+    std::ptrdiff_t offset[max_kernel];
 
     static bool applies(const ConvGeometry& g) noexcept {
         return g.stride == 1 && g.width <= 16 && g.out_width() <= 16 && g.kernel <= max_kernel;
@@ -141,11 +141,11 @@ struct NarrowRows {
     explicit NarrowRows(const ConvGeometry& g) noexcept {
         for (std::size_t kw = 0; kw < g.kernel; ++kw) {
             const ValidSpan span = valid_span(kw, g.width, g.out_width(), 1, g.padding);
-            const std::size_t first = span.lo + kw - g.padding; // input column of output column lo
-            lanes[kw] = span.lo == span.hi
-                            ? __mmask16{0}
-                            : static_cast<__mmask16>(Avx512Rows::tail_mask(span.hi - span.lo) << first);
-            shift[kw] = static_cast<std::ptrdiff_t>(g.padding) - static_cast<std::ptrdiff_t>(kw);
+            const __mmask16 n = Avx512Rows::tail_mask(span.hi - span.lo);
+            const std::size_t first_in = span.lo + kw - g.padding; // input column of output column lo
+            out_lanes[kw] = span.lo == span.hi ? __mmask16{0} : static_cast<__mmask16>(n << span.lo);
+            in_lanes[kw] = span.lo == span.hi ? __mmask16{0} : static_cast<__mmask16>(n << first_in);
+            offset[kw] = static_cast<std::ptrdiff_t>(kw) - static_cast<std::ptrdiff_t>(g.padding);
         }
     }
 };
@@ -169,11 +169,12 @@ inline void col2im_narrow_avx512(const ConvGeometry& g, const float* col, float*
                 if (r + pad < kh || r + pad - kh >= oh) continue;
                 const float* plane_row = col + (c * k + kh) * k * oh * ow + (r + pad - kh) * ow;
                 for (std::size_t kw = 0; kw < k; ++kw)
-                    if (rows.lanes[kw] != 0)
-                        // The offset is never negative: kw * oh * ow >= kw >= kw - padding.
+                    if (rows.in_lanes[kw] != 0)
+                        // Input lane i holds output column i - offset. The address stays inside
+                        // the columns: kw * oh * ow >= kw >= offset.
                         acc = _mm512_add_ps(
-                            acc,
-                            _mm512_maskz_loadu_ps(rows.lanes[kw], plane_row + kw * oh * ow + rows.shift[kw]));
+                            acc, _mm512_maskz_loadu_ps(rows.in_lanes[kw],
+                                                       plane_row + kw * oh * ow - rows.offset[kw]));
             }
             _mm512_mask_storeu_ps(d, row_mask, acc);
         }
@@ -184,27 +185,21 @@ inline void col2im_narrow_avx512(const ConvGeometry& g, const float* col, float*
 /// store, instead of copies and zero fills of a few floats each.
 inline void im2col_narrow_avx512(const ConvGeometry& g, const float* x, float* col) noexcept {
     const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, w = g.width, pad = g.padding;
+    const NarrowRows lanes(g);
     const __mmask16 out_mask = Avx512Rows::tail_mask(ow);
     for (std::size_t c = 0; c < g.channels; ++c)
         for (std::size_t kh = 0; kh < k; ++kh) {
             const ValidSpan rows = valid_span(kh, g.height, oh, 1, pad);
             for (std::size_t kw = 0; kw < k; ++kw) {
-                const ValidSpan span = valid_span(kw, w, ow, 1, pad);
-                // Lane o (an output column) holds input column o + kw - padding.
-                const __mmask16 lanes =
-                    span.lo == span.hi
-                        ? __mmask16{0}
-                        : static_cast<__mmask16>(Avx512Rows::tail_mask(span.hi - span.lo) << span.lo);
-                const std::ptrdiff_t shift =
-                    static_cast<std::ptrdiff_t>(kw) - static_cast<std::ptrdiff_t>(pad);
                 float* dst = col + ((c * k + kh) * k + kw) * oh * ow;
                 for (std::size_t y = 0; y < oh; ++y, dst += ow) {
                     __m512 v = _mm512_setzero_ps();
                     if (y >= rows.lo && y < rows.hi) {
-                        // The address of lane 0 may lie before the row (shift < 0), even before x;
-                        // the lanes that load never do (masked-off lanes are not accessed).
+                        // Output lane o holds input column o + offset. The address of lane 0 may
+                        // lie before the row (offset < 0), even before x; the lanes that load
+                        // never do (masked-off lanes are not accessed).
                         const float* in_row = x + (c * g.height + y + kh - pad) * w;
-                        v = _mm512_maskz_loadu_ps(lanes, in_row + shift);
+                        v = _mm512_maskz_loadu_ps(lanes.out_lanes[kw], in_row + lanes.offset[kw]);
                     }
                     _mm512_mask_storeu_ps(dst, out_mask, v);
                 }
