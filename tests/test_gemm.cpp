@@ -184,6 +184,7 @@ TEST_CASE("gemm crosses its cache blocks (k and n beyond one panel)", "[gemm]") 
             check({op_a, op_b, 29, 1100, 600, 1.0f, 3}, rng);
             check({op_a, op_b, 64, 784, 257, 0.0f, 0}, rng);
             check({op_a, op_b, 131, 67, 1031, 0.5f, 1}, rng);
+            check({op_a, op_b, 288, 196, 64, 0.0f, 0}, rng); // conv2's input gradient: 196 = 6 * 32 + 4
         }
 }
 
@@ -246,6 +247,45 @@ TEST_CASE("gemm's epilogue equals a bias-filled C with beta = 1, then ReLU, bit 
                             pardl::Epilogue{.row_bias = bias.data(), .relu = relu});
                 CHECK(std::memcmp(got.data(), expect.data(), got.size() * sizeof(float)) == 0);
             }
+}
+
+TEST_CASE("gemm's ragged right edge has the same bits whether A is read in place or packed", "[gemm]") {
+    // With op(A) = A^T read in place, a ragged right edge of C may be computed down C's rows
+    // (gemm_kernels.ipp, edge_columns) rather than by the micro-kernel's slivers, as op(A) = A
+    // always is. The arithmetic per element must be the same, so the two forms must agree bit
+    // for bit: Conv2D's forward switched to the in-place form and its results must not move.
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    pardl::Rng rng(12);
+    for (Op op_b : ops)
+        for (const auto [m, n, k] : {std::array<size_t, 3>{64, 196, 288},
+                                     {288, 196, 64},
+                                     {32, 784, 9},
+                                     {100, 37, 600},
+                                     {17, 20, 31},
+                                     {1, 4, 5},
+                                     {70, 63, 3},
+                                     {5, 2, 1}})
+            for (float beta : betas)
+                for (bool epilogue : {false, true}) {
+                    if (epilogue && beta != 0.0f) continue; // a row bias needs beta == 0
+                    INFO("op_b " << (op_b == Op::N ? 'N' : 'T') << " m " << m << " n " << n << " k " << k
+                                 << " beta " << beta << " epilogue " << epilogue);
+                    std::vector<float> a(m * k), at(k * m), b(k * n), bias(m), c0(m * n);
+                    for (float& v : a) v = rng.uniform(-1.0f, 1.0f);
+                    for (size_t i = 0; i < m; ++i)
+                        for (size_t q = 0; q < k; ++q) at[q * m + i] = a[i * k + q];
+                    for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
+                    for (float& v : bias) v = rng.uniform(-2.0f, 2.0f);
+                    for (float& v : c0) v = rng.uniform(-1.0f, 1.0f);
+                    const size_t ldb = op_b == Op::N ? n : k;
+                    const pardl::Epilogue ep =
+                        epilogue ? pardl::Epilogue{.row_bias = bias.data(), .relu = true} : pardl::Epilogue{};
+                    std::vector<float> packed = c0, in_place = c0;
+                    pardl::gemm(Op::N, op_b, m, n, k, a.data(), k, b.data(), ldb, beta, packed.data(), n, ep);
+                    pardl::gemm(Op::T, op_b, m, n, k, at.data(), m, b.data(), ldb, beta, in_place.data(), n,
+                                ep);
+                    CHECK(std::memcmp(packed.data(), in_place.data(), packed.size() * sizeof(float)) == 0);
+                }
 }
 
 TEST_CASE("gemm's ReLU epilogue maps NaN and negative zero to +0, as ReLU does", "[gemm]") {

@@ -113,12 +113,17 @@ struct Conv2D : LayerSpecBase {
     private:
         void run_forward(const LayerSlots& s, ConstMatrix x, Matrix y, bool relu) {
             const float* w = s.params.data();
+            // W enters every sample's product; stored transposed, the GEMM reads it in place
+            // (op(A) = (W^T)^T) instead of repacking it per sample, and computes the ragged
+            // right edge of the pixels down the channels (see gemm's edge_columns).
+            for (std::size_t o = 0; o < OutChannels; ++o)
+                for (std::size_t q = 0; q < patch; ++q) wt_[q * OutChannels + o] = w[o * patch + q];
             // The bias (one per output channel, i.e. per row of W · columns) is added in the
             // GEMM's registers: no pass over the output before or after the product.
             const Epilogue epilogue{.row_bias = w + weight_count, .relu = relu};
             for (std::size_t r = 0; r < x.rows; ++r)
-                gemm(Op::N, Op::N, OutChannels, pixels, patch, w, patch, columns(x.row(r)), pixels, 0.0f,
-                     y.row(r), pixels, epilogue);
+                gemm(Op::T, Op::N, OutChannels, pixels, patch, wt_.data(), OutChannels, columns(x.row(r)),
+                     pixels, 0.0f, y.row(r), pixels, epilogue);
         }
 
         /// Backward; with a non-empty y, dy is first masked by the fused ReLU's derivative.
@@ -133,7 +138,7 @@ struct Conv2D : LayerSpecBase {
                     std::fill(s.grads.begin(), s.grads.end(), 0.0f);
                     return;
                 }
-                std::fill(s.grads.begin() + weight_count, s.grads.end(), 0.0f);
+                std::fill_n(db, OutChannels, 0.0f);
             }
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* g = dy.row(r);
@@ -184,6 +189,7 @@ struct Conv2D : LayerSpecBase {
         }
 
         AlignedBuffer<float> cols_;
+        AlignedBuffer<float> wt_{weight_count}; ///< the weights transposed, (C*K*K) x OutC, for forward
         AlignedBuffer<float> dwt_; ///< this batch's weight gradient, transposed (see transposed_dw)
         AlignedBuffer<float> masked_{output_shape::size}; ///< one sample's dy masked by a fused ReLU
     };

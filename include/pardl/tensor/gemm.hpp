@@ -18,7 +18,9 @@
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <cmath>
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 
 namespace pardl {
@@ -68,6 +70,12 @@ struct XsimdVec {
     using V = xsimd::batch<float, Arch>;
     static constexpr int width = static_cast<int>(V::size);
     static V load(const float* p) noexcept { return V::load_unaligned(p); }
+    /// The first `count` (1 .. width) floats at p, zeros after them; reads nothing beyond.
+    static V load_first(const float* p, size_t count) noexcept {
+        alignas(64) float part[width] = {};
+        std::copy_n(p, count, part);
+        return V::load_aligned(part);
+    }
     static void store(float* p, V v) noexcept { v.store_unaligned(p); }
     static V set1(float x) noexcept { return V(x); }
     static V add(V a, V b) noexcept { return a + b; }
@@ -81,6 +89,7 @@ struct ScalarVec {
     using V = float;
     static constexpr int width = 1;
     static V load(const float* p) noexcept { return *p; }
+    static V load_first(const float* p, size_t count) noexcept { return count != 0 ? *p : 0.0f; }
     static void store(float* p, V v) noexcept { *p = v; }
     static V set1(float x) noexcept { return x; }
     static V add(V a, V b) noexcept { return a + b; }
@@ -97,8 +106,11 @@ struct Vec : ScalarVec {
     static constexpr int mr_max = 4, nv_max = 4;
 };
 #elif XSIMD_WITH_AVX512F
+// On x86 the dispatcher runs the intrinsics kernels below; this path is the fallback that
+// PARDL_SIMD=generic forces. A 6 x 2 tile (the AVX2 one) halves its table of micro-kernels, which
+// every program that includes this header compiles, at some of this fallback's speed.
 struct Vec : XsimdVec<xsimd::default_arch> {
-    static constexpr int mr_max = 12, nv_max = 2;
+    static constexpr int mr_max = 6, nv_max = 2;
 };
 #elif XSIMD_WITH_FMA3_AVX2 || XSIMD_WITH_AVX2 || XSIMD_WITH_AVX
 struct Vec : XsimdVec<xsimd::default_arch> {
@@ -124,6 +136,11 @@ struct Vec {
     static constexpr int width = 8;
     static constexpr int mr_max = 6, nv_max = 2; // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
     static V load(const float* p) noexcept { return _mm256_loadu_ps(p); }
+    static V load_first(const float* p, size_t count) noexcept {
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
+                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        return _mm256_maskload_ps(p, mask);
+    }
     static void store(float* p, V v) noexcept { _mm256_storeu_ps(p, v); }
     static V set1(float x) noexcept { return _mm256_set1_ps(x); }
     static V add(V a, V b) noexcept { return _mm256_add_ps(a, b); }
@@ -177,6 +194,9 @@ struct Vec {
     static constexpr int width = 16;
     static constexpr int mr_max = 12, nv_max = 2;
     static V load(const float* p) noexcept { return _mm512_loadu_ps(p); }
+    static V load_first(const float* p, size_t count) noexcept {
+        return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p);
+    }
     static void store(float* p, V v) noexcept { _mm512_storeu_ps(p, v); }
     static V set1(float x) noexcept { return _mm512_set1_ps(x); }
     static V add(V a, V b) noexcept { return _mm512_add_ps(a, b); }
@@ -325,10 +345,13 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
                 b_panel = b_buf;
                 b_step = nr_max;
             }
-            // A ragged direct-B sliver is packed once per (jc, kc) block, not once per A sliver.
             const size_t nr_edge = nc % nr_max;
             const size_t nc_full = nc - nr_edge;
-            if (direct_b && nr_edge != 0) Kernels::pack_b(Op::N, kc, nr_edge, b_panel + nc_full, ldb, b_buf);
+            // With A read in place, a ragged edge may go down C's rows instead (edge_kernel).
+            const bool edge_down_rows = direct_a && nr_edge != 0 && Kernels::edge_down_rows_pays(m, nr_edge);
+            // Otherwise a ragged direct-B sliver is packed once per (jc, kc) block, not per A sliver.
+            if (direct_b && nr_edge != 0 && !edge_down_rows)
+                Kernels::pack_b(Op::N, kc, nr_edge, b_panel + nc_full, ldb, b_buf);
 
             for (size_t ip = 0; ip < m_parts; ++ip) {
                 const size_t ic = piece_begin(m, m_parts, ip);
@@ -351,12 +374,17 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
                     full(kc, a_sliver, a_step, b_sliver, b_step, c_rows + jr, ldc, nr_max, beta_k, bias_rows,
                          relu_k);
                 }
-                if (nr_edge != 0) {
+                if (nr_edge != 0 && !edge_down_rows) {
                     const size_t nv = (nr_edge + lanes - 1) / lanes;
                     const float* b_sliver = direct_b ? b_buf : b_panel + nc_full * kc;
                     kernel_for(mr, nv)(kc, a_sliver, a_step, b_sliver, nr_max, c_rows + nc_full, ldc, nr_edge,
                                        beta_k, bias_rows, relu_k);
                 }
+            }
+            if (edge_down_rows) {
+                const float* b_edge = direct_b ? b_panel + nc_full : b_panel + nc_full * kc;
+                Kernels::edge_columns_down_rows(kc, a + pc * lda, lda, m, b_edge, b_step, c + jc + nc_full,
+                                                ldc, nr_edge, beta_k, bias_k, relu_k);
             }
         }
     }

@@ -3,6 +3,7 @@
 // inside that set's namespace and target region (so every function here is compiled for it),
 // after defining there `Vec` with
 //   V, width, load, store, set1, add, fma   the vector type (width floats) and its operations;
+//   load_first                              a load of the first 1 .. width floats only;
 //   mr_max, nv_max                          the largest tile: mr_max rows x nv_max vectors;
 //   transpose_block, transpose              a block transposition for packing (block 0: none).
 // It defines `Kernels`, which gemm.hpp's driver run<Kernels> reads. (KernelSet is a template only
@@ -16,6 +17,14 @@ struct KernelSet {
     static constexpr int nr_max = nv_max * lanes;
     static_assert(nc_max % nr_max == 0);
 
+    /// c_new = beta c + t for one element of C, with the arithmetic of the vector path below
+    /// (beta == 0 never reads c), so that ragged edges and full tiles agree bit for bit.
+    static float combine(float beta, float c, float t) noexcept {
+        if (beta == 0.0f) return t;
+        if (beta == 1.0f) return c + t;
+        return std::fma(beta, c, t);
+    }
+
     /// C(MR x nr) = sum_p a(p) b(p)^T + beta C, where a(p) = a + p * a_step holds MR elements of a
     /// column of op(A) and b(p) = b + p * b_step holds NV * lanes elements of a row of op(B)
     /// (padded beyond nr). Reading A and B through steps lets unpacked operands stand in for packed
@@ -24,57 +33,129 @@ struct KernelSet {
     static void micro_kernel(size_t kc, const float* a, size_t a_step, const float* b, size_t b_step,
                              float* c, size_t ldc, size_t nr, float beta, const float* bias,
                              bool relu) noexcept {
-        using V = typename Vec::V;
-        V acc[MR][NV];
-        for (int i = 0; i < MR; ++i)
-            for (int v = 0; v < NV; ++v) acc[i][v] = Vec::set1(0.0f);
+        tile_product<MR, NV>(std::make_integer_sequence<int, MR * NV>{}, kc, a, a_step, b, b_step, c, ldc, nr,
+                             beta, bias, relu);
+    }
 
+    /// micro_kernel's body. Accumulator T is row T / NV, vector T % NV of the tile, and every use
+    /// of the accumulators is a fold over the pack T..., so each index is a constant from the
+    /// start. Indexed by loop variables instead, the accumulators kept a home on the stack (GCC
+    /// scalarises an array before it unrolls loops): stored there before and after the k loop
+    /// and reloaded for the bias and the stores, a tenth of a 9-deep product's time.
+    template <int MR, int NV, int... T>
+    static void tile_product(std::integer_sequence<int, T...>, size_t kc, const float* a, size_t a_step,
+                             const float* b, size_t b_step, float* c, size_t ldc, size_t nr, float beta,
+                             const float* bias, bool relu) noexcept {
+        using V = typename Vec::V;
+        V acc[MR * NV] = {(static_cast<void>(T), Vec::set1(0.0f))...};
         for (size_t p = 0; p < kc; ++p) {
-            V bv[NV];
-            for (int v = 0; v < NV; ++v) bv[v] = Vec::load(b + v * lanes);
-            for (int i = 0; i < MR; ++i) {
-                const V ai = Vec::set1(a[i]);
-                for (int v = 0; v < NV; ++v) acc[i][v] = Vec::fma(ai, bv[v], acc[i][v]);
-            }
+            // The compiler loads each B vector and broadcasts each A element once per k.
+            ((acc[T] = Vec::fma(Vec::set1(a[T / NV]), Vec::load(b + (T % NV) * lanes), acc[T])), ...);
             a += a_step;
             b += b_step;
         }
-
         // The epilogue's bias (row i's, with beta == 0) joins the sum in registers.
-        if (bias != nullptr)
-            for (int i = 0; i < MR; ++i) {
-                const V bi = Vec::set1(bias[i]);
-                for (int v = 0; v < NV; ++v) acc[i][v] = Vec::add(acc[i][v], bi);
-            }
+        if (bias != nullptr) ((acc[T] = Vec::add(acc[T], Vec::set1(bias[T / NV]))), ...);
         if (nr == static_cast<size_t>(NV * lanes)) {
-            for (int i = 0; i < MR; ++i) {
-                float* row = c + i * ldc;
-                for (int v = 0; v < NV; ++v) {
-                    float* dst = row + v * lanes;
-                    // beta == 0 must not read C: it may hold NaN or garbage.
-                    V out = acc[i][v];
-                    if (beta == 1.0f)
-                        out = Vec::add(Vec::load(dst), acc[i][v]);
-                    else if (beta != 0.0f)
-                        out = Vec::fma(Vec::set1(beta), Vec::load(dst), acc[i][v]);
-                    Vec::store(dst, relu ? Vec::relu(out) : out);
-                }
-            }
+            const auto finish = [&](V out, float* dst) {
+                // beta == 0 must not read C: it may hold NaN or garbage. For beta == 1 the fused
+                // multiply-add is exactly C + acc (C * 1 is exact, then one rounding).
+                if (beta != 0.0f) out = Vec::fma(Vec::set1(beta), Vec::load(dst), out);
+                Vec::store(dst, relu ? Vec::relu(out) : out);
+            };
+            (finish(acc[T], c + (T / NV) * ldc + (T % NV) * lanes), ...);
             return;
         }
         // A ragged right edge goes through a tile on the stack so stores never pass column n.
         alignas(64) float tile[MR][NV * lanes];
-        for (int i = 0; i < MR; ++i)
-            for (int v = 0; v < NV; ++v) Vec::store(&tile[i][v * lanes], acc[i][v]);
+        (Vec::store(&tile[T / NV][(T % NV) * lanes], acc[T]), ...);
         for (int i = 0; i < MR; ++i) {
             float* row = c + i * ldc;
-            if (beta == 0.0f)
-                for (size_t j = 0; j < nr; ++j) row[j] = tile[i][j];
-            else
-                for (size_t j = 0; j < nr; ++j) row[j] = beta * row[j] + tile[i][j];
-            if (relu)
-                for (size_t j = 0; j < nr; ++j) row[j] = ScalarVec::relu(row[j]);
+            for (size_t j = 0; j < nr; ++j) {
+                const float v = combine(beta, row[j], tile[i][j]);
+                row[j] = relu ? ScalarVec::relu(v) : v;
+            }
         }
+    }
+
+    // The ragged right edge of C, when op(A) = A^T is read in place (its k-th row holds column k
+    // of op(A), m elements in a row): vectors run down C's rows and each edge column of op(B) is
+    // one broadcast. An edge 4 columns wide (196 = 6 * 32 + 4, conv2's pixels) then costs
+    // m / lanes multiply-adds per k instead of one whole vector per row of C, 3/4 of it padding.
+    // Per element the arithmetic is the micro-kernel's (one fused multiply-add per k in order,
+    // then bias, beta and ReLU), so which path computes an edge changes no bit.
+    static constexpr int edge_vectors = mr_max / 3 > 0 ? mr_max / 3 : 1; // 16 accumulators on
+    static constexpr int edge_columns = 4;                               // AVX-512, 8 on AVX2
+
+    /// C(rows x cols) = sum_p a(p) b(p)^T + beta C for rows <= edge_vectors * lanes and
+    /// cols <= edge_columns, with a(p) = a + p * a_step holding the rows' elements and
+    /// b(p) = b + p * b_step the columns'. One tile shape for every edge (a table of shapes
+    /// would double the library's compile time): missing rows load as zeros, a missing column
+    /// repeats the last one, and neither reaches C.
+    static void edge_kernel(size_t kc, const float* a, size_t a_step, size_t rows, const float* b,
+                            size_t b_step, size_t cols, float* c, size_t ldc, float beta, const float* bias,
+                            bool relu) noexcept {
+        using V = typename Vec::V;
+        constexpr int MV = edge_vectors, NC = edge_columns;
+        size_t lanes_in[MV]; // rows of C in vector v
+        for (int v = 0; v < MV; ++v) {
+            const size_t first = static_cast<size_t>(v) * lanes;
+            lanes_in[v] = rows > first ? std::min<size_t>(lanes, rows - first) : 0;
+        }
+        const auto load_rows = [&](const float* p, int v) {
+            return lanes_in[v] == static_cast<size_t>(lanes) ? Vec::load(p + v * lanes)
+                                                             : Vec::load_first(p + v * lanes, lanes_in[v]);
+        };
+        size_t column[NC];
+        for (int j = 0; j < NC; ++j) column[j] = std::min<size_t>(j, cols - 1);
+        V acc[NC][MV];
+        for (int j = 0; j < NC; ++j)
+            for (int v = 0; v < MV; ++v) acc[j][v] = Vec::set1(0.0f);
+        for (size_t p = 0; p < kc; ++p) {
+            V av[MV];
+            for (int v = 0; v < MV; ++v) av[v] = load_rows(a, v);
+            for (int j = 0; j < NC; ++j) {
+                const V bj = Vec::set1(b[column[j]]);
+                for (int v = 0; v < MV; ++v) acc[j][v] = Vec::fma(av[v], bj, acc[j][v]);
+            }
+            a += a_step;
+            b += b_step;
+        }
+        if (bias != nullptr)
+            for (int v = 0; v < MV; ++v) {
+                const V bv = load_rows(bias, v);
+                for (int j = 0; j < NC; ++j) acc[j][v] = Vec::add(acc[j][v], bv);
+            }
+        alignas(64) float tile[NC][MV * lanes];
+        for (int j = 0; j < NC; ++j)
+            for (int v = 0; v < MV; ++v) Vec::store(&tile[j][v * lanes], acc[j][v]);
+        for (size_t i = 0; i < rows; ++i) {
+            float* row = c + i * ldc;
+            for (size_t j = 0; j < cols; ++j) {
+                const float out = combine(beta, row[j], tile[j][i]);
+                row[j] = relu ? ScalarVec::relu(out) : out;
+            }
+        }
+    }
+
+    /// Whether edge_columns() does an edge `nr` columns wide over m rows in fewer multiply-adds
+    /// than the micro-kernels' slivers (one vector per row for every lanes columns begun).
+    static constexpr bool edge_down_rows_pays(size_t m, size_t nr) noexcept {
+        const size_t tiles = (m + edge_vectors * lanes - 1) / (edge_vectors * lanes) *
+                             ((nr + edge_columns - 1) / edge_columns);
+        return tiles * edge_vectors * edge_columns < m * ((nr + lanes - 1) / lanes);
+    }
+
+    /// The edge C(m x nr) of one k block through edge_kernel tiles (arguments as edge_kernel's).
+    static void edge_columns_down_rows(size_t kc, const float* a, size_t a_step, size_t m, const float* b,
+                                       size_t b_step, float* c, size_t ldc, size_t nr, float beta,
+                                       const float* bias, bool relu) noexcept {
+        constexpr size_t rows_max = static_cast<size_t>(edge_vectors) * lanes;
+        for (size_t j = 0; j < nr; j += edge_columns)
+            for (size_t i = 0; i < m; i += rows_max)
+                edge_kernel(kc, a + i, a_step, std::min(rows_max, m - i), b + j, b_step,
+                            std::min<size_t>(edge_columns, nr - j), c + i * ldc + j, ldc, beta,
+                            bias != nullptr ? bias + i : nullptr, relu);
     }
 
     /// micro_kernel<mr, nv> at [(mr - 1) * nv_max + nv - 1]: every (rows, vectors) pair gets its own
