@@ -264,7 +264,12 @@ TEST_CASE("gemm's ragged right edge has the same bits whether A is read in place
                                      {17, 20, 31},
                                      {1, 4, 5},
                                      {70, 63, 3},
-                                     {5, 2, 1}})
+                                     {5, 2, 1},
+                                     // down-the-rows edges with partial row tiles under AVX-512
+                                     // (the last one under AVX2 too; edge_down_rows_pays):
+                                     {200, 35, 300},
+                                     {130, 66, 7},
+                                     {48, 36, 20}})
             for (float beta : betas)
                 for (bool epilogue : {false, true}) {
                     if (epilogue && beta != 0.0f) continue; // a row bias needs beta == 0

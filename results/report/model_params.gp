@@ -1,4 +1,4 @@
-alpha_shm = 1.193522e-06
-beta_shm = 5.553046e-11
-alpha_mpi = 8.770875e-07
-beta_mpi = 1.430613e-10
+alpha_shm = 1.542906e-06
+beta_shm = 9.522238e-11
+alpha_mpi = 8.923748e-07
+beta_mpi = 4.016724e-10

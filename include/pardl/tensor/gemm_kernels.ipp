@@ -138,12 +138,15 @@ struct KernelSet {
         }
     }
 
-    /// Whether edge_columns() does an edge `nr` columns wide over m rows in fewer multiply-adds
-    /// than the micro-kernels' slivers (one vector per row for every lanes columns begun).
+    /// Whether edge_kernel tiles do an edge `nr` columns wide over m rows in at most half the
+    /// vector multiply-adds of the micro-kernels' slivers (one vector per row for every lanes
+    /// columns begun). Half, because its tiles run slower per multiply-add (masked loads, one
+    /// broadcast per column): at a bare majority (W-MLP's 10-wide output layer, 96 against 128)
+    /// the slivers were faster.
     static constexpr bool edge_down_rows_pays(size_t m, size_t nr) noexcept {
         const size_t tiles = (m + edge_vectors * lanes - 1) / (edge_vectors * lanes) *
                              ((nr + edge_columns - 1) / edge_columns);
-        return tiles * edge_vectors * edge_columns < m * ((nr + lanes - 1) / lanes);
+        return 2 * tiles * edge_vectors * edge_columns <= m * ((nr + lanes - 1) / lanes);
     }
 
     /// The edge C(m x nr) of one k block through edge_kernel tiles (arguments as edge_kernel's).
