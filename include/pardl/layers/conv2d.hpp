@@ -115,7 +115,7 @@ struct Conv2D : LayerSpecBase {
             const float* w = s.params.data();
             // W enters every sample's product; stored transposed, the GEMM reads it in place
             // (op(A) = (W^T)^T) instead of repacking it per sample, and computes the ragged
-            // right edge of the pixels down the channels (see gemm's edge_columns).
+            // right edge of the pixels down the channels (see gemm_kernels.ipp, edge_kernel).
             for (std::size_t o = 0; o < OutChannels; ++o)
                 for (std::size_t q = 0; q < patch; ++q) wt_[q * OutChannels + o] = w[o * patch + q];
             // The bias (one per output channel, i.e. per row of W · columns) is added in the

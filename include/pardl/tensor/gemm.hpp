@@ -20,7 +20,6 @@
 #include <cassert>
 #include <cmath>
 #include <cstddef>
-#include <type_traits>
 #include <utility>
 
 namespace pardl {
