@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Times building each example program (examples/mlp and examples/cnn, once per policy this build
 # has): compile time is part of what a template library costs its users, and the performance
-# issue's target is an example built in under 30 s. Each build removes the program and its object
-# (`ninja -t clean PROGRAM`) and times `ninja -j1 PROGRAM`: compiling main.cpp with the build's
-# own flags, then linking. Writes results/bench/compile_time.csv: the best and median wall-clock
-# seconds of COMPILE_REPEAT builds (default 3), and the median CPU seconds (user + system of
-# compiler and linker), which other load on the machine barely changes.
+# issue's target is an example built in under 30 s. A program's build is compiling its main.cpp
+# (all of pardl and the model's template instantiations) with the build's own flags, then linking:
+# each build removes the program's object and binary and times `ninja -j1 PROGRAM`. The examples'
+# shared harness (examples/common/app.cpp: CLI11 flags and the JSON run record, not part of pardl)
+# is a library that the build compiles once for all the programs; it is timed the same way, on
+# its own row ("harness"), and is already built when the programs are timed.
+# Writes results/bench/compile_time.csv: the best and median wall-clock seconds of COMPILE_REPEAT
+# builds (default 3), and the median CPU seconds (user + system of compiler and linker), which
+# other load on the machine barely changes.
 # A benchmark, not a test: the timings depend on the machine and on what else runs on it.
 #   bash benchmarks/compile_time.sh [BUILD_DIR]      (default build/release, configured here)
 set -euo pipefail
@@ -31,9 +35,25 @@ for example in mlp cnn; do
     done
 done
 
-# build_from_scratch PROGRAM: rebuilds PROGRAM alone; sets wall and cpu (seconds).
+# The file that target $1 builds (the phony mlp_serial stands for examples/mlp_serial).
+target_file() {
+    local file
+    file=$(ninja -C "$build" -t query "$1" | awk '/^  input: phony/ { getline; print $1 } /^  input:/ { exit }')
+    echo "${file:-$1}"
+}
+
+# The object files that target $1's file is made from: its own compiles, not the libraries it links.
+target_objects() {
+    ninja -C "$build" -t query "$(target_file "$1")" |
+        awk '/^  input:/ { inputs = 1; next } /^  outputs:/ { inputs = 0 } inputs && $1 ~ /\.o$/ { print $1 }'
+}
+
+# build_from_scratch TARGET: rebuilds TARGET's file and objects (not the libraries it links); sets
+# wall and cpu (seconds).
 build_from_scratch() {
-    ninja -C "$build" -t clean "$1" >/dev/null
+    local files
+    mapfile -t files < <(target_file "$1"; target_objects "$1")
+    (cd "$build" && rm -f "${files[@]}")
     local TIMEFORMAT='%R %U %S' # bash's `time`: wall, user and system seconds
     { time ninja -C "$build" -j1 "$1" >"$scratch/log" 2>&1; } 2>"$scratch/time" || {
         cat "$scratch/log" >&2
@@ -45,10 +65,12 @@ build_from_scratch() {
 
 csv="$out/compile_time.csv"
 echo "program,policy,seconds,median_seconds,median_cpu_seconds,builds,compiler,flags" >"$csv"
-for program in "${programs[@]}"; do
-    # The compile command ninja runs for the program's one source file: its compiler and the flags
-    # that shape the compile (optimisation, language, target, warnings, OpenMP), not -D/-I.
-    compile=$(ninja -C "$build" -t commands "$program" | grep -E ' -c [^ ]+\.cpp$')
+# The harness library first, so that every program's build finds it built.
+ninja -C "$build" pardl_example_common >/dev/null
+for program in pardl_example_common "${programs[@]}"; do
+    # The compile command of the target's one source file: its compiler and the flags that shape
+    # the compile (optimisation, language, target, warnings, OpenMP), not -D/-I.
+    compile=$(ninja -C "$build" -t commands -s "$(target_objects "$program")")
     compiler=$("${compile%% *}" --version | head -n1 | tr ',' ';')
     flags=$(tr ' ' '\n' <<<"$compile" | grep -E '^-(O|std=|march=|mtune=|f|W|g|pthread)' | paste -sd' ')
     walls=() cpus=()
@@ -59,5 +81,10 @@ for program in "${programs[@]}"; do
     done
     stats=$(printf '%.1f,%.1f,%.1f' "$(printf '%s\n' "${walls[@]}" | sort -g | head -n1)" \
         "$(printf '%s\n' "${walls[@]}" | median)" "$(printf '%s\n' "${cpus[@]}" | median)")
-    echo "${program%%_*},${program#*_},${stats},${repeat},${compiler},${flags}" | tee -a "$csv"
+    if [[ $program == pardl_example_common ]]; then
+        name=harness,shared
+    else
+        name=${program%%_*},${program#*_}
+    fi
+    echo "${name},${stats},${repeat},${compiler},${flags}" | tee -a "$csv"
 done

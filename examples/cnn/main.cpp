@@ -21,14 +21,15 @@ using RunPolicy = pardl::PARDL_POLICY;
 } // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{std::string("Train the W-CNN (two 3x3 conv blocks, dense 256) on Fashion-MNIST with the ") +
-                 PARDL_POLICY_NAME + " policy."};
     examples::RunOptions opts;
-    examples::add_run_flags(app, opts);
+    examples::CommandLine cli(std::string("Train the W-CNN (two 3x3 conv blocks, dense 256) on Fashion-MNIST "
+                                          "with the ") +
+                                  PARDL_POLICY_NAME + " policy.",
+                              opts);
     bool bn = false;
-    app.add_flag("--bn", bn, "add synchronized batch norm after each convolution");
-    return examples::run_example<RunPolicy>(argc, argv, app, [&] {
-        if (bn) return examples::train_with_flags<CnnBn, RunPolicy>(app, opts, "W-CNN+BN");
-        return examples::train_with_flags<Cnn, RunPolicy>(app, opts, "W-CNN");
+    cli.add_flag("--bn", bn, "add synchronized batch norm after each convolution");
+    return examples::run_example<RunPolicy>(argc, argv, cli, [&] {
+        if (bn) return examples::train_with_flags<CnnBn, RunPolicy>(cli, "W-CNN+BN");
+        return examples::train_with_flags<Cnn, RunPolicy>(cli, "W-CNN");
     });
 }

@@ -70,9 +70,8 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::s
         if (!o.save.empty()) std::printf("checkpoint saved to %s\n", o.save.c_str());
         if (timeline) std::printf("timeline written to %s\n", o.timeline.c_str());
         if (!o.json.empty()) {
-            auto record = make_run_record(o, model_name, trainer, lr, train_set.rows, test_set.rows, history);
-            record["flops_per_sample"] = Model::training_flops_per_sample;
-            write_run_record(o.json, record);
+            write_run_record(o.json, o, run_info(model_name, trainer, lr, train_set.rows, test_set.rows),
+                             history);
             std::printf("run record written to %s\n", o.json.c_str());
         }
         std::fflush(stdout);
@@ -82,8 +81,9 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::s
 
 /// Builds the optimizer the flags ask for (SGD with momentum, or Adam) and trains Model.
 template <class Model, class Policy>
-int train_with_flags(const CLI::App& app, const RunOptions& opts, const std::string& model_name) {
-    const double lr = effective_lr(app, opts);
+int train_with_flags(const CommandLine& cli, const std::string& model_name) {
+    const RunOptions& opts = cli.options();
+    const double lr = effective_lr(cli);
     if (opts.optimizer == "adam") {
         Adam::Options a;
         a.lr = static_cast<float>(lr);

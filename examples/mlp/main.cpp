@@ -15,11 +15,12 @@ using Model = pardl::Sequential<pardl::Input<784>, pardl::Dense<256>, pardl::ReL
 using RunPolicy = pardl::PARDL_POLICY;
 
 int main(int argc, char** argv) {
-    CLI::App app{std::string("Train the W-MLP (784-256-128-10) on Fashion-MNIST with the ") +
-                 PARDL_POLICY_NAME + " policy."};
     pardl::examples::RunOptions opts;
-    pardl::examples::add_run_flags(app, opts);
-    return pardl::examples::run_example<RunPolicy>(argc, argv, app, [&] {
-        return pardl::examples::train_with_flags<Model, RunPolicy>(app, opts, "W-MLP 784-256-128-10");
+    pardl::examples::CommandLine cli(
+        std::string("Train the W-MLP (784-256-128-10) on Fashion-MNIST with the ") + PARDL_POLICY_NAME +
+            " policy.",
+        opts);
+    return pardl::examples::run_example<RunPolicy>(argc, argv, cli, [&] {
+        return pardl::examples::train_with_flags<Model, RunPolicy>(cli, "W-MLP 784-256-128-10");
     });
 }

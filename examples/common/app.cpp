@@ -1,0 +1,291 @@
+// The compiled half of the examples' plumbing (see app.hpp): everything that needs CLI11 or
+// nlohmann-json, built once into pardl_example_common.
+#include "common/app.hpp"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "pardl/metrics/timer.hpp"
+
+namespace pardl::examples {
+
+namespace detail {
+
+// MPICH's hydra and most PMI launchers set PMI_RANK, Open MPI sets OMPI_COMM_WORLD_RANK.
+int launcher_rank() {
+    for (const char* name : {"PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"}) {
+        if (const char* v = std::getenv(name)) {
+            int r = 0;
+            const auto [p, ec] = std::from_chars(v, v + std::char_traits<char>::length(v), r);
+            if (ec == std::errc{}) return r;
+        }
+    }
+    return 0;
+}
+
+unsigned hardware_cores() {
+    const unsigned c = std::thread::hardware_concurrency();
+    return c ? c : 1;
+}
+
+} // namespace detail
+
+namespace {
+
+// CLI11's stock PositiveNumber / Range print DBL_MAX in their messages; these say what they mean.
+std::optional<long double> parse_number(const std::string& s) {
+    if (s.empty()) return std::nullopt;
+    errno = 0;
+    char* end = nullptr;
+    const long double v = std::strtold(s.c_str(), &end);
+    if (errno != 0 || end != s.c_str() + s.size() || !std::isfinite(v)) return std::nullopt;
+    return v;
+}
+
+/// An integer >= lo.
+CLI::Validator integer_at_least(long long lo) {
+    return CLI::Validator(
+        [lo](std::string& s) -> std::string {
+            long long v = 0;
+            const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+            if (ec != std::errc{} || p != s.data() + s.size() || v < lo)
+                return "must be an integer >= " + std::to_string(lo) + " (got '" + s + "')";
+            return {};
+        },
+        "");
+}
+
+/// A finite real number > 0.
+CLI::Validator positive_real() {
+    return CLI::Validator(
+        [](std::string& s) -> std::string {
+            const auto v = parse_number(s);
+            if (!v || *v <= 0) return "must be a number > 0 (got '" + s + "')";
+            return {};
+        },
+        "");
+}
+
+/// A real number in [0, 1).
+CLI::Validator unit_interval_half_open() {
+    return CLI::Validator(
+        [](std::string& s) -> std::string {
+            const auto v = parse_number(s);
+            if (!v || *v < 0 || *v >= 1) return "must be a number in [0, 1) (got '" + s + "')";
+            return {};
+        },
+        "");
+}
+
+std::string hex64(std::uint64_t v) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+std::string iso_utc_now() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+std::string host_name() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+    return buf;
+}
+
+std::string compiler_id() {
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#else
+    return "unknown";
+#endif
+}
+
+/// Registers the common flags on `app`, bound to `o`.
+void add_run_flags(CLI::App& app, RunOptions& o) {
+    app.add_option("--data", o.data, "Directory holding the Fashion-MNIST IDX files")
+        ->type_name("DIR")
+        ->capture_default_str();
+    app.add_option("--epochs", o.epochs, "Training epochs (>= 1)")
+        ->type_name("N")
+        ->check(integer_at_least(1))
+        ->capture_default_str();
+    app.add_option("--batch", o.batch, "Global batch size, shared by all ranks and threads (>= 1)")
+        ->type_name("B")
+        ->check(integer_at_least(1))
+        ->capture_default_str();
+    app.add_option("--lr", o.lr, "Learning rate, > 0 (default 0.01 for sgd, 0.001 for adam)")
+        ->type_name("X")
+        ->check(positive_real());
+    app.add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")
+        ->type_name("X")
+        ->check(unit_interval_half_open())
+        ->capture_default_str();
+    app.add_option("--optimizer", o.optimizer, "Optimizer: sgd or adam")
+        ->type_name("NAME")
+        ->transform(CLI::IsMember({"sgd", "adam"}, CLI::ignore_case))
+        ->capture_default_str();
+    app.add_option("--seed", o.seed, "Seed of initialisation and shuffling")
+        ->type_name("S")
+        ->check(integer_at_least(0))
+        ->capture_default_str();
+    app.add_option("--limit", o.limit, "Use only the first N training images (0 = all)")
+        ->type_name("N")
+        ->check(integer_at_least(0))
+        ->capture_default_str();
+    app.add_option("--test-limit", o.test_limit, "Evaluate on the first N test images only (0 = all)")
+        ->type_name("N")
+        ->check(integer_at_least(0))
+        ->capture_default_str();
+    app.add_option("--threads", o.threads,
+                   "Workers per rank (0 = default): threads for OpenMP and Hybrid (default OMP_NUM_THREADS, "
+                   "else the core count); for Serial, T workers taken in turn on one thread (default 1), "
+                   "which reproduces a T-worker run's arithmetic bit for bit")
+        ->type_name("T")
+        ->check(integer_at_least(0))
+        ->capture_default_str();
+    app.add_option("--save", o.save, "Save a checkpoint of the trained parameters to FILE")
+        ->type_name("FILE");
+    app.add_option("--json", o.json, "Write the run record (timings, metrics, checksum) to FILE")
+        ->type_name("FILE");
+    app.add_option("--timeline", o.timeline,
+                   "Write a Chrome trace (chrome://tracing, Perfetto) of every step's phases to FILE")
+        ->type_name("FILE");
+    app.add_option("--check-replicas", o.check_replicas,
+                   "Compare parameter checksums across ranks every K steps (0 = never)")
+        ->type_name("K")
+        ->check(integer_at_least(0))
+        ->capture_default_str();
+    app.add_flag("--quiet", o.quiet, "No model table and no live progress line");
+    // Test hook, hidden from --help: lets the test suite check that one failing rank ends the job.
+    app.add_option("--fail-on-rank", o.fail_on_rank, "")->group("");
+}
+
+/// The run record as JSON.
+nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
+                               const std::vector<pardl::EpochRecord>& history) {
+    using nlohmann::json;
+    json epoch_seconds = json::array(), train_loss = json::array(), train_acc = json::array(),
+         test_loss = json::array(), test_acc = json::array();
+    std::vector<double> phase_sum(pardl::phase_names.size(), 0.0);
+    double train_seconds = 0;
+    std::size_t samples = 0;
+    for (const pardl::EpochRecord& r : history) {
+        epoch_seconds.push_back(r.seconds);
+        train_loss.push_back(r.train_loss);
+        train_acc.push_back(r.train_accuracy);
+        test_loss.push_back(r.test_loss);
+        test_acc.push_back(r.test_accuracy);
+        train_seconds += r.seconds;
+        samples += info.train_images;
+        for (std::size_t i = 0; i < phase_sum.size(); ++i) phase_sum[i] += r.phases.seconds[i];
+    }
+    json phases = json::object();
+    for (std::size_t i = 0; i < phase_sum.size(); ++i)
+        phases[std::string(pardl::phase_names[i])] = phase_sum[i];
+
+    json rec;
+    rec["model"] = info.model;
+    rec["policy"] = info.policy;
+    rec["ranks"] = info.ranks;
+    rec["threads"] = info.threads;
+    rec["workers"] = static_cast<std::size_t>(info.ranks) * info.threads;
+    rec["workers_per_rank"] = info.workers_per_rank;
+    rec["batch"] = o.batch;
+    rec["epochs"] = history.size();
+    rec["train_images"] = info.train_images;
+    rec["test_images"] = info.test_images;
+    rec["epoch_seconds"] = std::move(epoch_seconds);
+    rec["train_seconds"] = train_seconds;
+    rec["samples_per_second"] = train_seconds > 0 ? static_cast<double>(samples) / train_seconds : 0.0;
+    rec["train_loss"] = std::move(train_loss);
+    rec["train_accuracy"] = std::move(train_acc);
+    rec["test_loss"] = std::move(test_loss);
+    rec["test_accuracy"] = std::move(test_acc);
+    rec["final_test_accuracy"] = history.empty() ? 0.0 : history.back().test_accuracy;
+    rec["param_checksum"] = hex64(info.checksum);
+    rec["phases"] = std::move(phases);
+    rec["phases_note"] = "seconds summed over epochs, measured on rank 0's first worker";
+    rec["seed"] = o.seed;
+    rec["lr"] = info.lr;
+    rec["momentum"] = o.optimizer == "sgd" ? o.momentum : 0.0;
+    rec["optimizer"] = o.optimizer;
+    rec["limit"] = o.limit;
+    rec["test_limit"] = o.test_limit;
+    rec["hostname"] = host_name();
+    rec["cores"] = detail::hardware_cores();
+    rec["compiler"] = compiler_id();
+    rec["date"] = iso_utc_now();
+    rec["flops_per_sample"] = info.flops_per_sample;
+    if (!o.timeline.empty()) rec["timeline"] = o.timeline;
+    return rec;
+}
+
+} // namespace
+
+CommandLine::CommandLine(const std::string& description, RunOptions& options)
+    : options_(options), app_(std::make_unique<CLI::App>(description)) {
+    add_run_flags(*app_, options_);
+}
+
+CommandLine::~CommandLine() = default;
+
+void CommandLine::add_flag(const std::string& name, bool& value, const std::string& help) {
+    app_->add_flag(name, value, help);
+}
+
+std::optional<int> CommandLine::parse(int argc, char** argv) {
+    try {
+        app_->parse(argc, argv);
+        return std::nullopt;
+    } catch (const CLI::ParseError& e) {
+        std::ostringstream sink;
+        const bool talk = detail::launcher_rank() == 0;
+        const int code = app_->exit(e, talk ? std::cout : sink, talk ? std::cerr : sink);
+        return code == 0 ? 0 : 2;
+    }
+}
+
+bool CommandLine::given(const std::string& name) const {
+    return app_->count(name) > 0;
+}
+
+void write_run_record(const std::filesystem::path& path, const RunOptions& o, const RunInfo& info,
+                      const std::vector<pardl::EpochRecord>& history) {
+    const nlohmann::json record = make_run_record(o, info, history);
+    std::filesystem::path tmp = path;
+    tmp += ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        if (!out) throw std::runtime_error("cannot write run record '" + tmp.string() + "'");
+        out << record.dump(2) << '\n';
+        out.flush();
+        if (!out) throw std::runtime_error("error while writing run record '" + tmp.string() + "'");
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec)
+        throw std::runtime_error("cannot rename '" + tmp.string() + "' to '" + path.string() +
+                                 "': " + ec.message());
+}
+
+} // namespace pardl::examples
