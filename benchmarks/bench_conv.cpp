@@ -175,9 +175,9 @@ void bm_pool_backward(benchmark::State& state) {
 template <size_t I, bool Backward>
 void bm_step_layer(benchmark::State& state) {
     using Layer = WCnn::layer_t<I>;
-    // Sequential's fusion: a ReLU that the layer before it applies (WCnn::fused) has no passes of
-    // its own (it is not registered) and that layer's forward and backward include it.
-    constexpr bool fuses_relu = WCnn::fuses_next(I);
+    // Sequential's fusion: a ReLU that the layer before or after it applies (WCnn::fused) has no
+    // passes of its own (it is not registered) and that layer's forward and backward include it.
+    constexpr bool fuses_relu = WCnn::runs_relu(I);
     LayerOnBatch<Layer> b;
     const auto forward = [&] {
         if constexpr (fuses_relu)
@@ -231,7 +231,7 @@ std::string step_label(bool forward) {
     std::string name = WCnn::layer_t<I>::name();
     std::replace(name.begin(), name.end(), ',', ' ');
     return "step/" + std::string(I < 10 ? "0" : "") + std::to_string(I) + "_" + name +
-           (WCnn::fuses_next(I) ? "+ReLU" : "") + (forward ? "/forward" : "/backward");
+           (WCnn::runs_relu(I) ? "+ReLU" : "") + (forward ? "/forward" : "/backward");
 }
 
 template <size_t... I>

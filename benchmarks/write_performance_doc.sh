@@ -103,8 +103,8 @@ cat <<STEP
 ### Every W-CNN layer alone (\`bench_conv\`, \`step/\` group)
 
 Each layer of W-CNN forward and backward at batch 64, one at a time with the same code a training
-step runs (\`--benchmark_filter=step/\`): a ReLU that Sequential fuses into the convolution
-before it (\`Conv2D<...>+ReLU\`) has no forward or backward of its own. % of
+step runs (\`--benchmark_filter=step/\`): a ReLU that Sequential fuses into the layer next to it
+(\`...+ReLU\`: the max pooling after it) has no forward or backward of its own. % of
 peak counts the layer's own multiply-adds (none for ReLU, pooling and Flatten, whose time is the
 point here).
 

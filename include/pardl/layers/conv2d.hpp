@@ -143,6 +143,9 @@ struct Conv2D : LayerSpecBase {
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* g = dy.row(r);
                 if (!relu_y.empty()) {
+                    // Sized on first use: a convolution whose ReLU the pooling after it runs
+                    // never masks (Sequential::relu_by_next).
+                    if (masked_.size() < output_shape::size) masked_.resize(output_shape::size);
                     const float* yr = relu_y.row(r);
                     for (std::size_t j = 0; j < output_shape::size; ++j)
                         masked_[j] = g[j] * detail::ReluFn::derivative_from_output(yr[j]);
@@ -190,8 +193,8 @@ struct Conv2D : LayerSpecBase {
 
         AlignedBuffer<float> cols_;
         AlignedBuffer<float> wt_{weight_count}; ///< the weights transposed, (C*K*K) x OutC, for forward
-        AlignedBuffer<float> dwt_; ///< this batch's weight gradient, transposed (see transposed_dw)
-        AlignedBuffer<float> masked_{output_shape::size}; ///< one sample's dy masked by a fused ReLU
+        AlignedBuffer<float> dwt_;    ///< this batch's weight gradient, transposed (see transposed_dw)
+        AlignedBuffer<float> masked_; ///< one sample's dy masked by a fused ReLU (sized on first use)
     };
 };
 

@@ -97,6 +97,14 @@ inline constexpr bool fuses_relu_v = requires {
     requires L::fuses_relu;
 };
 
+/// Whether bound layer L, which fuses_relu, also commutes with ReLU: L(ReLU(x)) == ReLU(L(x)), bit
+/// for bit, as for max pooling. Sequential then runs a ReLU that comes just before L inside L's
+/// FuseRelu passes, where it touches L's output instead of L's input (see Sequential::relu_by_next).
+template <class L>
+inline constexpr bool commutes_with_relu_v = requires {
+    requires L::commutes_with_relu;
+};
+
 /// Whether bound layer L is a ReLU (what a fuses_relu layer can take over).
 template <class L>
 inline constexpr bool is_relu_v = requires {

@@ -10,6 +10,7 @@
 
 #include "pardl/layers/layer.hpp"
 #include "pardl/layers/pool_window.hpp"
+#include "pardl/layers/relu.hpp"
 #include "pardl/tensor/buffer.hpp"
 #include "pardl/tensor/simd.hpp"
 #include "pardl/tensor/view.hpp"
@@ -34,6 +35,8 @@ struct MaxPool2x2Avx512 {
         return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
     }
 
+    /// With Relu, y = ReLU(max): the winner is the window's raw maximum (see MaxPool2D's FuseRelu).
+    template <bool Relu>
     static void forward(ConstMatrix x, Matrix y, std::uint32_t* argmax) noexcept {
         const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
         const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -76,6 +79,8 @@ struct MaxPool2x2Avx512 {
                         take(_mm512_permutex2var_ps(b_lo, odd, b_hi),
                              _mm512_add_epi32(base, _mm512_add_epi32(w, _mm512_set1_epi32(1))));
                         const __mmask16 out = lanes(n);
+                        // max returns its second operand for NaN and two zeros: x > 0 ? x : 0.
+                        if constexpr (Relu) m = _mm512_mask_max_ps(m, 0xFFFF, m, _mm512_setzero_ps());
                         _mm512_mask_storeu_ps(yr + o_row + ow, out, m);
                         _mm512_mask_storeu_epi32(ar + o_row + ow, out, best);
                     }
@@ -83,7 +88,9 @@ struct MaxPool2x2Avx512 {
         }
     }
 
-    static void backward(std::size_t rows, ConstMatrix dy, Matrix dx, const std::uint32_t* argmax) noexcept {
+    /// With Relu, dy is first multiplied by ReLU's derivative at this layer's output y.
+    template <bool Relu>
+    static void backward(ConstMatrix y, ConstMatrix dy, Matrix dx, const std::uint32_t* argmax) noexcept {
         // Every covered input is written (its gradient or zero), so only an odd border needs
         // clearing beforehand.
         constexpr bool border = H % 2 != 0 || W % 2 != 0;
@@ -93,7 +100,8 @@ struct MaxPool2x2Avx512 {
         const __m512i two_iota = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
         const __m512i one = _mm512_set1_epi32(1), w = _mm512_set1_epi32(static_cast<int>(W));
         const __m512i w1 = _mm512_add_epi32(w, one);
-        for (std::size_t r = 0; r < rows; ++r) {
+        const __m512 unit = _mm512_set1_ps(1.0f);
+        for (std::size_t r = 0; r < dy.rows; ++r) {
             float* d = dx.row(r);
             const float* g = dy.row(r);
             const std::uint32_t* ar = argmax + r * out_size;
@@ -105,7 +113,12 @@ struct MaxPool2x2Avx512 {
                     for (std::size_t ow = 0; ow < OW; ow += 16) {
                         const std::size_t n = std::min<std::size_t>(16, OW - ow);
                         const __mmask16 out = lanes(n);
-                        const __m512 gv = _mm512_maskz_loadu_ps(out, g + o_row + ow);
+                        __m512 gv = _mm512_maskz_loadu_ps(out, g + o_row + ow);
+                        if constexpr (Relu) { // dy * (y > 0 ? 1 : 0), as the ReLU layer computes it
+                            const __m512 yv = _mm512_maskz_loadu_ps(out, y.row(r) + o_row + ow);
+                            const __mmask16 live = _mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ);
+                            gv = _mm512_mul_ps(gv, _mm512_maskz_mov_ps(live, unit));
+                        }
                         const __m512i rel = _mm512_sub_epi32(
                             _mm512_maskz_loadu_epi32(out, ar + o_row + ow),
                             _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top_row + 2 * ow)),
@@ -150,10 +163,38 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
 
         explicit bind(std::size_t max_rows) : argmax_(max_rows * out_size) {}
 
+        /// Max pooling commutes with ReLU (pool(ReLU(x)) == ReLU(pool(x)): ReLU never reorders
+        /// values), so Sequential runs a ReLU just before this layer inside its FuseRelu passes,
+        /// on the pooled output, a quarter of the size for 2x2 windows. The layer before then
+        /// neither writes activated values nor masks its own gradient by them.
+        static constexpr bool fuses_relu = true;
+        static constexpr bool commutes_with_relu = true;
+
         void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) {
+            run_forward<false>(x, y);
+        }
+        /// y = ReLU(max over each window). The recorded winner is the window's raw maximum; where
+        /// that is not positive the gradient is zero anyway.
+        void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&, FuseRelu) {
+            run_forward<true>(x, y);
+        }
+
+        void backward(const LayerSlots&, ConstMatrix, ConstMatrix y, ConstMatrix dy, Matrix dx,
+                      const StepContext&) {
+            run_backward<false>(y, dy, dx);
+        }
+        void backward(const LayerSlots&, ConstMatrix, ConstMatrix y, ConstMatrix dy, Matrix dx,
+                      const StepContext&, FuseRelu) {
+            run_backward<true>(y, dy, dx);
+        }
+
+    private:
+        template <bool Relu>
+        void run_forward(ConstMatrix x, Matrix y) {
 #if defined(PARDL_SIMD_X86)
             if constexpr (fast_2x2)
-                if (simd::active() == simd::Isa::avx512) return Fast2x2::forward(x, y, argmax_.data());
+                if (simd::active() == simd::Isa::avx512)
+                    return Fast2x2::template forward<Relu>(x, y, argmax_.data());
 #endif
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* xr = x.row(r);
@@ -178,31 +219,32 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
                                     m = std::max(m, v);
                                 }
                             const std::size_t o = (c * OH + oh) * OW + ow;
-                            yr[o] = m;
+                            yr[o] = Relu ? detail::ReluFn::value(m) : m;
                             ar[o] = static_cast<std::uint32_t>(best);
                         }
             }
         }
 
-        void backward(const LayerSlots&, ConstMatrix x, ConstMatrix, ConstMatrix dy, Matrix dx,
-                      const StepContext&) {
+        template <bool Relu>
+        void run_backward(ConstMatrix y, ConstMatrix dy, Matrix dx) {
             if (dx.empty()) return;
 #if defined(PARDL_SIMD_X86)
             if constexpr (fast_2x2)
                 if (simd::active() == simd::Isa::avx512)
-                    return Fast2x2::backward(x.rows, dy, dx, argmax_.data());
+                    return Fast2x2::template backward<Relu>(y, dy, dx, argmax_.data());
 #endif
-            for (std::size_t r = 0; r < x.rows; ++r) {
+            for (std::size_t r = 0; r < dy.rows; ++r) {
                 float* d = dx.row(r);
                 const float* g = dy.row(r);
+                const float* yr = Relu ? y.row(r) : nullptr;
                 const std::uint32_t* ar = argmax_.data() + r * out_size;
                 std::fill_n(d, In::size, 0.0f);
                 // Overlapping windows (Stride < Kernel) may share a winner, hence +=.
-                for (std::size_t o = 0; o < out_size; ++o) d[ar[o]] += g[o];
+                for (std::size_t o = 0; o < out_size; ++o)
+                    d[ar[o]] += Relu ? g[o] * detail::ReluFn::derivative_from_output(yr[o]) : g[o];
             }
         }
 
-    private:
         /// The common 2x2, stride-2 pooling has a vector path (detail::MaxPool2x2Avx512).
         static constexpr bool fast_2x2 = Kernel == 2 && Stride == 2;
 #if defined(PARDL_SIMD_X86)

@@ -193,22 +193,47 @@ public:
         for (auto m : layer_macs) f += 2 * m;
         return f;
     }();
+    /// Whether layer I is a ReLU that the layer after it runs (relu_by_next): that layer commutes
+    /// with ReLU (max pooling), so the ReLU is applied to its smaller output instead. Preferred
+    /// over fusing into the layer before, which would write, reread and mask the larger tensor.
+    template <std::size_t I>
+    static constexpr bool relu_taken_by_next() {
+        if constexpr (I + 1 >= layer_count)
+            return false;
+        else
+            return is_relu_v<layer_t<I>> && fuses_relu_v<layer_t<I + 1>> &&
+                   commutes_with_relu_v<layer_t<I + 1>>;
+    }
     /// Whether layer I is a ReLU that layer I - 1 can take over (see `fused`).
     template <std::size_t I>
-    static constexpr bool fused_into_previous() {
+    static constexpr bool relu_taken_by_previous() {
         if constexpr (I == 0)
             return false;
         else
-            return is_relu_v<layer_t<I>> && fuses_relu_v<layer_t<I - 1>>;
+            return is_relu_v<layer_t<I>> && fuses_relu_v<layer_t<I - 1>> && !relu_taken_by_next<I>();
     }
-    /// fused[i]: layer i is a ReLU that layer i - 1 applies in its own forward and backward
-    /// (FuseRelu); its output then shares layer i - 1's buffer and its own passes do nothing.
-    static constexpr std::array<bool, layer_count> fused = []<std::size_t... I>(std::index_sequence<I...>) {
-        return std::array<bool, layer_count>{fused_into_previous<I>()...};
+    /// relu_by_next[i]: layer i is a ReLU that layer i + 1 applies to its own output in its
+    /// forward and backward (FuseRelu). Its output is not materialised: the buffer Workspace::output
+    /// gives for it holds its input.
+    static constexpr std::array<bool, layer_count> relu_by_next =
+        []<std::size_t... I>(std::index_sequence<I...>) {
+        return std::array<bool, layer_count>{relu_taken_by_next<I>()...};
     }
     (indices);
-    /// Whether layer i runs the ReLU after it in its own forward and backward (fused[i + 1]).
-    static constexpr bool fuses_next(std::size_t i) { return i + 1 < layer_count && fused[i + 1]; }
+    /// fused[i]: layer i is a ReLU that another layer runs inside its own forward and backward
+    /// (FuseRelu): layer i - 1, whose output buffer it then shares, or layer i + 1 (relu_by_next).
+    /// Its own passes do nothing.
+    static constexpr std::array<bool, layer_count> fused = []<std::size_t... I>(std::index_sequence<I...>) {
+        return std::array<bool, layer_count>{(relu_taken_by_previous<I>() || relu_taken_by_next<I>())...};
+    }
+    (indices);
+    /// Whether layer i runs a ReLU inside its own forward and backward: the one after it (fused
+    /// into it) or the one before it (relu_by_next).
+    static constexpr bool runs_relu(std::size_t i) {
+        const bool next = i + 1 < layer_count && fused[i + 1] && !relu_by_next[i + 1];
+        const bool previous = i > 0 && relu_by_next[i - 1];
+        return next || previous;
+    }
 
     static constexpr std::size_t max_width = [] {
         std::size_t m = input_shape::size;
@@ -227,8 +252,9 @@ public:
                 if (!fused[i]) activations_[i].resize(max_rows * output_sizes[i]);
         }
         std::size_t max_rows() const { return max_rows_; }
-        /// Output of layer I for the last forward batch.
-        /// A layer followed by a fused ReLU holds the activated output (the ReLU's own).
+        /// Output of layer i for the last forward batch. A layer followed by a fused ReLU holds the
+        /// activated output (the ReLU's own); a ReLU that the next layer runs (relu_by_next) gives
+        /// its input.
         ConstMatrix output(std::size_t i) const {
             return {activations_[storage(i)].data(), rows_, output_sizes[i]};
         }
@@ -339,11 +365,11 @@ private:
     static void forward_layer(std::span<const float> params, std::span<float> state, ConstMatrix x,
                               Workspace& ws, const StepContext& ctx) {
         if constexpr (fused[I]) {
-            return; // layer I - 1 already wrote ReLU(its output) into the shared buffer
+            return; // layer I - 1 already wrote ReLU(its output), or layer I + 1 applies it
         } else {
             Matrix y{ws.activations_[I].data(), x.rows, output_sizes[I]};
             auto& layer = std::get<I>(ws.layers_);
-            if constexpr (fuses_next(I))
+            if constexpr (runs_relu(I))
                 layer.forward(slots<I>(params, {}, state), layer_input<I>(x, ws), y, ctx, FuseRelu{});
             else
                 layer.forward(slots<I>(params, {}, state), layer_input<I>(x, ws), y, ctx);
@@ -355,8 +381,10 @@ private:
                                ConstMatrix x, Workspace& ws, const StepContext& ctx, float*& dy,
                                float*& spare, Matrix dx_out) {
         if constexpr (fused[I]) {
-            // Layer I - 1 applies this ReLU's derivative in its own backward (FuseRelu): dy, the
-            // gradient with respect to the shared output, passes through untouched.
+            // The layer that runs this ReLU applies its derivative in its own backward (FuseRelu):
+            // layer I - 1, to the gradient with respect to their shared output, which passes
+            // through untouched; or layer I + 1, whose input gradient is then already with
+            // respect to this ReLU's input.
             return;
         }
         constexpr std::size_t in_width = layer_t<I>::input_shape::size;
@@ -373,7 +401,7 @@ private:
             }
         auto& layer = std::get<I>(ws.layers_);
         const ConstMatrix dy_view{dy, rows, output_sizes[I]};
-        if constexpr (fuses_next(I))
+        if constexpr (runs_relu(I))
             layer.backward(slots<I>(params, grads, state), layer_input<I>(x, ws), ws.output(I), dy_view, dx,
                            ctx, FuseRelu{});
         else
