@@ -343,6 +343,14 @@ TEST_CASE("Sequential runs a ReLU before a max pooling inside the pooling, on it
         for (float g : dx) nonzero += g != 0.0f;
         CHECK(nonzero > dx.size() / 8); // the comparison is not between zeros
     };
+    // A ReLU on the model's input stays a layer of its own: no earlier output could stand for it.
+    using InputRelu = Sequential<Input<1, 4, 4>, ReLU, MaxPool2D<2>>;
+    STATIC_REQUIRE(InputRelu::fused == std::array<bool, 2>{false, false});
+    const float image[] = {-1, 2, -3, -4, /**/ -5, -6, 7, 8, /**/ -9, -1, 0, -2, /**/ -3, -4, -5, -6};
+    InputRelu::Workspace input_ws(1);
+    const ConstMatrix pooled = InputRelu::forward({}, {}, ConstMatrix{image, 1, 16}, input_ws, StepContext{});
+    CHECK(std::vector<float>(pooled.data, pooled.data + 4) == std::vector<float>{2, 8, 0, 0});
+
     check(std::type_identity<Sequential<Input<3, 9, 11>, Conv2D<5, 3, 1, 1>, ReLU, MaxPool2D<2>>>{});
     check(std::type_identity<Sequential<Input<2, 9, 9>, Conv2D<4, 3, 1, 1>, ReLU, MaxPool2D<3, 2>>>{});
 }

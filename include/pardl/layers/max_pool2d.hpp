@@ -31,10 +31,6 @@ template <std::size_t C, std::size_t H, std::size_t W, std::size_t OH, std::size
 struct MaxPool2x2Avx512 {
     static constexpr std::size_t in_size = C * H * W, out_size = C * OH * OW;
 
-    static __mmask16 lanes(std::size_t n) noexcept {
-        return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
-    }
-
     /// With Relu, y = ReLU(max): the winner is the window's raw maximum (see MaxPool2D's FuseRelu).
     template <bool Relu>
     static void forward(ConstMatrix x, Matrix y, std::uint32_t* argmax) noexcept {
@@ -55,7 +51,8 @@ struct MaxPool2x2Avx512 {
                         const std::size_t n = std::min<std::size_t>(16, OW - ow);
                         // Only the 2n inputs the windows cover are read (an odd width's last
                         // column is not).
-                        const __mmask16 lo = lanes(2 * n), hi = lanes(2 * n > 16 ? 2 * n - 16 : 0);
+                        const __mmask16 lo = simd::first_lanes(2 * n),
+                                        hi = simd::first_lanes(2 * n > 16 ? 2 * n - 16 : 0);
                         const float* p0 = r0 + 2 * ow;
                         const float* p1 = r1 + 2 * ow;
                         const __m512 a_lo = _mm512_maskz_loadu_ps(lo, p0),
@@ -78,7 +75,7 @@ struct MaxPool2x2Avx512 {
                         take(_mm512_permutex2var_ps(b_lo, even, b_hi), _mm512_add_epi32(base, w));
                         take(_mm512_permutex2var_ps(b_lo, odd, b_hi),
                              _mm512_add_epi32(base, _mm512_add_epi32(w, _mm512_set1_epi32(1))));
-                        const __mmask16 out = lanes(n);
+                        const __mmask16 out = simd::first_lanes(n);
                         // max returns its second operand for NaN and two zeros: x > 0 ? x : 0.
                         if constexpr (Relu) m = _mm512_mask_max_ps(m, 0xFFFF, m, _mm512_setzero_ps());
                         _mm512_mask_storeu_ps(yr + o_row + ow, out, m);
@@ -112,7 +109,7 @@ struct MaxPool2x2Avx512 {
                     const std::size_t o_row = (c * OH + oh) * OW;
                     for (std::size_t ow = 0; ow < OW; ow += 16) {
                         const std::size_t n = std::min<std::size_t>(16, OW - ow);
-                        const __mmask16 out = lanes(n);
+                        const __mmask16 out = simd::first_lanes(n);
                         __m512 gv = _mm512_maskz_loadu_ps(out, g + o_row + ow);
                         if constexpr (Relu) { // dy * (y > 0 ? 1 : 0), as the ReLU layer computes it
                             const __m512 yv = _mm512_maskz_loadu_ps(out, y.row(r) + o_row + ow);
@@ -128,7 +125,8 @@ struct MaxPool2x2Avx512 {
                         const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, one), gv);
                         const __m512 f0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, w), gv);
                         const __m512 f1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, w1), gv);
-                        const __mmask16 lo = lanes(2 * n), hi = lanes(2 * n > 16 ? 2 * n - 16 : 0);
+                        const __mmask16 lo = simd::first_lanes(2 * n),
+                                        hi = simd::first_lanes(2 * n > 16 ? 2 * n - 16 : 0);
                         float* p0 = d + top_row + 2 * ow;
                         float* p1 = p0 + W;
                         _mm512_mask_storeu_ps(p0, lo, _mm512_permutex2var_ps(e0, lo_idx, e1));

@@ -196,9 +196,10 @@ public:
     /// Whether layer I is a ReLU that the layer after it runs (relu_by_next): that layer commutes
     /// with ReLU (max pooling), so the ReLU is applied to its smaller output instead. Preferred
     /// over fusing into the layer before, which would write, reread and mask the larger tensor.
+    /// (Not for a ReLU on the model's input: there is no layer output to stand in for its own.)
     template <std::size_t I>
     static constexpr bool relu_taken_by_next() {
-        if constexpr (I + 1 >= layer_count)
+        if constexpr (I == 0 || I + 1 >= layer_count)
             return false;
         else
             return is_relu_v<layer_t<I>> && fuses_relu_v<layer_t<I + 1>> &&

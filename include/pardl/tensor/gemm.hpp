@@ -194,7 +194,7 @@ struct Vec {
     static constexpr int mr_max = 12, nv_max = 2;
     static V load(const float* p) noexcept { return _mm512_loadu_ps(p); }
     static V load_first(const float* p, size_t count) noexcept {
-        return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p);
+        return _mm512_maskz_loadu_ps(simd::first_lanes(count), p);
     }
     static void store(float* p, V v) noexcept { _mm512_storeu_ps(p, v); }
     static V set1(float x) noexcept { return _mm512_set1_ps(x); }
@@ -229,7 +229,7 @@ struct Vec {
             u[4 * g + 2] = _mm512_mask_shuffle_ps(hi0, all, hi0, hi1, 0x44);
             u[4 * g + 3] = _mm512_mask_shuffle_ps(hi0, all, hi0, hi1, 0xEE);
         }
-        const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1u);
+        const __mmask16 mask = simd::first_lanes(count);
         for (int c = 0; c < 4; ++c) {
             const __m512 a0 = u[c], a1 = u[4 + c], a2 = u[8 + c], a3 = u[12 + c];
             const __m512 v0 = _mm512_mask_shuffle_f32x4(a0, all, a0, a1, 0x44);

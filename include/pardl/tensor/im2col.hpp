@@ -94,13 +94,11 @@ PARDL_SIMD_TARGET_BEGIN(PARDL_SIMD_TARGET_AVX512)
 /// element loops of that length run mostly in scalar prologues and epilogues, so whole rows go
 /// through one masked vector each.
 struct Avx512Rows {
-    static __mmask16 tail_mask(std::size_t n) noexcept { return static_cast<__mmask16>((1u << n) - 1u); }
-
     static void copy(const float* __restrict src, std::size_t n, float* __restrict dst) noexcept {
         std::size_t i = 0;
         for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
         if (i < n) {
-            const __mmask16 m = tail_mask(n - i);
+            const __mmask16 m = simd::first_lanes(n - i);
             _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
         }
     }
@@ -110,7 +108,7 @@ struct Avx512Rows {
         for (; i + 16 <= n; i += 16)
             _mm512_storeu_ps(dst + i, _mm512_add_ps(_mm512_loadu_ps(dst + i), _mm512_loadu_ps(src + i)));
         if (i < n) {
-            const __mmask16 m = tail_mask(n - i);
+            const __mmask16 m = simd::first_lanes(n - i);
             _mm512_mask_storeu_ps(
                 dst + i, m,
                 _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + i), _mm512_maskz_loadu_ps(m, src + i)));
@@ -121,7 +119,7 @@ struct Avx512Rows {
         std::size_t i = 0;
         const __m512 z = _mm512_setzero_ps();
         for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, z);
-        if (i < n) _mm512_mask_storeu_ps(dst + i, tail_mask(n - i), z);
+        if (i < n) _mm512_mask_storeu_ps(dst + i, simd::first_lanes(n - i), z);
     }
 };
 
@@ -141,7 +139,7 @@ struct NarrowRows {
     explicit NarrowRows(const ConvGeometry& g) noexcept {
         for (std::size_t kw = 0; kw < g.kernel; ++kw) {
             const ValidSpan span = valid_span(kw, g.width, g.out_width(), 1, g.padding);
-            const __mmask16 n = Avx512Rows::tail_mask(span.hi - span.lo);
+            const __mmask16 n = simd::first_lanes(span.hi - span.lo);
             const std::size_t first_in = span.lo + kw - g.padding; // input column of output column lo
             out_lanes[kw] = span.lo == span.hi ? __mmask16{0} : static_cast<__mmask16>(n << span.lo);
             in_lanes[kw] = span.lo == span.hi ? __mmask16{0} : static_cast<__mmask16>(n << first_in);
@@ -159,7 +157,7 @@ struct NarrowRows {
 inline void col2im_narrow_avx512(const ConvGeometry& g, const float* col, float* dx) noexcept {
     const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, w = g.width, pad = g.padding;
     const NarrowRows rows(g);
-    const __mmask16 row_mask = Avx512Rows::tail_mask(w);
+    const __mmask16 row_mask = simd::first_lanes(w);
     for (std::size_t c = 0; c < g.channels; ++c)
         for (std::size_t r = 0; r < g.height; ++r) {
             float* d = dx + (c * g.height + r) * w;
@@ -186,7 +184,7 @@ inline void col2im_narrow_avx512(const ConvGeometry& g, const float* col, float*
 inline void im2col_narrow_avx512(const ConvGeometry& g, const float* x, float* col) noexcept {
     const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, w = g.width, pad = g.padding;
     const NarrowRows lanes(g);
-    const __mmask16 out_mask = Avx512Rows::tail_mask(ow);
+    const __mmask16 out_mask = simd::first_lanes(ow);
     for (std::size_t c = 0; c < g.channels; ++c)
         for (std::size_t kh = 0; kh < k; ++kh) {
             const ValidSpan rows = valid_span(kh, g.height, oh, 1, pad);

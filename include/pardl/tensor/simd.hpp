@@ -14,6 +14,7 @@
 #include <array>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <span>
 #include <string>
@@ -155,6 +156,14 @@ public:
 private:
     int previous_ = -1;
 };
+
+#if defined(PARDL_SIMD_X86)
+/// The AVX-512 lane mask (an __mmask16) of the first n of 16 float lanes, all of them for n >= 16:
+/// the one computation behind the masked loads and stores of short rows and tails.
+constexpr std::uint16_t first_lanes(std::size_t n) noexcept {
+    return n >= 16 ? std::uint16_t{0xFFFF} : static_cast<std::uint16_t>((1u << n) - 1u);
+}
+#endif
 
 } // namespace pardl::simd
 
