@@ -67,26 +67,26 @@ CLI::Validator integer_at_least(long long lo) {
         "");
 }
 
-/// A finite real number > 0.
-CLI::Validator positive_real() {
+/// A finite real number for which `ok` holds; otherwise "must be <what>".
+template <class Ok>
+CLI::Validator real_number(Ok ok, std::string what) {
     return CLI::Validator(
-        [](std::string& s) -> std::string {
+        [ok, what](std::string& s) -> std::string {
             const auto v = parse_number(s);
-            if (!v || *v <= 0) return "must be a number > 0 (got '" + s + "')";
+            if (!v || !ok(*v)) return "must be " + what + " (got '" + s + "')";
             return {};
         },
         "");
 }
 
+/// A finite real number > 0.
+CLI::Validator positive_real() {
+    return real_number([](long double v) { return v > 0; }, "a number > 0");
+}
+
 /// A real number in [0, 1).
 CLI::Validator unit_interval_half_open() {
-    return CLI::Validator(
-        [](std::string& s) -> std::string {
-            const auto v = parse_number(s);
-            if (!v || *v < 0 || *v >= 1) return "must be a number in [0, 1) (got '" + s + "')";
-            return {};
-        },
-        "");
+    return real_number([](long double v) { return v >= 0 && v < 1; }, "a number in [0, 1)");
 }
 
 std::string hex64(std::uint64_t v) {

@@ -140,12 +140,12 @@ struct Conv2D : LayerSpecBase {
                 }
                 std::fill_n(db, OutChannels, 0.0f);
             }
+            // Sized on first use: a convolution whose ReLU the pooling after it runs never masks
+            // (Sequential::relu_by_next).
+            if (!relu_y.empty() && masked_.size() < output_shape::size) masked_.resize(output_shape::size);
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* g = dy.row(r);
                 if (!relu_y.empty()) {
-                    // Sized on first use: a convolution whose ReLU the pooling after it runs
-                    // never masks (Sequential::relu_by_next).
-                    if (masked_.size() < output_shape::size) masked_.resize(output_shape::size);
                     const float* yr = relu_y.row(r);
                     for (std::size_t j = 0; j < output_shape::size; ++j)
                         masked_[j] = g[j] * detail::ReluFn::derivative_from_output(yr[j]);

@@ -101,6 +101,7 @@ struct MaxPool2x2Avx512 {
         for (std::size_t r = 0; r < dy.rows; ++r) {
             float* d = dx.row(r);
             const float* g = dy.row(r);
+            const float* yr = Relu ? y.row(r) : nullptr;
             const std::uint32_t* ar = argmax + r * out_size;
             if constexpr (border) std::fill_n(d, in_size, 0.0f);
             for (std::size_t c = 0; c < C; ++c)
@@ -112,7 +113,7 @@ struct MaxPool2x2Avx512 {
                         const __mmask16 out = simd::first_lanes(n);
                         __m512 gv = _mm512_maskz_loadu_ps(out, g + o_row + ow);
                         if constexpr (Relu) { // dy * (y > 0 ? 1 : 0), as the ReLU layer computes it
-                            const __m512 yv = _mm512_maskz_loadu_ps(out, y.row(r) + o_row + ow);
+                            const __m512 yv = _mm512_maskz_loadu_ps(out, yr + o_row + ow);
                             const __mmask16 live = _mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ);
                             gv = _mm512_mul_ps(gv, _mm512_maskz_mov_ps(live, unit));
                         }
