@@ -44,7 +44,8 @@ struct LayerOnBatch {
     pardl::AlignedBuffer<float> params{Layer::param_count}, grads{Layer::param_count};
     pardl::AlignedBuffer<float> x{batch * in_size}, y{batch * out_size};
     pardl::AlignedBuffer<float> dy{batch * out_size}, dx{batch * in_size};
-    pardl::StepContext ctx{.global_rows = batch};
+    // As the trainer runs a step: backward writes the gradient rather than adding to it.
+    pardl::StepContext ctx{.global_rows = batch, .overwrite_grads = true};
 
     LayerOnBatch() {
         pardl::Rng rng(7);

@@ -24,8 +24,10 @@
 #include <algorithm>
 #include <array>
 #include <barrier>
+#include <bit>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <numeric>
 #include <span>
@@ -166,6 +168,103 @@ TEST_CASE("im2col and col2im give the same bits under every instruction set", "[
         CHECK(std::memcmp(col.data(), col_ref.data(), n_col * sizeof(float)) == 0);
         CHECK(std::memcmp(back.data(), back_ref.data(), n_in * sizeof(float)) == 0);
     }
+}
+
+namespace {
+/// Bit pattern of a float, so that comparisons tell -0 from +0 and NaN equals itself.
+std::uint32_t bits(float v) {
+    return std::bit_cast<std::uint32_t>(v);
+}
+} // namespace
+
+TEST_CASE("im2row and row2im are im2col and col2im with the patch reordered, bit for bit", "[cnn][im2col]") {
+    // im2row reads the sample channels-last and writes one row per output pixel, its patch in
+    // (kh, kw, c) order; row2im scatters such rows back and must give every input the same sum, in
+    // the same order, as col2im does from the matching columns (Conv2D's backward relies on it).
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    for (const auto& g : im2col_geometries) {
+        const std::size_t C = g.channels, H = g.height, W = g.width, K = g.kernel, P = g.out_pixels();
+        const std::size_t n_in = C * H * W, patch = g.patch_size(), n_col = patch * P;
+        // Element (c, kh, kw) of pixel p: its index in im2col's columns and in im2row's rows.
+        const auto col_at = [&](std::size_t c, std::size_t kh, std::size_t kw, std::size_t p) {
+            return ((c * K + kh) * K + kw) * P + p;
+        };
+        const auto row_at = [&](std::size_t c, std::size_t kh, std::size_t kw, std::size_t p) {
+            return p * patch + (kh * K + kw) * C + c;
+        };
+        const auto x = random_values(n_in, 8), cg = random_values(n_col, 9);
+        std::vector<float> x_last(n_in), rows(n_col, 7.0f), cols(n_col), rg(n_col);
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t i = 0; i < H * W; ++i) x_last[i * C + c] = x[c * H * W + i];
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t kh = 0; kh < K; ++kh)
+                for (std::size_t kw = 0; kw < K; ++kw)
+                    for (std::size_t p = 0; p < P; ++p) rg[row_at(c, kh, kw, p)] = cg[col_at(c, kh, kw, p)];
+        im2col(g, x.data(), cols.data());
+        im2row(g, x_last.data(), rows.data());
+        std::vector<float> back(n_in, 0.0f), back_last(n_in, 5.0f); // row2im overwrites
+        col2im(g, cg.data(), back.data());
+        row2im(g, rg.data(), back_last.data());
+
+        INFO("geometry C" << C << " H" << H << " W" << W << " K" << K << " S" << g.stride << " P"
+                          << g.padding);
+        std::size_t wrong_rows = 0, wrong_back = 0;
+        for (std::size_t c = 0; c < C; ++c) {
+            for (std::size_t kh = 0; kh < K; ++kh)
+                for (std::size_t kw = 0; kw < K; ++kw)
+                    for (std::size_t p = 0; p < P; ++p)
+                        wrong_rows += bits(rows[row_at(c, kh, kw, p)]) != bits(cols[col_at(c, kh, kw, p)]);
+            for (std::size_t i = 0; i < H * W; ++i)
+                wrong_back += bits(back_last[i * C + c]) != bits(back[c * H * W + i]);
+        }
+        CHECK(wrong_rows == 0);
+        CHECK(wrong_back == 0);
+    }
+}
+
+TEST_CASE("Conv2D's channels-last backward gives the bits of the im2col formulation", "[cnn][conv]") {
+    // Conv2D's backward goes through im2row (Conv2D::bind::channels_last). Its weight, bias and
+    // input gradients must equal, bit for bit, what dW = dy colsᵀ and col2im(Wᵀ dy) give sample by
+    // sample, so that the layout is an implementation detail that no training result depends on.
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    const auto check = []<class L>(std::type_identity<L>) {
+        STATIC_REQUIRE(L::channels_last);
+        constexpr std::size_t out_c = L::output_shape::dims[0], patch = L::weight_count / out_c;
+        constexpr std::size_t pixels = L::output_shape::size / out_c, in_size = L::input_shape::size;
+        const std::size_t rows = 3;
+        const auto params = random_values(L::param_count, 21);
+        const auto x = random_values(rows * in_size, 22),
+                   dy = random_values(rows * L::output_shape::size, 23);
+        std::vector<float> grads(L::param_count, 9.0f), dx(rows * in_size, 9.0f); // both overwritten
+        L layer(rows);
+        const auto y = run_forward(layer, params, {}, x, rows);
+        layer.backward(LayerSlots{params, grads, {}}, ConstMatrix{x.data(), rows, in_size},
+                       ConstMatrix{y.data(), rows, L::output_shape::size},
+                       ConstMatrix{dy.data(), rows, L::output_shape::size}, Matrix{dx.data(), rows, in_size},
+                       StepContext{.overwrite_grads = true});
+
+        std::vector<float> ref(L::param_count, 0.0f), dx_ref(rows * in_size, 0.0f), cols(patch * pixels);
+        float* dw = ref.data();
+        float* db = dw + L::weight_count;
+        for (std::size_t r = 0; r < rows; ++r) {
+            const float* g = dy.data() + r * L::output_shape::size;
+            im2col(L::geometry, x.data() + r * in_size, cols.data());
+            gemm(Op::N, Op::T, out_c, patch, pixels, g, pixels, cols.data(), pixels, r == 0 ? 0.0f : 1.0f, dw,
+                 patch);
+            for (std::size_t o = 0; o < out_c; ++o) db[o] += detail::sum_floats(g + o * pixels, pixels);
+            gemm(Op::T, Op::N, patch, pixels, out_c, params.data(), patch, g, pixels, 0.0f, cols.data(),
+                 pixels);
+            col2im(L::geometry, cols.data(), dx_ref.data() + r * in_size);
+        }
+        INFO(L::name() << " on " << L::input_shape::str());
+        CHECK(std::memcmp(grads.data(), ref.data(), ref.size() * sizeof(float)) == 0);
+        CHECK(std::memcmp(dx.data(), dx_ref.data(), dx_ref.size() * sizeof(float)) == 0);
+    };
+    check(std::type_identity<Conv2D<17, 3, 1, 1>::bind<Shape<20, 6, 5>>>{});   // GEMM rows beyond one sliver
+    check(std::type_identity<Conv2D<4, 3, 2, 1>::bind<Shape<3, 7, 6>>>{});     // strided, padded
+    check(std::type_identity<Conv2D<3, 2, 3, 2>::bind<Shape<2, 5, 7>>>{});     // windows of padding only
+    check(std::type_identity<Conv2D<2, 3>::bind<Shape<1, 5, 5>>>{});           // one channel: no reordering
+    check(std::type_identity<Conv2D<64, 3, 1, 1>::bind<Shape<32, 14, 14>>>{}); // W-CNN's second convolution
 }
 
 namespace {

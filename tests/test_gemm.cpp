@@ -319,6 +319,27 @@ TEST_CASE("gemm over views", "[gemm]") {
     CHECK(c == std::vector<float>{7 + 4, 7 + 2, 7, 7 + 10, 7 + 5, 7});
 }
 
+TEST_CASE("transpose moves every element and nothing else", "[gemm][transpose]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    // Whole register blocks, ragged ones on either side, and strided rows in and out.
+    pardl::Rng rng(3);
+    for (const size_t rows : {1, 7, 16, 17, 40})
+        for (const size_t cols : {1, 15, 16, 33}) {
+            const size_t lds = cols + 3, ldd = rows + 2;
+            std::vector<float> src(rows * lds), dst(cols * ldd, -9.0f);
+            for (float& v : src) v = rng.uniform(-1.0f, 1.0f);
+            pardl::transpose(rows, cols, src.data(), lds, dst.data(), ldd);
+            INFO(rows << " x " << cols);
+            size_t wrong = 0;
+            for (size_t j = 0; j < cols; ++j)
+                for (size_t i = 0; i < ldd; ++i) {
+                    const float want = i < rows ? src[i * lds + j] : -9.0f; // beyond the rows: untouched
+                    wrong += dst[j * ldd + i] != want;
+                }
+            CHECK(wrong == 0);
+        }
+}
+
 TEST_CASE("gemm is safe to call from several threads at once", "[gemm]") {
     PARDL_TEST_EACH_SUPPORTED_ISA();
     constexpr size_t threads = 4;

@@ -1,6 +1,7 @@
 // Conv2D<OutC, K, S, P>: 2-D convolution (cross-correlation, as PyTorch) with square kernels, as
 // im2col + GEMM per sample. Weights are OutC x (C*K*K), so one sample's output OutC x (OH*OW) is
-// W · columns and already has the NCHW layout of the next layer's input. Models BoundLayer.
+// W · columns and already has the NCHW layout of the next layer's input. The backward works on the
+// sample channels-last (im2row; see bind::channels_last). Models BoundLayer.
 #pragma once
 
 #include <algorithm>
@@ -77,10 +78,20 @@ struct Conv2D : LayerSpecBase {
         /// (C*K*K, e.g. 9 for a one-channel 3x3 layer) than rows (OutC) is accumulated transposed,
         /// as (C*K*K) x OutC, and transposed into the gradient once per batch.
         static constexpr bool transposed_dw = patch < OutChannels;
+        /// Otherwise (unless 1x1) the backward works channels-last: dW = dy · rows reads im2row's
+        /// rows in place, where dy · columnsᵀ would transpose every sample's columns into the GEMM's
+        /// packing (conv2 of W-CNN: 288 x 196 floats a sample), and the input gradient goes back
+        /// through row2im, whose adds run along C channels rather than along a short image row.
+        /// The patch is then in (kh, kw, c) order: W is reordered into it and the gradient out of it
+        /// once per batch. Each gradient element is the same sum in the same order as through the
+        /// columns, so both give the same bits.
+        static constexpr bool channels_last = !direct && !transposed_dw;
 
-        /// One sample's columns, reused for every sample: forward and backward never allocate.
+        /// One sample's columns (or rows), reused for every sample: forward and backward never allocate.
         explicit bind(std::size_t /*max_rows*/)
-            : cols_(direct ? 0 : patch * pixels), dwt_(transposed_dw ? weight_count : 0) {}
+            : cols_(direct ? 0 : patch * pixels), dw_work_(transposed_dw || channels_last ? weight_count : 0),
+              w_channels_last_(channels_last ? weight_count : 0),
+              sample_(channels_last && geometry.channels > 1 ? In::size : 0) {}
 
         static void initialize(std::span<float> params, std::span<float>, Rng& rng) {
             Init::fill(params.first(weight_count), patch, OutChannels * Kernel * Kernel, rng);
@@ -116,8 +127,7 @@ struct Conv2D : LayerSpecBase {
             // W enters every sample's product; stored transposed, the GEMM reads it in place
             // (op(A) = (W^T)^T) instead of repacking it per sample, and computes the ragged
             // right edge of the pixels down the channels (see gemm_kernels.ipp, edge_kernel).
-            for (std::size_t o = 0; o < OutChannels; ++o)
-                for (std::size_t q = 0; q < patch; ++q) wt_[q * OutChannels + o] = w[o * patch + q];
+            transpose(OutChannels, patch, w, patch, wt_.data(), OutChannels);
             // The bias (one per output channel, i.e. per row of W · columns) is added in the
             // GEMM's registers: no pass over the output before or after the product.
             const Epilogue epilogue{.row_bias = w + weight_count, .relu = relu};
@@ -140,6 +150,9 @@ struct Conv2D : LayerSpecBase {
                 }
                 std::fill_n(db, OutChannels, 0.0f);
             }
+            if constexpr (channels_last)
+                if (!dx.empty())
+                    for_each_weight([&](std::size_t i, std::size_t work) { w_channels_last_[work] = w[i]; });
             // Sized on first use: a convolution whose ReLU the pooling after it runs never masks
             // (Sequential::relu_by_next).
             if (!relu_y.empty() && masked_.size() < output_shape::size) masked_.resize(output_shape::size);
@@ -151,35 +164,69 @@ struct Conv2D : LayerSpecBase {
                         masked_[j] = g[j] * detail::ReluFn::derivative_from_output(yr[j]);
                     g = masked_.data();
                 }
-                // Columns are rebuilt rather than kept from forward: memory for one sample only.
+                for (std::size_t o = 0; o < OutChannels; ++o)
+                    db[o] += detail::sum_floats(g + o * pixels, pixels);
+                float* dx_r = dx.empty() ? nullptr : dx.row(r);
+                if constexpr (channels_last) {
+                    sample_backward_channels_last(x.row(r), g, dx_r, r == 0 ? 0.0f : 1.0f);
+                    continue;
+                }
                 const float* cols = columns(x.row(r));
                 if constexpr (transposed_dw)
                     gemm(Op::N, Op::T, patch, OutChannels, pixels, cols, pixels, g, pixels,
-                         r == 0 ? 0.0f : 1.0f, dwt_.data(), OutChannels);
+                         r == 0 ? 0.0f : 1.0f, dw_work_.data(), OutChannels);
                 else
                     gemm(Op::N, Op::T, OutChannels, patch, pixels, g, pixels, cols, pixels,
                          r == 0 && ctx.overwrite_grads ? 0.0f : 1.0f, dw, patch);
-                for (std::size_t o = 0; o < OutChannels; ++o)
-                    db[o] += detail::sum_floats(g + o * pixels, pixels);
-                if (dx.empty()) continue;
+                if (dx_r == nullptr) continue;
                 if constexpr (direct) {
-                    gemm(Op::T, Op::N, patch, pixels, OutChannels, w, patch, g, pixels, 0.0f, dx.row(r),
-                         pixels);
+                    gemm(Op::T, Op::N, patch, pixels, OutChannels, w, patch, g, pixels, 0.0f, dx_r, pixels);
                 } else {
                     // The columns were consumed by dW above, so their buffer takes the column gradient.
                     gemm(Op::T, Op::N, patch, pixels, OutChannels, w, patch, g, pixels, 0.0f, cols_.data(),
                          pixels);
-                    float* d = dx.row(r);
-                    std::fill_n(d, In::size, 0.0f);
-                    col2im(geometry, cols_.data(), d);
+                    std::fill_n(dx_r, In::size, 0.0f);
+                    col2im(geometry, cols_.data(), dx_r);
                 }
             }
-            if constexpr (transposed_dw)
+            // A gradient accumulated in another layout goes into dw once per batch.
+            if constexpr (transposed_dw || channels_last)
                 if (x.rows > 0)
-                    for (std::size_t o = 0; o < OutChannels; ++o)
-                        for (std::size_t q = 0; q < patch; ++q)
-                            dw[o * patch + q] =
-                                (ctx.overwrite_grads ? 0.0f : dw[o * patch + q]) + dwt_[q * OutChannels + o];
+                    for_each_weight([&](std::size_t i, std::size_t work) {
+                        dw[i] = ctx.overwrite_grads ? dw_work_[work] : dw[i] + dw_work_[work];
+                    });
+        }
+
+        /// Calls fn(i, work) for every weight: i its index in W (o, c, kh, kw), work its index in
+        /// dw_work_ and w_channels_last_ ((c, kh, kw, o) if transposed_dw, else (o, kh, kw, c)).
+        template <class Fn>
+        static void for_each_weight(Fn&& fn) {
+            constexpr std::size_t C = geometry.channels, K = Kernel;
+            for (std::size_t o = 0; o < OutChannels; ++o)
+                for (std::size_t c = 0; c < C; ++c)
+                    for (std::size_t kh = 0; kh < K; ++kh)
+                        for (std::size_t kw = 0; kw < K; ++kw) {
+                            const std::size_t q = (c * K + kh) * K + kw; // im2col's patch order
+                            fn(o * patch + q,
+                               transposed_dw ? q * OutChannels + o : o * patch + (kh * K + kw) * C + c);
+                        }
+        }
+
+        /// One sample's backward channels-last (see channels_last); dW accumulates in dw_work_.
+        void sample_backward_channels_last(const float* x, const float* g, float* dx, float beta) {
+            // A one-channel image is its own channels-last form.
+            constexpr std::size_t C = geometry.channels, image = geometry.height * geometry.width;
+            constexpr bool reorder = C > 1;
+            if constexpr (reorder) transpose(C, image, x, image, sample_.data(), C);
+            im2row(geometry, reorder ? sample_.data() : x, cols_.data());
+            gemm(Op::N, Op::N, OutChannels, patch, pixels, g, pixels, cols_.data(), patch, beta,
+                 dw_work_.data(), patch);
+            if (dx == nullptr) return;
+            // The rows were consumed by dW, so their buffer takes the row gradient dyᵀ · W.
+            gemm(Op::T, Op::N, pixels, patch, OutChannels, g, pixels, w_channels_last_.data(), patch, 0.0f,
+                 cols_.data(), patch);
+            row2im(geometry, cols_.data(), reorder ? sample_.data() : dx);
+            if constexpr (reorder) transpose(image, C, sample_.data(), C, dx, image);
         }
 
         const float* columns(const float* sample) {
@@ -193,7 +240,10 @@ struct Conv2D : LayerSpecBase {
 
         AlignedBuffer<float> cols_;
         AlignedBuffer<float> wt_{weight_count}; ///< the weights transposed, (C*K*K) x OutC, for forward
-        AlignedBuffer<float> dwt_;    ///< this batch's weight gradient, transposed (see transposed_dw)
+        AlignedBuffer<float>
+            dw_work_; ///< this batch's weight gradient as the GEMM builds it (for_each_weight)
+        AlignedBuffer<float> w_channels_last_; ///< the weights with the patch in (kh, kw, c) order
+        AlignedBuffer<float> sample_;          ///< one sample's input, then its input gradient, channels-last
         AlignedBuffer<float> masked_; ///< one sample's dy masked by a fused ReLU (sized on first use)
     };
 };

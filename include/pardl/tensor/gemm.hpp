@@ -416,6 +416,27 @@ inline void gemm(Op op_a, Op op_b, std::size_t m, std::size_t n, std::size_t k, 
     g::run<g::generic::Kernels>(op_a, op_b, m, n, k, a, lda, b, ldb, beta, c, ldc, ep);
 }
 
+/// dst (cols x rows) = src (rows x cols) transposed, on row-major storage with row strides lds and
+/// ldd; the ranges must not overlap. The GEMM's packing transposition, in blocks of its instruction
+/// set's registers (simd::active()). Kept out of its callers (noipa: neither inlined nor cloned
+/// for constant shapes): given shapes whose element-by-element tail is dead, GCC 12 warns of
+/// undefined behaviour in that tail (-Waggressive-loop-optimizations).
+[[gnu::noipa]] inline void transpose(std::size_t rows, std::size_t cols, const float* src, std::size_t lds,
+                                     float* dst, std::size_t ldd) {
+    namespace g = detail::gemm;
+#if defined(PARDL_GEMM_DISPATCH)
+    switch (simd::active()) {
+    case simd::Isa::avx512:
+        return g::avx512::Kernels::pack_transposed(src, lds, rows, rows, cols, dst, ldd);
+    case simd::Isa::avx2:
+        return g::avx2::Kernels::pack_transposed(src, lds, rows, rows, cols, dst, ldd);
+    case simd::Isa::generic:
+        break;
+    }
+#endif
+    g::generic::Kernels::pack_transposed(src, lds, rows, rows, cols, dst, ldd);
+}
+
 /// C = op(A) op(B) + beta C over views; the shapes must agree (checked with assert).
 inline void gemm(Op op_a, ConstMatrix a, Op op_b, ConstMatrix b, Matrix c, float beta) {
     const std::size_t m = op_a == Op::N ? a.rows : a.cols;

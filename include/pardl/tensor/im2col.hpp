@@ -1,6 +1,9 @@
 // im2col / col2im for one C x H x W sample: unrolls every K x K (strided, zero-padded) window into
 // a column so that convolution becomes one GEMM, and scatters column gradients back (adding).
 // Row (c, kh, kw) of the column matrix holds, for every output pixel, the input it sees there.
+// im2row / row2im are the same for a sample stored channels-last (H x W x C): one row per output
+// pixel, its window in (kh, kw, c) order, so that each of the window's K rows is K * C consecutive
+// floats of the image (Conv2D's backward; see there).
 #pragma once
 
 #include "pardl/tensor/simd.hpp"
@@ -288,6 +291,65 @@ void col2im_with(const ConvGeometry& g, const float* col, float* dx) noexcept {
 
 } // namespace detail
 
+namespace detail {
+
+/// For the window that starts at padded coordinate `start` (output index * stride): the kernel
+/// offsets [lo, hi) whose input index start + offset - padding lies in [0, extent).
+constexpr ValidSpan window_span(std::size_t start, std::size_t extent, std::size_t kernel,
+                                std::size_t padding) noexcept {
+    const std::size_t lo = std::min(kernel, padding > start ? padding - start : 0);
+    const std::size_t hi = std::clamp(extent + padding > start ? extent + padding - start : 0, lo, kernel);
+    return {lo, hi};
+}
+
+/// im2row with the row operations of Rows.
+template <class Rows>
+void im2row_with(const ConvGeometry& g, const float* x, float* rows) noexcept {
+    const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, c = g.channels;
+    const std::size_t window_row = k * c; // one kh of a window: K pixels of C channels
+    float* dst = rows;
+    for (std::size_t y = 0; y < oh; ++y) {
+        const ValidSpan khs = window_span(y * g.stride, g.height, k, g.padding);
+        for (std::size_t o = 0; o < ow; ++o) {
+            const ValidSpan kws = window_span(o * g.stride, g.width, k, g.padding);
+            for (std::size_t kh = 0; kh < k; ++kh, dst += window_row) {
+                if (kh < khs.lo || kh >= khs.hi || kws.lo == kws.hi) {
+                    Rows::zero(dst, window_row);
+                    continue;
+                }
+                const std::size_t in_row = y * g.stride + kh - g.padding;
+                const float* src = x + (in_row * g.width + o * g.stride + kws.lo - g.padding) * c;
+                Rows::zero(dst, kws.lo * c);
+                Rows::copy(src, (kws.hi - kws.lo) * c, dst + kws.lo * c);
+                Rows::zero(dst + kws.hi * c, (k - kws.hi) * c);
+            }
+        }
+    }
+}
+
+/// row2im with the row operations of Rows. The loops run over (kh, kw) outermost, so every input
+/// receives its contributions in col2im's order and the two give the same bits.
+template <class Rows>
+void row2im_with(const ConvGeometry& g, const float* rows, float* dx) noexcept {
+    const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, c = g.channels;
+    const std::size_t patch = g.patch_size();
+    Rows::zero(dx, g.height * g.width * c);
+    for (std::size_t kh = 0; kh < k; ++kh) {
+        const ValidSpan ys = valid_span(kh, g.height, oh, g.stride, g.padding);
+        for (std::size_t kw = 0; kw < k; ++kw) {
+            const ValidSpan os = valid_span(kw, g.width, ow, g.stride, g.padding);
+            const float* src = rows + (kh * k + kw) * c;
+            for (std::size_t y = ys.lo; y < ys.hi; ++y) {
+                float* dst_row = dx + (y * g.stride + kh - g.padding) * g.width * c;
+                for (std::size_t o = os.lo; o < os.hi; ++o)
+                    Rows::add(src + (y * ow + o) * patch, c, dst_row + (o * g.stride + kw - g.padding) * c);
+            }
+        }
+    }
+}
+
+} // namespace detail
+
 /// col (patch_size x out_pixels, row-major) = the windows of sample x (C x H x W), zero padded.
 /// Throws ConfigError only if PARDL_SIMD is invalid (see simd::active()).
 inline void im2col(const ConvGeometry& g, const float* x, float* col) {
@@ -311,6 +373,26 @@ inline void col2im(const ConvGeometry& g, const float* col, float* dx) {
     }
 #endif
     detail::col2im_with<detail::PortableRows>(g, col, dx);
+}
+
+/// rows (out_pixels x patch_size, row-major) = the windows of sample x stored channels-last
+/// (H x W x C), zero padded: row oh * OW + ow holds the window of output pixel (oh, ow), element
+/// (kh, kw, c) at (kh * K + kw) * C + c. Row r of this matrix is column r of im2col's, reordered.
+inline void im2row(const ConvGeometry& g, const float* x, float* rows) {
+#if defined(PARDL_SIMD_X86)
+    if (simd::active() == simd::Isa::avx512) return detail::im2row_with<detail::Avx512Rows>(g, x, rows);
+#endif
+    detail::im2row_with<detail::PortableRows>(g, x, rows);
+}
+
+/// dx (H x W x C, channels-last) = the row gradients scattered back to the inputs they were read
+/// from (im2row's adjoint); dx is overwritten and entries that read padding are dropped. Each input
+/// gets the same sum, in the same order, as col2im gives it from the matching columns.
+inline void row2im(const ConvGeometry& g, const float* rows, float* dx) {
+#if defined(PARDL_SIMD_X86)
+    if (simd::active() == simd::Isa::avx512) return detail::row2im_with<detail::Avx512Rows>(g, rows, dx);
+#endif
+    detail::row2im_with<detail::PortableRows>(g, rows, dx);
 }
 
 } // namespace pardl
