@@ -95,6 +95,17 @@ struct KernelSet {
     static void edge_kernel(size_t kc, const float* a, size_t a_step, size_t rows, const float* b,
                             size_t b_step, size_t cols, float* c, size_t ldc, float beta, const float* bias,
                             bool relu) noexcept {
+        edge_tile(std::make_integer_sequence<int, edge_columns * edge_vectors>{}, kc, a, a_step, rows, b,
+                  b_step, cols, c, ldc, beta, bias, relu);
+    }
+
+    /// edge_kernel's body. Accumulator T is column T / edge_vectors, vector T % edge_vectors, and
+    /// as in tile_product every use of the accumulators is a fold over T..., so they stay in
+    /// registers: indexed by loop variables, they were stored to the stack on every k step.
+    template <int... T>
+    static void edge_tile(std::integer_sequence<int, T...>, size_t kc, const float* a, size_t a_step,
+                          size_t rows, const float* b, size_t b_step, size_t cols, float* c, size_t ldc,
+                          float beta, const float* bias, bool relu) noexcept {
         using V = typename Vec::V;
         constexpr int MV = edge_vectors, NC = edge_columns;
         size_t lanes_in[MV]; // rows of C in vector v
@@ -102,33 +113,24 @@ struct KernelSet {
             const size_t first = static_cast<size_t>(v) * lanes;
             lanes_in[v] = rows > first ? std::min<size_t>(lanes, rows - first) : 0;
         }
-        const auto load_rows = [&](const float* p, int v) {
-            return lanes_in[v] == static_cast<size_t>(lanes) ? Vec::load(p + v * lanes)
-                                                             : Vec::load_first(p + v * lanes, lanes_in[v]);
-        };
         size_t column[NC];
         for (int j = 0; j < NC; ++j) column[j] = std::min<size_t>(j, cols - 1);
-        V acc[NC][MV];
-        for (int j = 0; j < NC; ++j)
-            for (int v = 0; v < MV; ++v) acc[j][v] = Vec::set1(0.0f);
-        for (size_t p = 0; p < kc; ++p) {
-            V av[MV];
-            for (int v = 0; v < MV; ++v) av[v] = load_rows(a, v);
-            for (int j = 0; j < NC; ++j) {
-                const V bj = Vec::set1(b[column[j]]);
-                for (int v = 0; v < MV; ++v) acc[j][v] = Vec::fma(av[v], bj, acc[j][v]);
-            }
-            a += a_step;
-            b += b_step;
+        V acc[NC * MV] = {(static_cast<void>(T), Vec::set1(0.0f))...};
+        // Whole vectors of rows, or some missing: the choice is made once, not per k.
+        if (rows == static_cast<size_t>(MV) * lanes) {
+            for (size_t p = 0; p < kc; ++p, a += a_step, b += b_step)
+                ((acc[T] = Vec::fma(Vec::load(a + (T % MV) * lanes), Vec::set1(b[column[T / MV]]), acc[T])),
+                 ...);
+        } else {
+            for (size_t p = 0; p < kc; ++p, a += a_step, b += b_step)
+                ((acc[T] = Vec::fma(Vec::load_first(a + (T % MV) * lanes, lanes_in[T % MV]),
+                                    Vec::set1(b[column[T / MV]]), acc[T])),
+                 ...);
         }
         if (bias != nullptr)
-            for (int v = 0; v < MV; ++v) {
-                const V bv = load_rows(bias, v);
-                for (int j = 0; j < NC; ++j) acc[j][v] = Vec::add(acc[j][v], bv);
-            }
+            ((acc[T] = Vec::add(acc[T], Vec::load_first(bias + (T % MV) * lanes, lanes_in[T % MV]))), ...);
         alignas(64) float tile[NC][MV * lanes];
-        for (int j = 0; j < NC; ++j)
-            for (int v = 0; v < MV; ++v) Vec::store(&tile[j][v * lanes], acc[j][v]);
+        (Vec::store(&tile[T / MV][(T % MV) * lanes], acc[T]), ...);
         for (size_t i = 0; i < rows; ++i) {
             float* row = c + i * ldc;
             for (size_t j = 0; j < cols; ++j) {
