@@ -6,6 +6,8 @@
 
 #include <pardl/comm/mpi_comm.hpp>
 
+#include "workloads.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <vector>
@@ -20,9 +22,11 @@ struct Config {
     bool header = true;
 };
 
-// The gradient lengths (parameters + the trainer's 3-float tail) of the reference workloads.
-constexpr std::size_t wmlp_floats = 235149;
-constexpr std::size_t wcnn_floats = 824458;
+// The gradient lengths of the reference workloads: the parameter buffer (padding included) and
+// the 3-float tail (loss, samples, correct) the trainer reduces with it.
+constexpr std::size_t trainer_tail = 3;
+constexpr std::size_t wmlp_floats = pardl::bench::WMlp::param_count + trainer_tail;
+constexpr std::size_t wcnn_floats = pardl::bench::WCnn::param_count + trainer_tail;
 
 // Median over repetitions of the slowest rank's time (each repetition starts after a barrier).
 double time_median(pardl::MpiComm& comm, std::span<float> v, std::size_t warmup, std::size_t reps) {

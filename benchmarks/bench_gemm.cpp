@@ -53,6 +53,10 @@ void register_all() {
         add("TN", Op::T, Op::N, in, out, batch, 1.0f); // dW += X^T dY
         add("NT", Op::N, Op::T, batch, in, out, 0.0f); // dX = dY W^T
     }
+    // W-CNN's Dense<256> on the flattened 64x7x7 maps: the trainer overwrites its gradient.
+    add("NN", Op::N, Op::N, batch, 256, 3136, 0.0f);
+    add("TN", Op::T, Op::N, 3136, 256, batch, 0.0f);
+    add("NT", Op::N, Op::T, batch, 3136, 256, 0.0f);
 }
 
 } // namespace

@@ -56,6 +56,9 @@ therefore also tells the clock the core ran at.
 ## GEMM (\`bench_gemm\`, median of repetitions)
 
 C = op(A)·op(B), \`m x n x k\`; TN is the weight-gradient form Aᵀ·B, NT the input-gradient form A·Bᵀ.
+After 512³ come W-MLP's three Dense layers at batch 64 (the weight gradient accumulating, beta 1),
+then W-CNN's Dense<256> on 3136 inputs (its weight gradient overwritten, beta 0, as the trainer
+does).
 
 | shape | GFLOP/s | % of peak |
 |---|---:|---:|
@@ -159,13 +162,17 @@ awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
       $c["backward_s"], $c["reduce_workers_s"], $c["allreduce_s"], $c["update_s"] }' "$in/training.csv"
 
 if [[ -s "$in/allreduce.csv" ]]; then
+# The two sizes that are not powers of two are the W-MLP and W-CNN gradients, in that order.
+read -r mlp_grad_bytes cnn_grad_bytes <<<"$(awk -F, 'NR > 1 { x = $2; while (x > 1 && x % 2 == 0) x /= 2;
+    if (x != 1 && !($2 in seen)) { seen[$2] = 1; print $2 } }' "$in/allreduce.csv" | sort -n | paste -sd' ')"
+thousands() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
 cat <<ALLREDUCE
 
 ## Allreduce (\`bench_allreduce\`)
 
 \`MpiComm::allreduce_sum\` between the ranks of this node: through the MPI-3 shared-memory window
 (\`shm\`, the path training uses) and with plain \`MPI_Allreduce\` (\`mpi\`); median seconds per call.
-940,596 bytes is the W-MLP gradient, 3,297,832 bytes the W-CNN gradient.
+$(thousands "$mlp_grad_bytes") bytes is the W-MLP gradient, $(thousands "$cnn_grad_bytes") bytes the W-CNN gradient.
 
 | ranks | bytes | shm µs | shm GB/s | MPI_Allreduce µs | MPI_Allreduce GB/s |
 |---:|---:|---:|---:|---:|---:|

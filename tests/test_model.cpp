@@ -5,6 +5,7 @@
 #include "pardl/layers/conv2d.hpp"
 #include "pardl/layers/dense.hpp"
 #include "pardl/layers/flatten.hpp"
+#include "pardl/layers/max_pool2d.hpp"
 #include "pardl/layers/relu.hpp"
 #include "pardl/layers/sigmoid.hpp"
 #include "pardl/layers/tanh.hpp"
@@ -52,7 +53,10 @@ using WMlp = Sequential<Input<784>, Dense<256>, ReLU, Dense<128>, ReLU, Dense<10
 
 TEST_CASE("Sequential: parameter counts of the W-MLP", "[model][layout]") {
     // 784*256 + 256 = 200960; 256*128 + 128 = 32896; 128*10 + 10 = 1290.
-    STATIC_REQUIRE(WMlp::param_count == 235146);
+    STATIC_REQUIRE(WMlp::learnable_param_count == 235146);
+    // The buffer adds 6 floats of padding, after Dense<10>'s 1290, so that Dense<128> starts on a
+    // cache line (and Dense<256> then does too: 1296 + 32896 = 16 * 2137).
+    STATIC_REQUIRE(WMlp::param_count == 235152);
     STATIC_REQUIRE(WMlp::layer_count == 5);
     STATIC_REQUIRE(WMlp::param_counts == std::array<size_t, 5>{200960, 0, 32896, 0, 1290});
     STATIC_REQUIRE(WMlp::state_count == 0);
@@ -63,16 +67,71 @@ TEST_CASE("Sequential: parameter counts of the W-MLP", "[model][layout]") {
 }
 
 TEST_CASE("Sequential: parameter blocks are laid out in reverse layer order", "[model][layout]") {
-    // Last layer first: Dense<10> at 0, then Dense<128> at 1290, Dense<256> at 1290 + 32896.
+    // Last layer first: Dense<10> at 0, then Dense<128> at 1296 (1290 rounded up to a cache
+    // line), Dense<256> at 1296 + 32896. A layer without parameters sits where the previous ended.
+    STATIC_REQUIRE(WMlp::param_alignment == 16);
     STATIC_REQUIRE(WMlp::param_offsets[4] == 0);
     STATIC_REQUIRE(WMlp::param_offsets[3] == 1290);
-    STATIC_REQUIRE(WMlp::param_offsets[2] == 1290);
-    STATIC_REQUIRE(WMlp::param_offsets[1] == 34186);
-    STATIC_REQUIRE(WMlp::param_offsets[0] == 34186);
+    STATIC_REQUIRE(WMlp::param_offsets[2] == 1296);
+    STATIC_REQUIRE(WMlp::param_offsets[1] == 34192);
+    STATIC_REQUIRE(WMlp::param_offsets[0] == 34192);
     STATIC_REQUIRE(WMlp::param_offsets[0] + WMlp::param_counts[0] == WMlp::param_count);
-    // Blocks tile [0, param_count) with no gaps: each block ends where the previous layer's starts.
-    for (size_t i = 0; i + 1 < WMlp::layer_count; ++i)
-        CHECK(WMlp::param_offsets[i + 1] + WMlp::param_counts[i + 1] == WMlp::param_offsets[i]);
+}
+
+/// Checks Model's layout: every non-empty block starts on a param_alignment boundary, after the
+/// end of the block of the layer behind it (the one nearer the buffer's start) by less than one
+/// alignment unit, and the buffer ends with the first layer's block.
+template <class Model>
+void check_aligned_layout() {
+    constexpr size_t align = Model::param_alignment;
+    size_t end = 0; // end of the blocks so far, walking the buffer from its start
+    size_t learnable = 0;
+    for (size_t i = Model::layer_count; i-- > 0;) {
+        INFO("layer " << i);
+        const size_t off = Model::param_offsets[i], n = Model::param_counts[i];
+        CHECK(off >= end);
+        if (n != 0) {
+            CHECK(off % align == 0);
+            CHECK(off - end < align);
+        }
+        end = off + n;
+        learnable += n;
+    }
+    CHECK(end == Model::param_count);
+    CHECK(learnable == Model::learnable_param_count);
+}
+
+TEST_CASE("Sequential: every parameter block starts on a cache line, with less than one of padding",
+          "[model][layout]") {
+    check_aligned_layout<WMlp>();
+    // W-CNN: Dense<10>'s 2570 floats are followed by 6 of padding; then Dense<256>'s 803072 and
+    // the convolutions' 18496 and 320 each end on a cache line.
+    using WCnn = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>,
+                            ReLU, MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
+    check_aligned_layout<WCnn>();
+    STATIC_REQUIRE(WCnn::param_offsets[7] == 2576);
+    STATIC_REQUIRE(WCnn::param_offsets[3] == 2576 + 803072);
+    STATIC_REQUIRE(WCnn::param_offsets[0] == 2576 + 803072 + 18496);
+    STATIC_REQUIRE(WCnn::learnable_param_count == 824458);
+    STATIC_REQUIRE(WCnn::param_count == 824464);
+    // A model whose only block starts at 0 has no padding at all.
+    using One = Sequential<Input<4>, Dense<3>, ReLU>;
+    check_aligned_layout<One>();
+    STATIC_REQUIRE(One::param_count == One::learnable_param_count);
+}
+
+TEST_CASE("initialize zeroes the padding between parameter blocks", "[model][layout][init]") {
+    std::vector<float> params(WMlp::param_count, 1.0f);
+    WMlp::initialize(params, {}, 3);
+    for (size_t k = 1290; k < 1296; ++k) CHECK(params[k] == 0.0f);
+    size_t blocks = 0, covered = 0;
+    WMlp::for_each_param_block([&](size_t first, size_t count) {
+        CHECK(first >= covered); // buffer order
+        covered = first + count;
+        ++blocks;
+    });
+    CHECK(blocks == 3);
+    CHECK(covered == WMlp::param_count);
 }
 
 TEST_CASE("Sequential: shapes through Flatten and layer_t", "[model][layout]") {
@@ -123,8 +182,8 @@ TEST_CASE("initialize is deterministic in the seed and differs across seeds", "[
     CHECK(a == b);
     size_t same = 0;
     for (size_t i = 0; i < a.size(); ++i) same += a[i] == c[i];
-    // Only the zero biases (256 + 128 + 10) may coincide.
-    CHECK(same == 256 + 128 + 10);
+    // Only the zero biases (256 + 128 + 10) and the zero padding may coincide.
+    CHECK(same == 256 + 128 + 10 + WMlp::param_count - WMlp::learnable_param_count);
     // Biases zero, weights not.
     for (size_t k = WMlp::param_offsets[4] + 1280; k < WMlp::param_offsets[4] + 1290; ++k)
         CHECK(a[k] == 0.0f);
@@ -166,10 +225,14 @@ TEST_CASE("forward of a one-layer Dense model equals x W + b", "[model][forward]
 
 TEST_CASE("forward of a two-layer model uses the reverse-order parameter blocks", "[model][forward]") {
     using M = Sequential<Input<2>, Dense<2>, ReLU, Dense<1>>;
-    STATIC_REQUIRE(M::param_offsets[2] == 0); // Dense<1>: 2 weights + 1 bias at [0, 3)
-    STATIC_REQUIRE(M::param_offsets[0] == 3); // Dense<2>: 4 weights + 2 biases at [3, 9)
+    STATIC_REQUIRE(M::param_offsets[2] == 0);  // Dense<1>: 2 weights + 1 bias at [0, 3)
+    STATIC_REQUIRE(M::param_offsets[0] == 16); // Dense<2>: 4 weights + 2 biases at [16, 22)
+    STATIC_REQUIRE(M::param_count == 22);
     // Dense<1>: w = [2, -1], b = 0.5. Dense<2>: W = [[1, -1], [1, 1]], b = [0, -3].
-    const std::vector<float> params = {2, -1, 0.5f, 1, -1, 1, 1, 0, -3};
+    std::vector<float> params(M::param_count, 0.0f);
+    const float dense1[] = {2, -1, 0.5f}, dense2[] = {1, -1, 1, 1, 0, -3};
+    std::copy(std::begin(dense1), std::end(dense1), params.begin());
+    std::copy(std::begin(dense2), std::end(dense2), params.begin() + 16);
     const float x[] = {1, 2, /**/ 3, -1};
     M::Workspace ws(2);
     const ConstMatrix y = M::forward(params, {}, ConstMatrix{x, 2, 2}, ws, StepContext{});
@@ -189,7 +252,10 @@ TEST_CASE("forward of a two-layer model uses the reverse-order parameter blocks"
     dy(1, 0) = 1;
     float dx[4];
     M::backward(params, grads, {}, ConstMatrix{x, 2, 2}, ws, StepContext{}, Matrix{dx, 2, 2});
-    const std::vector<float> expect = {5, 0, 2, 8, 0, 2, 0, 4, 0};
+    std::vector<float> expect(M::param_count, 0.0f); // the padding's gradient stays zero
+    const float d_dense1[] = {5, 0, 2}, d_dense2[] = {8, 0, 2, 0, 4, 0};
+    std::copy(std::begin(d_dense1), std::end(d_dense1), expect.begin());
+    std::copy(std::begin(d_dense2), std::end(d_dense2), expect.begin() + 16);
     for (size_t k = 0; k < expect.size(); ++k) CHECK(grads[k] == Approx(expect[k]).margin(1e-6));
     // dx = dh W1^T: [2 * 1 + 0 * -1, 2 * 1 + 0 * 1] = [2, 2] for both rows.
     for (float v : dx) CHECK(v == Approx(2.0f).margin(1e-6));
@@ -231,7 +297,8 @@ struct AddBias : LayerSpecBase {
 
 TEST_CASE("backward with overwrite_grads writes every gradient over stale values", "[model][backward]") {
     // Dense and Conv2D overwrite their slices themselves; Sequential clears AddBias's, which can
-    // only add. Either way the result equals adding into zeros, bit for bit.
+    // only add, and the padding between blocks. Either way the result equals adding into zeros,
+    // bit for bit.
     using M = Sequential<Input<1, 4, 4>, Conv2D<2, 3, 1, 1>, AddBias, Flatten, Dense<3>, AddBias>;
     std::vector<float> params(M::param_count);
     M::initialize(params, {}, 3);

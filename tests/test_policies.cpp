@@ -6,6 +6,11 @@
 #include <pardl/policies/openmp.hpp>
 #include <pardl/testing/equivalence.hpp>
 
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
 using namespace pardl;
 
 namespace {
@@ -160,4 +165,43 @@ TEST_CASE("Local (per-worker) batch norm is not equivalent, which is why sync is
     const auto serial = run<Serial, SGD, LocalCnn>(data, sgd(), 20, 1, 10);
     const auto omp = run<OpenMP, SGD, LocalCnn>(data, sgd(), 20, 2, 10);
     CHECK(testing::max_relative_difference(omp.params, serial.params) > tolerance);
+}
+
+TEMPLATE_TEST_CASE("Parameter blocks start on cache lines; the padding stays zero and out of the checksum",
+                   "[policy][layout]", SGD, Adam) {
+    using Model = SmallMlp; // blocks of 40, 153 and 208 floats: 8 and 7 floats of padding
+    STATIC_REQUIRE(Model::param_count > Model::learnable_param_count);
+    const Dataset data = make_blobs(64, 12, 4, 5);
+    TrainerOptions o;
+    o.batch = 16;
+    o.seed = 9;
+    o.threads = 2;
+    o.log = false;
+    Trainer<Model, SoftmaxCrossEntropy, TestType, OpenMP> trainer(make_opt<TestType>(), o);
+    testing::train_steps(trainer, data, 6);
+    const auto p = trainer.parameters();
+    REQUIRE(p.size() == Model::param_count);
+    // Weight decay, momentum and Adam's moments act on the padding too, and must leave it zero.
+    std::vector<bool> in_block(p.size(), false);
+    Model::for_each_param_block([&](std::size_t first, std::size_t count) {
+        CHECK(reinterpret_cast<std::uintptr_t>(p.data() + first) % 64 == 0);
+        std::fill_n(in_block.begin() + static_cast<std::ptrdiff_t>(first), count, true);
+    });
+    std::size_t padding = 0;
+    for (std::size_t k = 0; k < p.size(); ++k)
+        if (!in_block[k]) {
+            ++padding;
+            CHECK(p[k] == 0.0f);
+        }
+    CHECK(padding == Model::param_count - Model::learnable_param_count);
+    // The checksum is FNV-1a over the blocks' bytes alone: a value written into the padding
+    // leaves it unchanged, one changed parameter does not.
+    const std::uint64_t before = trainer.checksum();
+    std::size_t gap = 0;
+    while (in_block[gap]) ++gap;
+    trainer.parameters()[gap] = 1.0f;
+    CHECK(trainer.checksum() == before);
+    trainer.parameters()[gap] = 0.0f;
+    trainer.parameters()[0] += 1.0f;
+    CHECK(trainer.checksum() != before);
 }

@@ -23,7 +23,8 @@ std::string describe() {
                       Model::param_counts[i]);
         os << line;
     }
-    std::snprintf(line, sizeof line, "%-4s %-22s %-14s %12zu\n", "", "total", "", Model::param_count);
+    std::snprintf(line, sizeof line, "%-4s %-22s %-14s %12zu\n", "", "total", "",
+                  Model::learnable_param_count);
     os << line;
     return os.str();
 }

@@ -129,11 +129,14 @@ public:
     const PhaseTimes& phase_times() const { return phases_; }
     void reset_phase_times() { phases_ = {}; }
 
-    /// A bit-exact fingerprint of the parameters (FNV-1a over their bytes).
+    /// A bit-exact fingerprint of the parameters (FNV-1a over their bytes, in buffer order,
+    /// without the padding between layers' blocks).
     std::uint64_t checksum() const {
         std::uint64_t h = 1469598103934665603ULL;
-        const auto* p = reinterpret_cast<const unsigned char*>(params_.data());
-        for (std::size_t i = 0; i < params_.size() * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ULL;
+        Model::for_each_param_block([&](std::size_t first, std::size_t count) {
+            const auto* p = reinterpret_cast<const unsigned char*>(params_.data() + first);
+            for (std::size_t i = 0; i < count * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ULL;
+        });
         return h;
     }
 
