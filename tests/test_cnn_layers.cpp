@@ -11,6 +11,7 @@
 #include "pardl/layers/flatten.hpp"
 #include "pardl/layers/max_pool2d.hpp"
 #include "pardl/layers/relu.hpp"
+#include "pardl/layers/tanh.hpp"
 #include "pardl/losses/softmax_cross_entropy.hpp"
 #include "pardl/model/sequential.hpp"
 #include "pardl/tensor/buffer.hpp"
@@ -29,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <span>
 #include <string>
@@ -1009,4 +1011,91 @@ TEST_CASE("CNN layers accept batches of zero rows", "[cnn]") {
         run_empty_batch<LocalBatchNorm::bind<Shape<7>>>(ctx);
         run_empty_batch<Dropout<500>::bind<Shape<2, 5, 5>>>(ctx);
     }
+}
+
+namespace {
+/// Net's forward outputs, parameter gradients (over stale values, overwriting or adding) and input
+/// gradient for `rows` random rows, with the row-wise prefix run `block` rows at a time (0: the
+/// whole batch at once).
+template <class Net>
+struct BlockedPasses {
+    std::vector<float> outputs, grads_written, grads_added, dx;
+
+    BlockedPasses(std::size_t rows, std::size_t block) {
+        constexpr std::size_t in_size = Net::input_shape::size, out = Net::output_shape::size;
+        const auto params = random_values(Net::param_count, 21);
+        const auto x = random_values(rows * in_size, 22);
+        const auto dy = random_values(rows * out, 23);
+        typename Net::Workspace ws(std::max<std::size_t>(rows, 1));
+        ws.set_block_rows(block);
+        const ConstMatrix in{x.data(), rows, in_size};
+        const auto pass = [&](bool overwrite, float stale) {
+            Net::forward(params, {}, in, ws, StepContext{});
+            for (std::size_t i = 0; i < Net::layer_count; ++i) {
+                const ConstMatrix y = ws.output(i);
+                outputs.insert(outputs.end(), y.data, y.data + y.rows * y.cols);
+            }
+            std::copy(dy.begin(), dy.end(), ws.output_gradient().data);
+            std::vector<float> grads(Net::param_count, stale);
+            dx.assign(rows * in_size, 0.0f);
+            StepContext ctx;
+            ctx.overwrite_grads = overwrite;
+            Net::backward(params, grads, {}, in, ws, ctx, Matrix{dx.data(), rows, in_size});
+            return grads;
+        };
+        grads_written = pass(true, std::numeric_limits<float>::quiet_NaN());
+        grads_added = pass(false, 0.5f);
+    }
+};
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+} // namespace
+
+TEST_CASE("Sequential runs its row-wise layers block by block with the bits of whole batches",
+          "[cnn][model][blocks]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    // Conv (one channel: weight gradient accumulated transposed) - ReLU - MaxPool - Conv (16
+    // channels: channels-last backward) - ReLU - MaxPool - Flatten, then Dense layers: the first 7
+    // layers are row-wise. And a strided convolution with a Tanh and an average pooling.
+    using Cnn = Sequential<Input<1, 12, 12>, Conv2D<16, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<8, 3, 1, 1>,
+                           ReLU, MaxPool2D<2>, Flatten, Dense<5>, ReLU, Dense<3>>;
+    using Strided = Sequential<Input<2, 7, 9>, Conv2D<3, 3, 2, 1>, Tanh, AvgPool2D<2>, Flatten, Dense<4>>;
+    STATIC_REQUIRE(Cnn::row_wise_prefix == 7);
+    STATIC_REQUIRE(Strided::row_wise_prefix == 4);
+    // Layers that need the whole batch (batch norm, dropout) or do not work row by row (Dense)
+    // end the prefix; a ReLU the convolution runs stays with it.
+    STATIC_REQUIRE(
+        Sequential<Input<1, 6, 6>, Conv2D<2, 3>, BatchNorm<>, ReLU, Flatten, Dense<2>>::row_wise_prefix == 1);
+    STATIC_REQUIRE(Sequential<Input<1, 6, 6>, Conv2D<2, 3>, ReLU, Flatten, Dense<2>>::row_wise_prefix == 3);
+    STATIC_REQUIRE(Sequential<Input<8>, Dense<4>, ReLU, Dense<2>>::row_wise_prefix == 0);
+    // W-CNN's first convolution writes 100 KB a row: blocks of 2 rows.
+    using Wcnn = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>,
+                            ReLU, MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
+    STATIC_REQUIRE(Wcnn::row_wise_prefix == 7 && Wcnn::block_rows == 2);
+
+    const auto check = [](auto model_tag) {
+        using Net = typename decltype(model_tag)::type;
+        const std::size_t rows = 7;
+        const BlockedPasses<Net> whole(rows, 0);
+        for (const std::size_t block : {1, 2, 3, 6, 7, 100}) {
+            INFO("blocks of " << block << " rows");
+            const BlockedPasses<Net> blocked(rows, block);
+            CHECK(same_bits(blocked.outputs, whole.outputs));
+            CHECK(same_bits(blocked.grads_written, whole.grads_written));
+            CHECK(same_bits(blocked.grads_added, whole.grads_added));
+            CHECK(same_bits(blocked.dx, whole.dx));
+        }
+        // The comparisons are not between zeros, and overwriting differs from adding to 0.5.
+        CHECK(std::count(whole.dx.begin(), whole.dx.end(), 0.0f) <
+              static_cast<std::ptrdiff_t>(whole.dx.size() / 2));
+        CHECK(!same_bits(whole.grads_written, whole.grads_added));
+        // An empty batch still overwrites every gradient (with zeros).
+        const BlockedPasses<Net> empty(0, 2);
+        CHECK(std::all_of(empty.grads_written.begin(), empty.grads_written.end(),
+                          [](float g) { return g == 0.0f; }));
+    };
+    check(std::type_identity<Cnn>{});
+    check(std::type_identity<Strided>{});
 }

@@ -24,6 +24,7 @@ struct Activation : LayerSpecBase {
         static std::string name() { return Fn::name(); }
         /// A ReLU can be taken over by the layer before it (FuseRelu).
         static constexpr bool is_relu = requires { requires Fn::is_relu; };
+        static constexpr bool row_wise = true; ///< elementwise: each row on its own (row_wise_v)
 
         explicit bind(std::size_t) {}
 

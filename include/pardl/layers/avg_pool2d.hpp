@@ -26,6 +26,7 @@ struct AvgPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         static constexpr float inv_area = 1.0f / static_cast<float>(Kernel * Kernel);
 
         static std::string name() { return AvgPool2D::name(); }
+        static constexpr bool row_wise = true; ///< no scratch: each row on its own (row_wise_v)
 
         explicit bind(std::size_t) {}
 

@@ -100,13 +100,17 @@ struct Conv2D : LayerSpecBase {
 
         /// Sequential lets a ReLU right after this layer ride in its forward and backward (FuseRelu).
         static constexpr bool fuses_relu = true;
+        /// Row-wise (row_wise_v): every sample is its own product already. A batch's weights are
+        /// reordered by its first call; its weight gradient is summed sample after sample across
+        /// the calls and written out by the last.
+        static constexpr bool row_wise = true;
 
-        void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext&) {
-            run_forward(s, x, y, false);
+        void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext& ctx) {
+            run_forward(s, x, y, false, ctx);
         }
         /// y = ReLU(conv(x)): the ReLU is applied in the GEMM's registers, not in a pass of its own.
-        void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext&, FuseRelu) {
-            run_forward(s, x, y, true);
+        void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext& ctx, FuseRelu) {
+            run_forward(s, x, y, true, ctx);
         }
 
         void backward(const LayerSlots& s, ConstMatrix x, ConstMatrix /*y*/, ConstMatrix dy, Matrix dx,
@@ -122,12 +126,12 @@ struct Conv2D : LayerSpecBase {
         }
 
     private:
-        void run_forward(const LayerSlots& s, ConstMatrix x, Matrix y, bool relu) {
+        void run_forward(const LayerSlots& s, ConstMatrix x, Matrix y, bool relu, const StepContext& ctx) {
             const float* w = s.params.data();
             // W enters every sample's product; stored transposed, the GEMM reads it in place
             // (op(A) = (W^T)^T) instead of repacking it per sample, and computes the ragged
             // right edge of the pixels down the channels (see gemm_kernels.ipp, edge_kernel).
-            transpose(OutChannels, patch, w, patch, wt_.data(), OutChannels);
+            if (ctx.first_part()) transpose(OutChannels, patch, w, patch, wt_.data(), OutChannels);
             // The bias (one per output channel, i.e. per row of W · columns) is added in the
             // GEMM's registers: no pass over the output before or after the product.
             const Epilogue epilogue{.row_bias = w + weight_count, .relu = relu};
@@ -142,7 +146,9 @@ struct Conv2D : LayerSpecBase {
             const float* w = s.params.data();
             float* dw = s.grads.data();
             float* db = dw + weight_count;
-            if (ctx.overwrite_grads) {
+            // The batch's first sample (in its first call) starts the sums.
+            const bool starts = ctx.first_part();
+            if (ctx.overwrite_grads && starts) {
                 // The first sample's dW GEMM overwrites (beta 0); the bias sums start from zero.
                 if (x.rows == 0) {
                     std::fill(s.grads.begin(), s.grads.end(), 0.0f);
@@ -151,7 +157,7 @@ struct Conv2D : LayerSpecBase {
                 std::fill_n(db, OutChannels, 0.0f);
             }
             if constexpr (channels_last)
-                if (!dx.empty())
+                if (!dx.empty() && starts)
                     for_each_weight([&](std::size_t i, std::size_t work) { w_channels_last_[work] = w[i]; });
             // Sized on first use: a convolution whose ReLU the pooling after it runs never masks
             // (Sequential::relu_by_next).
@@ -167,17 +173,18 @@ struct Conv2D : LayerSpecBase {
                 for (std::size_t o = 0; o < OutChannels; ++o)
                     db[o] += detail::sum_floats(g + o * pixels, pixels);
                 float* dx_r = dx.empty() ? nullptr : dx.row(r);
+                const bool first_sample = r == 0 && starts;
                 if constexpr (channels_last) {
-                    sample_backward_channels_last(x.row(r), g, dx_r, r == 0 ? 0.0f : 1.0f);
+                    sample_backward_channels_last(x.row(r), g, dx_r, first_sample ? 0.0f : 1.0f);
                     continue;
                 }
                 const float* cols = columns(x.row(r));
                 if constexpr (transposed_dw)
                     gemm(Op::N, Op::T, patch, OutChannels, pixels, cols, pixels, g, pixels,
-                         r == 0 ? 0.0f : 1.0f, dw_work_.data(), OutChannels);
+                         first_sample ? 0.0f : 1.0f, dw_work_.data(), OutChannels);
                 else
                     gemm(Op::N, Op::T, OutChannels, patch, pixels, g, pixels, cols, pixels,
-                         r == 0 && ctx.overwrite_grads ? 0.0f : 1.0f, dw, patch);
+                         first_sample && ctx.overwrite_grads ? 0.0f : 1.0f, dw, patch);
                 if (dx_r == nullptr) continue;
                 if constexpr (direct) {
                     gemm(Op::T, Op::N, patch, pixels, OutChannels, w, patch, g, pixels, 0.0f, dx_r, pixels);
@@ -189,9 +196,9 @@ struct Conv2D : LayerSpecBase {
                     col2im(geometry, cols_.data(), dx_r);
                 }
             }
-            // A gradient accumulated in another layout goes into dw once per batch.
+            // A gradient accumulated in another layout goes into dw once per batch, by its last call.
             if constexpr (transposed_dw || channels_last)
-                if (x.rows > 0)
+                if (ctx.last_part(x.rows) && (x.rows > 0 || !starts))
                     for_each_weight([&](std::size_t i, std::size_t work) {
                         dw[i] = ctx.overwrite_grads ? dw_work_[work] : dw[i] + dw_work_[work];
                     });

@@ -20,6 +20,7 @@ struct Flatten : LayerSpecBase {
         using input_shape = In;
         using output_shape = Shape<In::size>;
         static std::string name() { return "Flatten"; }
+        static constexpr bool row_wise = true; ///< a copy per row (row_wise_v)
         explicit bind(std::size_t) {}
 
         static void copy(ConstMatrix from, Matrix to) {

@@ -39,6 +39,19 @@ struct StepContext {
     /// gradient instead of adding to it (Sequential clears the slices of the others first). The
     /// trainer sets it so that no pass over the gradient buffers has to clear them every step.
     bool overwrite_grads = false;
+    /// Which rows of the worker's batch this call covers. Sequential runs the model's leading
+    /// row-wise layers (row_wise_v) a few rows at a time, so that their large activations are
+    /// reread from the L2 cache instead of memory; each pass over those layers then comes as
+    /// consecutive calls in row order, the first at part_first == 0. part_rows is the batch's
+    /// rows, 0 when the call has them all (the default, and always for other layers).
+    std::size_t part_first = 0;
+    std::size_t part_rows = 0;
+    /// Whether this call starts the batch's pass (the first of its calls).
+    constexpr bool first_part() const noexcept { return part_first == 0; }
+    /// Whether this call, on `rows` rows, ends the batch's pass (the last of its calls).
+    constexpr bool last_part(std::size_t rows) const noexcept {
+        return part_rows == 0 || part_first + rows >= part_rows;
+    }
 };
 
 /// The memory a bound layer works on: its own slices of the flat buffers (empty if it has none).
@@ -115,6 +128,17 @@ inline constexpr bool is_relu_v = requires {
 template <class L>
 inline constexpr bool overwrites_grads_v = requires {
     requires L::overwrites_grads;
+};
+
+/// Whether bound layer L is row-wise: its forward and its backward may each be called on
+/// consecutive row blocks of one batch (StepContext::part_first, part_rows; rows in order, the
+/// forward's blocks all before the backward's) with the same results, bit for bit, as one call on
+/// the whole batch. Per-row scratch is then indexed by part_first + local row, and a parameter
+/// gradient is summed over the blocks in row order as over the batch: started by the first
+/// block (first_part) and finished by the last (last_part).
+template <class L>
+inline constexpr bool row_wise_v = requires {
+    requires L::row_wise;
 };
 
 /// A layer spec is what users write in Sequential<...>: it has `bind<InputShape>` giving a

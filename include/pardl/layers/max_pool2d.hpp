@@ -162,6 +162,9 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
 
         explicit bind(std::size_t max_rows) : argmax_(max_rows * out_size) {}
 
+        /// Row-wise (row_wise_v): the winners of row r of a call go to row part_first + r.
+        static constexpr bool row_wise = true;
+
         /// Max pooling commutes with ReLU (pool(ReLU(x)) == ReLU(pool(x)): ReLU never reorders
         /// values), so Sequential runs a ReLU just before this layer inside its FuseRelu passes,
         /// on the pooled output, a quarter of the size for 2x2 windows. The layer before then
@@ -169,36 +172,38 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         static constexpr bool fuses_relu = true;
         static constexpr bool commutes_with_relu = true;
 
-        void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) {
-            run_forward<false>(x, y);
+        void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext& ctx) {
+            run_forward<false>(x, y, winners(ctx));
         }
         /// y = ReLU(max over each window). The recorded winner is the window's raw maximum; where
         /// that is not positive the gradient is zero anyway.
-        void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&, FuseRelu) {
-            run_forward<true>(x, y);
+        void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext& ctx, FuseRelu) {
+            run_forward<true>(x, y, winners(ctx));
         }
 
         void backward(const LayerSlots&, ConstMatrix, ConstMatrix y, ConstMatrix dy, Matrix dx,
-                      const StepContext&) {
-            run_backward<false>(y, dy, dx);
+                      const StepContext& ctx) {
+            run_backward<false>(y, dy, dx, winners(ctx));
         }
         void backward(const LayerSlots&, ConstMatrix, ConstMatrix y, ConstMatrix dy, Matrix dx,
-                      const StepContext&, FuseRelu) {
-            run_backward<true>(y, dy, dx);
+                      const StepContext& ctx, FuseRelu) {
+            run_backward<true>(y, dy, dx, winners(ctx));
         }
 
     private:
+        /// The winners of the call's first row.
+        std::uint32_t* winners(const StepContext& ctx) { return argmax_.data() + ctx.part_first * out_size; }
+
         template <bool Relu>
-        void run_forward(ConstMatrix x, Matrix y) {
+        void run_forward(ConstMatrix x, Matrix y, std::uint32_t* argmax) {
 #if defined(PARDL_SIMD_X86)
             if constexpr (fast_2x2)
-                if (simd::active() == simd::Isa::avx512)
-                    return Fast2x2::template forward<Relu>(x, y, argmax_.data());
+                if (simd::active() == simd::Isa::avx512) return Fast2x2::template forward<Relu>(x, y, argmax);
 #endif
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* xr = x.row(r);
                 float* yr = y.row(r);
-                std::uint32_t* ar = argmax_.data() + r * out_size;
+                std::uint32_t* ar = argmax + r * out_size;
                 for (std::size_t c = 0; c < C; ++c)
                     for (std::size_t oh = 0; oh < OH; ++oh)
                         for (std::size_t ow = 0; ow < OW; ++ow) {
@@ -225,18 +230,18 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         }
 
         template <bool Relu>
-        void run_backward(ConstMatrix y, ConstMatrix dy, Matrix dx) {
+        void run_backward(ConstMatrix y, ConstMatrix dy, Matrix dx, const std::uint32_t* argmax) {
             if (dx.empty()) return;
 #if defined(PARDL_SIMD_X86)
             if constexpr (fast_2x2)
                 if (simd::active() == simd::Isa::avx512)
-                    return Fast2x2::template backward<Relu>(y, dy, dx, argmax_.data());
+                    return Fast2x2::template backward<Relu>(y, dy, dx, argmax);
 #endif
             for (std::size_t r = 0; r < dy.rows; ++r) {
                 float* d = dx.row(r);
                 const float* g = dy.row(r);
                 const float* yr = Relu ? y.row(r) : nullptr;
-                const std::uint32_t* ar = argmax_.data() + r * out_size;
+                const std::uint32_t* ar = argmax + r * out_size;
                 std::fill_n(d, In::size, 0.0f);
                 // Overlapping windows (Stride < Kernel) may share a winner, hence +=.
                 for (std::size_t o = 0; o < out_size; ++o)

@@ -278,6 +278,35 @@ public:
         return m;
     }();
 
+    /// Layers [0, row_wise_prefix) are row-wise (row_wise_v; a CNN's convolutions, pooling and
+    /// activations up to its Flatten) and run on blocks of block_rows rows, all of them on one
+    /// block before the next: a layer then reads what the one before it wrote from the L2 cache,
+    /// where over a whole batch it reads it back from memory (W-CNN's first convolution writes
+    /// 6.4 MB a batch of 64, and its gradient as much). A ReLU left for a layer beyond the prefix
+    /// to run stays outside it.
+    static constexpr std::size_t row_wise_prefix = []<std::size_t... I>(std::index_sequence<I...>) {
+        std::size_t n = 0;
+        bool open = true;
+        ((open = open && row_wise_v<layer_t<I>>, n += open ? 1 : 0), ...);
+        while (n > 0 && relu_by_next[n - 1]) --n;
+        return n;
+    }
+    (indices);
+    /// Floats in the widest row the prefix reads or writes (its input, outputs and gradients).
+    static constexpr std::size_t prefix_width = [] {
+        std::size_t m = row_wise_prefix > 0 ? input_shape::size : 0;
+        for (std::size_t i = 0; i < row_wise_prefix; ++i) m = std::max(m, output_sizes[i]);
+        return m;
+    }();
+    /// Rows per block of the prefix: what keeps a block's widest tensor near 256 KB, a quarter of
+    /// a Zen 4 core's L2, so that a layer's input and output blocks, its scratch and the two
+    /// gradient blocks fit together. (W-CNN: 100 KB a row for the first convolution's output, so
+    /// 2 rows; 4 and 8 measured slower in a training step, 1 about the same.)
+    static constexpr std::size_t prefix_block_bytes = 256 * 1024;
+    static constexpr std::size_t block_rows =
+        row_wise_prefix == 0 ? 0
+                             : std::max<std::size_t>(1, prefix_block_bytes / (prefix_width * sizeof(float)));
+
     /// Per-worker memory: the bound layers' scratch, one activation buffer per layer and two
     /// ping-pong gradient buffers, all sized once for `max_rows` rows.
     class Workspace {
@@ -287,8 +316,17 @@ public:
               grad_b_(max_rows * max_width) {
             for (std::size_t i = 0; i < layer_count; ++i)
                 if (!fused[i]) activations_[i].resize(max_rows * output_sizes[i]);
+            set_block_rows(block_rows);
         }
         std::size_t max_rows() const { return max_rows_; }
+        /// Rows per block of the row-wise prefix (Sequential::block_rows unless set; 0 runs each
+        /// pass on the whole batch at once). Every setting gives the same results, bit for bit.
+        /// Allocates: call it before training, not between steps.
+        void set_block_rows(std::size_t n) {
+            prefix_rows_ = n == 0 ? max_rows_ : std::min(n, max_rows_);
+            part_a_.resize(prefix_rows_ * prefix_width);
+            part_b_.resize(prefix_rows_ * prefix_width);
+        }
         /// Output of layer i for the last forward batch. A layer followed by a fused ReLU holds the
         /// activated output (the ReLU's own); a ReLU that the next layer runs (relu_by_next) gives
         /// its input.
@@ -307,9 +345,12 @@ public:
         }
         std::size_t max_rows_;
         std::size_t rows_ = 0;
+        std::size_t prefix_rows_ = 0;
         layer_types layers_;
         std::array<AlignedBuffer<float>, layer_count> activations_;
         AlignedBuffer<float> grad_a_, grad_b_;
+        /// One block's gradients inside the prefix, in turn: they never leave the cache.
+        AlignedBuffer<float> part_a_, part_b_;
     };
 
     /// Fills the parameter (and state) buffers from `seed`: layer i draws from Rng(seed, i), so
@@ -326,10 +367,17 @@ public:
     static ConstMatrix forward(std::span<const float> params, std::span<float> state, ConstMatrix x,
                                Workspace& ws, const StepContext& ctx) {
         ws.rows_ = x.rows;
+        for_each_block(x.rows, ws.prefix_rows_, ctx,
+                       [&](const StepContext& part, std::size_t first, std::size_t n) {
+                           [&]<std::size_t... I>(std::index_sequence<I...>) {
+                               (forward_layer<I>(params, state, x, ws, part, first, n), ...);
+                           }
+                           (std::make_index_sequence<row_wise_prefix>{});
+                       });
         [&]<std::size_t... I>(std::index_sequence<I...>) {
-            (forward_layer<I>(params, state, x, ws, ctx), ...);
+            (forward_layer<row_wise_prefix + I>(params, state, x, ws, ctx, 0, x.rows), ...);
         }
-        (indices);
+        (std::make_index_sequence<layer_count - row_wise_prefix>{});
         return ws.output(layer_count - 1);
     }
 
@@ -341,11 +389,33 @@ public:
         float* dy = ws.grad_a_.data();
         float* spare = ws.grad_b_.data();
         if (ctx.overwrite_grads && !grads.empty()) zero_padding(grads);
+        const std::size_t rows = ws.rows_;
+        // Past the prefix, whole batches through two buffers in turn.
         [&]<std::size_t... I>(std::index_sequence<I...>) {
             // Fold over the reversed indices.
-            (backward_layer<layer_count - 1 - I>(params, grads, state, x, ws, ctx, dy, spare, dx), ...);
+            ((backward_layer<layer_count - 1 - I>(params, grads, state, x, ws, ctx, dy, spare, dx, 0, rows)
+                  ? std::swap(dy, spare)
+                  : void()),
+             ...);
         }
-        (indices);
+        (std::make_index_sequence<layer_count - row_wise_prefix>{});
+        // The prefix block by block: the gradient entering it is read in place, and inside it a
+        // block's gradients go through the two block buffers in turn.
+        constexpr std::size_t entry_width = row_wise_prefix > 0 ? output_sizes[row_wise_prefix - 1] : 0;
+        for_each_block(rows, ws.prefix_rows_, ctx,
+                       [&](const StepContext& part, std::size_t first, std::size_t n) {
+                           float* g = dy + first * entry_width;
+                           float* out = ws.part_a_.data();
+                           float* other = ws.part_b_.data();
+                           [&]<std::size_t... I>(std::index_sequence<I...>) {
+                               ((backward_layer<row_wise_prefix - 1 - I>(params, grads, state, x, ws, part, g,
+                                                                         out, dx, first, n)
+                                     ? (g = out, std::swap(out, other))
+                                     : void()),
+                                ...);
+                           }
+                           (std::make_index_sequence<row_wise_prefix>{});
+                       });
     }
 
     template <std::size_t I>
@@ -400,53 +470,76 @@ private:
             return ws.output(I - 1);
     }
 
-    template <std::size_t I>
-    static void forward_layer(std::span<const float> params, std::span<float> state, ConstMatrix x,
-                              Workspace& ws, const StepContext& ctx) {
-        if constexpr (fused[I]) {
-            return; // layer I - 1 already wrote ReLU(its output), or layer I + 1 applies it
-        } else {
-            Matrix y{ws.activations_[I].data(), x.rows, output_sizes[I]};
-            auto& layer = std::get<I>(ws.layers_);
-            if constexpr (runs_relu(I))
-                layer.forward(slots<I>(params, {}, state), layer_input<I>(x, ws), y, ctx, FuseRelu{});
-            else
-                layer.forward(slots<I>(params, {}, state), layer_input<I>(x, ws), y, ctx);
+    /// Calls fn(part, first, n) for rows [first, first + n) of a batch of `rows`, `block` rows at a
+    /// time in order; `part` is ctx saying so (StepContext::part_first). A batch of at most one
+    /// block is one call on the whole batch with ctx itself, also when it has no rows.
+    template <class Fn>
+    static void for_each_block(std::size_t rows, std::size_t block, const StepContext& ctx, Fn&& fn) {
+        if (row_wise_prefix == 0) return;
+        if (rows <= block) {
+            fn(ctx, 0, rows);
+            return;
+        }
+        StepContext part = ctx;
+        part.part_rows = rows;
+        for (std::size_t first = 0; first < rows; first += block) {
+            part.part_first = first;
+            fn(part, first, std::min(block, rows - first));
         }
     }
 
+    /// Layer I on rows [first, first + n) of the batch.
     template <std::size_t I>
-    static void backward_layer(std::span<const float> params, std::span<float> grads, std::span<float> state,
-                               ConstMatrix x, Workspace& ws, const StepContext& ctx, float*& dy,
-                               float*& spare, Matrix dx_out) {
+    static void forward_layer(std::span<const float> params, std::span<float> state, ConstMatrix x,
+                              Workspace& ws, const StepContext& ctx, std::size_t first, std::size_t n) {
+        if constexpr (fused[I]) {
+            return; // layer I - 1 already wrote ReLU(its output), or layer I + 1 applies it
+        } else {
+            const Matrix y = Matrix{ws.activations_[I].data(), x.rows, output_sizes[I]}.row_block(first, n);
+            const ConstMatrix in = layer_input<I>(x, ws).row_block(first, n);
+            auto& layer = std::get<I>(ws.layers_);
+            if constexpr (runs_relu(I))
+                layer.forward(slots<I>(params, {}, state), in, y, ctx, FuseRelu{});
+            else
+                layer.forward(slots<I>(params, {}, state), in, y, ctx);
+        }
+    }
+
+    /// Layer I's backward on rows [first, first + n): dy holds their output gradient (n rows
+    /// from its start), and their input gradient goes to dx_out's rows for layer 0, to
+    /// dx_buffer for the others. Returns whether it ran (a fused ReLU does not).
+    template <std::size_t I>
+    static bool backward_layer(std::span<const float> params, std::span<float> grads, std::span<float> state,
+                               ConstMatrix x, Workspace& ws, const StepContext& ctx, const float* dy,
+                               float* dx_buffer, Matrix dx_out, std::size_t first, std::size_t n) {
         if constexpr (fused[I]) {
             // The layer that runs this ReLU applies its derivative in its own backward (FuseRelu):
             // layer I - 1, to the gradient with respect to their shared output, which passes
             // through untouched; or layer I + 1, whose input gradient is then already with
             // respect to this ReLU's input.
-            return;
+            return false;
+        } else {
+            constexpr std::size_t in_width = layer_t<I>::input_shape::size;
+            Matrix dx;
+            if constexpr (I == 0)
+                dx = dx_out.empty() ? dx_out : dx_out.row_block(first, n);
+            else
+                dx = Matrix{dx_buffer, n, in_width};
+            if constexpr (param_counts[I] > 0 && !overwrites_grads_v<layer_t<I>>)
+                if (ctx.overwrite_grads && ctx.first_part() && !grads.empty()) { // it can only add: zeros
+                    const auto slice = grads.subspan(param_offsets[I], param_counts[I]);
+                    std::fill(slice.begin(), slice.end(), 0.0f);
+                }
+            auto& layer = std::get<I>(ws.layers_);
+            const ConstMatrix dy_view{dy, n, output_sizes[I]};
+            const ConstMatrix in = layer_input<I>(x, ws).row_block(first, n),
+                              y = ws.output(I).row_block(first, n);
+            if constexpr (runs_relu(I))
+                layer.backward(slots<I>(params, grads, state), in, y, dy_view, dx, ctx, FuseRelu{});
+            else
+                layer.backward(slots<I>(params, grads, state), in, y, dy_view, dx, ctx);
+            return true;
         }
-        constexpr std::size_t in_width = layer_t<I>::input_shape::size;
-        const std::size_t rows = ws.rows_;
-        Matrix dx;
-        if constexpr (I == 0)
-            dx = dx_out;
-        else
-            dx = Matrix{spare, rows, in_width};
-        if constexpr (param_counts[I] > 0 && !overwrites_grads_v<layer_t<I>>)
-            if (ctx.overwrite_grads && !grads.empty()) { // this layer can only add: give it zeros
-                const auto slice = grads.subspan(param_offsets[I], param_counts[I]);
-                std::fill(slice.begin(), slice.end(), 0.0f);
-            }
-        auto& layer = std::get<I>(ws.layers_);
-        const ConstMatrix dy_view{dy, rows, output_sizes[I]};
-        if constexpr (runs_relu(I))
-            layer.backward(slots<I>(params, grads, state), layer_input<I>(x, ws), ws.output(I), dy_view, dx,
-                           ctx, FuseRelu{});
-        else
-            layer.backward(slots<I>(params, grads, state), layer_input<I>(x, ws), ws.output(I), dy_view, dx,
-                           ctx);
-        std::swap(dy, spare);
     }
 };
 
