@@ -1,4 +1,4 @@
-alpha_shm = 4.104545e-06
-beta_shm = 9.344552e-11
-alpha_mpi = 3.291468e-06
-beta_mpi = 1.958656e-10
+alpha_shm = 1.756948e-06
+beta_shm = 8.298818e-11
+alpha_mpi = 1.042750e-06
+beta_mpi = 2.993592e-10
