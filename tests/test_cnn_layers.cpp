@@ -1074,6 +1074,8 @@ TEST_CASE("Sequential runs its row-wise layers block by block with the bits of w
     using Wcnn = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>,
                             ReLU, MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
     STATIC_REQUIRE(Wcnn::row_wise_prefix == 7 && Wcnn::block_rows == 2);
+    // Past the prefix the widest gradient is Flatten's output, 64 x 7 x 7 floats a row.
+    STATIC_REQUIRE(Wcnn::gradient_width == 3136);
 
     const auto check = [](auto model_tag) {
         using Net = typename decltype(model_tag)::type;

@@ -63,7 +63,7 @@ TEST_CASE("Sequential: parameter counts of the W-MLP", "[model][layout]") {
     STATIC_REQUIRE(std::is_same_v<WMlp::input_shape, Shape<784>>);
     STATIC_REQUIRE(std::is_same_v<WMlp::output_shape, Shape<10>>);
     STATIC_REQUIRE(WMlp::output_sizes == std::array<size_t, 5>{256, 256, 128, 128, 10});
-    STATIC_REQUIRE(WMlp::max_width == 784);
+    STATIC_REQUIRE(WMlp::gradient_width == 784); // no row-wise prefix: the input's gradient is the widest
 }
 
 TEST_CASE("Sequential: parameter blocks are laid out in reverse layer order", "[model][layout]") {

@@ -272,12 +272,6 @@ public:
         return next || previous;
     }
 
-    static constexpr std::size_t max_width = [] {
-        std::size_t m = input_shape::size;
-        for (auto n : output_sizes) m = std::max(m, n);
-        return m;
-    }();
-
     /// Layers [0, row_wise_prefix) are row-wise (row_wise_v; a CNN's convolutions, pooling and
     /// activations up to its Flatten) and run on blocks of block_rows rows, all of them on one
     /// block before the next: a layer then reads what the one before it wrote from the L2 cache,
@@ -306,14 +300,24 @@ public:
     static constexpr std::size_t block_rows =
         row_wise_prefix == 0 ? 0
                              : std::max<std::size_t>(1, prefix_block_bytes / (prefix_width * sizeof(float)));
+    /// Floats per row of the two whole-batch gradient buffers: the widest gradient a layer past
+    /// the prefix reads or writes, and the loss's. The prefix's own go through block buffers, so
+    /// W-CNN's are 3136 floats a row where its widest tensor has 25088.
+    static constexpr std::size_t gradient_width = [] {
+        std::size_t m = output_shape::size;
+        for (std::size_t i = row_wise_prefix; i < layer_count; ++i)
+            m = std::max({m, output_sizes[i], i == 0 ? input_shape::size : output_sizes[i - 1]});
+        return m;
+    }();
 
-    /// Per-worker memory: the bound layers' scratch, one activation buffer per layer and two
-    /// ping-pong gradient buffers, all sized once for `max_rows` rows.
+    /// Per-worker memory: the bound layers' scratch, one activation buffer per layer, two
+    /// ping-pong gradient buffers (gradient_width) and two for a block of the prefix, all sized
+    /// once for `max_rows` rows.
     class Workspace {
     public:
         explicit Workspace(std::size_t max_rows)
-            : max_rows_(max_rows), layers_(make_layers(max_rows, indices)), grad_a_(max_rows * max_width),
-              grad_b_(max_rows * max_width) {
+            : max_rows_(max_rows), layers_(make_layers(max_rows, indices)),
+              grad_a_(max_rows * gradient_width), grad_b_(max_rows * gradient_width) {
             for (std::size_t i = 0; i < layer_count; ++i)
                 if (!fused[i]) activations_[i].resize(max_rows * output_sizes[i]);
             set_block_rows(block_rows);
