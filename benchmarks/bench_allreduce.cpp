@@ -22,11 +22,10 @@ struct Config {
     bool header = true;
 };
 
-// The gradient lengths of the reference workloads: the parameter buffer (padding included) and
-// the 3-float tail (loss, samples, correct) the trainer reduces with it.
-constexpr std::size_t trainer_tail = 3;
-constexpr std::size_t wmlp_floats = pardl::bench::WMlp::param_count + trainer_tail;
-constexpr std::size_t wcnn_floats = pardl::bench::WCnn::param_count + trainer_tail;
+// The message lengths of the reference workloads' steps: the parameter buffer (padding included)
+// and the tail the trainer reduces with it.
+constexpr std::size_t wmlp_floats = pardl::bench::WMlp::param_count + pardl::step_tail_floats;
+constexpr std::size_t wcnn_floats = pardl::bench::WCnn::param_count + pardl::step_tail_floats;
 
 // Median over repetitions of the slowest rank's time (each repetition starts after a barrier).
 double time_median(pardl::MpiComm& comm, std::span<float> v, std::size_t warmup, std::size_t reps) {

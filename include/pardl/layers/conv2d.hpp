@@ -196,12 +196,15 @@ struct Conv2D : LayerSpecBase {
                     col2im(geometry, cols_.data(), dx_r);
                 }
             }
-            // A gradient accumulated in another layout goes into dw once per batch, by its last call.
-            if constexpr (transposed_dw || channels_last)
-                if (ctx.last_part(x.rows) && (x.rows > 0 || !starts))
+            // A gradient accumulated in another layout goes into dw once per batch, by its last call
+            // (unless no call had a sample: an empty batch never started dw_work_).
+            if constexpr (transposed_dw || channels_last) {
+                const bool accumulated = x.rows > 0 || !starts;
+                if (ctx.last_part(x.rows) && accumulated)
                     for_each_weight([&](std::size_t i, std::size_t work) {
                         dw[i] = ctx.overwrite_grads ? dw_work_[work] : dw[i] + dw_work_[work];
                     });
+            }
         }
 
         /// Calls fn(i, work) for every weight: i its index in W (o, c, kh, kw), work its index in

@@ -30,6 +30,11 @@
 
 namespace pardl {
 
+/// Floats a rank's step reduces after the gradient, in the same buffer and the same collective:
+/// the loss sum, the sample count and the correct count. (Benchmarks of the gradient exchange
+/// size their messages with it.)
+inline constexpr std::size_t step_tail_floats = 3;
+
 /// Result of one training step (global figures, identical on every rank).
 struct StepResult {
     double loss = 0;         ///< mean loss over the global batch
@@ -390,7 +395,7 @@ public:
     }
 
 private:
-    static constexpr std::size_t tail_size = 3; // loss sum, sample count, correct count
+    static constexpr std::size_t tail_size = step_tail_floats;
 
     struct Worker {
         Worker(std::size_t rows, std::size_t grad_size)
