@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Measures whether a change made training faster: builds bench_training_serial at a base commit
+# Measures whether a change made training faster: builds bench_training_<policy> at a base commit
 # (in a git worktree under build/) and at the working tree, then runs the two in alternation, so
 # that both see the same phases of a noisy machine, and prints each pair and the best and median
 # of each side. On a shared or virtual machine this is the fair way to time a small change; two
 # separate full benchmark passes can differ by more than the change itself.
-#   bash benchmarks/compare_commits.sh BASE [PAIRS] [WORKLOAD] [STEPS]
-#   e.g. bash benchmarks/compare_commits.sh HEAD~1 5 cnn 150   (s/epoch of Serial, lower is better)
+#   bash benchmarks/compare_commits.sh BASE [PAIRS] [WORKLOAD] [STEPS] [POLICY]
+#   e.g. bash benchmarks/compare_commits.sh HEAD~1 5 cnn 150          (s/epoch of Serial, lower is better)
+#        bash benchmarks/compare_commits.sh HEAD~1 9 mlp 300 openmp   (all cores, pinned as run_benchmarks.sh does)
+# POLICY is serial (default), openmp (one thread per core) or mpi (one rank per core).
+# Remove the worktree afterwards: git worktree remove --force build/compare-REV/src && rm -rf build/compare-REV
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/common.sh
 
-base=${1:?usage: compare_commits.sh BASE [PAIRS] [WORKLOAD] [STEPS]}
+base=${1:?usage: compare_commits.sh BASE [PAIRS] [WORKLOAD] [STEPS] [POLICY]}
 pairs=${2:-5}
 workload=${3:-cnn}
 steps=${4:-150}
+policy=${5:-serial}
+case $policy in serial | openmp | mpi) ;; *) echo "compare_commits.sh: POLICY must be serial, openmp or mpi" >&2; exit 2 ;; esac
 rev=$(git rev-parse --short "$base")
 tree=build/compare-$rev
 
@@ -21,14 +26,25 @@ bash scripts/install-deps.sh
 [[ -d $tree/src ]] || git worktree add --detach "$tree/src" "$rev" >/dev/null
 build_bench() { # build_bench SOURCE_DIR BUILD_DIR
     configure_release "$1" "$2"
-    cmake --build "$2" -j"$(nproc)" --target bench_training_serial >/dev/null
+    cmake --build "$2" -j"$(nproc)" --target "bench_training_$policy" >/dev/null
 }
 build_bench "$tree/src" "$tree/build"
 build_bench . build/release
 
-# s_per_epoch is column 8 of bench_training's CSV.
-run() { OMP_NUM_THREADS=1 "$1/benchmarks/bench_training_serial" --workload "$workload" --steps "$steps" --warmup 5 | cut -d, -f8; }
-echo "s/epoch of Serial $workload ($steps steps per run), base $rev against the working tree"
+cores=$(nproc)
+mpiexec=mpiexec.mpich
+bind=()
+if [[ $policy == mpi ]] && "$mpiexec" -bind-to core -n 1 true >/dev/null 2>&1; then bind=(-bind-to core); fi
+# s_per_epoch is column 8 of bench_training's CSV (rank 0 prints it).
+run() {
+    local bench=$1/benchmarks/bench_training_$policy args=(--workload "$workload" --steps "$steps" --warmup 5)
+    case $policy in
+    serial) OMP_NUM_THREADS=1 "$bench" "${args[@]}" ;;
+    openmp) OMP_PROC_BIND=close OMP_PLACES=cores "$bench" "${args[@]}" --threads "$cores" ;;
+    mpi) OMP_NUM_THREADS=1 "$mpiexec" "${bind[@]}" -n "$cores" "$bench" "${args[@]}" ;;
+    esac | tail -n1 | cut -d, -f8
+}
+echo "s/epoch of $policy $workload ($steps steps per run), base $rev against the working tree"
 : >"$tree/base.txt"
 : >"$tree/new.txt"
 for ((i = 1; i <= pairs; i++)); do

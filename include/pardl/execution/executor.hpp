@@ -23,22 +23,20 @@ struct NoFinish {
 /// optimizer update) reads what was just summed from L1.
 inline constexpr std::size_t reduction_block = 2048;
 
-/// buffers[0][i] += buffers[1][i] + ... (in that order) for i in r, zeroing buffers[1..) there
-/// while they are in cache. The one worker-sum of every executor: the order is what makes runs
-/// reproducible. (The trainer's backward overwrites the buffers, so the zeros are not needed for
-/// correctness; on the 2-vCPU development machine the 2-thread W-MLP step measured faster with
-/// them than without.)
+/// buffers[0][i] += buffers[1][i] + ... (in that order) for i in r. The one worker-sum of every
+/// executor: the order is what makes runs reproducible. It only reads buffers[1..): the trainer's
+/// backward overwrites them every step. (It used to zero them as well, which moves another core's
+/// lines here and back every step. Dropping that was neutral in the 2-thread W-MLP step: 30
+/// alternating runs, the same reduce_workers phase; a bare two-thread sum-and-update loop took
+/// a third less time without it when the two vCPUs were far apart.)
 inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range r) noexcept {
     float* dst = buffers[0].data();
     for (std::size_t b = 1; b < buffers.size(); ++b) {
-        float* src = buffers[b].data();
+        const float* src = buffers[b].data();
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC ivdep // the buffers never overlap
 #endif
-        for (std::size_t i = r.begin; i < r.end; ++i) {
-            dst[i] += src[i];
-            src[i] = 0.0f;
-        }
+        for (std::size_t i = r.begin; i < r.end; ++i) dst[i] += src[i];
     }
 }
 
@@ -61,7 +59,7 @@ void sum_and_finish(std::span<const std::span<float>> buffers, Range r, Finish&&
 ///  - `run(rows, work, buffers, finish)`: calls work(w, range) once for every worker w in [0, W)
 ///    with range = balanced_range(rows, w, W), concurrently or not; then, if `buffers` is
 ///    non-empty (W spans of equal size), makes buffers[0][i] = buffers[0][i] + buffers[1][i] + ...
-///    in that fixed order for every i, leaving buffers[1..W) zeroed, and calls finish(chunk) on chunks
+///    in that fixed order for every i (buffers[1..W) are only read), and calls finish(chunk) on chunks
 ///    partitioning the buffer once each chunk is summed (the optional fused epilogue, e.g. the optimizer
 ///    update). An exception thrown by any work call is rethrown after all workers finish (finish is then
 ///    skipped). One parallel region per call.

@@ -170,10 +170,8 @@ public:
         // Scaled once by 1/N_global (N is the global batch: every rank knows it).
         const float scale = 1.0f / static_cast<float>(std::max<std::size_t>(1, global_rows));
         opt_.begin_step();
-        // Backward overwrites the gradient buffers (overwrite_grads below), so nothing clears the
-        // rank buffer after the update, and the layers need not read zeros to add to them. (The
-        // executor still zeroes the other workers' buffers as it sums them: measured, dropping
-        // that made the 2-thread W-MLP step slower, not faster.)
+        // Backward overwrites the gradient buffers (overwrite_grads below), so nothing clears
+        // them after the sum and the update, and the layers need not read zeros to add to them.
         auto scale_and_update = [&](Range r, float scale) {
             for (std::size_t i = r.begin; i < r.end; ++i) g[i] *= scale;
             opt_.update({p + r.begin, r.size()}, {g + r.begin, r.size()}, r.begin);
