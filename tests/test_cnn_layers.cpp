@@ -126,11 +126,14 @@ TEST_CASE("CNN layer shapes, names and acceptance", "[cnn]") {
 
 namespace {
 /// Geometries for im2col and col2im: strides, paddings that swallow whole rows, and rows of 16 or
-/// fewer (the AVX-512 narrow paths) next to rows just past 16.
-const ConvGeometry im2col_geometries[] = {
-    {2, 5, 4, 3, 1, 1},   {1, 7, 6, 3, 2, 1},  {3, 4, 4, 1, 1, 0},   {1, 3, 3, 1, 2, 2},  {2, 3, 5, 2, 3, 2},
-    {1, 4, 4, 4, 1, 0},   {2, 6, 16, 3, 1, 1}, {1, 5, 17, 3, 1, 1},  {2, 4, 9, 5, 1, 2},  {1, 3, 3, 1, 1, 2},
-    {3, 14, 14, 3, 1, 1}, {1, 2, 7, 3, 1, 2},  {2, 14, 14, 5, 1, 2}, {1, 16, 16, 7, 1, 3}};
+/// fewer (the AVX-512 narrow paths) next to rows just past 16; the last four have channels that
+/// fill whole vectors or end ragged, for the channels-last rows of im2row and row2im.
+const ConvGeometry im2col_geometries[] = {{2, 5, 4, 3, 1, 1},   {1, 7, 6, 3, 2, 1},   {3, 4, 4, 1, 1, 0},
+                                          {1, 3, 3, 1, 2, 2},   {2, 3, 5, 2, 3, 2},   {1, 4, 4, 4, 1, 0},
+                                          {2, 6, 16, 3, 1, 1},  {1, 5, 17, 3, 1, 1},  {2, 4, 9, 5, 1, 2},
+                                          {1, 3, 3, 1, 1, 2},   {3, 14, 14, 3, 1, 1}, {1, 2, 7, 3, 1, 2},
+                                          {2, 14, 14, 5, 1, 2}, {1, 16, 16, 7, 1, 3}, {32, 5, 6, 3, 1, 1},
+                                          {20, 6, 5, 3, 2, 1},  {17, 4, 4, 2, 1, 0},  {16, 7, 7, 5, 2, 2}};
 } // namespace
 
 TEST_CASE("im2col and col2im are adjoint", "[cnn][im2col]") {

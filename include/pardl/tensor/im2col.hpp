@@ -52,6 +52,17 @@ struct PortableRows {
     }
     /// dst[0, n) = 0.
     static void zero(float* dst, std::size_t n) noexcept { std::fill_n(dst, n, 0.0f); }
+    /// dst[j] = ((dst[j] + src[j]) + src[step + j]) + ... for `count` rows src + t * step, in that
+    /// order (the bits of `count` calls of add), for j in [0, n).
+    static void add_sequence(const float* src, std::ptrdiff_t step, std::size_t count, std::size_t n,
+                             float* __restrict dst) noexcept {
+        for (std::size_t j = 0; j < n; ++j) {
+            float v = dst[j];
+            for (std::size_t t = 0; t < count; ++t)
+                v += src[static_cast<std::ptrdiff_t>(t) * step + static_cast<std::ptrdiff_t>(j)];
+            dst[j] = v;
+        }
+    }
 };
 
 /// For kernel column kw: the output columns [lo, hi) whose input column lies inside the image;
@@ -123,6 +134,20 @@ struct Avx512Rows {
         const __m512 z = _mm512_setzero_ps();
         for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, z);
         if (i < n) _mm512_mask_storeu_ps(dst + i, simd::first_lanes(n - i), z);
+    }
+
+    static void add_sequence(const float* src, std::ptrdiff_t step, std::size_t count, std::size_t n,
+                             float* __restrict dst) noexcept {
+        const auto sum = [&](std::size_t i, __mmask16 m) {
+            __m512 v = _mm512_maskz_loadu_ps(m, dst + i);
+            for (std::size_t t = 0; t < count; ++t)
+                v = _mm512_add_ps(v,
+                                  _mm512_maskz_loadu_ps(m, src + static_cast<std::ptrdiff_t>(t) * step + i));
+            _mm512_mask_storeu_ps(dst + i, m, v);
+        };
+        std::size_t i = 0;
+        for (; i + 16 <= n; i += 16) sum(i, 0xFFFF);
+        if (i < n) sum(i, simd::first_lanes(n - i));
     }
 };
 
@@ -302,47 +327,76 @@ constexpr ValidSpan window_span(std::size_t start, std::size_t extent, std::size
     return {lo, hi};
 }
 
-/// im2row with the row operations of Rows.
+/// The output columns [lo, hi) whose whole window row lies inside the image (no padding read).
+constexpr ValidSpan full_window_span(const ConvGeometry& g) noexcept {
+    const std::size_t ow = g.out_width();
+    const std::size_t lo = std::min(ow, (g.padding + g.stride - 1) / g.stride);
+    const std::size_t hi =
+        g.width + g.padding >= g.kernel ? (g.width + g.padding - g.kernel) / g.stride + 1 : 0;
+    return {lo, std::clamp(hi, lo, ow)};
+}
+
+/// im2row with the row operations of Rows. One window row (kh) of every output pixel of an output
+/// row at a time: the pixels whose window row lies inside the image, all but the edges, are one
+/// copy each of K * C consecutive floats, with no tests in the loop.
 template <class Rows>
 void im2row_with(const ConvGeometry& g, const float* x, float* rows) noexcept {
-    const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, c = g.channels;
+    const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, c = g.channels, s = g.stride;
     const std::size_t window_row = k * c; // one kh of a window: K pixels of C channels
-    float* dst = rows;
+    const std::size_t patch = k * window_row;
+    const ValidSpan full = full_window_span(g);
     for (std::size_t y = 0; y < oh; ++y) {
-        const ValidSpan khs = window_span(y * g.stride, g.height, k, g.padding);
-        for (std::size_t o = 0; o < ow; ++o) {
-            const ValidSpan kws = window_span(o * g.stride, g.width, k, g.padding);
-            for (std::size_t kh = 0; kh < k; ++kh, dst += window_row) {
-                if (kh < khs.lo || kh >= khs.hi || kws.lo == kws.hi) {
-                    Rows::zero(dst, window_row);
-                    continue;
-                }
-                const std::size_t in_row = y * g.stride + kh - g.padding;
-                const float* src = x + (in_row * g.width + o * g.stride + kws.lo - g.padding) * c;
-                Rows::zero(dst, kws.lo * c);
-                Rows::copy(src, (kws.hi - kws.lo) * c, dst + kws.lo * c);
-                Rows::zero(dst + kws.hi * c, (k - kws.hi) * c);
+        const ValidSpan khs = window_span(y * s, g.height, k, g.padding);
+        float* const out_row = rows + y * ow * patch;
+        for (std::size_t kh = 0; kh < k; ++kh) {
+            float* const dst = out_row + kh * window_row;
+            if (kh < khs.lo || kh >= khs.hi) {
+                for (std::size_t o = 0; o < ow; ++o) Rows::zero(dst + o * patch, window_row);
+                continue;
             }
+            const float* const in_row = x + (y * s + kh - g.padding) * g.width * c;
+            const auto edge = [&](std::size_t o) {
+                const ValidSpan kws = window_span(o * s, g.width, k, g.padding);
+                float* d = dst + o * patch;
+                if (kws.lo == kws.hi) return Rows::zero(d, window_row); // all padding
+                Rows::zero(d, kws.lo * c);
+                Rows::copy(in_row + (o * s + kws.lo - g.padding) * c, (kws.hi - kws.lo) * c, d + kws.lo * c);
+                Rows::zero(d + kws.hi * c, (k - kws.hi) * c);
+            };
+            for (std::size_t o = 0; o < full.lo; ++o) edge(o);
+            for (std::size_t o = full.lo; o < full.hi; ++o)
+                Rows::copy(in_row + (o * s - g.padding) * c, window_row, dst + o * patch);
+            for (std::size_t o = full.hi; o < ow; ++o) edge(o);
         }
     }
 }
 
-/// row2im with the row operations of Rows. The loops run over (kh, kw) outermost, so every input
-/// receives its contributions in col2im's order and the two give the same bits.
+/// row2im with the row operations of Rows. Each input gets its contributions in (kh, kw) order,
+/// col2im's, so the two give the same bits. One window row kh at a time: an input pixel's
+/// contributions from that kh (one per kw that reaches it) are summed in registers and added to
+/// it in one pass, rather than one read-modify-write of the pixel per kw.
 template <class Rows>
 void row2im_with(const ConvGeometry& g, const float* rows, float* dx) noexcept {
-    const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, c = g.channels;
-    const std::size_t patch = g.patch_size();
+    const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, c = g.channels, s = g.stride;
+    const std::size_t patch = g.patch_size(), pad = g.padding;
+    // From one kw to the next one that reaches the same input column: kw + s, output column o - 1.
+    const std::ptrdiff_t step = static_cast<std::ptrdiff_t>(s * c) - static_cast<std::ptrdiff_t>(patch);
     Rows::zero(dx, g.height * g.width * c);
     for (std::size_t kh = 0; kh < k; ++kh) {
-        const ValidSpan ys = valid_span(kh, g.height, oh, g.stride, g.padding);
-        for (std::size_t kw = 0; kw < k; ++kw) {
-            const ValidSpan os = valid_span(kw, g.width, ow, g.stride, g.padding);
-            const float* src = rows + (kh * k + kw) * c;
-            for (std::size_t y = ys.lo; y < ys.hi; ++y) {
-                float* dst_row = dx + (y * g.stride + kh - g.padding) * g.width * c;
-                for (std::size_t o = os.lo; o < os.hi; ++o)
-                    Rows::add(src + (y * ow + o) * patch, c, dst_row + (o * g.stride + kw - g.padding) * c);
+        const ValidSpan ys = valid_span(kh, g.height, oh, s, pad);
+        for (std::size_t y = ys.lo; y < ys.hi; ++y) {
+            const float* const window_row = rows + y * ow * patch + kh * k * c; // (y, o = 0, kh, kw = 0)
+            float* const dst_row = dx + (y * s + kh - pad) * g.width * c;
+            for (std::size_t i = 0; i < g.width; ++i) {
+                // Input column i is read by kw = i + pad - o * s for the output columns o with
+                // 0 <= kw < k: from the largest such o (smallest kw) down.
+                const std::size_t reach = i + pad; // o * s + kw
+                const std::size_t o_last = std::min(ow - 1, reach / s);
+                if (reach - o_last * s >= k) continue; // no kw reaches it
+                const std::size_t kw_first = reach - o_last * s;
+                const std::size_t count = std::min(o_last, (k - 1 - kw_first) / s) + 1;
+                Rows::add_sequence(window_row + o_last * patch + kw_first * c, step, count, c,
+                                   dst_row + i * c);
             }
         }
     }
