@@ -145,6 +145,37 @@ void bm_col2im(benchmark::State& state) {
     report_bytes(state, double(batch * (col_size + 2 * in_size) * sizeof(float)));
 }
 
+// im2row and row2im, the channels-last passes of a backward that runs channels-last
+// (Conv2D::bind::channels_last: conv2 of W-CNN), the same way: one sample's row buffer.
+
+template <class Conv>
+void bm_im2row(benchmark::State& state) {
+    constexpr size_t in_size = Conv::input_shape::size, row_size = Conv::patch * Conv::pixels;
+    pardl::AlignedBuffer<float> x(batch * in_size), rows(row_size);
+    fill_uniform(x, 4);
+    for (auto _ : state) {
+        for (size_t r = 0; r < batch; ++r) pardl::im2row(Conv::geometry, x.data() + r * in_size, rows.data());
+        benchmark::DoNotOptimize(rows.data());
+        benchmark::ClobberMemory();
+    }
+    report_bytes(state, double(batch * (in_size + row_size) * sizeof(float)));
+}
+
+template <class Conv>
+void bm_row2im(benchmark::State& state) {
+    constexpr size_t in_size = Conv::input_shape::size, row_size = Conv::patch * Conv::pixels;
+    pardl::AlignedBuffer<float> rows(row_size), dx(batch * in_size);
+    fill_uniform(rows, 5);
+    for (auto _ : state) {
+        for (size_t r = 0; r < batch; ++r)
+            pardl::row2im(Conv::geometry, rows.data(), dx.data() + r * in_size);
+        benchmark::DoNotOptimize(dx.data());
+        benchmark::ClobberMemory();
+    }
+    // row2im overwrites dx: the rows read, dx written.
+    report_bytes(state, double(batch * (row_size + in_size) * sizeof(float)));
+}
+
 /// Bytes one pooling pass moves per batch, forward or backward alike. Forward reads the input and
 /// writes the output and the 32-bit index of each output's winner; backward reads the output
 /// gradient and those indices and writes the whole input gradient (W-CNN's 2x2 windows tile it).
@@ -248,6 +279,8 @@ void register_all() {
     add_conv<Conv2>("conv2");
     add_columns<Conv1>("conv1");
     add_columns<Conv2>("conv2");
+    add("conv2/im2row", bm_im2row<Conv2>);
+    add("conv2/row2im", bm_row2im<Conv2>);
     add_pool<Pool1>("pool1");
     add_pool<Pool2>("pool2");
     add_step_layers(std::make_index_sequence<WCnn::layer_count>{});

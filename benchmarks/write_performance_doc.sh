@@ -86,10 +86,12 @@ through the layer code a training step runs: conv1 = \`Conv2D<32,3,1,1>\` on 1×
   \`backward_weights\` (Sequential asks the first layer for no input gradient) and conv2's
   \`backward_weights_input\`.
 - \`im2col\` and \`col2im\` are the column passes alone (forward and backward include them), one
-  sample at a time through one sample's column buffer, as the layer does. GB/s counts the bytes a
-  pass must read plus write: im2col the input and the columns; col2im the columns, and the input
-  gradient it adds to, read and written; pooling forward the input, the output and the 32-bit index
-  of each output's winner, pooling backward the same amounts the other way.
+  sample at a time through one sample's column buffer, as the layer does; \`im2row\` and
+  \`row2im\` are the same for conv2's channels-last backward. GB/s counts the bytes a pass must
+  read plus write: im2col and im2row the input and the columns (rows); col2im the columns, and the
+  input gradient it adds to, read and written; row2im the rows and the input gradient it
+  overwrites; pooling forward the input, the output and the 32-bit index of each output's winner,
+  pooling backward the same amounts the other way.
 
 | kernel | µs per batch | GFLOP/s | % of peak | GB/s |
 |---|---:|---:|---:|---:|

@@ -26,9 +26,8 @@ inline constexpr std::size_t reduction_block = 2048;
 /// buffers[0][i] += buffers[1][i] + ... (in that order) for i in r. The one worker-sum of every
 /// executor: the order is what makes runs reproducible. It only reads buffers[1..): the trainer's
 /// backward overwrites them every step. (It used to zero them as well, which moves another core's
-/// lines here and back every step. Dropping that was neutral in the 2-thread W-MLP step: 30
-/// alternating runs, the same reduce_workers phase; a bare two-thread sum-and-update loop took
-/// a third less time without it when the two vCPUs were far apart.)
+/// cache lines here and back every step for nothing; dropping that measured neutral in the
+/// 2-thread W-MLP step in alternating runs (benchmarks/performance_notes.md).)
 inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range r) noexcept {
     float* dst = buffers[0].data();
     for (std::size_t b = 1; b < buffers.size(); ++b) {
