@@ -112,68 +112,41 @@ void bm_conv_backward(benchmark::State& state) {
     report_flops(state, (InputGradient ? 4.0 : 2.0) * Conv::macs * batch);
 }
 
-// im2col and col2im alone, each sample in turn into (out of) one sample's column matrix, as the
-// layer does: that buffer stays in cache while the batch streams through.
+// The unrolling passes alone (im2col, and im2row for a backward that runs channels-last, as
+// conv2 of W-CNN does: Conv2D::bind::channels_last) and their adjoints (col2im, row2im), each
+// sample in turn into (out of) one sample's column or row matrix, as the layer does: that buffer
+// stays in cache while the batch streams through.
 
-template <class Conv>
-void bm_im2col(benchmark::State& state) {
+using SamplePass = void (*)(const pardl::ConvGeometry&, const float*, float*);
+
+template <class Conv, SamplePass Unroll>
+void bm_unroll(benchmark::State& state) {
     constexpr size_t in_size = Conv::input_shape::size, col_size = Conv::patch * Conv::pixels;
     pardl::AlignedBuffer<float> x(batch * in_size), cols(col_size);
     fill_uniform(x, 1);
     for (auto _ : state) {
-        for (size_t r = 0; r < batch; ++r) pardl::im2col(Conv::geometry, x.data() + r * in_size, cols.data());
+        for (size_t r = 0; r < batch; ++r) Unroll(Conv::geometry, x.data() + r * in_size, cols.data());
         benchmark::DoNotOptimize(cols.data());
         benchmark::ClobberMemory();
     }
-    // Each input read once, each column element written once.
+    // Each input read once, each column (row) element written once.
     report_bytes(state, double(batch * (in_size + col_size) * sizeof(float)));
 }
 
-template <class Conv>
-void bm_col2im(benchmark::State& state) {
+/// DxPasses: 2 when the adjoint adds into dx (col2im: read and written), 1 when it overwrites dx
+/// (row2im).
+template <class Conv, SamplePass Adjoint, size_t DxPasses>
+void bm_fold(benchmark::State& state) {
     constexpr size_t in_size = Conv::input_shape::size, col_size = Conv::patch * Conv::pixels;
     pardl::AlignedBuffer<float> cols(col_size), dx(batch * in_size);
     fill_uniform(cols, 2);
     fill_uniform(dx, 3);
     for (auto _ : state) {
-        for (size_t r = 0; r < batch; ++r)
-            pardl::col2im(Conv::geometry, cols.data(), dx.data() + r * in_size);
+        for (size_t r = 0; r < batch; ++r) Adjoint(Conv::geometry, cols.data(), dx.data() + r * in_size);
         benchmark::DoNotOptimize(dx.data());
         benchmark::ClobberMemory();
     }
-    // col2im adds into dx: the columns read, dx read and written.
-    report_bytes(state, double(batch * (col_size + 2 * in_size) * sizeof(float)));
-}
-
-// im2row and row2im, the channels-last passes of a backward that runs channels-last
-// (Conv2D::bind::channels_last: conv2 of W-CNN), the same way: one sample's row buffer.
-
-template <class Conv>
-void bm_im2row(benchmark::State& state) {
-    constexpr size_t in_size = Conv::input_shape::size, row_size = Conv::patch * Conv::pixels;
-    pardl::AlignedBuffer<float> x(batch * in_size), rows(row_size);
-    fill_uniform(x, 4);
-    for (auto _ : state) {
-        for (size_t r = 0; r < batch; ++r) pardl::im2row(Conv::geometry, x.data() + r * in_size, rows.data());
-        benchmark::DoNotOptimize(rows.data());
-        benchmark::ClobberMemory();
-    }
-    report_bytes(state, double(batch * (in_size + row_size) * sizeof(float)));
-}
-
-template <class Conv>
-void bm_row2im(benchmark::State& state) {
-    constexpr size_t in_size = Conv::input_shape::size, row_size = Conv::patch * Conv::pixels;
-    pardl::AlignedBuffer<float> rows(row_size), dx(batch * in_size);
-    fill_uniform(rows, 5);
-    for (auto _ : state) {
-        for (size_t r = 0; r < batch; ++r)
-            pardl::row2im(Conv::geometry, rows.data(), dx.data() + r * in_size);
-        benchmark::DoNotOptimize(dx.data());
-        benchmark::ClobberMemory();
-    }
-    // row2im overwrites dx: the rows read, dx written.
-    report_bytes(state, double(batch * (row_size + in_size) * sizeof(float)));
+    report_bytes(state, double(batch * (col_size + DxPasses * in_size) * sizeof(float)));
 }
 
 /// Bytes one pooling pass moves per batch, forward or backward alike. Forward reads the input and
@@ -245,8 +218,8 @@ void add_conv(const std::string& label) {
 
 template <class Conv>
 void add_columns(const std::string& label) {
-    add(label + "/im2col", bm_im2col<Conv>);
-    add(label + "/col2im", bm_col2im<Conv>);
+    add(label + "/im2col", bm_unroll<Conv, pardl::im2col>);
+    add(label + "/col2im", bm_fold<Conv, pardl::col2im, 2>);
 }
 
 template <class Pool>
@@ -279,8 +252,8 @@ void register_all() {
     add_conv<Conv2>("conv2");
     add_columns<Conv1>("conv1");
     add_columns<Conv2>("conv2");
-    add("conv2/im2row", bm_im2row<Conv2>);
-    add("conv2/row2im", bm_row2im<Conv2>);
+    add("conv2/im2row", bm_unroll<Conv2, pardl::im2row>);
+    add("conv2/row2im", bm_fold<Conv2, pardl::row2im, 1>);
     add_pool<Pool1>("pool1");
     add_pool<Pool2>("pool2");
     add_step_layers(std::make_index_sequence<WCnn::layer_count>{});
