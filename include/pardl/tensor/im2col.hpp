@@ -372,9 +372,11 @@ void im2row_with(const ConvGeometry& g, const float* x, float* rows) noexcept {
 }
 
 /// row2im with the row operations of Rows. Each input gets its contributions in (kh, kw) order,
-/// col2im's, so the two give the same bits. One window row kh at a time: an input pixel's
-/// contributions from that kh (one per kw that reaches it) are summed in registers and added to
-/// it in one pass, rather than one read-modify-write of the pixel per kw.
+/// col2im's, so the two give the same bits. Input column by input column: which kw reach it, and
+/// from which output columns, is the same for every image row, so it is worked out once per
+/// column. Then, kh by kh, an input pixel's contributions from that kh (one per kw that reaches
+/// it) are summed in registers and added to it in one pass, rather than one read-modify-write of
+/// the pixel per kw.
 template <class Rows>
 void row2im_with(const ConvGeometry& g, const float* rows, float* dx) noexcept {
     const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, c = g.channels, s = g.stride;
@@ -382,22 +384,20 @@ void row2im_with(const ConvGeometry& g, const float* rows, float* dx) noexcept {
     // From one kw to the next one that reaches the same input column: kw + s, output column o - 1.
     const std::ptrdiff_t step = static_cast<std::ptrdiff_t>(s * c) - static_cast<std::ptrdiff_t>(patch);
     Rows::zero(dx, g.height * g.width * c);
-    for (std::size_t kh = 0; kh < k; ++kh) {
-        const ValidSpan ys = valid_span(kh, g.height, oh, s, pad);
-        for (std::size_t y = ys.lo; y < ys.hi; ++y) {
-            const float* const window_row = rows + y * ow * patch + kh * k * c; // (y, o = 0, kh, kw = 0)
-            float* const dst_row = dx + (y * s + kh - pad) * g.width * c;
-            for (std::size_t i = 0; i < g.width; ++i) {
-                // Input column i is read by kw = i + pad - o * s for the output columns o with
-                // 0 <= kw < k: from the largest such o (smallest kw) down.
-                const std::size_t reach = i + pad; // o * s + kw
-                const std::size_t o_last = std::min(ow - 1, reach / s);
-                if (reach - o_last * s >= k) continue; // no kw reaches it
-                const std::size_t kw_first = reach - o_last * s;
-                const std::size_t count = std::min(o_last, (k - 1 - kw_first) / s) + 1;
-                Rows::add_sequence(window_row + o_last * patch + kw_first * c, step, count, c,
-                                   dst_row + i * c);
-            }
+    for (std::size_t i = 0; i < g.width; ++i) {
+        // Input column i is read by kw = i + pad - o * s for the output columns o with
+        // 0 <= kw < k: from the largest such o (smallest kw) down. The same for every image row.
+        const std::size_t reach = i + pad; // o * s + kw
+        const std::size_t o_last = std::min(ow - 1, reach / s);
+        if (reach - o_last * s >= k) continue; // no kw reaches it
+        const std::size_t kw_first = reach - o_last * s;
+        const std::size_t count = std::min(o_last, (k - 1 - kw_first) / s) + 1;
+        const float* const column = rows + o_last * patch + kw_first * c; // (y = 0, o_last, kh = 0, kw_first)
+        for (std::size_t kh = 0; kh < k; ++kh) {
+            const ValidSpan ys = valid_span(kh, g.height, oh, s, pad);
+            for (std::size_t y = ys.lo; y < ys.hi; ++y)
+                Rows::add_sequence(column + y * ow * patch + kh * k * c, step, count, c,
+                                   dx + ((y * s + kh - pad) * g.width + i) * c);
         }
     }
 }
