@@ -93,7 +93,7 @@ public:
     Trainer(Opt optimizer, TrainerOptions options, Comm comm = Comm{})
         : opt_(std::move(optimizer)), options_(options), comm_(std::move(comm)), exec_(options.threads),
           params_(comm_.allocate(param_count)), state_(Model::state_count),
-          rank_buffer_(comm_.allocate(param_count + tail_size)) {
+          rank_buffer_(comm_.allocate(param_count + step_tail_floats)) {
         PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
         const std::size_t ranks = static_cast<std::size_t>(comm_.size());
         const std::size_t workers = exec_.workers();
@@ -393,8 +393,6 @@ public:
     }
 
 private:
-    static constexpr std::size_t tail_size = step_tail_floats;
-
     struct Worker {
         Worker(std::size_t rows, std::size_t grad_size)
             : ws(rows), x(rows * Model::input_shape::size), labels(rows), grads(grad_size) {}
