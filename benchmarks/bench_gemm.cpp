@@ -1,5 +1,6 @@
-// GEMM throughput at 512^3 and at the W-MLP training shapes (batch 64), in GFLOP/s and as a
-// percentage of this machine's measured single-core FMA peak.
+// GEMM throughput at 512^3, at the W-MLP training shapes (batch 64) and at W-CNN's Dense<256> and
+// first-convolution weight-gradient shapes, in GFLOP/s and as a percentage of this machine's
+// measured single-core FMA peak.
 #include "kernel_benchmark.hpp"
 
 #include "pardl/tensor/buffer.hpp"
@@ -57,6 +58,10 @@ void register_all() {
     add("NN", Op::N, Op::N, batch, 256, 3136, 0.0f);
     add("TN", Op::T, Op::N, 3136, 256, batch, 0.0f);
     add("NT", Op::N, Op::T, batch, 3136, 256, 0.0f);
+    // W-CNN's first convolution: one sample's weight gradient, accumulated over the batch as the
+    // layer does (columns 9 x 784 times the output gradient 32 x 784, transposed). A long k and
+    // few rows: the dot-product kernels (gemm.hpp, dot_pays).
+    add("NT", Op::N, Op::T, 9, 32, 784, 1.0f);
 }
 
 } // namespace

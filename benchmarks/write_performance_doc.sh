@@ -58,7 +58,10 @@ therefore also tells the clock the core ran at.
 C = op(A)·op(B), \`m x n x k\`; TN is the weight-gradient form Aᵀ·B, NT the input-gradient form A·Bᵀ.
 After 512³ come W-MLP's three Dense layers at batch 64 (the weight gradient accumulating, beta 1),
 then W-CNN's Dense<256> on 3136 inputs (its weight gradient overwritten, beta 0, as the trainer
-does).
+does), and last W-CNN's first convolution's weight gradient for one sample (9 × 784 columns times
+the 32 × 784 output gradient transposed, accumulated, beta 1). That last product has a long k and
+few rows, so it runs on the dot-product kernels, which read both operands in place (gemm.hpp,
+\`dot_pays\`; the analysis below); every other row runs on the packed micro-kernels.
 
 | shape | GFLOP/s | % of peak |
 |---|---:|---:|

@@ -199,6 +199,71 @@ TEST_CASE("gemm at the MLP training shapes", "[gemm]") {
     check({Op::N, Op::T, 64, 128, 10, 0.0f, 0}, rng);
 }
 
+// A B^T with a long k and few rows goes through dot products (gemm.hpp: dot_pays) rather than the
+// packed micro-kernels: k >= 512 and m <= 64 here, with k not a multiple of 16 (the zero-padded
+// tail), ragged tiles in both directions and padded rows whose NaN would show any read past k.
+TEST_CASE("gemm's dot products (A B^T, long k, few rows) match a double reference", "[gemm][dot]") {
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    pardl::Rng rng(13);
+    for (const auto [m, n, k] : {std::array<size_t, 3>{9, 32, 784},
+                                 {1, 1, 512},
+                                 {2, 3, 513},
+                                 {5, 7, 527},
+                                 {64, 65, 600},
+                                 {10, 130, 1031},
+                                 {4, 5, 520}})
+        for (float beta : betas)
+            for (size_t pad : {size_t{0}, size_t{3}}) check({Op::N, Op::T, m, n, k, beta, pad}, rng);
+}
+
+namespace {
+
+/// Whether the portable kernels' multiply-add rounds once (false for plain x86-64's SSE2).
+bool generic_multiply_add_is_fused() {
+    using V = pardl::detail::gemm::generic::Vec;
+    volatile float a = 1.0f + 0x1p-12f, c = -(1.0f + 0x1p-11f); // a * a = 1 + 2^-11 + 2^-24
+    alignas(64) float out[64];
+    V::store(out, V::fma(V::set1(a), V::set1(a), V::set1(c)));
+    return out[0] != 0.0f;
+}
+
+} // namespace
+
+TEST_CASE("gemm's dot products have the bits of their stated order on every instruction set", "[gemm][dot]") {
+    // Lane l of 16 sums the products of k = l, l + 16, ... with fused multiply-adds; the lanes are
+    // added by halving (l + 8, then + 4, + 2, + 1); beta joins as the other paths' combine does.
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    if (pardl_test_isa == Isa::generic && !generic_multiply_add_is_fused()) {
+        SUCCEED("the portable kernels' multiply-add rounds twice on this build: checked against the "
+                "reference only");
+        return;
+    }
+    pardl::Rng rng(14);
+    for (const auto [m, n, k] : {std::array<size_t, 3>{9, 32, 784}, {7, 10, 529}, {64, 3, 512}})
+        for (float beta : betas) {
+            INFO("m " << m << " n " << n << " k " << k << " beta " << beta);
+            std::vector<float> a(m * k), b(n * k), c(m * n);
+            for (float& v : a) v = rng.uniform(-1.0f, 1.0f);
+            for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
+            for (float& v : c) v = rng.uniform(-1.0f, 1.0f);
+            std::vector<float> expect(m * n);
+            for (size_t i = 0; i < m; ++i)
+                for (size_t j = 0; j < n; ++j) {
+                    float lanes[16] = {};
+                    for (size_t q = 0; q < k; ++q)
+                        lanes[q % 16] = std::fma(a[i * k + q], b[j * k + q], lanes[q % 16]);
+                    for (int width = 8; width >= 1; width /= 2)
+                        for (int l = 0; l < width; ++l) lanes[l] += lanes[l + width];
+                    const float old = c[i * n + j];
+                    expect[i * n + j] = beta == 0.0f   ? lanes[0]
+                                        : beta == 1.0f ? old + lanes[0]
+                                                       : std::fma(beta, old, lanes[0]);
+                }
+            pardl::gemm(Op::N, Op::T, m, n, k, a.data(), k, b.data(), k, beta, c.data(), n);
+            CHECK(std::memcmp(c.data(), expect.data(), c.size() * sizeof(float)) == 0);
+        }
+}
+
 TEST_CASE("gemm with beta == 0 never reads C", "[gemm]") {
     PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(5);

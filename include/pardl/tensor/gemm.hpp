@@ -63,6 +63,17 @@ constexpr std::array<KernelFn, sizeof...(I)> make_kernel_table(std::index_sequen
 // accumulators hide the latency with margin and the 14 loads per 24 FMAs stay well under the two
 // load ports.
 
+/// The sum of 16 lanes by halving: lane l + lane l + 8, then l + 4, l + 2 and l + 1 of those. The
+/// dot-product kernel's order on every instruction set (each Vec's sum16, where it has one, adds
+/// the same pairs with shuffles).
+inline float sum16_by_halving(const float* x) noexcept {
+    float s[8];
+    for (int l = 0; l < 8; ++l) s[l] = x[l] + x[l + 8];
+    for (int l = 0; l < 4; ++l) s[l] += s[l + 4];
+    for (int l = 0; l < 2; ++l) s[l] += s[l + 2];
+    return s[0] + s[1];
+}
+
 /// xsimd batches of the architecture the compiler targets.
 template <class Arch>
 struct XsimdVec {
@@ -103,6 +114,7 @@ namespace generic {
 // Forces the portable scalar path, so that it can be tested on machines that have SIMD.
 struct Vec : ScalarVec {
     static constexpr int mr_max = 4, nv_max = 4;
+    static constexpr int dot_rows = 3, dot_cols = 2;
 };
 #elif XSIMD_WITH_AVX512F
 // On x86 the dispatcher runs the intrinsics kernels below; this path is the fallback that
@@ -110,18 +122,22 @@ struct Vec : ScalarVec {
 // every program that includes this header compiles, at some of this fallback's speed.
 struct Vec : XsimdVec<xsimd::default_arch> {
     static constexpr int mr_max = 6, nv_max = 2;
+    static constexpr int dot_rows = 3, dot_cols = 2;
 };
 #elif XSIMD_WITH_FMA3_AVX2 || XSIMD_WITH_AVX2 || XSIMD_WITH_AVX
 struct Vec : XsimdVec<xsimd::default_arch> {
     static constexpr int mr_max = 6, nv_max = 2; // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
+    static constexpr int dot_rows = 3, dot_cols = 2;
 };
 #elif XSIMD_WITH_SSE2 || XSIMD_WITH_NEON || XSIMD_WITH_NEON64
 struct Vec : XsimdVec<xsimd::default_arch> {
     static constexpr int mr_max = 6, nv_max = 2;
+    static constexpr int dot_rows = 3, dot_cols = 2;
 };
 #else
 struct Vec : ScalarVec {
     static constexpr int mr_max = 4, nv_max = 4;
+    static constexpr int dot_rows = 3, dot_cols = 2;
 };
 #endif
 #include "pardl/tensor/gemm_kernels.ipp"
@@ -133,7 +149,8 @@ PARDL_SIMD_TARGET_BEGIN(PARDL_SIMD_TARGET_AVX2)
 struct Vec {
     using V = __m256;
     static constexpr int width = 8;
-    static constexpr int mr_max = 6, nv_max = 2; // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
+    static constexpr int mr_max = 6, nv_max = 2;     // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
+    static constexpr int dot_rows = 3, dot_cols = 2; // 6 accumulators of two ymm each
     static V load(const float* p) noexcept { return _mm256_loadu_ps(p); }
     static V load_first(const float* p, size_t count) noexcept {
         const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
@@ -146,6 +163,31 @@ struct Vec {
     static V fma(V a, V b, V c) noexcept { return _mm256_fmadd_ps(a, b, c); }
     /// max returns its second operand for NaN and for two zeros: exactly x > 0 ? x : 0.
     static V relu(V a) noexcept { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+
+    /// out[t] = sum16_by_halving(lanes + 16 t) for t < count, eight sums per round of shuffles.
+    static void sum16(const float* lanes, int count, float* out) noexcept {
+        for (int g = 0; g < count; g += 8) {
+            __m256 s[8]; // s[i]: lanes l + (l + 8) of accumulator g + i
+            for (int i = 0; i < 8; ++i) {
+                const float* x = lanes + 16 * (g + i);
+                s[i] = g + i < count ? _mm256_add_ps(_mm256_load_ps(x), _mm256_load_ps(x + 8))
+                                     : _mm256_setzero_ps();
+            }
+            __m256 y[4]; // 128-bit half h: accumulator 2j + h's l + (l + 4)
+            for (int j = 0; j < 4; ++j)
+                y[j] = _mm256_add_ps(_mm256_permute2f128_ps(s[2 * j], s[2 * j + 1], 0x20),
+                                     _mm256_permute2f128_ps(s[2 * j], s[2 * j + 1], 0x31));
+            __m256 w[2]; // half q: the l + (l + 2) pairs of accumulators 4h + q and 4h + 2 + q
+            for (int h = 0; h < 2; ++h)
+                w[h] = _mm256_add_ps(_mm256_shuffle_ps(y[2 * h], y[2 * h + 1], 0x44),
+                                     _mm256_shuffle_ps(y[2 * h], y[2 * h + 1], 0xEE));
+            // Element 4q + t: the sum of accumulator g + 2t + q.
+            alignas(32) float v[8];
+            _mm256_store_ps(
+                v, _mm256_add_ps(_mm256_shuffle_ps(w[0], w[1], 0x88), _mm256_shuffle_ps(w[0], w[1], 0xDD)));
+            for (int t = 0; g + t < count && t < 8; ++t) out[g + t] = v[4 * (t % 2) + t / 2];
+        }
+    }
 
     static constexpr size_t transpose_block = 8;
     /// Transposes a rows x 8 block (rows <= 8; missing rows read as zero) into 8 columns, storing
@@ -192,6 +234,9 @@ struct Vec {
     using V = __m512;
     static constexpr int width = 16;
     static constexpr int mr_max = 12, nv_max = 2;
+    static constexpr int dot_rows = 3, dot_cols = 4; // conv1's 9 x 32 weight gradient in whole tiles
+    /// Makes the compiler hold v in a register (KernelSet::load_once).
+    static void in_register(V& v) noexcept { asm("" : "+v"(v)); }
     static V load(const float* p) noexcept { return _mm512_loadu_ps(p); }
     static V load_first(const float* p, size_t count) noexcept {
         return _mm512_maskz_loadu_ps(simd::first_lanes(count), p);
@@ -203,6 +248,32 @@ struct Vec {
     /// max returns its second operand for NaN and for two zeros: exactly x > 0 ? x : 0.
     /// (The all-lanes masked form: see transpose below on GCC 12's unmasked forms.)
     static V relu(V a) noexcept { return _mm512_mask_max_ps(a, 0xFFFF, a, _mm512_setzero_ps()); }
+
+    /// out[t] = sum16_by_halving(lanes + 16 t) for t < count (<= 16): each level of the halving
+    /// adds the halves of two accumulators in one instruction, 15 adds for 16 sums.
+    static void sum16(const float* lanes, int count, float* out) noexcept {
+        constexpr __mmask16 all = 0xFFFF; // see transpose below on GCC 12's unmasked forms
+        __m512 x[16];
+        for (int i = 0; i < 16; ++i) x[i] = i < count ? _mm512_load_ps(lanes + 16 * i) : _mm512_setzero_ps();
+        __m512 y[8]; // 128-bit quarters 0-1: accumulator 2i's l + (l + 8); 2-3: accumulator 2i + 1's
+        for (int i = 0; i < 8; ++i)
+            y[i] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(x[2 * i], all, x[2 * i], x[2 * i + 1], 0x44),
+                                 _mm512_mask_shuffle_f32x4(x[2 * i], all, x[2 * i], x[2 * i + 1], 0xEE));
+        __m512 z[4]; // quarter r: accumulator 4j + r's l + (l + 4)
+        for (int j = 0; j < 4; ++j)
+            z[j] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(y[2 * j], all, y[2 * j], y[2 * j + 1], 0x88),
+                                 _mm512_mask_shuffle_f32x4(y[2 * j], all, y[2 * j], y[2 * j + 1], 0xDD));
+        __m512 w[2]; // quarter q: the l + (l + 2) pairs of accumulators 8h + q and 8h + 4 + q
+        for (int h = 0; h < 2; ++h)
+            w[h] = _mm512_add_ps(_mm512_mask_shuffle_ps(z[2 * h], all, z[2 * h], z[2 * h + 1], 0x44),
+                                 _mm512_mask_shuffle_ps(z[2 * h], all, z[2 * h], z[2 * h + 1], 0xEE));
+        // Element 4q + t holds the sum of accumulator 4t + q: put it at 4t + q.
+        const __m512 v = _mm512_add_ps(_mm512_mask_shuffle_ps(w[0], all, w[0], w[1], 0x88),
+                                       _mm512_mask_shuffle_ps(w[0], all, w[0], w[1], 0xDD));
+        const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        _mm512_mask_storeu_ps(out, simd::first_lanes(static_cast<size_t>(count)),
+                              _mm512_mask_permutexvar_ps(v, all, order, v));
+    }
 
     static constexpr size_t transpose_block = 16;
     /// Transposes a rows x 16 block (rows <= 16; missing rows read as zero) into 16 columns,
@@ -284,6 +355,33 @@ constexpr size_t piece_begin(size_t total, size_t parts, size_t i) noexcept {
     return total / parts * i + std::min(i, total % parts);
 }
 
+/// Whether C = A B^T goes through the dot-product kernel (KernelSet::dot_kernel) rather than the
+/// micro-kernels. Those pack both operands transposed: B once per block, so its cost is spread over
+/// m rows of C, and A once per row sliver. The dot products read both in place and pay instead one
+/// sum of 16 lanes per element of C, spread over k. Hence a long k and few rows: Dense<256>'s input
+/// gradient in W-CNN (m = batch 64, k = 256) and conv1's weight gradient (m = 9, k = 784). It
+/// depends on m, k and nothing else, so a product takes one path whatever the instruction set.
+constexpr bool dot_pays(size_t m, size_t k) noexcept {
+    return k >= 512 && m <= 64;
+}
+
+/// C = A B^T + beta C through dot-product tiles (arguments as gemm()'s).
+template <class Kernels>
+void run_dot(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* b, size_t ldb, float beta,
+             float* c, size_t ldc) {
+    constexpr size_t R = Kernels::dot_rows, C = Kernels::dot_cols;
+    // Every row tile of A sweeps a block of B's rows, sized to stay in the L2 (256 KiB of B,
+    // 256 rows of Dense<256>'s weights), while the row tile stays in the L1: B leaves memory once.
+    const size_t block = std::max(C, 65536 / k / C * C);
+    for (size_t jb = 0; jb < n; jb += block) {
+        const size_t je = std::min(n, jb + block);
+        for (size_t i = 0; i < m; i += R)
+            for (size_t j = jb; j < je; j += C)
+                Kernels::dot_kernel(k, a + i * lda, lda, std::min(R, m - i), b + j * ldb, ldb,
+                                    std::min(C, je - j), c + i * ldc + j, ldc, beta);
+    }
+}
+
 /// The blocked product with one instruction set's Kernels (see gemm()).
 template <class Kernels>
 void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t lda, const float* b,
@@ -307,6 +405,8 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
                 }
         return;
     }
+    if (op_a == Op::N && op_b == Op::T && ep.row_bias == nullptr && !ep.relu && dot_pays(m, k))
+        return run_dot<Kernels>(m, n, k, a, lda, b, ldb, beta, c, ldc);
     // Balanced splits: a 784-deep product becomes 4 x 196 rather than 3 x 256 + 16, and 64 rows
     // become slivers of 11 and 10 rather than 12 x 5 + 4.
     const size_t k_parts = (k + kc_max - 1) / kc_max;

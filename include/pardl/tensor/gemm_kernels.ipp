@@ -5,7 +5,9 @@
 //   V, width, load, store, set1, add, fma   the vector type (width floats) and its operations;
 //   load_first                              a load of the first 1 .. width floats only;
 //   mr_max, nv_max                          the largest tile: mr_max rows x nv_max vectors;
-//   transpose_block, transpose              a block transposition for packing (block 0: none).
+//   transpose_block, transpose              a block transposition for packing (block 0: none);
+//   dot_rows, dot_cols                      the dot-product kernel's tile (see dot_kernel);
+//   sum16 (optional)                        its lane sums, faster than sum16_by_halving.
 // It defines `Kernels`, which gemm.hpp's driver run<Kernels> reads. (KernelSet is a template only
 // so that `if constexpr` can discard what Vec lacks; it is instantiated for this Vec alone.)
 
@@ -161,6 +163,96 @@ struct KernelSet {
                 edge_kernel(kc, a + i, a_step, std::min(rows_max, m - i), b + j, b_step,
                             std::min<size_t>(edge_columns, nr - j), c + i * ldc + j, ldc, beta,
                             bias != nullptr ? bias + i : nullptr, relu);
+    }
+
+    // The dot-product kernel, for C = A B^T when k is long (gemm.hpp: dot_pays): both operands are
+    // read along k in place, where the micro-kernels need both transposed into their packing. Each
+    // element of C is a dot product kept in 16 lanes: lane l sums the products of k = l, l + 16,
+    // l + 32, ... in order with fused multiply-adds, and sum16_by_halving adds the lanes. That
+    // arithmetic is fixed at 16 lanes whatever the vector width (an AVX2 accumulator is two
+    // vectors, a scalar one sixteen floats), so every instruction set gives the same bits.
+    static constexpr int dot_rows = Vec::dot_rows, dot_cols = Vec::dot_cols;
+    static constexpr int dot_lanes = 16;
+    static constexpr int dot_parts = dot_lanes / lanes; // vectors per accumulator
+    static_assert(dot_lanes % lanes == 0);
+
+    /// C(rows x cols) = A B^T + beta C for rows <= dot_rows and cols <= dot_cols: `a` holds the
+    /// rows' k elements each (stride lda), `b` the columns' (stride ldb). One tile shape for every
+    /// edge, as edge_kernel: a missing row or column repeats the last one and never reaches C.
+    static void dot_kernel(size_t k, const float* a, size_t lda, size_t rows, const float* b, size_t ldb,
+                           size_t cols, float* c, size_t ldc, float beta) noexcept {
+        dot_tile(std::make_integer_sequence<int, dot_rows * dot_cols * dot_parts>{},
+                 std::make_integer_sequence<int, dot_rows * dot_parts>{},
+                 std::make_integer_sequence<int, dot_cols * dot_parts>{}, k, a, lda, rows, b, ldb, cols, c,
+                 ldc, beta);
+    }
+
+    /// Vec::load, held in a register where Vec says how (in_register): a vector that several
+    /// multiply-adds use is then loaded once, where GCC otherwise folds the load into each of them.
+    static typename Vec::V load_once(const float* p) noexcept {
+        typename Vec::V v = Vec::load(p);
+        if constexpr (requires { Vec::in_register(v); }) Vec::in_register(v);
+        return v;
+    }
+
+    /// dot_kernel's body. Accumulator T is part T % dot_parts of the dot product of row
+    /// T / dot_parts / dot_cols and column T / dot_parts % dot_cols; vector I of the rows' and J of
+    /// the columns' loads per k step is part I % dot_parts of row I / dot_parts (J likewise). Folds
+    /// over the packs keep every one in a register (see tile_product), and each row and column
+    /// vector is loaded once per k step: left to fold them into the multiply-adds, GCC loaded the
+    /// columns again for every row, 15 loads per 12 multiply-adds.
+    template <int... T, int... I, int... J>
+    static void dot_tile(std::integer_sequence<int, T...>, std::integer_sequence<int, I...>,
+                         std::integer_sequence<int, J...>, size_t k, const float* a, size_t lda, size_t rows,
+                         const float* b, size_t ldb, size_t cols, float* c, size_t ldc, float beta) noexcept {
+        using V = typename Vec::V;
+        constexpr int R = dot_rows, C = dot_cols, P = dot_parts;
+        const float* row[R];
+        for (int i = 0; i < R; ++i) row[i] = a + std::min<size_t>(i, rows - 1) * lda;
+        const float* col[C];
+        for (int j = 0; j < C; ++j) col[j] = b + std::min<size_t>(j, cols - 1) * ldb;
+        V acc[R * C * P] = {(static_cast<void>(T), Vec::set1(0.0f))...};
+        const auto step = [&](const V(&av)[R * P], const V(&bv)[C * P]) noexcept {
+            ((acc[T] = Vec::fma(av[T / P / C * P + T % P], bv[T / P % C * P + T % P], acc[T])), ...);
+        };
+        size_t p = 0;
+        for (; p + dot_lanes <= k; p += dot_lanes) {
+            const V av[R * P] = {load_once(row[I / P] + p + (I % P) * lanes)...};
+            const V bv[C * P] = {load_once(col[J / P] + p + (J % P) * lanes)...};
+            step(av, bv);
+        }
+        if (p < k) {
+            // The last k % 16 products: missing lanes load zeros, and adding 0 * 0 leaves a lane's
+            // sum as it is (it starts at +0, so it is never -0), on every instruction set alike.
+            const size_t rest = k - p;
+            const auto part = [rest](const float* x, int h) noexcept {
+                const size_t first = static_cast<size_t>(h) * lanes;
+                return rest > first ? Vec::load_first(x + first, std::min<size_t>(lanes, rest - first))
+                                    : Vec::set1(0.0f);
+            };
+            const V av[R * P] = {part(row[I / P] + p, I % P)...};
+            const V bv[C * P] = {part(col[J / P] + p, J % P)...};
+            step(av, bv);
+        }
+        alignas(64) float lane_sums[R * C][dot_lanes];
+        (Vec::store(&lane_sums[T / P][(T % P) * lanes], acc[T]), ...);
+        float sums[R * C];
+        if constexpr (requires { Vec::sum16(&lane_sums[0][0], R * C, sums); })
+            Vec::sum16(&lane_sums[0][0], R * C, sums);
+        else
+            for (int t = 0; t < R * C; ++t) sums[t] = sum16_by_halving(lane_sums[t]);
+        // Loops bounded by the tile's constants (GCC cannot see rows <= R and warned of reading
+        // sums uninitialised); a whole tile row is then C constant moves, where std::copy_n with
+        // a run-time count became a call to memcpy per row.
+        for (int i = 0; i < R && static_cast<size_t>(i) < rows; ++i) {
+            float* out = c + i * ldc;
+            const float* in = sums + i * C;
+            if (beta == 0.0f && cols == C)
+                for (int j = 0; j < C; ++j) out[j] = in[j];
+            else
+                for (int j = 0; j < C && static_cast<size_t>(j) < cols; ++j)
+                    out[j] = combine(beta, out[j], in[j]);
+        }
     }
 
     /// micro_kernel<mr, nv> at [(mr - 1) * nv_max + nv - 1]: every (rows, vectors) pair gets its own
