@@ -151,6 +151,8 @@ struct Vec {
     static constexpr int width = 8;
     static constexpr int mr_max = 6, nv_max = 2;     // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
     static constexpr int dot_rows = 3, dot_cols = 2; // 6 accumulators of two ymm each
+    /// Makes the compiler hold v in a register (KernelSet::load_once).
+    static void in_register(V& v) noexcept { asm("" : "+x"(v)); }
     static V load(const float* p) noexcept { return _mm256_loadu_ps(p); }
     static V load_first(const float* p, size_t count) noexcept {
         const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),

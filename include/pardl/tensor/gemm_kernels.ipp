@@ -7,7 +7,8 @@
 //   mr_max, nv_max                          the largest tile: mr_max rows x nv_max vectors;
 //   transpose_block, transpose              a block transposition for packing (block 0: none);
 //   dot_rows, dot_cols                      the dot-product kernel's tile (see dot_kernel);
-//   sum16 (optional)                        its lane sums, faster than sum16_by_halving.
+//   sum16 (optional)                        its lane sums, faster than sum16_by_halving;
+//   in_register (optional)                  holds a loaded vector in a register (load_once).
 // It defines `Kernels`, which gemm.hpp's driver run<Kernels> reads. (KernelSet is a template only
 // so that `if constexpr` can discard what Vec lacks; it is instantiated for this Vec alone.)
 
