@@ -623,6 +623,58 @@ TEST_CASE("MaxPool2D<2> matches a naive reference on wide, odd-sized inputs with
     check(std::type_identity<MaxPool2D<2>::bind<Shape<1, 2, 2>>>{}, 1);
 }
 
+TEST_CASE("MaxPool2D<2>'s vector paths give the portable loop's bits, NaN and ReLU included", "[cnn][pool]") {
+    // Every instruction set's 2x2 path (max_pool_2x2.ipp) against the portable loop, forward and
+    // backward, plain and with the ReLU the pooling runs for the layer before it: the same outputs,
+    // winners and input gradients bit for bit. The inputs hold ties, NaN (which never replaces a
+    // value, and ReLU turns into 0) and negative values (whose windows ReLU zeroes).
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    const auto check = [](auto tag, std::size_t rows) {
+        using L = typename decltype(tag)::type;
+        constexpr std::size_t in = L::input_shape::size, out = L::output_shape::size;
+        auto x = random_values(rows * in, 31);
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            x[i] = std::round(x[i] * 3.0f);
+            if (i % 7 == 3) x[i] = std::numeric_limits<float>::quiet_NaN();
+        }
+        const auto g = random_values(rows * out, 32);
+        struct Result {
+            std::vector<float> y, dx;
+        };
+        const auto run = [&](bool relu) {
+            L layer(rows);
+            Result r{std::vector<float>(rows * out, -3.0f), std::vector<float>(rows * in, -5.0f)};
+            const ConstMatrix xm{x.data(), rows, in}, ym{r.y.data(), rows, out}, gm{g.data(), rows, out};
+            const Matrix y_out{r.y.data(), rows, out}, dx_out{r.dx.data(), rows, in};
+            if (relu) {
+                layer.forward({}, xm, y_out, {}, FuseRelu{});
+                layer.backward({}, xm, ym, gm, dx_out, {}, FuseRelu{});
+            } else {
+                layer.forward({}, xm, y_out, {});
+                layer.backward({}, xm, ym, gm, dx_out, {});
+            }
+            return r;
+        };
+        for (const bool relu : {false, true}) {
+            const Result fast = run(relu);
+            Result portable;
+            {
+                const simd::ScopedIsa scoped(simd::Isa::generic);
+                portable = run(relu);
+            }
+            INFO(L::name() << " on " << L::input_shape::str() << (relu ? " with ReLU" : ""));
+            CHECK(std::memcmp(fast.y.data(), portable.y.data(), fast.y.size() * sizeof(float)) == 0);
+            CHECK(std::memcmp(fast.dx.data(), portable.dx.data(), fast.dx.size() * sizeof(float)) == 0);
+        }
+    };
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<3, 7, 37>>>{}, 3);
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<32, 28, 28>>>{}, 2);
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<64, 14, 14>>>{}, 2);
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<2, 6, 64>>>{}, 2);
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<5, 9, 19>>>{}, 1);
+    check(std::type_identity<MaxPool2D<2>::bind<Shape<1, 2, 2>>>{}, 1);
+}
+
 TEST_CASE("Pooling gradients match finite differences", "[cnn][pool][gradcheck]") {
     PARDL_TEST_EACH_SUPPORTED_ISA();
     check_input_gradient_on<MaxPool2D<2>::bind<Shape<2, 6, 6>>>(distinct_values(2 * 2 * 36, 1), 2);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "pardl/layers/layer.hpp"
@@ -23,123 +24,142 @@ namespace pardl {
 
 namespace detail {
 #if defined(PARDL_SIMD_X86)
+// The vector path of 2x2, stride-2 pooling (max_pool_2x2.ipp), once per instruction set.
+namespace pool_avx512 {
 PARDL_SIMD_TARGET_BEGIN(PARDL_SIMD_TARGET_AVX512)
-/// The common 2x2, stride-2 max pooling of C x H x W inputs (OH x OW outputs) with AVX-512:
-/// disjoint windows, so 16 outputs of one output row come from 32 consecutive floats of each of
-/// two input rows, split into even and odd columns. argmax holds out_size indices per row.
-template <std::size_t C, std::size_t H, std::size_t W, std::size_t OH, std::size_t OW>
-struct MaxPool2x2Avx512 {
-    static constexpr std::size_t in_size = C * H * W, out_size = C * OH * OW;
+struct Lanes {
+    using V = __m512;
+    using I = __m512i;
+    static constexpr std::size_t width = 16;
+    // The all-lanes masked forms where GCC 12's unmasked ones start from _mm512_undefined_ps(),
+    // which trips -Wuninitialized in every translation unit that includes this header.
+    static constexpr __mmask16 all = 0xFFFF;
+    static __mmask16 first(std::size_t n) noexcept { return simd::first_lanes(n); }
+    static V load(const float* p, std::size_t n) noexcept { return _mm512_maskz_loadu_ps(first(n), p); }
+    static I load_index(const std::uint32_t* p, std::size_t n) noexcept {
+        return _mm512_maskz_loadu_epi32(first(n), p);
+    }
+    static void load_pairs(const float* p, std::size_t n, V& even, V& odd) noexcept {
+        const I even_at = iota2(), odd_at = _mm512_add_epi32(even_at, _mm512_set1_epi32(1));
+        const V lo = _mm512_maskz_loadu_ps(first(2 * n), p);
+        const V hi = _mm512_maskz_loadu_ps(first(2 * n > 16 ? 2 * n - 16 : 0), p + 16);
+        even = _mm512_permutex2var_ps(lo, even_at, hi);
+        odd = _mm512_permutex2var_ps(lo, odd_at, hi);
+    }
+    static void store(float* p, std::size_t n, V v) noexcept { _mm512_mask_storeu_ps(p, first(n), v); }
+    static void store_index(std::uint32_t* p, std::size_t n, I i) noexcept {
+        _mm512_mask_storeu_epi32(p, first(n), i);
+    }
+    static void store_pairs(float* p, std::size_t n, V even, V odd) noexcept {
+        // Lanes 0..15 of each result take alternately from even and odd.
+        const I lo_at = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const I hi_at = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        _mm512_mask_storeu_ps(p, first(2 * n), _mm512_permutex2var_ps(even, lo_at, odd));
+        _mm512_mask_storeu_ps(p + 16, first(2 * n > 16 ? 2 * n - 16 : 0),
+                              _mm512_permutex2var_ps(even, hi_at, odd));
+    }
+    static __mmask16 greater(V a, V b) noexcept { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+    static __mmask16 equal(I a, I b) noexcept { return _mm512_cmpeq_epi32_mask(a, b); }
+    static V select(__mmask16 m, V a, V b) noexcept { return _mm512_mask_mov_ps(b, m, a); }
+    static I select_index(__mmask16 m, I a, I b) noexcept { return _mm512_mask_mov_epi32(b, m, a); }
+    static V zero_unless(__mmask16 m, V a) noexcept { return _mm512_maskz_mov_ps(m, a); }
+    /// max returns its second operand for NaN and for two zeros: exactly a > 0 ? a : 0.
+    static V relu(V a) noexcept { return _mm512_mask_max_ps(a, all, a, _mm512_setzero_ps()); }
+    static V set1(float x) noexcept { return _mm512_set1_ps(x); }
+    static V add(V a, V b) noexcept { return _mm512_add_ps(a, b); }
+    static V mul(V a, V b) noexcept { return _mm512_mul_ps(a, b); }
+    static I iota2() noexcept {
+        return _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    }
+    static I set1_index(std::size_t k) noexcept { return _mm512_set1_epi32(static_cast<int>(k)); }
+    static I add_index(I a, I b) noexcept { return _mm512_add_epi32(a, b); }
+    static I sub_index(I a, I b) noexcept { return _mm512_sub_epi32(a, b); }
+};
+#include "pardl/layers/max_pool_2x2.ipp"
+PARDL_SIMD_TARGET_END
+} // namespace pool_avx512
 
-    /// With Relu, y = ReLU(max): the winner is the window's raw maximum (see MaxPool2D's FuseRelu).
-    template <bool Relu>
-    static void forward(ConstMatrix x, Matrix y, std::uint32_t* argmax) noexcept {
-        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-        const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-        const __m512i w = _mm512_set1_epi32(static_cast<int>(W));
-        for (std::size_t r = 0; r < x.rows; ++r) {
-            const float* xr = x.row(r);
-            float* yr = y.row(r);
-            std::uint32_t* ar = argmax + r * out_size;
-            for (std::size_t c = 0; c < C; ++c)
-                for (std::size_t oh = 0; oh < OH; ++oh) {
-                    const std::size_t top_row = (c * H + 2 * oh) * W;
-                    const float* r0 = xr + top_row;
-                    const float* r1 = r0 + W;
-                    const std::size_t o_row = (c * OH + oh) * OW;
-                    for (std::size_t ow = 0; ow < OW; ow += 16) {
-                        const std::size_t n = std::min<std::size_t>(16, OW - ow);
-                        // Only the 2n inputs the windows cover are read (an odd width's last
-                        // column is not).
-                        const __mmask16 lo = simd::first_lanes(2 * n),
-                                        hi = simd::first_lanes(2 * n > 16 ? 2 * n - 16 : 0);
-                        const float* p0 = r0 + 2 * ow;
-                        const float* p1 = r1 + 2 * ow;
-                        const __m512 a_lo = _mm512_maskz_loadu_ps(lo, p0),
-                                     a_hi = _mm512_maskz_loadu_ps(hi, p0 + 16);
-                        const __m512 b_lo = _mm512_maskz_loadu_ps(lo, p1),
-                                     b_hi = _mm512_maskz_loadu_ps(hi, p1 + 16);
-                        // Window order (0,0), (0,1), (1,0), (1,1) with a strict >, as the general
-                        // loop: the first maximum wins ties, and NaN never replaces a value.
-                        __m512 m = _mm512_permutex2var_ps(a_lo, even, a_hi);
-                        __m512i best =
-                            _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top_row + 2 * ow)), even);
-                        const __m512i base = best;
-                        const auto take = [&](__m512 v, __m512i at) {
-                            const __mmask16 gt = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
-                            m = _mm512_mask_mov_ps(m, gt, v);
-                            best = _mm512_mask_mov_epi32(best, gt, at);
-                        };
-                        take(_mm512_permutex2var_ps(a_lo, odd, a_hi),
-                             _mm512_add_epi32(base, _mm512_set1_epi32(1)));
-                        take(_mm512_permutex2var_ps(b_lo, even, b_hi), _mm512_add_epi32(base, w));
-                        take(_mm512_permutex2var_ps(b_lo, odd, b_hi),
-                             _mm512_add_epi32(base, _mm512_add_epi32(w, _mm512_set1_epi32(1))));
-                        const __mmask16 out = simd::first_lanes(n);
-                        // max returns its second operand for NaN and two zeros: x > 0 ? x : 0.
-                        if constexpr (Relu) m = _mm512_mask_max_ps(m, 0xFFFF, m, _mm512_setzero_ps());
-                        _mm512_mask_storeu_ps(yr + o_row + ow, out, m);
-                        _mm512_mask_storeu_epi32(ar + o_row + ow, out, best);
-                    }
-                }
+namespace pool_avx2 {
+PARDL_SIMD_TARGET_BEGIN(PARDL_SIMD_TARGET_AVX2)
+struct Lanes {
+    using V = __m256;
+    using I = __m256i; // also the lane masks: all bits set where true
+    static constexpr std::size_t width = 8;
+    static I first(std::size_t n) noexcept { return simd::first_lanes_avx2(n); }
+    static V load(const float* p, std::size_t n) noexcept {
+        return n >= width ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first(n));
+    }
+    static I load_index(const std::uint32_t* p, std::size_t n) noexcept {
+        return n >= width ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                          : _mm256_maskload_epi32(reinterpret_cast<const int*>(p), first(n));
+    }
+    static void load_pairs(const float* p, std::size_t n, V& even, V& odd) noexcept {
+        const V lo = load(p, 2 * n);
+        const V hi = load(p + 8, 2 * n > 8 ? 2 * n - 8 : 0);
+        // The shuffles pick within 128-bit halves (lo 0 2, hi 0 2 | lo 4 6, hi 4 6); the
+        // 64-bit permutation then puts lo's pairs before hi's.
+        even = in_order(_mm256_shuffle_ps(lo, hi, 0x88));
+        odd = in_order(_mm256_shuffle_ps(lo, hi, 0xDD));
+    }
+    static void store(float* p, std::size_t n, V v) noexcept {
+        if (n >= width) return _mm256_storeu_ps(p, v);
+        store_part(p, n, _mm256_castps_si256(v));
+    }
+    static void store_index(std::uint32_t* p, std::size_t n, I i) noexcept {
+        if (n >= width) return _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
+        store_part(p, n, i);
+    }
+    static void store_pairs(float* p, std::size_t n, V even, V odd) noexcept {
+        // Within 128-bit halves: (e0 o0 e1 o1 | e4 o4 e5 o5) and (e2 o2 e3 o3 | e6 o6 e7 o7).
+        const V lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
+        store(p, 2 * n, _mm256_permute2f128_ps(lo, hi, 0x20));
+        if (2 * n > 8) store(p + 8, 2 * n - 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+    }
+    static I greater(V a, V b) noexcept { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GT_OQ)); }
+    static I equal(I a, I b) noexcept { return _mm256_cmpeq_epi32(a, b); }
+    static V select(I m, V a, V b) noexcept { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(m)); }
+    static I select_index(I m, I a, I b) noexcept { return _mm256_blendv_epi8(b, a, m); }
+    static V zero_unless(I m, V a) noexcept { return _mm256_and_ps(_mm256_castsi256_ps(m), a); }
+    /// max returns its second operand for NaN and for two zeros: exactly a > 0 ? a : 0.
+    static V relu(V a) noexcept { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+    static V set1(float x) noexcept { return _mm256_set1_ps(x); }
+    static V add(V a, V b) noexcept { return _mm256_add_ps(a, b); }
+    static V mul(V a, V b) noexcept { return _mm256_mul_ps(a, b); }
+    static I iota2() noexcept { return _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14); }
+    static I set1_index(std::size_t k) noexcept { return _mm256_set1_epi32(static_cast<int>(k)); }
+    static I add_index(I a, I b) noexcept { return _mm256_add_epi32(a, b); }
+    static I sub_index(I a, I b) noexcept { return _mm256_sub_epi32(a, b); }
+
+private:
+    /// The first n (< 8) 32-bit lanes of v to p, in pieces of 4, 2 and 1 lanes: AMD CPUs run
+    /// vmaskmov stores as microcode, which made this path slower than the scalar loop on Zen 4.
+    static void store_part(void* p, std::size_t n, I v) noexcept {
+        auto* out = static_cast<char*>(p);
+        __m128i part = _mm256_castsi256_si128(v);
+        if (n >= 4) {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out), part);
+            part = _mm256_extracti128_si256(v, 1);
+            out += 16;
+            n -= 4;
+        }
+        if (n >= 2) {
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(out), part);
+            part = _mm_srli_si128(part, 8);
+            out += 8;
+            n -= 2;
+        }
+        if (n == 1) {
+            const int last = _mm_cvtsi128_si32(part);
+            std::memcpy(out, &last, sizeof last);
         }
     }
-
-    /// With Relu, dy is first multiplied by ReLU's derivative at this layer's output y.
-    template <bool Relu>
-    static void backward(ConstMatrix y, ConstMatrix dy, Matrix dx, const std::uint32_t* argmax) noexcept {
-        // Every covered input is written (its gradient or zero), so only an odd border needs
-        // clearing beforehand.
-        constexpr bool border = H % 2 != 0 || W % 2 != 0;
-        // Interleaving indices: lanes 0..15 of the result take even/odd pairs from e and f.
-        const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-        const __m512i hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-        const __m512i two_iota = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-        const __m512i one = _mm512_set1_epi32(1), w = _mm512_set1_epi32(static_cast<int>(W));
-        const __m512i w1 = _mm512_add_epi32(w, one);
-        const __m512 unit = _mm512_set1_ps(1.0f);
-        for (std::size_t r = 0; r < dy.rows; ++r) {
-            float* d = dx.row(r);
-            const float* g = dy.row(r);
-            const float* yr = Relu ? y.row(r) : nullptr;
-            const std::uint32_t* ar = argmax + r * out_size;
-            if constexpr (border) std::fill_n(d, in_size, 0.0f);
-            for (std::size_t c = 0; c < C; ++c)
-                for (std::size_t oh = 0; oh < OH; ++oh) {
-                    const std::size_t top_row = (c * H + 2 * oh) * W;
-                    const std::size_t o_row = (c * OH + oh) * OW;
-                    for (std::size_t ow = 0; ow < OW; ow += 16) {
-                        const std::size_t n = std::min<std::size_t>(16, OW - ow);
-                        const __mmask16 out = simd::first_lanes(n);
-                        __m512 gv = _mm512_maskz_loadu_ps(out, g + o_row + ow);
-                        if constexpr (Relu) { // dy * (y > 0 ? 1 : 0), as the ReLU layer computes it
-                            const __m512 yv = _mm512_maskz_loadu_ps(out, yr + o_row + ow);
-                            const __mmask16 live = _mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ);
-                            gv = _mm512_mul_ps(gv, _mm512_maskz_mov_ps(live, unit));
-                        }
-                        const __m512i rel = _mm512_sub_epi32(
-                            _mm512_maskz_loadu_epi32(out, ar + o_row + ow),
-                            _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(top_row + 2 * ow)),
-                                             two_iota));
-                        const __m512 e0 =
-                            _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, _mm512_setzero_si512()), gv);
-                        const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, one), gv);
-                        const __m512 f0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, w), gv);
-                        const __m512 f1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, w1), gv);
-                        const __mmask16 lo = simd::first_lanes(2 * n),
-                                        hi = simd::first_lanes(2 * n > 16 ? 2 * n - 16 : 0);
-                        float* p0 = d + top_row + 2 * ow;
-                        float* p1 = p0 + W;
-                        _mm512_mask_storeu_ps(p0, lo, _mm512_permutex2var_ps(e0, lo_idx, e1));
-                        _mm512_mask_storeu_ps(p0 + 16, hi, _mm512_permutex2var_ps(e0, hi_idx, e1));
-                        _mm512_mask_storeu_ps(p1, lo, _mm512_permutex2var_ps(f0, lo_idx, f1));
-                        _mm512_mask_storeu_ps(p1 + 16, hi, _mm512_permutex2var_ps(f0, hi_idx, f1));
-                    }
-                }
-        }
+    static V in_order(V v) noexcept {
+        return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8));
     }
 };
+#include "pardl/layers/max_pool_2x2.ipp"
 PARDL_SIMD_TARGET_END
+} // namespace pool_avx2
 #endif
 } // namespace detail
 
@@ -197,8 +217,11 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         template <bool Relu>
         void run_forward(ConstMatrix x, Matrix y, std::uint32_t* argmax) {
 #if defined(PARDL_SIMD_X86)
-            if constexpr (fast_2x2)
-                if (simd::active() == simd::Isa::avx512) return Fast2x2::template forward<Relu>(x, y, argmax);
+            if constexpr (fast_2x2) {
+                const simd::Isa isa = simd::active();
+                if (isa == simd::Isa::avx512) return Avx512::template forward<Relu>(x, y, argmax);
+                if (isa == simd::Isa::avx2) return Avx2::template forward<Relu>(x, y, argmax);
+            }
 #endif
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* xr = x.row(r);
@@ -233,9 +256,11 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         void run_backward(ConstMatrix y, ConstMatrix dy, Matrix dx, const std::uint32_t* argmax) {
             if (dx.empty()) return;
 #if defined(PARDL_SIMD_X86)
-            if constexpr (fast_2x2)
-                if (simd::active() == simd::Isa::avx512)
-                    return Fast2x2::template backward<Relu>(y, dy, dx, argmax);
+            if constexpr (fast_2x2) {
+                const simd::Isa isa = simd::active();
+                if (isa == simd::Isa::avx512) return Avx512::template backward<Relu>(y, dy, dx, argmax);
+                if (isa == simd::Isa::avx2) return Avx2::template backward<Relu>(y, dy, dx, argmax);
+            }
 #endif
             for (std::size_t r = 0; r < dy.rows; ++r) {
                 float* d = dx.row(r);
@@ -249,10 +274,11 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
             }
         }
 
-        /// The common 2x2, stride-2 pooling has a vector path (detail::MaxPool2x2Avx512).
+        /// The common 2x2, stride-2 pooling has a vector path per instruction set (max_pool_2x2.ipp).
         static constexpr bool fast_2x2 = Kernel == 2 && Stride == 2;
 #if defined(PARDL_SIMD_X86)
-        using Fast2x2 = detail::MaxPool2x2Avx512<C, H, W, OH, OW>;
+        using Avx512 = detail::pool_avx512::MaxPool2x2<C, H, W, OH, OW>;
+        using Avx2 = detail::pool_avx2::MaxPool2x2<C, H, W, OH, OW>;
 #endif
 
         AlignedBuffer<std::uint32_t> argmax_;

@@ -155,9 +155,7 @@ struct Vec {
     static void in_register(V& v) noexcept { asm("" : "+x"(v)); }
     static V load(const float* p) noexcept { return _mm256_loadu_ps(p); }
     static V load_first(const float* p, size_t count) noexcept {
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
-                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        return _mm256_maskload_ps(p, mask);
+        return _mm256_maskload_ps(p, simd::first_lanes_avx2(count));
     }
     static void store(float* p, V v) noexcept { _mm256_storeu_ps(p, v); }
     static V set1(float x) noexcept { return _mm256_set1_ps(x); }
@@ -212,8 +210,7 @@ struct Vec {
             u[4 * g + 2] = _mm256_shuffle_ps(hi0, hi1, 0x44);
             u[4 * g + 3] = _mm256_shuffle_ps(hi0, hi1, 0xEE);
         }
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
-                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i mask = simd::first_lanes_avx2(count);
         const auto store_column = [&](size_t q, __m256 v) {
             if (count == 8)
                 _mm256_storeu_ps(dst + q * ldd, v);

@@ -185,3 +185,18 @@ constexpr std::uint16_t first_lanes(std::size_t n) noexcept {
 #define PARDL_SIMD_TARGET_END _Pragma("GCC pop_options")
 #endif
 #endif
+
+#if defined(PARDL_SIMD_X86)
+#include <immintrin.h>
+
+namespace pardl::simd {
+PARDL_SIMD_TARGET_BEGIN(PARDL_SIMD_TARGET_AVX2)
+/// The AVX2 lane mask (all bits set in a lane) of the first n of 8 32-bit lanes, all of them for
+/// n >= 8: first_lanes for the masked loads and stores of AVX2 (vmaskmov).
+inline __m256i first_lanes_avx2(std::size_t n) noexcept {
+    const int count = n >= 8 ? 8 : static_cast<int>(n);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+PARDL_SIMD_TARGET_END
+} // namespace pardl::simd
+#endif
