@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <string>
 
 #include "pardl/layers/layer.hpp"
@@ -102,12 +101,10 @@ struct Lanes {
         odd = in_order(_mm256_shuffle_ps(lo, hi, 0xDD));
     }
     static void store(float* p, std::size_t n, V v) noexcept {
-        if (n >= width) return _mm256_storeu_ps(p, v);
-        store_part(p, n, _mm256_castps_si256(v));
+        simd::store_first_avx2(p, n, _mm256_castps_si256(v));
     }
     static void store_index(std::uint32_t* p, std::size_t n, I i) noexcept {
-        if (n >= width) return _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
-        store_part(p, n, i);
+        simd::store_first_avx2(p, n, i);
     }
     static void store_pairs(float* p, std::size_t n, V even, V odd) noexcept {
         // Within 128-bit halves: (e0 o0 e1 o1 | e4 o4 e5 o5) and (e2 o2 e3 o3 | e6 o6 e7 o7).
@@ -131,28 +128,6 @@ struct Lanes {
     static I sub_index(I a, I b) noexcept { return _mm256_sub_epi32(a, b); }
 
 private:
-    /// The first n (< 8) 32-bit lanes of v to p, in pieces of 4, 2 and 1 lanes: AMD CPUs run
-    /// vmaskmov stores as microcode, which made this path slower than the scalar loop on Zen 4.
-    static void store_part(void* p, std::size_t n, I v) noexcept {
-        auto* out = static_cast<char*>(p);
-        __m128i part = _mm256_castsi256_si128(v);
-        if (n >= 4) {
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(out), part);
-            part = _mm256_extracti128_si256(v, 1);
-            out += 16;
-            n -= 4;
-        }
-        if (n >= 2) {
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(out), part);
-            part = _mm_srli_si128(part, 8);
-            out += 8;
-            n -= 2;
-        }
-        if (n == 1) {
-            const int last = _mm_cvtsi128_si32(part);
-            std::memcpy(out, &last, sizeof last);
-        }
-    }
     static V in_order(V v) noexcept {
         return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8));
     }

@@ -210,12 +210,8 @@ struct Vec {
             u[4 * g + 2] = _mm256_shuffle_ps(hi0, hi1, 0x44);
             u[4 * g + 3] = _mm256_shuffle_ps(hi0, hi1, 0xEE);
         }
-        const __m256i mask = simd::first_lanes_avx2(count);
         const auto store_column = [&](size_t q, __m256 v) {
-            if (count == 8)
-                _mm256_storeu_ps(dst + q * ldd, v);
-            else
-                _mm256_maskstore_ps(dst + q * ldd, mask, v);
+            simd::store_first_avx2(dst + q * ldd, count, _mm256_castps_si256(v));
         };
         for (int c = 0; c < 4; ++c) {
             store_column(c, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20));

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -196,6 +197,31 @@ PARDL_SIMD_TARGET_BEGIN(PARDL_SIMD_TARGET_AVX2)
 inline __m256i first_lanes_avx2(std::size_t n) noexcept {
     const int count = n >= 8 ? 8 : static_cast<int>(n);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// Stores the first n 32-bit lanes of v (floats or integers, as bits) at p, all 8 for n >= 8: one
+/// store, or pieces of 4, 2 and 1 lanes. Not vmaskmov: AMD CPUs run that store as microcode, which
+/// made the AVX2 max pooling slower than its portable loop on Zen 4.
+inline void store_first_avx2(void* p, std::size_t n, __m256i v) noexcept {
+    auto* out = static_cast<char*>(p);
+    if (n >= 8) return _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), v);
+    __m128i part = _mm256_castsi256_si128(v);
+    if (n >= 4) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), part);
+        part = _mm256_extracti128_si256(v, 1);
+        out += 16;
+        n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out), part);
+        part = _mm_srli_si128(part, 8);
+        out += 8;
+        n -= 2;
+    }
+    if (n == 1) {
+        const int last = _mm_cvtsi128_si32(part);
+        std::memcpy(out, &last, sizeof last);
+    }
 }
 PARDL_SIMD_TARGET_END
 } // namespace pardl::simd
