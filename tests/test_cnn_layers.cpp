@@ -393,7 +393,7 @@ TEST_CASE("Sequential runs a ReLU before a max pooling inside the pooling, on it
                    !Wcnn::runs_relu(7));
 
     // Against the three layers run one after the other in the model's order: conv, ReLU, pool.
-    // The 2x2 poolings take the vector path under AVX-512 (the 9 x 11 input leaves an odd border);
+    // The 2x2 poolings take the vector paths under AVX-512 and AVX2 (the 9 x 11 input leaves an odd border);
     // 3x3 windows at stride 2 overlap and take the general loop.
     const auto check = [](auto model_tag) {
         using Net = typename decltype(model_tag)::type;
