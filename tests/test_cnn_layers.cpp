@@ -1069,12 +1069,14 @@ TEST_CASE("CNN layers accept batches of zero rows", "[cnn]") {
 }
 
 namespace {
-/// Net's forward outputs, parameter gradients (over stale values, overwriting or adding) and input
-/// gradient for `rows` random rows, with the row-wise prefix run `block` rows at a time (0: the
-/// whole batch at once).
+/// Net's forward outputs (those kept whole: not output_is_block_local), parameter gradients (over
+/// stale values, overwriting or adding) and input gradient for `rows` random rows, with the
+/// row-wise prefix run `block` rows at a time (0: the whole batch at once); and whether
+/// Workspace::output gave the block-local outputs (it should only when the batch was one block).
 template <class Net>
 struct BlockedPasses {
     std::vector<float> outputs, grads_written, grads_added, dx;
+    bool local_outputs_given = false;
 
     BlockedPasses(std::size_t rows, std::size_t block) {
         constexpr std::size_t in_size = Net::input_shape::size, out = Net::output_shape::size;
@@ -1088,7 +1090,10 @@ struct BlockedPasses {
             Net::forward(params, {}, in, ws, StepContext{});
             for (std::size_t i = 0; i < Net::layer_count; ++i) {
                 const ConstMatrix y = ws.output(i);
-                outputs.insert(outputs.end(), y.data, y.data + y.rows * y.cols);
+                if (Net::output_is_block_local(i))
+                    local_outputs_given = local_outputs_given || !y.empty();
+                else
+                    outputs.insert(outputs.end(), y.data, y.data + y.rows * y.cols);
             }
             std::copy(dy.begin(), dy.end(), ws.output_gradient().data);
             std::vector<float> grads(Net::param_count, stale);
@@ -1131,6 +1136,33 @@ TEST_CASE("Sequential runs its row-wise layers block by block with the bits of w
     STATIC_REQUIRE(Wcnn::row_wise_prefix == 7 && Wcnn::block_rows == 2);
     // Past the prefix the widest gradient is Flatten's output, 64 x 7 x 7 floats a row.
     STATIC_REQUIRE(Wcnn::gradient_width == 3136);
+    // Outputs that only the next layer's forward reads live in one block's buffer: the
+    // convolutions' (and the ReLUs' that the poolings run, which share them) and, in Strided, the
+    // average pooling's. Pooling outputs stay whole (their fused ReLU's mask, the next
+    // convolution's input), as do the prefix's last output and everything past it.
+    constexpr auto local_layers = [](auto model_tag) {
+        using Net = typename decltype(model_tag)::type;
+        std::vector<std::size_t> v;
+        for (std::size_t i = 0; i < Net::layer_count; ++i)
+            if (Net::output_is_block_local(i)) v.push_back(i);
+        return v;
+    };
+    CHECK(local_layers(std::type_identity<Wcnn>{}) == std::vector<std::size_t>{0, 1, 3, 4});
+    CHECK(local_layers(std::type_identity<Cnn>{}) == std::vector<std::size_t>{0, 1, 3, 4});
+    // The strided convolution's output feeds a Tanh, whose backward reads only its own output.
+    CHECK(local_layers(std::type_identity<Strided>{}) == std::vector<std::size_t>{0, 2});
+    // A layer that declares nothing is taken to read both (a user's layer keeps working as it did).
+    struct DeclaresNothing {};
+    STATIC_REQUIRE(backward_reads_input_v<DeclaresNothing> && backward_reads_output_v<DeclaresNothing>);
+    STATIC_REQUIRE(backward_reads_input_v<Dense<2>::bind<Shape<3>>>);
+    STATIC_REQUIRE(!backward_reads_output_v<Dense<2>::bind<Shape<3>>>);
+    STATIC_REQUIRE(!backward_reads_input_v<MaxPool2D<2>::bind<Shape<1, 4, 4>>>);
+    // A convolution whose output the next one reads in its backward (as its input), or that runs
+    // the ReLU after it (the mask), keeps it whole.
+    STATIC_REQUIRE(
+        !Sequential<Input<1, 8, 8>, Conv2D<2, 3>, Conv2D<2, 3>, Flatten, Dense<2>>::block_local[0]);
+    STATIC_REQUIRE(
+        !Sequential<Input<1, 8, 8>, Conv2D<2, 3>, ReLU, Conv2D<2, 3>, Flatten, Dense<2>>::block_local[0]);
 
     const auto check = [](auto model_tag) {
         using Net = typename decltype(model_tag)::type;
@@ -1143,7 +1175,9 @@ TEST_CASE("Sequential runs its row-wise layers block by block with the bits of w
             CHECK(same_bits(blocked.grads_written, whole.grads_written));
             CHECK(same_bits(blocked.grads_added, whole.grads_added));
             CHECK(same_bits(blocked.dx, whole.dx));
+            CHECK(blocked.local_outputs_given == (block >= rows));
         }
+        CHECK(whole.local_outputs_given);
         // The comparisons are not between zeros, and overwriting differs from adding to 0.5.
         CHECK(std::count(whole.dx.begin(), whole.dx.end(), 0.0f) <
               static_cast<std::ptrdiff_t>(whole.dx.size() / 2));

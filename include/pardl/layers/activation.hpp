@@ -27,6 +27,8 @@ struct Activation : LayerSpecBase {
         static constexpr bool row_wise = true; ///< elementwise: each row on its own (row_wise_v)
 
         explicit bind(std::size_t) {}
+        /// The derivative is taken from the output (derivative_from_output): x is not read.
+        static constexpr bool backward_reads_input = false;
 
         void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) {
             for (std::size_t r = 0; r < x.rows; ++r) {

@@ -29,6 +29,8 @@ struct AvgPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         static constexpr bool row_wise = true; ///< no scratch: each row on its own (row_wise_v)
 
         explicit bind(std::size_t) {}
+        /// Each input's share of the gradient is fixed (1 / window area): neither x nor y is read.
+        static constexpr bool backward_reads_input = false, backward_reads_output = false;
 
         void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) {
             for (std::size_t r = 0; r < x.rows; ++r) {
@@ -47,10 +49,10 @@ struct AvgPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
             }
         }
 
-        void backward(const LayerSlots&, ConstMatrix x, ConstMatrix, ConstMatrix dy, Matrix dx,
+        void backward(const LayerSlots&, ConstMatrix, ConstMatrix, ConstMatrix dy, Matrix dx,
                       const StepContext&) {
             if (dx.empty()) return;
-            for (std::size_t r = 0; r < x.rows; ++r) {
+            for (std::size_t r = 0; r < dy.rows; ++r) {
                 float* d = dx.row(r);
                 const float* g = dy.row(r);
                 std::fill_n(d, In::size, 0.0f);

@@ -68,6 +68,7 @@ struct BatchNorm : LayerSpecBase {
         /// gamma[C] then beta[C].
         static constexpr std::size_t param_count = 2 * C;
         static constexpr bool overwrites_grads = true;
+        static constexpr bool backward_reads_output = false; ///< recomputes x-hat from x
         /// running_mean[C] then running_var[C].
         static constexpr std::size_t state_count = 2 * C;
 

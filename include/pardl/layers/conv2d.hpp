@@ -104,6 +104,8 @@ struct Conv2D : LayerSpecBase {
         /// reordered by its first call; its weight gradient is summed sample after sample across
         /// the calls and written out by the last.
         static constexpr bool row_wise = true;
+        /// The backward reads x (its columns) but not y, except for a fused ReLU's mask.
+        static constexpr bool backward_reads_output = false;
 
         void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext& ctx) {
             run_forward(s, x, y, false, ctx);

@@ -39,6 +39,8 @@ struct Dropout : LayerSpecBase {
         static std::string name() { return Dropout::name(); }
 
         explicit bind(std::size_t) {}
+        /// The backward is the forward's linear map on dy: it reads neither x nor y.
+        static constexpr bool backward_reads_input = false, backward_reads_output = false;
 
         void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext& ctx) { apply(x, y, ctx); }
 

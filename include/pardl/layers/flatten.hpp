@@ -22,6 +22,7 @@ struct Flatten : LayerSpecBase {
         static std::string name() { return "Flatten"; }
         static constexpr bool row_wise = true; ///< a copy per row (row_wise_v)
         explicit bind(std::size_t) {}
+        static constexpr bool backward_reads_input = false, backward_reads_output = false;
 
         static void copy(ConstMatrix from, Matrix to) {
             for (std::size_t r = 0; r < from.rows; ++r) std::copy_n(from.row(r), In::size, to.row(r));

@@ -73,6 +73,8 @@ struct LayerSlots {
 ///  - `backward(slots, x, y, dy, dx, ctx)`: called after forward with the same x, y; dy is the
 ///    gradient of the objective w.r.t. y. ensures: slots.grads += d(objective)/d(params) summed
 ///    over rows; dx = d(objective)/dx (overwritten), unless dx.empty(), when it is skipped.
+///    A layer that never reads x (or y) there may say so (backward_reads_input_v,
+///    backward_reads_output_v): it then gets an empty matrix in its place.
 ///    A layer with `static constexpr bool overwrites_grads = true` instead sets slots.grads to
 ///    the gradient when ctx.overwrite_grads is true (whatever it held; zero for 0 rows).
 ///  - Batches of 0 rows must work: with synchronising layers every worker runs every step, even
@@ -128,6 +130,23 @@ inline constexpr bool is_relu_v = requires {
 template <class L>
 inline constexpr bool overwrites_grads_v = requires {
     requires L::overwrites_grads;
+};
+
+/// Whether bound layer L's backward reads its input x (true unless L declares
+/// `static constexpr bool backward_reads_input = false`). A layer that declares it false gets an
+/// empty x in backward and takes its row count from dy; Sequential may then keep the layer's
+/// input only as long as the forward pass needs it (Sequential::block_local).
+template <class L>
+inline constexpr bool backward_reads_input_v = !requires {
+    requires !L::backward_reads_input;
+};
+
+/// Whether bound layer L's plain backward reads its output y (true unless L declares
+/// `static constexpr bool backward_reads_output = false`); as backward_reads_input_v. Its FuseRelu
+/// backward always gets y, which it masks the gradient by.
+template <class L>
+inline constexpr bool backward_reads_output_v = !requires {
+    requires !L::backward_reads_output;
 };
 
 /// Whether bound layer L is row-wise: its forward and its backward may each be called on

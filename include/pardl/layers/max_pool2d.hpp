@@ -159,6 +159,10 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
 
         /// Row-wise (row_wise_v): the winners of row r of a call go to row part_first + r.
         static constexpr bool row_wise = true;
+        /// The backward routes dy through the recorded winners: it reads neither x nor (but for
+        /// the fused ReLU's mask) y. So a convolution's output that only this layer reads need
+        /// not outlive the forward (Sequential::block_local).
+        static constexpr bool backward_reads_input = false, backward_reads_output = false;
 
         /// Max pooling commutes with ReLU (pool(ReLU(x)) == ReLU(pool(x)): ReLU never reorders
         /// values), so Sequential runs a ReLU just before this layer inside its FuseRelu passes,

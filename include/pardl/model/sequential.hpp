@@ -286,6 +286,43 @@ public:
         return n;
     }
     (indices);
+    /// reads_input[i], reads_output[i]: whether layer i's backward reads its input, its output
+    /// (backward_reads_input_v, backward_reads_output_v; the output always when the layer runs a
+    /// ReLU, whose derivative it takes from that output). The others get an empty matrix.
+    static constexpr std::array<bool, layer_count> reads_input =
+        []<std::size_t... I>(std::index_sequence<I...>) {
+        return std::array<bool, layer_count>{backward_reads_input_v<layer_t<I>>...};
+    }
+    (indices);
+    static constexpr std::array<bool, layer_count> reads_output =
+        []<std::size_t... I>(std::index_sequence<I...>) {
+        return std::array<bool, layer_count>{(backward_reads_output_v<layer_t<I>> || runs_relu(I))...};
+    }
+    (indices);
+    /// The layer that takes layer i's output buffer as its input: the next one that is not a fused
+    /// ReLU (a ReLU that layer i runs shares the buffer; one that the layer after it runs hands
+    /// the buffer on). layer_count if there is none.
+    static constexpr std::size_t consumer(std::size_t i) {
+        std::size_t j = i + 1;
+        while (j < layer_count && fused[j]) ++j;
+        return j;
+    }
+    /// block_local[i]: inside the row-wise prefix, layer i's output is read by the next layer's
+    /// forward and by no backward (neither its own nor that layer's), so it lives in a buffer of
+    /// one block's rows that every block reuses instead of a whole-batch one. W-CNN's convolution
+    /// outputs, which only the max pooling after each reads, are 6.4 and 3.2 MB a batch of 64:
+    /// written whole, they went out to memory, and came back in the next step, for nothing.
+    static constexpr std::array<bool, layer_count> block_local = [] {
+        std::array<bool, layer_count> local{};
+        for (std::size_t i = 0; i < layer_count; ++i) {
+            const std::size_t next = consumer(i);
+            local[i] = !fused[i] && next < row_wise_prefix && !reads_output[i] && !reads_input[next];
+        }
+        return local;
+    }();
+    /// Whether Workspace::output(i) keeps only the last block's rows of a batch run in several
+    /// blocks (block_local, also for a fused ReLU that shares such a buffer).
+    static constexpr bool output_is_block_local(std::size_t i) { return block_local[storage(i)]; }
     /// Floats in the widest row the prefix reads or writes (its input, outputs and gradients).
     static constexpr std::size_t prefix_width = [] {
         std::size_t m = row_wise_prefix > 0 ? input_shape::size : 0;
@@ -319,8 +356,8 @@ public:
             : max_rows_(max_rows), layers_(make_layers(max_rows, indices)),
               grad_a_(max_rows * gradient_width), grad_b_(max_rows * gradient_width) {
             for (std::size_t i = 0; i < layer_count; ++i)
-                if (!fused[i]) activations_[i].resize(max_rows * output_sizes[i]);
-            set_block_rows(block_rows);
+                if (!fused[i] && !block_local[i]) activations_[i].resize(max_rows * output_sizes[i]);
+            set_block_rows(block_rows); // sizes the block_local ones
         }
         std::size_t max_rows() const { return max_rows_; }
         /// Rows per block of the row-wise prefix (Sequential::block_rows unless set; 0 runs each
@@ -330,11 +367,15 @@ public:
             prefix_rows_ = n == 0 ? max_rows_ : std::min(n, max_rows_);
             part_a_.resize(prefix_rows_ * prefix_width);
             part_b_.resize(prefix_rows_ * prefix_width);
+            for (std::size_t i = 0; i < layer_count; ++i)
+                if (block_local[i]) activations_[i].resize(prefix_rows_ * output_sizes[i]);
         }
         /// Output of layer i for the last forward batch. A layer followed by a fused ReLU holds the
         /// activated output (the ReLU's own); a ReLU that the next layer runs (relu_by_next) gives
-        /// its input.
+        /// its input. An output that only lives block by block (output_is_block_local) is empty
+        /// here unless the batch was a single block (set_block_rows(0) makes every batch one).
         ConstMatrix output(std::size_t i) const {
+            if (output_is_block_local(i) && rows_ > prefix_rows_) return {};
             return {activations_[storage(i)].data(), rows_, output_sizes[i]};
         }
         /// Where the loss writes d(objective)/d(model output) for the last forward batch.
@@ -343,6 +384,13 @@ public:
 
     private:
         friend class Sequential;
+        /// Layer i's output for rows [first, first + n) of the current pass: in the whole-batch
+        /// buffer at row `first`, or at the start of a block_local one.
+        Matrix output_rows(std::size_t i, std::size_t first, std::size_t n) {
+            const std::size_t at = storage(i);
+            return {activations_[at].data() + (block_local[at] ? 0 : first * output_sizes[i]), n,
+                    output_sizes[i]};
+        }
         template <std::size_t... I>
         static layer_types make_layers(std::size_t rows, std::index_sequence<I...>) {
             return layer_types{layer_t<I>(((void)I, rows))...};
@@ -466,12 +514,13 @@ private:
                                state.empty() ? state : state.subspan(state_offsets[I], state_counts[I]), rng);
     }
 
+    /// Layer I's input for rows [first, first + n) of the current pass.
     template <std::size_t I>
-    static ConstMatrix layer_input(ConstMatrix x, const Workspace& ws) {
+    static ConstMatrix layer_input(ConstMatrix x, Workspace& ws, std::size_t first, std::size_t n) {
         if constexpr (I == 0)
-            return x;
+            return x.row_block(first, n);
         else
-            return ws.output(I - 1);
+            return ws.output_rows(I - 1, first, n);
     }
 
     /// Calls fn(part, first, n) for rows [first, first + n) of a batch of `rows`, `block` rows at a
@@ -499,8 +548,8 @@ private:
         if constexpr (fused[I]) {
             return; // layer I - 1 already wrote ReLU(its output), or layer I + 1 applies it
         } else {
-            const Matrix y = Matrix{ws.activations_[I].data(), x.rows, output_sizes[I]}.row_block(first, n);
-            const ConstMatrix in = layer_input<I>(x, ws).row_block(first, n);
+            const Matrix y = ws.output_rows(I, first, n);
+            const ConstMatrix in = layer_input<I>(x, ws, first, n);
             auto& layer = std::get<I>(ws.layers_);
             if constexpr (runs_relu(I))
                 layer.forward(slots<I>(params, {}, state), in, y, ctx, FuseRelu{});
@@ -536,8 +585,11 @@ private:
                 }
             auto& layer = std::get<I>(ws.layers_);
             const ConstMatrix dy_view{dy, n, output_sizes[I]};
-            const ConstMatrix in = layer_input<I>(x, ws).row_block(first, n),
-                              y = ws.output(I).row_block(first, n);
+            // What the backward reads was kept whole (block_local says so for the others).
+            static_assert(!reads_input[I] || I == 0 || !output_is_block_local(I - 1));
+            static_assert(!reads_output[I] || !output_is_block_local(I));
+            const ConstMatrix in = reads_input[I] ? layer_input<I>(x, ws, first, n) : ConstMatrix{},
+                              y = reads_output[I] ? ConstMatrix{ws.output_rows(I, first, n)} : ConstMatrix{};
             if constexpr (runs_relu(I))
                 layer.backward(slots<I>(params, grads, state), in, y, dy_view, dx, ctx, FuseRelu{});
             else
