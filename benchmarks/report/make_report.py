@@ -55,7 +55,8 @@ def fmt(x, digits=3):
     if x == 0:
         return "0"
     if abs(x) >= 1e-3 and abs(x) < 1e5:
-        return f"{x:.{digits}g}" if abs(x) < 10 ** digits else f"{x:.0f}"
+        # From 10^(digits-1) up, whole numbers: "{:.2g}" turns 99.6 into "1e+02".
+        return f"{x:.{digits}g}" if abs(x) < 10 ** (digits - 1) else f"{x:.0f}"
     return f"{x:.{max(1, digits - 1)}e}"
 
 

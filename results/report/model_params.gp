@@ -1,4 +1,4 @@
-alpha_shm = 1.074129e-06
-beta_shm = 8.881541e-11
-alpha_mpi = 6.490563e-07
-beta_mpi = 2.287972e-10
+alpha_shm = 1.628479e-06
+beta_shm = 6.247737e-11
+alpha_mpi = 1.765117e-06
+beta_mpi = 1.521571e-10
