@@ -286,6 +286,8 @@ public:
         return n;
     }
     (indices);
+
+private:
     /// reads_input[i], reads_output[i]: whether layer i's backward reads its input, its output
     /// (backward_reads_input_v, backward_reads_output_v; the output always when the layer runs a
     /// ReLU, whose derivative it takes from that output). The others get an empty matrix.
@@ -307,6 +309,8 @@ public:
         while (j < layer_count && fused[j]) ++j;
         return j;
     }
+
+public:
     /// block_local[i]: inside the row-wise prefix, layer i's output is read by the next layer's
     /// forward and by no backward (neither its own nor that layer's), so it lives in a buffer of
     /// one block's rows that every block reuses instead of a whole-batch one. W-CNN's convolution
