@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <csignal>
 #include <cstddef>
@@ -169,6 +170,30 @@ TEST_CASE("describe() lists every layer, its output and parameters, and the tota
         CHECK(params == "32896");
     }
     CHECK(found);
+    // Where each output lives: W-MLP has no row-wise layers and no fused ReLU (each ReLU's backward
+    // reads its output, the next Dense's its input), so every output is kept whole:
+    // (256 + 256 + 128 + 128 + 10) floats, 3112 bytes a sample.
+    CHECK(d.find("fused") == std::string::npos);
+    CHECK(d.find("block") == std::string::npos);
+    CHECK(d.find(" 3.1 KB a sample") != std::string::npos);
+}
+
+TEST_CASE("describe() shows W-CNN's convolution outputs living block by block", "[model][describe]") {
+    using WCnn = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>,
+                            ReLU, MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
+    const std::string d = describe<WCnn>();
+    INFO(d);
+    std::istringstream lines(d);
+    std::string line;
+    std::vector<std::string> where;
+    while (std::getline(lines, line))
+        if (!line.empty() && std::isdigit(static_cast<unsigned char>(line[0])))
+            where.push_back(line.substr(line.rfind("  ") + 2));
+    CHECK(where == std::vector<std::string>{"block", "fused in #2", "batch", "block", "fused in #5", "batch",
+                                            "batch", "batch", "batch", "batch"});
+    // Kept whole: the poolings' 6272 and 3136 floats, Flatten's 3136, Dense<256>'s and its ReLU's
+    // 256 each, Dense<10>'s 10: 52,264 bytes a sample (203 KB with the convolutions' outputs).
+    CHECK(d.find(" 52.3 KB a sample") != std::string::npos);
 }
 
 // ---------------------------------------------------------------------------------------------
