@@ -46,6 +46,8 @@ namespace fs = std::filesystem;
 namespace pt = pardl::testing;
 
 using WMlp = Sequential<Input<784>, Dense<256>, ReLU, Dense<128>, ReLU, Dense<10>>;
+using WCnn = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>, ReLU,
+                        MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
 
 } // namespace
 
@@ -107,8 +109,6 @@ TEST_CASE("Sequential: every parameter block starts on a cache line, with less t
     check_aligned_layout<WMlp>();
     // W-CNN: Dense<10>'s 2570 floats are followed by 6 of padding; then Dense<256>'s 803072 and
     // the convolutions' 18496 and 320 each end on a cache line.
-    using WCnn = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>,
-                            ReLU, MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
     check_aligned_layout<WCnn>();
     STATIC_REQUIRE(WCnn::param_offsets[7] == 2576);
     STATIC_REQUIRE(WCnn::param_offsets[3] == 2576 + 803072);
@@ -179,8 +179,6 @@ TEST_CASE("describe() lists every layer, its output and parameters, and the tota
 }
 
 TEST_CASE("describe() shows W-CNN's convolution outputs living block by block", "[model][describe]") {
-    using WCnn = Sequential<Input<1, 28, 28>, Conv2D<32, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<64, 3, 1, 1>,
-                            ReLU, MaxPool2D<2>, Flatten, Dense<256>, ReLU, Dense<10>>;
     const std::string d = describe<WCnn>();
     INFO(d);
     std::istringstream lines(d);

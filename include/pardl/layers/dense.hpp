@@ -34,7 +34,7 @@ struct Dense : LayerSpecBase {
         static constexpr std::size_t state_count = 0;
         static constexpr std::size_t macs = in * Out; ///< per sample, forward
         static constexpr bool overwrites_grads = true;
-        static constexpr bool backward_reads_output = false; ///< x and dy suffice (FuseRelu: y too)
+        static constexpr bool backward_reads_output = false; ///< x and dy suffice
 
         static std::string name() { return Dense::name(); }
 
