@@ -104,18 +104,29 @@ fi
 # ---- training ------------------------------------------------------------------------------
 half=$((cores / 2 > 0 ? cores / 2 : 1))
 
-# best RUN...: the row with the lowest s_per_epoch (field 8) of $runs runs, with the median
-# s_per_epoch of those runs appended as a last column (the spread shows how noisy the machine was).
-best() {
-    local rows=""
-    for _ in $(seq "$runs"); do rows+="$("$@")"$'\n'; done
+# The policies take turns: each round runs every policy once, and there are $runs rounds. On a
+# shared or virtual machine the speed drifts over minutes; taking turns gives every policy the same
+# drift, so a speedup compares two policies over the same stretch of time (not a serial run in a
+# fast minute with a parallel one in a slow one), and each policy's best run comes from anywhere in
+# the part rather than from one stretch of it.
+# pick ROWS BASE CORES: the row with the lowest s_per_epoch (field 8) of ROWS (one CSV row per run),
+# its speedup and efficiency against BASE (Serial's best s/epoch; fields 13 and 14) over CORES
+# (ranks x threads, fields 3 and 4), and the median s_per_epoch of the runs and their count appended.
+pick() {
     local sorted
-    sorted=$(printf '%s' "$rows" | grep -v '^$' | sort -t, -k8,8g)
-    echo "$(head -n1 <<<"$sorted"),$(cut -d, -f8 <<<"$sorted" | median),${runs}"
+    sorted=$(printf '%s' "$1" | grep -v '^$' | sort -t, -k8,8g)
+    local median_s count
+    median_s=$(cut -d, -f8 <<<"$sorted" | median)
+    count=$(grep -c . <<<"$sorted")
+    head -n1 <<<"$sorted" | awk -F, -v OFS=, -v base="$2" -v median_s="$median_s" -v count="$count" '{
+        speedup = base / $8; $13 = sprintf("%.3f", speedup); $14 = sprintf("%.3f", speedup / ($3 * $4))
+        print $0, median_s, count }'
 }
 
 csv="$out/training.csv"
 wants training && echo "$("$bin/bench_training_serial" --header --steps 1 --warmup 0 | head -n1),median_s_per_epoch,runs" >"$csv"
+policies=(serial openmp mpi)
+((cores >= 2)) && policies+=(hybrid)
 for workload in mlp cnn; do
     wants training || break
     steps=$mlp_steps
@@ -125,21 +136,34 @@ for workload in mlp cnn; do
         runs=$cnn_repeat
     fi
     common=(--workload "$workload" --steps "$steps" --data /usr/share/datasets/fashion-mnist)
-    echo "== training: ${workload}"
-    serial=$(best env OMP_NUM_THREADS=1 "$bin/bench_training_serial" "${common[@]}")
-    base=$(cut -d, -f8 <<<"$serial")
-    # The baseline against itself: speedup and efficiency 1 (fields 13 and 14).
-    awk -F, -v OFS=, '{ $13 = "1.000"; $14 = "1.000"; print }' <<<"$serial" | tee -a "$csv"
-    best env OMP_PROC_BIND=close OMP_PLACES=cores "$bin/bench_training_openmp" "${common[@]}" --threads "$cores" \
-        --baseline "$base" | tee -a "$csv"
-    best env OMP_NUM_THREADS=1 "$mpiexec" "${bind[@]}" -n "$cores" "$bin/bench_training_mpi" "${common[@]}" \
-        --baseline "$base" | tee -a "$csv"
-    if ((cores >= 2)); then
-        hbind=()
-        ((${#bind[@]})) && hbind=(-bind-to "core:${half}")
-        best env OMP_PROC_BIND=close OMP_PLACES=cores "$mpiexec" "${hbind[@]}" -n 2 "$bin/bench_training_hybrid" \
-            "${common[@]}" --threads "$half" --baseline "$base" | tee -a "$csv"
-    fi
+    hbind=()
+    ((${#bind[@]})) && hbind=(-bind-to "core:${half}")
+    declare -A rows=()
+    for round in $(seq "$runs"); do
+        echo "== training: ${workload}, round ${round} of ${runs}"
+        for policy in "${policies[@]}"; do
+            case $policy in
+            serial) row=$(env OMP_NUM_THREADS=1 "$bin/bench_training_serial" "${common[@]}") ;;
+            openmp)
+                row=$(env OMP_PROC_BIND=close OMP_PLACES=cores "$bin/bench_training_openmp" "${common[@]}" \
+                    --threads "$cores")
+                ;;
+            mpi)
+                row=$(env OMP_NUM_THREADS=1 "$mpiexec" "${bind[@]}" -n "$cores" "$bin/bench_training_mpi" \
+                    "${common[@]}")
+                ;;
+            hybrid)
+                row=$(env OMP_PROC_BIND=close OMP_PLACES=cores "$mpiexec" "${hbind[@]}" -n 2 \
+                    "$bin/bench_training_hybrid" "${common[@]}" --threads "$half")
+                ;;
+            esac
+            echo "$row"
+            rows[$policy]+="$row"$'\n'
+        done
+    done
+    base=$(printf '%s' "${rows[serial]}" | grep -v '^$' | cut -d, -f8 | sort -g | head -n1)
+    for policy in "${policies[@]}"; do pick "${rows[$policy]}" "$base" | tee -a "$csv"; done
+    unset rows
 done
 
 # ---- compile time --------------------------------------------------------------------------

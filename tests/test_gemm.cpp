@@ -358,6 +358,39 @@ TEST_CASE("gemm's ragged right edge has the same bits whether A is read in place
                 }
 }
 
+TEST_CASE("gemm packs operands whose rows lie 2 KiB apart, with the same bits as in place", "[gemm]") {
+    // Row strides that are multiples of 512 floats make gemm pack a row-major B and a transposed
+    // A, which it otherwise reads in place (gemm.hpp, crowded). The packed copy must hold the same
+    // elements in the same order: against a double reference, and bit for bit against the same
+    // product stored with a stride one row longer, which is read in place.
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    pardl::Rng rng(21);
+    for (Op op_a : ops)
+        for (Op op_b : ops)
+            for (float beta : betas) check(Problem{op_a, op_b, 200, 200, 200, beta, 312}, rng); // ld 512
+    for (Op op_a : ops)
+        for (Op op_b : ops)
+            for (const auto [m, n, k] : {std::array<size_t, 3>{64, 196, 288}, {37, 70, 300}, {300, 45, 61}})
+                for (float beta : {0.0f, 1.0f}) {
+                    INFO((op_a == Op::N ? 'N' : 'T') << (op_b == Op::N ? 'N' : 'T') << " m " << m << " n "
+                                                     << n << " k " << k << " beta " << beta);
+                    const size_t a_rows = op_a == Op::N ? m : k, b_rows = op_b == Op::N ? k : n;
+                    std::vector<float> a(a_rows * 1024), b(b_rows * 1024), c0(m * n);
+                    for (float& v : a) v = rng.uniform(-1.0f, 1.0f);
+                    for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
+                    for (float& v : c0) v = rng.uniform(-1.0f, 1.0f);
+                    // The same matrices at row strides 1024 (packed) and 1040 (in place).
+                    std::vector<float> a2(a_rows * 1040), b2(b_rows * 1040);
+                    for (size_t i = 0; i < a_rows; ++i) std::copy_n(&a[i * 1024], 1024, &a2[i * 1040]);
+                    for (size_t i = 0; i < b_rows; ++i) std::copy_n(&b[i * 1024], 1024, &b2[i * 1040]);
+                    std::vector<float> packed = c0, in_place = c0;
+                    pardl::gemm(op_a, op_b, m, n, k, a.data(), 1024, b.data(), 1024, beta, packed.data(), n);
+                    pardl::gemm(op_a, op_b, m, n, k, a2.data(), 1040, b2.data(), 1040, beta, in_place.data(),
+                                n);
+                    CHECK(std::memcmp(packed.data(), in_place.data(), packed.size() * sizeof(float)) == 0);
+                }
+}
+
 TEST_CASE("gemm's ReLU epilogue maps NaN and negative zero to +0, as ReLU does", "[gemm]") {
     PARDL_TEST_EACH_SUPPORTED_ISA();
     // C = A * 1: one column of A per output; k == 1, so each output is exactly its A entry.

@@ -133,12 +133,12 @@ struct Conv2D : LayerSpecBase {
             // W enters every sample's product; stored transposed, the GEMM reads it in place
             // (op(A) = (W^T)^T) instead of repacking it per sample, and computes the ragged
             // right edge of the pixels down the channels (see gemm_kernels.ipp, edge_kernel).
-            if (ctx.first_part()) transpose(OutChannels, patch, w, patch, wt_.data(), OutChannels);
+            if (ctx.first_part()) transpose(OutChannels, patch, w, patch, wt_.data(), wt_stride);
             // The bias (one per output channel, i.e. per row of W · columns) is added in the
             // GEMM's registers: no pass over the output before or after the product.
             const Epilogue epilogue{.row_bias = w + weight_count, .relu = relu};
             for (std::size_t r = 0; r < x.rows; ++r)
-                gemm(Op::T, Op::N, OutChannels, pixels, patch, wt_.data(), OutChannels, columns(x.row(r)),
+                gemm(Op::T, Op::N, OutChannels, pixels, patch, wt_.data(), wt_stride, columns(x.row(r)),
                      pixels, 0.0f, y.row(r), pixels, epilogue);
         }
 
@@ -251,7 +251,14 @@ struct Conv2D : LayerSpecBase {
         }
 
         AlignedBuffer<float> cols_;
-        AlignedBuffer<float> wt_{weight_count}; ///< the weights transposed, (C*K*K) x OutC, for forward
+        /// wt_'s row stride: OutChannels rounded up to 8 floats, and 8 more where that makes a
+        /// multiple of 16. The GEMM reads wt_ in place, a few floats of every row per step down
+        /// the patch; rows 256 bytes apart (64 channels) share a quarter of the L1's sets, and on
+        /// an Intel Xeon (48 KiB L1) the micro-kernel ran 8% slower on them than 288 bytes apart.
+        static constexpr std::size_t wt_stride =
+            (OutChannels + 7) / 8 * 8 + ((OutChannels + 7) / 8 % 2 == 0 ? 8 : 0);
+        /// The weights transposed, (C*K*K) x OutC with row stride wt_stride, for forward.
+        AlignedBuffer<float> wt_{patch * wt_stride};
         AlignedBuffer<float>
             dw_work_; ///< this batch's weight gradient as the GEMM builds it (for_each_weight)
         AlignedBuffer<float> w_channels_last_; ///< the weights with the patch in (kh, kw, c) order

@@ -294,6 +294,12 @@ struct KernelSet {
         pack_transposed(a, lda, mr, mr, kc, dst, mr);
     }
 
+    /// Packs rows [0, mr) x columns [0, kc) of op(A) = A^T (`a` holds A, k x m, at its (p0, i0)):
+    /// each k's mr elements are contiguous already and are copied as they are.
+    static void pack_a_columns(size_t mr, size_t kc, const float* a, size_t lda, float* dst) noexcept {
+        for (size_t p = 0; p < kc; ++p) std::copy_n(a + p * lda, mr, dst + p * mr);
+    }
+
     /// Packs a kc x nc block of op(B) into slivers of nr_max columns (kc rows each, zero-padded past
     /// nc). `b` points at op(B)(p0, j0); op(B) = B is read along rows, op(B) = B^T along columns.
     static void pack_b(Op op_b, size_t kc, size_t nc, const float* b, size_t ldb, float* dst) noexcept {
