@@ -177,6 +177,22 @@ def scaling(scal_dir, out, v):
     v["mpich"] = m.group(1) if m else "?"
     m = re.search(r"date:\s*(\S+)", machine)
     v["scaling_date"] = m.group(1)[:10] if m else "?"
+    # The hardware line of section 4, from what the scaling run recorded of its machine.
+    flags = re.search(r"Flags:\s*(.+)", machine)
+    flags = flags.group(1).split() if flags else []
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    m = re.search(r"L2 cache:\s*([\d.]+) (KiB|MiB) \((\d+) instances?\)", machine)
+    if m:
+        per_core = float(m.group(1)) / int(m.group(3))
+        v["hw_caches"] = f"{isa}, {per_core:g} {m.group(2)} of L2 per core"
+    else:
+        v["hw_caches"] = isa
+    m = re.search(r"^memory:\s*(.+)$", machine, re.M)
+    v["hw_memory"] = f", {m.group(1).strip()} of memory" if m else ""
+    m = re.search(r"Hypervisor vendor:\s*(\S+)", machine)
+    v["hw_guest"] = f", a {m.group(1)} guest" if m else ""
+    peaks = sorted(float(r["peak_gflops_per_core"]) for r in strong if r.get("peak_gflops_per_core"))
+    v["hw_peak"] = fmt(peaks[len(peaks) // 2], 3) if peaks else "?"
     v["scaling_dir"] = str(scal_dir)
 
     # Serial time per step at each global batch, the baseline of both studies.
@@ -245,6 +261,13 @@ def scaling(scal_dir, out, v):
             hit = at_pmax("strong", wl, b, "mpi")
             if hit:
                 v[f"strong_{wl}_{b}_mpi"] = f"{hit[0]:.2f}"
+    # How OpenMP and MPI compare on this node, configuration by configuration (section 8).
+    pairs = [(at_pmax("strong", wl, b, "openmp"), at_pmax("strong", wl, b, "mpi"))
+             for wl in ("mlp", "cnn") for b in (64, 256, 1024)]
+    pairs = [(o[0], m[0]) for o, m in pairs if o and m]
+    v["mpi_faster_count"] = str(sum(m > o for o, m in pairs))
+    v["omp_mpi_pairs"] = str(len(pairs))
+    v["omp_mpi_max_gap"] = f"{max(abs(m - o) / min(m, o) for o, m in pairs):.0%}" if pairs else "?"
     # Phase breakdown per step at batch 64 (rank 0's first worker; see the timeline docs).
     with (out / "phases.csv").open("w") as f:
         f.write("label," + ",".join(PHASES) + "\n")

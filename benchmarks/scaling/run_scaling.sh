@@ -35,6 +35,7 @@ mkdir -p "$out"
     echo "label: $label"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "nproc: $(nproc)   max workers: $max_workers"
+    echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
     lscpu
     echo
     g++ --version | head -n1
