@@ -337,6 +337,21 @@ TEST_CASE("AlignedBuffer: 64-byte aligned and zeroed for every size", "[core][bu
     }
 }
 
+TEST_CASE("AlignedBuffer: buffers of 4 MiB and more start on a 2 MiB (huge page) boundary",
+          "[core][buffer]") {
+    constexpr std::size_t mib = std::size_t{1} << 20;
+    for (std::size_t bytes : {4 * mib - 4, 4 * mib, 4 * mib + 4, 37 * mib + 12}) {
+        INFO(bytes << " bytes");
+        pardl::AlignedBuffer<float> f(bytes / sizeof(float));
+        const auto at = reinterpret_cast<std::uintptr_t>(f.data());
+        CHECK(at % (bytes >= 4 * mib ? 2 * mib : 64) == 0);
+        CHECK(f.size() == bytes / sizeof(float));
+        CHECK(std::all_of(f.begin(), f.end(), [](float v) { return v == 0.0f; }));
+        f[f.size() - 1] = 1.0f; // the whole size is writable
+        CHECK(f[f.size() - 1] == 1.0f);
+    }
+}
+
 TEST_CASE("AlignedBuffer: default, resize, zero, span", "[core][buffer]") {
     pardl::AlignedBuffer<float> b;
     CHECK(b.empty());

@@ -10,6 +10,10 @@
 #include <span>
 #include <utility>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace pardl {
 
 inline constexpr std::size_t buffer_alignment = 64;
@@ -37,32 +41,71 @@ public:
         data_.reset();
         size_ = 0;
         if (n == 0) return;
-        const std::size_t bytes =
-            (n * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
-        void* p = std::aligned_alloc(buffer_alignment, bytes);
+        // A buffer of several MiB (a dataset's features, a large batch's activations) starts on a
+        // 2 MiB boundary and is offered to the kernel as transparent huge pages. Gathering a
+        // batch's rows from a 188 MB dataset otherwise touches a new 4 KiB page, and misses the
+        // TLB, at every row: on an Intel Xeon that was a third of W-MLP's data phase.
+        constexpr std::size_t huge_page = std::size_t{2} << 20;
+        const bool huge = n * sizeof(T) >= 2 * huge_page;
+        const std::size_t alignment = huge ? huge_page : buffer_alignment;
+        const std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
+        void* p = std::aligned_alloc(alignment, bytes);
         if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (huge) (void)madvise(p, bytes, MADV_HUGEPAGE); // advice: without huge pages, nothing changes
+#endif
         data_.reset(static_cast<T*>(p));
         size_ = n;
         zero();
     }
 
-    void zero() noexcept { std::fill_n(data_.get(), size_, T{}); }
+    void zero() noexcept {
+        std::fill_n(data_.get(), size_, T{});
+    }
 
-    T* data() noexcept { return data_.get(); }
-    const T* data() const noexcept { return data_.get(); }
-    std::size_t size() const noexcept { return size_; }
-    bool empty() const noexcept { return size_ == 0; }
-    T& operator[](std::size_t i) noexcept { return data_[i]; }
-    const T& operator[](std::size_t i) const noexcept { return data_[i]; }
-    T* begin() noexcept { return data(); }
-    T* end() noexcept { return data() + size_; }
-    const T* begin() const noexcept { return data(); }
-    const T* end() const noexcept { return data() + size_; }
+    T* data() noexcept {
+        return data_.get();
+    }
+    const T* data() const noexcept {
+        return data_.get();
+    }
+    std::size_t size() const noexcept {
+        return size_;
+    }
+    bool empty() const noexcept {
+        return size_ == 0;
+    }
+    T& operator[](std::size_t i) noexcept {
+        return data_[i];
+    }
+    const T& operator[](std::size_t i) const noexcept {
+        return data_[i];
+    }
+    T* begin() noexcept {
+        return data();
+    }
+    T* end() noexcept {
+        return data() + size_;
+    }
+    const T* begin() const noexcept {
+        return data();
+    }
+    const T* end() const noexcept {
+        return data() + size_;
+    }
 
-    std::span<T> span() noexcept { return {data(), size_}; }
-    std::span<const T> span() const noexcept { return {data(), size_}; }
-    operator std::span<T>() noexcept { return span(); }
-    operator std::span<const T>() const noexcept { return span(); }
+    std::span<T> span() noexcept {
+        return {data(), size_};
+    }
+    std::span<const T> span() const noexcept {
+        return {data(), size_};
+    }
+    operator std::span<T>() noexcept {
+        return span();
+    }
+    operator std::span<const T>() const noexcept {
+        return span();
+    }
 
 private:
     struct FreeDeleter {
