@@ -18,6 +18,18 @@ namespace pardl {
 
 inline constexpr std::size_t buffer_alignment = 64;
 
+namespace detail {
+/// Asks the kernel to back [p, p + bytes) with transparent huge pages. Advice only: where there
+/// are none (another OS, or disabled), nothing changes.
+inline void advise_huge_pages(void* p, std::size_t bytes) noexcept {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    (void)madvise(p, bytes, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+} // namespace detail
+
 /// A fixed-size aligned array of T, zero-initialised. Move-only; resizing reallocates.
 template <class T>
 class AlignedBuffer {
@@ -51,61 +63,29 @@ public:
         const std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
         void* p = std::aligned_alloc(alignment, bytes);
         if (!p) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-        if (huge) (void)madvise(p, bytes, MADV_HUGEPAGE); // advice: without huge pages, nothing changes
-#endif
+        if (huge) detail::advise_huge_pages(p, bytes);
         data_.reset(static_cast<T*>(p));
         size_ = n;
         zero();
     }
 
-    void zero() noexcept {
-        std::fill_n(data_.get(), size_, T{});
-    }
+    void zero() noexcept { std::fill_n(data_.get(), size_, T{}); }
 
-    T* data() noexcept {
-        return data_.get();
-    }
-    const T* data() const noexcept {
-        return data_.get();
-    }
-    std::size_t size() const noexcept {
-        return size_;
-    }
-    bool empty() const noexcept {
-        return size_ == 0;
-    }
-    T& operator[](std::size_t i) noexcept {
-        return data_[i];
-    }
-    const T& operator[](std::size_t i) const noexcept {
-        return data_[i];
-    }
-    T* begin() noexcept {
-        return data();
-    }
-    T* end() noexcept {
-        return data() + size_;
-    }
-    const T* begin() const noexcept {
-        return data();
-    }
-    const T* end() const noexcept {
-        return data() + size_;
-    }
+    T* data() noexcept { return data_.get(); }
+    const T* data() const noexcept { return data_.get(); }
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    T& operator[](std::size_t i) noexcept { return data_[i]; }
+    const T& operator[](std::size_t i) const noexcept { return data_[i]; }
+    T* begin() noexcept { return data(); }
+    T* end() noexcept { return data() + size_; }
+    const T* begin() const noexcept { return data(); }
+    const T* end() const noexcept { return data() + size_; }
 
-    std::span<T> span() noexcept {
-        return {data(), size_};
-    }
-    std::span<const T> span() const noexcept {
-        return {data(), size_};
-    }
-    operator std::span<T>() noexcept {
-        return span();
-    }
-    operator std::span<const T>() const noexcept {
-        return span();
-    }
+    std::span<T> span() noexcept { return {data(), size_}; }
+    std::span<const T> span() const noexcept { return {data(), size_}; }
+    operator std::span<T>() noexcept { return span(); }
+    operator std::span<const T>() const noexcept { return span(); }
 
 private:
     struct FreeDeleter {
