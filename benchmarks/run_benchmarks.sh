@@ -109,9 +109,9 @@ half=$((cores / 2 > 0 ? cores / 2 : 1))
 # drift, so a speedup compares two policies over the same stretch of time (not a serial run in a
 # fast minute with a parallel one in a slow one), and each policy's best run comes from anywhere in
 # the part rather than from one stretch of it.
-# pick ROWS BASE CORES: the row with the lowest s_per_epoch (field 8) of ROWS (one CSV row per run),
-# its speedup and efficiency against BASE (Serial's best s/epoch; fields 13 and 14) over CORES
-# (ranks x threads, fields 3 and 4), and the median s_per_epoch of the runs and their count appended.
+# pick ROWS BASE: the row with the lowest s_per_epoch (field 8) of ROWS (one CSV row per run), its
+# speedup and efficiency against BASE (Serial's best s/epoch; fields 13 and 14, efficiency over the
+# row's ranks x threads, fields 3 and 4), and the median s_per_epoch of the runs and their count.
 pick() {
     local sorted
     sorted=$(printf '%s' "$1" | grep -v '^$' | sort -t, -k8,8g)

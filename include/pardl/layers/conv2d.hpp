@@ -251,12 +251,9 @@ struct Conv2D : LayerSpecBase {
         }
 
         AlignedBuffer<float> cols_;
-        /// wt_'s row stride: OutChannels rounded up to 8 floats, and 8 more where that makes a
-        /// multiple of 16. The GEMM reads wt_ in place, a few floats of every row per step down
-        /// the patch; rows 256 bytes apart (64 channels) share a quarter of the L1's sets, and on
-        /// an Intel Xeon (48 KiB L1) the micro-kernel ran 8% slower on them than 288 bytes apart.
-        static constexpr std::size_t wt_stride =
-            (OutChannels + 7) / 8 * 8 + ((OutChannels + 7) / 8 % 2 == 0 ? 8 : 0);
+        /// wt_'s row stride: the GEMM reads wt_ in place, and rows of OutChannels floats may lie
+        /// too evenly apart for the L1 (64 channels: 256 bytes; see gemm_row_stride).
+        static constexpr std::size_t wt_stride = gemm_row_stride(OutChannels);
         /// The weights transposed, (C*K*K) x OutC with row stride wt_stride, for forward.
         AlignedBuffer<float> wt_{patch * wt_stride};
         AlignedBuffer<float>

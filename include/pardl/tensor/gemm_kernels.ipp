@@ -289,15 +289,13 @@ struct KernelSet {
         }
     }
 
-    /// Packs rows [0, mr) x columns [0, kc) of op(A) = A (row-major, from `a`) as kc groups of mr.
-    static void pack_a_rows(size_t mr, size_t kc, const float* a, size_t lda, float* dst) noexcept {
-        pack_transposed(a, lda, mr, mr, kc, dst, mr);
-    }
-
-    /// Packs rows [0, mr) x columns [0, kc) of op(A) = A^T (`a` holds A, k x m, at its (p0, i0)):
-    /// each k's mr elements are contiguous already and are copied as they are.
-    static void pack_a_columns(size_t mr, size_t kc, const float* a, size_t lda, float* dst) noexcept {
-        for (size_t p = 0; p < kc; ++p) std::copy_n(a + p * lda, mr, dst + p * mr);
+    /// Packs an mr x kc block of op(A) as kc groups of mr. `a` points at op(A)(i0, p0); op(A) = A
+    /// is transposed into the groups, op(A) = A^T holds each group contiguously and is copied.
+    static void pack_a(Op op_a, size_t mr, size_t kc, const float* a, size_t lda, float* dst) noexcept {
+        if (op_a == Op::N)
+            pack_transposed(a, lda, mr, mr, kc, dst, mr);
+        else
+            for (size_t p = 0; p < kc; ++p) std::copy_n(a + p * lda, mr, dst + p * mr);
     }
 
     /// Packs a kc x nc block of op(B) into slivers of nr_max columns (kc rows each, zero-padded past
