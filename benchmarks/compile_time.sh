@@ -30,7 +30,7 @@ trap 'rm -rf "$scratch"' EXIT
 defined=$(ninja -C "$build" -t targets all)
 programs=()
 for example in mlp cnn; do
-    for policy in serial openmp mpi hybrid; do
+    for policy in serial openmp mpi hybrid tensor; do
         if grep -q "^${example}_${policy}: " <<<"$defined"; then programs+=("${example}_${policy}"); fi
     done
 done

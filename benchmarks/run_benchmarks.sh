@@ -26,7 +26,7 @@ cnn_repeat=${CNN_REPEAT:-5}
 
 bash scripts/install-deps.sh
 configure_release "$build"
-targets=(bench_gemm bench_conv bench_allreduce bench_training_serial bench_training_openmp bench_training_mpi bench_training_hybrid)
+targets=(bench_gemm bench_conv bench_allreduce bench_training_serial bench_training_openmp bench_training_mpi bench_training_hybrid bench_training_tensor)
 cmake --build "$build" -j"$cores" --target "${targets[@]}"
 bin="$build/benchmarks"
 mkdir -p "$out"
@@ -135,13 +135,16 @@ for workload in mlp cnn; do
         steps=$cnn_steps
         runs=$cnn_repeat
     fi
+    # TensorParallel (model parallelism) splits Dense layers only: W-MLP.
+    workload_policies=("${policies[@]}")
+    [[ $workload == mlp ]] && workload_policies+=(tensor)
     common=(--workload "$workload" --steps "$steps" --data /usr/share/datasets/fashion-mnist)
     hbind=()
     ((${#bind[@]})) && hbind=(-bind-to "core:${half}")
     declare -A rows=()
     for round in $(seq "$runs"); do
         echo "== training: ${workload}, round ${round} of ${runs}"
-        for policy in "${policies[@]}"; do
+        for policy in "${workload_policies[@]}"; do
             case $policy in
             serial) row=$(env OMP_NUM_THREADS=1 "$bin/bench_training_serial" "${common[@]}") ;;
             openmp)
@@ -156,13 +159,17 @@ for workload in mlp cnn; do
                 row=$(env OMP_PROC_BIND=close OMP_PLACES=cores "$mpiexec" "${hbind[@]}" -n 2 \
                     "$bin/bench_training_hybrid" "${common[@]}" --threads "$half")
                 ;;
+            tensor)
+                row=$(env OMP_PROC_BIND=close OMP_PLACES=cores "$bin/bench_training_tensor" "${common[@]}" \
+                    --threads "$cores")
+                ;;
             esac
             echo "$row"
             rows[$policy]+="$row"$'\n'
         done
     done
     base=$(printf '%s' "${rows[serial]}" | grep -v '^$' | cut -d, -f8 | sort -g | head -n1)
-    for policy in "${policies[@]}"; do pick "${rows[$policy]}" "$base" | tee -a "$csv"; done
+    for policy in "${workload_policies[@]}"; do pick "${rows[$policy]}" "$base" | tee -a "$csv"; done
     unset rows
 done
 

@@ -31,6 +31,7 @@ mlp_serial_pct=$(train mlp serial pct_peak)
 cnn_serial_pct=$(train cnn serial pct_peak)
 IFS=, read -r mlp_best mlp_best_pct mlp_best_s <<<"$(best2 mlp)"
 IFS=, read -r cnn_best cnn_best_pct cnn_best_s <<<"$(best2 cnn)"
+mlp_best_eff=$(train mlp "$mlp_best" efficiency)
 
 {
 cat <<HEAD
@@ -159,7 +160,8 @@ awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
 cat <<PHASES
 
 Where the time goes (seconds over the timed steps, rank 0's first worker; with one process the
-optimizer update runs fused into \`reduce_workers\`):
+optimizer update runs fused into \`reduce_workers\`; under \`tensor\` there is no sum of worker
+gradients, and \`reduce_workers\` is the update alone, each thread updating the parameters it owns):
 
 | workload | policy | data | forward | backward | reduce_workers | allreduce | update |
 |---|---|---:|---:|---:|---:|---:|---:|
@@ -243,6 +245,7 @@ cat <<TARGETS
 | W-CNN best 2-core policy ≥ 73% (#5) | ${cnn_best_pct}% (${cnn_best}) | $(verdict "$cnn_best_pct" ">=" 73) |
 | W-CNN efficiency ≥ 0.90, OpenMP and MPI (#5) | $(train cnn openmp efficiency) / $(train cnn mpi efficiency) | $(verdict "$(awk -v a="$(train cnn openmp efficiency)" -v b="$(train cnn mpi efficiency)" 'BEGIN { print (a < b ? a : b) }')" ">=" 0.90) |
 | W-MLP efficiency ≥ 0.75, OpenMP and MPI (#5) | $(train mlp openmp efficiency) / $(train mlp mpi efficiency) | $(verdict "$(awk -v a="$(train mlp openmp efficiency)" -v b="$(train mlp mpi efficiency)" 'BEGIN { print (a < b ? a : b) }')" ">=" 0.75) |
+| W-MLP efficiency ≥ 0.75, best 2-core policy (#5) | ${mlp_best_eff} (${mlp_best}) | $(verdict "$mlp_best_eff" ">=" 0.75) |
 | An example builds in under ${compile_target} s (performance issue) | ${compile_worst_s:+${compile_worst_s} s (slowest: ${compile_worst})} | $(verdict "${compile_worst_s:-}" "<" "$compile_target") |
 
 The absolute s/epoch figures quoted in the performance issue (0.30 s for W-MLP, 8 s for W-CNN)

@@ -7,6 +7,7 @@
 #include <pardl/pardl.hpp>
 #include <pardl/policies/hybrid.hpp>
 #include <pardl/policies/mpi.hpp>
+#include <pardl/policies/tensor_parallel.hpp>
 #include <pardl/testing/equivalence.hpp>
 
 #include <algorithm>
@@ -97,6 +98,21 @@ TEMPLATE_TEST_CASE("MPI and Hybrid reproduce Serial", "[mpi][policy]", SGD, Adam
         CHECK(mpi.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
         CHECK(hybrid.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
     }
+}
+
+TEST_CASE("TensorParallel teams inside MPI ranks reproduce Serial", "[mpi][policy][tensor]") {
+    // Model parallelism over the threads of each rank, data parallelism over the ranks: the
+    // ranks' gradients, each complete after its team's step, go through the same allreduce.
+    using WideMlp = Sequential<Input<40>, Dense<48>, Tanh, Dense<40>, ReLU, Dense<5>>;
+    using TensorMpi = Policy<TensorParallelExecutor, MpiComm>;
+    const Dataset data = make_blobs(203, 40, 5, 99);
+    const auto serial = run<Serial, SGD, WideMlp>(data, sgd(), 50, 1, 25);
+    const auto tensor = run<TensorMpi, SGD, WideMlp>(data, sgd(), 50, 2, 25, /*check_replicas=*/5);
+    INFO("ranks " << world_size());
+    CHECK(TensorMpi::name() == "tensor+mpi");
+    CHECK(testing::max_relative_difference(tensor.params, serial.params) <= tolerance);
+    for (std::size_t s = 0; s < serial.losses.size(); ++s)
+        CHECK(tensor.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
 }
 
 TEST_CASE("MPI reproduces Serial with one worker per rank taken in turn, bit for bit", "[mpi][policy]") {

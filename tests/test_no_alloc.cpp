@@ -6,6 +6,7 @@
 #include <pardl/pardl.hpp>
 #if defined(PARDL_HAS_OPENMP)
 #include <pardl/policies/openmp.hpp>
+#include <pardl/policies/tensor_parallel.hpp>
 #endif
 
 #include <atomic>
@@ -152,6 +153,13 @@ TEST_CASE("An OpenMP training step allocates nothing after the first", "[alloc][
     CHECK(allocations_in_steps<Mlp, OpenMP>(mlp_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2, 10) == 0);
     const Dataset cnn_data = make_images(100, 1, 10, 10, 6, 2);
     CHECK(allocations_in_steps<Cnn, OpenMP>(cnn_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2, 10) == 0);
+}
+
+TEST_CASE("A TensorParallel training step allocates nothing after the first", "[alloc][tensor]") {
+    const Dataset mlp_data = make_blobs(100, 20, 5, 1);
+    CHECK(allocations_in_steps<Mlp, TensorParallel>(mlp_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2, 10) ==
+          0);
+    CHECK(allocations_in_steps<Mlp, TensorParallel>(mlp_data, Adam(), 3, 10) == 0);
 }
 #endif
 

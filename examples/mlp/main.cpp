@@ -1,5 +1,5 @@
 // W-MLP on Fashion-MNIST: 784-256-128-10 with ReLU, softmax cross-entropy, SGD or Adam.
-// Built once per policy (mlp_serial, mlp_openmp, mlp_mpi, mlp_hybrid); PARDL_POLICY names the
+// Built once per policy (mlp_serial, mlp_openmp, mlp_mpi, mlp_hybrid, mlp_tensor); PARDL_POLICY names the
 // policy type, so the same source is the serial reference and its parallel versions.
 #include "common/classifier.hpp"
 

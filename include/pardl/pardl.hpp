@@ -30,6 +30,7 @@
 
 #if defined(PARDL_HAS_OPENMP) && defined(_OPENMP)
 #include "pardl/policies/openmp.hpp"
+#include "pardl/policies/tensor_parallel.hpp"
 #endif
 #if defined(PARDL_HAS_MPI)
 #include "pardl/policies/mpi.hpp"

@@ -4,7 +4,7 @@
 # whatever order the compiler prints them). With EXPECT=pass it must compile cleanly.
 #
 #   cmake -DCXX=<compiler> -DINCLUDE_DIRS=<dir;dir> -DSOURCE=<file.cpp> -DEXPECT=fail|pass
-#         [-DPATTERN=<regex;regex>] -P check_compile_fail.cmake
+#         [-DPATTERN=<regex;regex>] [-DFLAGS=<flag;flag>] -P check_compile_fail.cmake
 #
 # From add_test, write the ';' of a list argument as $<SEMICOLON> so it reaches the script intact.
 cmake_minimum_required(VERSION 3.20)
@@ -35,7 +35,7 @@ foreach(dir IN LISTS INCLUDE_DIRS)
 endforeach()
 
 execute_process(
-    COMMAND "${CXX}" -std=c++20 -fsyntax-only ${include_flags} "${SOURCE}"
+    COMMAND "${CXX}" -std=c++20 -fsyntax-only ${FLAGS} ${include_flags} "${SOURCE}"
     RESULT_VARIABLE result
     OUTPUT_VARIABLE out
     ERROR_VARIABLE err)

@@ -6,10 +6,12 @@
 #include "pardl/core/errors.hpp"
 #include "pardl/core/rng.hpp"
 #include "pardl/data/dataset.hpp"
+#include "pardl/execution/partition.hpp"
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <span>
 #include <utility>
@@ -92,9 +94,11 @@ public:
 
     /// Copies rows `indices` of `d` into the first indices.size() rows of x_out (cols == d.cols),
     /// labels_out and targets_out (cols == d.target_cols); empty labels/targets outputs are skipped.
+    /// `columns` limits the features copied to those columns (a tensor-parallel member's share).
     /// @throws ConfigError on a shape mismatch or an index outside [0, d.rows).
     static void gather_rows(const Dataset& d, std::span<const std::size_t> indices, Matrix x_out,
-                            std::span<std::int32_t> labels_out, Matrix targets_out = {}) {
+                            std::span<std::int32_t> labels_out, Matrix targets_out = {},
+                            Range columns = {0, std::numeric_limits<std::size_t>::max()}) {
         const std::size_t n = indices.size();
         PARDL_REQUIRE(x_out.cols == d.cols && x_out.rows >= n, ConfigError, "gather: output is ", x_out.rows,
                       "x", x_out.cols, ", need at least ", n, "x", d.cols);
@@ -102,6 +106,7 @@ public:
                       "gather: labels output holds ", labels_out.size(), ", need ", n);
         PARDL_REQUIRE(labels_out.empty() || d.labels.size() == d.rows, ConfigError,
                       "gather: the dataset has no labels");
+        const std::size_t first = std::min(columns.begin, d.cols), last = std::min(columns.end, d.cols);
         const bool want_targets = !targets_out.empty();
         PARDL_REQUIRE(
             !want_targets || (d.has_targets() && targets_out.cols == d.target_cols && targets_out.rows >= n),
@@ -111,7 +116,9 @@ public:
             const std::size_t s = indices[i];
             PARDL_REQUIRE(s < d.rows, ConfigError, "gather: sample index ", s, " out of range (", d.rows,
                           " rows)");
-            if (d.cols) std::copy_n(d.features.data() + s * d.cols, d.cols, x_out.row(i));
+            if (first < last)
+                std::copy(d.features.data() + s * d.cols + first, d.features.data() + s * d.cols + last,
+                          x_out.row(i) + first);
             if (!labels_out.empty()) labels_out[i] = d.labels[s];
             if (want_targets)
                 std::copy_n(d.targets.data() + s * d.target_cols, d.target_cols, targets_out.row(i));

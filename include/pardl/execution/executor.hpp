@@ -78,4 +78,11 @@ concept Executor = requires(E& e, std::span<const std::span<float>> buffers) {
     e.set_rank_reduce(std::function<void(std::span<double>)>{});
 };
 
+/// Whether executor E runs the training step as a team that splits every layer
+/// (TensorParallelExecutor) instead of splitting the batch over workers.
+template <class E>
+inline constexpr bool splits_layers_v = requires {
+    requires E::splits_layers;
+};
+
 } // namespace pardl

@@ -56,7 +56,7 @@ public:
 #pragma omp barrier
             if (!buffers.empty() && !failure) {
                 // Each thread sums (and finishes) its own slice of the gradient.
-                sum_and_finish(buffers, chunk(buffers[0].size(), w, team), finish);
+                sum_and_finish(buffers, line_share(buffers[0].size(), w, team), finish);
             }
         }
         if (failure) std::rethrow_exception(failure);
@@ -66,7 +66,7 @@ public:
     void for_chunks(std::size_t n, Body&& body) {
         const std::size_t team = threads_;
 #pragma omp parallel num_threads(static_cast <int>(team))
-        body(chunk(n, static_cast<std::size_t>(omp_get_thread_num()), team));
+        body(line_share(n, static_cast<std::size_t>(omp_get_thread_num()), team));
     }
 
     WorkerReducer* reducer(std::size_t worker) {
@@ -121,14 +121,6 @@ public:
     OpenMPExecutor& operator=(const OpenMPExecutor&) = delete;
 
 private:
-    // Chunks are whole cache lines (16 floats) so two threads never write the same line.
-    static Range chunk(std::size_t n, std::size_t w, std::size_t team) {
-        constexpr std::size_t line = 16;
-        const std::size_t lines = (n + line - 1) / line;
-        const Range r = balanced_range(lines, w, team);
-        return {std::min(n, r.begin * line), std::min(n, r.end * line)};
-    }
-
     std::size_t threads_;
     std::vector<Handle> handles_;
     std::vector<double> slots_;

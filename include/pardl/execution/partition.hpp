@@ -1,5 +1,6 @@
 // The one partition function: every split in pardl (batch over ranks, rank share over threads,
-// test set over ranks, gradient vector over threads) goes through balanced_range.
+// test set over ranks, gradient vector over threads, a layer's columns over a tensor-parallel team)
+// goes through balanced_range.
 #pragma once
 
 #include <cassert>
@@ -29,6 +30,17 @@ constexpr Range balanced_range(std::size_t total, std::size_t part, std::size_t 
 /// The largest piece balanced_range produces: what a worker's buffers must hold.
 constexpr std::size_t max_part_size(std::size_t total, std::size_t parts) noexcept {
     return (total + parts - 1) / parts;
+}
+
+/// Part `part` of `parts` of [0, n) floats, cut at whole cache lines (16 floats): balanced_range
+/// over the lines, so no two parts share a line. Threads that write their parts of one buffer
+/// (the gradient sum's chunks, a tensor-parallel layer's columns) never write the same line, and
+/// a buffer shorter than a line (Dense<10>'s ten columns) stays in the first part.
+constexpr Range line_share(std::size_t n, std::size_t part, std::size_t parts) noexcept {
+    constexpr std::size_t line = 16;
+    const Range lines = balanced_range((n + line - 1) / line, part, parts);
+    const std::size_t begin = lines.begin * line, end = lines.end * line;
+    return {begin < n ? begin : n, end < n ? end : n};
 }
 
 } // namespace pardl

@@ -25,6 +25,9 @@ struct Activation : LayerSpecBase {
         /// A ReLU can be taken over by the layer before it (FuseRelu).
         static constexpr bool is_relu = requires { requires Fn::is_relu; };
         static constexpr bool row_wise = true; ///< elementwise: each row on its own (row_wise_v)
+        /// Each element on its own: the passes may be given any block of columns (the views'
+        /// `cols`), which a tensor-parallel team uses to keep them on the thread that made them.
+        static constexpr bool elementwise = true;
 
         explicit bind(std::size_t) {}
         /// The derivative is taken from the output (derivative_from_output): x is not read.
@@ -34,7 +37,7 @@ struct Activation : LayerSpecBase {
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* xr = x.row(r);
                 float* yr = y.row(r);
-                for (std::size_t j = 0; j < In::size; ++j) yr[j] = Fn::value(xr[j]);
+                for (std::size_t j = 0; j < x.cols; ++j) yr[j] = Fn::value(xr[j]);
             }
         }
 
@@ -45,7 +48,7 @@ struct Activation : LayerSpecBase {
                 const float* yr = y.row(r);
                 const float* g = dy.row(r);
                 float* d = dx.row(r);
-                for (std::size_t j = 0; j < In::size; ++j) d[j] = g[j] * Fn::derivative_from_output(yr[j]);
+                for (std::size_t j = 0; j < y.cols; ++j) d[j] = g[j] * Fn::derivative_from_output(yr[j]);
             }
         }
     };

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <string>
 
+#include "pardl/execution/partition.hpp"
 #include "pardl/layers/layer.hpp"
 #include "pardl/tensor/gemm.hpp"
 #include "pardl/tensor/init.hpp"
@@ -45,28 +46,66 @@ struct Dense : LayerSpecBase {
             std::fill(params.begin() + weight_count, params.end(), 0.0f);
         }
 
-        void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext&) {
-            const float* w = s.params.data();
-            const float* b = w + weight_count;
-            gemm(Op::N, x, Op::N, ConstMatrix{w, in, Out}, y, 0.0f);
-            for (std::size_t r = 0; r < y.rows; ++r) {
-                float* yr = y.row(r);
-                for (std::size_t j = 0; j < Out; ++j) yr[j] += b[j];
-            }
+        void forward(const LayerSlots& s, ConstMatrix x, Matrix y, const StepContext& ctx) {
+            forward_inputs(s, x, y, {0, in}, ctx);
+            add_bias(s, y, {0, Out});
         }
 
         void backward(const LayerSlots& s, ConstMatrix x, ConstMatrix /*y*/, ConstMatrix dy, Matrix dx,
                       const StepContext& ctx) {
-            float* dw = s.grads.data();
-            float* db = dw + weight_count;
-            // Overwriting is the same arithmetic as adding to zeros: beta = 0 skips reading dW.
-            gemm(Op::T, x, Op::N, dy, Matrix{dw, in, Out}, ctx.overwrite_grads ? 0.0f : 1.0f);
-            if (ctx.overwrite_grads) std::fill_n(db, Out, 0.0f);
-            for (std::size_t r = 0; r < dy.rows; ++r) {
-                const float* g = dy.row(r);
-                for (std::size_t j = 0; j < Out; ++j) db[j] += g[j];
+            backward_inputs(s, x, dy, dx, {0, in}, ctx);
+            bias_gradient(s, dy, {0, Out}, ctx);
+        }
+
+        // ---- the passes by parts: what a tensor-parallel team splits (splits_inputs) -------------
+        // A member owns a range of inputs, i.e. a block of whole rows of W ([in][out] order), and
+        // a range of outputs' biases; the whole passes above are these calls on everything.
+        static constexpr bool splits_inputs = true;
+
+        /// part = x[:, inputs] W[inputs, :]: these inputs' contribution to every output (no bias).
+        void forward_inputs(const LayerSlots& s, ConstMatrix x, Matrix part, Range inputs,
+                            const StepContext&) {
+            gemm(Op::N, x.columns(inputs.begin, inputs.size()), Op::N,
+                 ConstMatrix{s.params.data() + inputs.begin * Out, inputs.size(), Out}, part, 0.0f);
+        }
+
+        /// y[:, outputs] += b[outputs].
+        void add_bias(const LayerSlots& s, Matrix y, Range outputs) {
+            const float* b = s.params.data() + weight_count + outputs.begin;
+            for (std::size_t r = 0; r < y.rows; ++r) {
+                float* yr = y.row(r) + outputs.begin;
+                for (std::size_t j = 0; j < outputs.size(); ++j) yr[j] += b[j];
             }
-            if (!dx.empty()) gemm(Op::N, dy, Op::T, ConstMatrix{s.params.data(), in, Out}, dx, 0.0f);
+        }
+
+        /// The gradient of W[inputs, :] and, unless dx is empty, dx[:, inputs] (dy: all outputs).
+        void backward_inputs(const LayerSlots& s, ConstMatrix x, ConstMatrix dy, Matrix dx, Range inputs,
+                             const StepContext& ctx) {
+            if (inputs.empty()) return;
+            const ConstMatrix w{s.params.data() + inputs.begin * Out, inputs.size(), Out};
+            // Overwriting is the same arithmetic as adding to zeros: beta = 0 skips reading dW.
+            gemm(Op::T, x.columns(inputs.begin, inputs.size()), Op::N, dy,
+                 Matrix{s.grads.data() + inputs.begin * Out, inputs.size(), Out},
+                 ctx.overwrite_grads ? 0.0f : 1.0f);
+            if (!dx.empty()) gemm(Op::N, dy, Op::T, w, dx.columns(inputs.begin, inputs.size()), 0.0f);
+        }
+
+        /// The gradient of b[outputs].
+        void bias_gradient(const LayerSlots& s, ConstMatrix dy, Range outputs, const StepContext& ctx) {
+            float* db = s.grads.data() + weight_count + outputs.begin;
+            if (ctx.overwrite_grads) std::fill_n(db, outputs.size(), 0.0f);
+            for (std::size_t r = 0; r < dy.rows; ++r) {
+                const float* g = dy.row(r) + outputs.begin;
+                for (std::size_t j = 0; j < outputs.size(); ++j) db[j] += g[j];
+            }
+        }
+
+        /// Calls fn(first, count) for the parameters (offsets in this layer's block) of `inputs`' rows
+        /// of W and of `outputs`' biases: what the member computing their gradients updates.
+        template <class Fn>
+        static void for_each_part_range(Range inputs, Range outputs, Fn&& fn) {
+            if (!inputs.empty()) fn(inputs.begin * Out, inputs.size() * Out);
+            if (!outputs.empty()) fn(weight_count + outputs.begin, outputs.size());
         }
     };
 };

@@ -160,6 +160,32 @@ inline constexpr bool row_wise_v = requires {
     requires L::row_wise;
 };
 
+/// Whether bound layer L is elementwise (`static constexpr bool elementwise = true`): its forward
+/// and backward may be given any block of columns of x, y, dy and dx (views with a stride), each
+/// element computed on its own, and its backward may write dx over dy (the same memory). A
+/// tensor-parallel team runs it on the columns the thread that made them owns, in place.
+template <class L>
+inline constexpr bool elementwise_v = requires {
+    requires L::elementwise;
+};
+
+/// Whether bound layer L splits by inputs (`static constexpr bool splits_inputs = true`), what a
+/// tensor-parallel team needs of every layer with parameters. Each member owns a range of inputs
+/// (whole rows of a Dense layer's W) and a range of outputs (their biases); L then offers, the
+/// whole passes being the same calls on everything:
+///   forward_inputs(slots, x, part, inputs, ctx): part = those inputs' contribution to every
+///   output (reads x[:, inputs] only); the team sums the members' parts;
+///   add_bias(slots, y, outputs): y[:, outputs] += the biases, after the sum;
+///   backward_inputs(slots, x, dy, dx, inputs, ctx): the gradient of the inputs' parameters and
+///   dx[:, inputs] (reads all of dy);
+///   bias_gradient(slots, dy, outputs, ctx): the gradient of the outputs' biases;
+///   for_each_part_range(inputs, outputs, fn): fn(first, count) over the parameter offsets of
+///   those parts, which only their member ever reads or writes (so it updates them too).
+template <class L>
+inline constexpr bool splits_inputs_v = requires {
+    requires L::splits_inputs;
+};
+
 /// A layer spec is what users write in Sequential<...>: it has `bind<InputShape>` giving a
 /// BoundLayer, and `accepts<InputShape>` saying whether that input is valid (checked with a
 /// readable static_assert before bind is instantiated).

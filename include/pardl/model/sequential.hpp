@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -16,6 +17,7 @@
 #include <utility>
 
 #include "pardl/core/rng.hpp"
+#include "pardl/execution/partition.hpp"
 #include "pardl/layers/layer.hpp"
 #include "pardl/tensor/buffer.hpp"
 #include "pardl/tensor/shape.hpp"
@@ -374,6 +376,13 @@ public:
             for (std::size_t i = 0; i < layer_count; ++i)
                 if (block_local[i]) activations_[i].resize(prefix_rows_ * output_sizes[i]);
         }
+        /// Sizes the part buffers of a tensor-parallel team of `members` (forward_team): two for
+        /// every member but the first, which writes its parts into the layers' outputs.
+        /// Allocates: call it before training, not between steps.
+        void set_team(std::size_t members) {
+            team_members_ = std::max<std::size_t>(1, members);
+            team_parts_.resize(2 * (team_members_ - 1) * team_part_size());
+        }
         /// Output of layer i for the last forward batch. A layer followed by a fused ReLU holds the
         /// activated output (the ReLU's own); a ReLU that the next layer runs (relu_by_next) gives
         /// its input. An output that only lives block by block (output_is_block_local) is empty
@@ -392,8 +401,18 @@ public:
         /// buffer at row `first`, or at the start of a block_local one.
         Matrix output_rows(std::size_t i, std::size_t first, std::size_t n) {
             const std::size_t at = storage(i);
-            return {activations_[at].data() + (block_local[at] ? 0 : first * output_sizes[i]), n,
-                    output_sizes[i]};
+            // A block-local buffer holds one block, at its start; with a single block for the
+            // whole batch (set_block_rows(0), as a tensor-parallel team has) rows keep their place.
+            const bool one_block = block_local[at] && prefix_rows_ < max_rows_;
+            return {activations_[at].data() + (one_block ? 0 : first * output_sizes[i]), n, output_sizes[i]};
+        }
+        /// Floats of one part buffer, whole cache lines so that no two share one.
+        std::size_t team_part_size() const { return (max_rows_ * widest_split_output + 15) / 16 * 16; }
+        /// Member `member`'s (>= 1) part buffer number `which` (0 or 1), as rows x width.
+        Matrix team_part(std::size_t which, std::size_t member, std::size_t rows, std::size_t width) {
+            assert(member >= 1 && member < team_members_ && which < 2 && rows * width <= team_part_size());
+            return {team_parts_.data() + (which * (team_members_ - 1) + member - 1) * team_part_size(), rows,
+                    width};
         }
         template <std::size_t... I>
         static layer_types make_layers(std::size_t rows, std::index_sequence<I...>) {
@@ -407,6 +426,8 @@ public:
         AlignedBuffer<float> grad_a_, grad_b_;
         /// One block's gradients inside the prefix, in turn: they never leave the cache.
         AlignedBuffer<float> part_a_, part_b_;
+        std::size_t team_members_ = 1;
+        AlignedBuffer<float> team_parts_; ///< see set_team
     };
 
     /// Fills the parameter (and state) buffers from `seed`: layer i draws from Rng(seed, i), so
@@ -472,6 +493,91 @@ public:
                            }
                            (std::make_index_sequence<row_wise_prefix>{});
                        });
+    }
+
+    // ---- tensor parallelism: a team of threads computes one batch together ------------------
+    // Every member works on the whole batch in one shared Workspace (set_block_rows(0) and
+    // set_team(members)). A layer that splits_inputs (Dense) is split by its inputs: member t
+    // multiplies its share of the input columns (line_share) by its rows of W, the members' parts
+    // are summed, and each sums and biases its share of the output columns, which is also its
+    // share of the next layer's inputs. An elementwise layer runs on the same columns, any other
+    // row-wise layer on a share of rows, anything else on member 0. So the weights, their
+    // gradients and their updates stay on one core each, in contiguous blocks (interleaved
+    // ownership made every core fetch its neighbour's cache lines), and what crosses between the
+    // cores is the parts of each layer's output and output gradient. `Team` is
+    // TensorParallelExecutor's TeamMember: index(), size(), run(fn), phase(fn) and sync().
+
+    /// Whether the model can run as a tensor-parallel team: every layer with parameters or state
+    /// splits by inputs (splits_inputs_v); the others need none.
+    static constexpr bool team_splittable = []<std::size_t... I>(std::index_sequence<I...>) {
+        return ((splits_inputs_v<layer_t<I>> || (param_counts[I] == 0 && state_counts[I] == 0)) && ...);
+    }
+    (indices);
+
+    /// Whether a team member reads layer I's input by its own share of columns (so the model's
+    /// input, for I = 0, can be gathered column by column, each member its own).
+    template <std::size_t I>
+    static constexpr bool team_by_columns =
+        !fused[I] && (splits_inputs_v<layer_t<I>> || (elementwise_v<layer_t<I>> && !runs_relu(I)));
+
+    /// forward() as a team; x must be complete in the columns member t reads
+    /// (line_share(input width, t, members) when team_by_columns<0>, else entirely). Returns, on
+    /// every member, the model output once all members have written their parts.
+    template <class Team>
+    static ConstMatrix forward_team(std::span<const float> params, std::span<float> state, ConstMatrix x,
+                                    Workspace& ws, const StepContext& ctx, Team& team) {
+        static_assert(team_splittable);
+        ws.rows_ = x.rows;
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            (forward_layer_team<I>(params, state, x, ws, ctx, team), ...);
+        }
+        (indices);
+        team.sync();
+        return ws.output(layer_count - 1);
+    }
+
+    /// backward() as a team, after the loss has written ws.output_gradient() and the team has
+    /// synchronised; `grads` is not empty. Each member writes the gradients of the parameters it
+    /// owns (for_each_owned);
+    /// on return (after a final sync) every gradient and dx are complete.
+    template <class Team>
+    static void backward_team(std::span<const float> params, std::span<float> grads, std::span<float> state,
+                              ConstMatrix x, Workspace& ws, const StepContext& ctx, Team& team,
+                              Matrix dx = {}) {
+        static_assert(team_splittable);
+        assert(!grads.empty());
+        float* dy = ws.grad_a_.data();
+        float* spare = ws.grad_b_.data();
+        if (ctx.overwrite_grads && !grads.empty() && team.index() == 0) zero_padding(grads);
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            ((backward_layer_team<layer_count - 1 - I>(params, grads, state, x, ws, ctx, team, dy, spare, dx)
+                  ? std::swap(dy, spare)
+                  : void()),
+             ...);
+        }
+        (indices);
+        team.sync();
+    }
+
+    /// Calls fn(first, count) for every parameter range member `part` of `parts` owns (its parts
+    /// of each layer that splits_inputs). The ranges of all members partition the learnable
+    /// parameters.
+    template <class Fn>
+    static void for_each_owned(std::size_t part, std::size_t parts, Fn&& fn) {
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            (
+                [&] {
+                    if constexpr (splits_inputs_v<layer_t<I>>)
+                        layer_t<I>::for_each_part_range(
+                            line_share(layer_t<I>::input_shape::size, part, parts),
+                            line_share(output_sizes[I], part, parts),
+                            [&](std::size_t first, std::size_t count) {
+                                fn(param_offsets[I] + first, count);
+                            });
+                }(),
+                ...);
+        }
+        (indices);
     }
 
     template <std::size_t I>
@@ -542,6 +648,139 @@ private:
         for (std::size_t first = 0; first < rows; first += block) {
             part.part_first = first;
             fn(part, first, std::min(block, rows - first));
+        }
+    }
+
+    /// The widest output of a layer that splits_inputs: what a member's part of it needs.
+    static constexpr std::size_t widest_split_output = [] {
+        std::size_t m = 0;
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            ((m = splits_inputs_v<layer_t<I>> ? std::max(m, output_sizes[I]) : m), ...);
+        }
+        (indices);
+        return m;
+    }();
+    /// How many layers before I split by inputs: consecutive ones use the two part buffers in
+    /// turn, so a member never overwrites a part another member is still summing.
+    static constexpr std::size_t split_ordinal(std::size_t i) {
+        std::size_t n = 0;
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            ((n += (I < i && splits_inputs_v<layer_t<I>>) ? 1 : 0), ...);
+        }
+        (indices);
+        return n;
+    }
+    /// A layer a team can split neither by inputs nor by columns: fn(part_ctx, first, n) on this
+    /// member's share of the rows if it is row-wise, else on member 0 for all of them. Rows need
+    /// every column of their input (a sync first), and the layer after reads its own columns of
+    /// every row (a sync after).
+    template <std::size_t I, class Team, class Fn>
+    static void team_row_phase(Team& team, std::size_t rows, const StepContext& ctx, Fn&& fn) {
+        team.sync();
+        team.phase([&] {
+            if constexpr (row_wise_v<layer_t<I>>) {
+                const Range r = balanced_range(rows, team.index(), team.size());
+                if (r.empty()) return;
+                StepContext part = ctx;
+                part.first_row = ctx.first_row + r.begin;
+                part.part_first = r.begin;
+                part.part_rows = rows;
+                fn(part, r.begin, r.size());
+            } else if (team.index() == 0) {
+                fn(ctx, std::size_t{0}, rows);
+            }
+        });
+    }
+
+    template <std::size_t I, class Team>
+    static void forward_layer_team(std::span<const float> params, std::span<float> state, ConstMatrix x,
+                                   Workspace& ws, const StepContext& ctx, Team& team) {
+        if constexpr (!fused[I]) {
+            const std::size_t rows = x.rows, member = team.index(), members = team.size();
+            auto& layer = std::get<I>(ws.layers_);
+            const ConstMatrix in = layer_input<I>(x, ws, 0, rows);
+            const Matrix y = ws.output_rows(I, 0, rows);
+            const Range outputs = line_share(output_sizes[I], member, members);
+            if constexpr (splits_inputs_v<layer_t<I>>) {
+                // Member 0 writes its part into y itself, the others into their part buffers; once
+                // all are written each member adds the others' parts to its outputs, in member
+                // order, then the biases: with one member, exactly the whole forward.
+                const Range inputs = line_share(layer_t<I>::input_shape::size, member, members);
+                const Matrix part =
+                    member == 0 ? y : ws.team_part(split_ordinal(I) % 2, member, rows, output_sizes[I]);
+                team.run([&] { layer.forward_inputs(slots<I>(params, {}, state), in, part, inputs, ctx); });
+                if (members > 1) team.sync();
+                team.run([&] {
+                    for (std::size_t u = 1; u < members; ++u) {
+                        const Matrix other = ws.team_part(split_ordinal(I) % 2, u, rows, output_sizes[I]);
+                        for (std::size_t r = 0; r < rows; ++r) {
+                            float* yr = y.row(r);
+                            const float* o = other.row(r);
+                            for (std::size_t j = outputs.begin; j < outputs.end; ++j) yr[j] += o[j];
+                        }
+                    }
+                    layer.add_bias(slots<I>(params, {}, state), y, outputs);
+                });
+            } else if constexpr (team_by_columns<I>) {
+                team.run([&] {
+                    if (!outputs.empty())
+                        layer.forward(slots<I>(params, {}, state), in.columns(outputs.begin, outputs.size()),
+                                      y.columns(outputs.begin, outputs.size()), ctx);
+                });
+            } else {
+                team_row_phase<I>(team, rows, ctx,
+                                  [&](const StepContext& part, std::size_t first, std::size_t n) {
+                                      forward_layer<I>(params, state, x, ws, part, first, n);
+                                  });
+            }
+        }
+    }
+
+    template <std::size_t I, class Team>
+    static bool backward_layer_team(std::span<const float> params, std::span<float> grads,
+                                    std::span<float> state, ConstMatrix x, Workspace& ws,
+                                    const StepContext& ctx, Team& team, float* dy, float* dx_buffer,
+                                    Matrix dx_out) {
+        if constexpr (fused[I]) {
+            return false;
+        } else {
+            const std::size_t rows = ws.rows_, member = team.index(), members = team.size();
+            constexpr std::size_t in_width = layer_t<I>::input_shape::size;
+            constexpr std::size_t out_width = output_sizes[I];
+            auto& layer = std::get<I>(ws.layers_);
+            const ConstMatrix dy_all{dy, rows, out_width};
+            const Range inputs = line_share(in_width, member, members);
+            if constexpr (splits_inputs_v<layer_t<I>>) {
+                // Every member reads all of dy.
+                team.sync();
+                const Matrix dx = I == 0 ? dx_out : Matrix{dx_buffer, rows, in_width};
+                team.run([&] {
+                    const auto s = slots<I>(params, grads, state);
+                    layer.backward_inputs(s, layer_input<I>(x, ws, 0, rows), dy_all, dx, inputs, ctx);
+                    layer.bias_gradient(s, dy_all, line_share(out_width, member, members), ctx);
+                });
+                return true;
+            } else if constexpr (team_by_columns<I>) {
+                // In place (dx = dy) past the first layer: another member may still be reading the
+                // other buffer as the dy of the layer above.
+                const Matrix d = I == 0 ? dx_out : Matrix{dy, rows, out_width};
+                team.run([&] {
+                    if (inputs.empty() || d.empty()) return;
+                    const auto c = [&](auto m) { return m.columns(inputs.begin, inputs.size()); };
+                    const ConstMatrix in = reads_input[I] ? c(layer_input<I>(x, ws, 0, rows)) : ConstMatrix{};
+                    const ConstMatrix y =
+                        reads_output[I] ? c(ConstMatrix{ws.output_rows(I, 0, rows)}) : ConstMatrix{};
+                    layer.backward(slots<I>(params, grads, state), in, y, c(dy_all), c(d), ctx);
+                });
+                return false;
+            } else {
+                team_row_phase<I>(
+                    team, rows, ctx, [&](const StepContext& part, std::size_t first, std::size_t n) {
+                        backward_layer<I>(params, grads, state, x, ws, part, dy + first * out_width,
+                                          dx_buffer + first * in_width, dx_out, first, n);
+                    });
+                return true;
+            }
         }
     }
 

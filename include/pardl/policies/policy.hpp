@@ -1,6 +1,7 @@
 // Policy<Executor, Communicator>: how a training step is spread over threads (executor) and
 // processes (communicator). The two parts are orthogonal; the named aliases cover the four
-// data-parallel combinations. A new mechanism is a new executor or communicator and an alias.
+// data-parallel combinations and TensorParallel (policies/tensor_parallel.hpp). A new mechanism is a new
+// executor or communicator and an alias.
 #pragma once
 
 #include <string>
@@ -17,12 +18,14 @@ template <Executor E, Communicator C>
 struct Policy {
     using executor = E;
     using communicator = C;
-    /// "openmp+mpi" style label for logs and run records.
+    /// The label for logs and run records: "serial", "openmp", "mpi", "hybrid" (OpenMP threads in
+    /// MPI ranks), "tensor", or "<executor>+<communicator>" for other combinations.
     static std::string name() {
         const std::string e = E::name(), c = C::name();
         if (c == "local") return e;
         if (e == "serial") return c;
-        return "hybrid";
+        if (e == "openmp") return "hybrid";
+        return e + "+" + c;
     }
 };
 

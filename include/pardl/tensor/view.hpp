@@ -40,6 +40,11 @@ struct MatrixView {
         assert(first + count <= rows);
         return {data + first * stride, count, cols, stride};
     }
+    /// Columns [first, first + count) of every row.
+    constexpr MatrixView columns(std::size_t first, std::size_t count) const noexcept {
+        assert(first + count <= cols);
+        return {data + first, rows, count, stride};
+    }
     constexpr bool contiguous() const noexcept { return stride == cols || rows <= 1; }
     constexpr std::size_t size() const noexcept { return rows * cols; }
     constexpr bool empty() const noexcept { return data == nullptr; }

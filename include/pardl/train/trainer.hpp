@@ -82,6 +82,13 @@ class Trainer {
         "pardl::Trainer: this loss does not accept the model's output shape (SoftmaxCrossEntropy needs a "
         "flat output with at least 2 classes)");
 
+    /// Whether the policy runs each step as a tensor-parallel team (TensorParallel).
+    static constexpr bool team_step = splits_layers_v<typename P::executor>;
+    static_assert(!team_step || Model::team_splittable,
+                  "pardl::Trainer: TensorParallel splits every layer with parameters by its inputs (each "
+                  "thread owns a block of rows of W), and only Dense can be split so (convolutions and batch "
+                  "norm cannot): train this model with OpenMP, MPI or Hybrid (data parallelism)");
+
 public:
     using model_type = Model;
     using policy_type = P;
@@ -103,8 +110,17 @@ public:
         rank_rows_ = max_part_size(options_.batch, ranks);
         const std::size_t worker_rows = std::max<std::size_t>(1, max_part_size(rank_rows_, workers));
         workers_.reserve(workers);
-        for (std::size_t w = 0; w < workers; ++w)
-            workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count);
+        if constexpr (team_step) {
+            // One workspace for the whole team and the rank's whole batch, in a single block (the
+            // members split rows of it, see Sequential::forward_team); the others evaluate only.
+            workers_.emplace_back(std::max<std::size_t>(1, rank_rows_), 0);
+            workers_[0].ws.set_block_rows(0);
+            workers_[0].ws.set_team(workers);
+            for (std::size_t w = 1; w < workers; ++w) workers_.emplace_back(worker_rows, 0);
+        } else {
+            for (std::size_t w = 0; w < workers; ++w)
+                workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count);
+        }
         grad_views_.reserve(workers);
         grad_views_.push_back(rank_grads());
         for (std::size_t w = 1; w < workers; ++w) grad_views_.push_back(workers_[w].grads.span());
@@ -216,8 +232,74 @@ public:
                 }
             }
         };
+        // The tensor-parallel step: the team computes the rank's batch together, every member
+        // its share of each layer, and writes the gradients of the parameters it owns straight
+        // into the rank buffer; with one process each member then updates what it owns.
+        auto team_work = [&](auto& team) {
+            Worker& wk = workers_[0];
+            const std::size_t member = team.index(), n = mine.size();
+            const auto tw = Clock::now();
+            Matrix x{wk.x.data(), n, data.cols};
+            Matrix t = data.has_targets() ? Matrix{wk.targets.data(), n, data.target_cols} : Matrix{};
+            if constexpr (Model::template team_by_columns<0>) {
+                // Each member gathers the columns its share of the first layer reads, member 0 the
+                // labels: no member reads what another gathered.
+                const bool labels = member == 0;
+                team.run([&] {
+                    BatchLoader::gather_rows(
+                        data, my_indices, x, labels ? wk.labels.span().first(n) : std::span<std::int32_t>{},
+                        labels ? t : Matrix{}, line_share(data.cols, member, team.size()));
+                });
+            } else {
+                const Range r = balanced_range(n, member, team.size());
+                team.phase([&] {
+                    BatchLoader::gather_rows(data, my_indices.subspan(r.begin, r.size()),
+                                             x.row_block(r.begin, r.size()),
+                                             {wk.labels.data() + r.begin, r.size()},
+                                             t.empty() ? t : t.row_block(r.begin, r.size()));
+                });
+            }
+            const auto t_data = Clock::now();
+            const StepContext ctx{.training = true,
+                                  .seed = options_.seed,
+                                  .step = step_,
+                                  .first_row = mine.begin,
+                                  .global_rows = global_rows,
+                                  .reducer = nullptr,
+                                  .updates_state = true,
+                                  .overwrite_grads = true};
+            const ConstMatrix out = Model::forward_team(params_.span(), state_.span(), x, wk.ws, ctx, team);
+            team.phase([&] {
+                if (member != 0) return;
+                const Targets targets{{wk.labels.data(), n}, t};
+                wk.loss = LossT::forward_backward(out, targets, wk.ws.output_gradient());
+                wk.correct = LossT::correct(out, targets);
+            });
+            const auto t_fwd = Clock::now();
+            Model::backward_team(params_.span(), rank_grads(), state_.span(), x, wk.ws, ctx, team);
+            const auto t_bwd = Clock::now();
+            if (fused_update)
+                team.run([&] {
+                    Model::for_each_owned(member, team.size(), [&](std::size_t first, std::size_t count) {
+                        scale_and_update(Range{first, first + count}, scale);
+                    });
+                });
+            if (member == 0) {
+                phases_[Phase::data] += seconds_between(tw, t_data);
+                phases_[Phase::forward] += seconds_between(t_data, t_fwd);
+                phases_[Phase::backward] += seconds_between(t_fwd, t_bwd);
+                worker0_done = t_bwd;
+            }
+            if (timeline) {
+                timeline->record(member, Phase::data, tw, t_data);
+                timeline->record(member, Phase::forward, t_data, t_fwd);
+                timeline->record(member, Phase::backward, t_fwd, t_bwd);
+            }
+        };
         const std::span<const std::span<float>> buffers(grad_views_);
-        if (fused_update)
+        if constexpr (team_step)
+            exec_.run_team(team_work);
+        else if (fused_update)
             exec_.run(mine.size(), work, buffers, [&](Range r) { scale_and_update(r, scale); });
         else
             exec_.run(mine.size(), work, buffers);
@@ -230,7 +312,10 @@ public:
 
         // The scalars ride in the same allreduce as the gradient (one message per step).
         double loss = 0, correct = 0;
-        for (const Worker& wk : workers_) { // fixed worker order
+        // A team's loss is member 0's (the others' fields hold their last evaluation's).
+        const std::size_t loss_workers = team_step ? 1 : workers_.size();
+        for (const Worker& wk :
+             std::span<const Worker>(workers_.data(), loss_workers)) { // fixed worker order
             loss += wk.loss;
             correct += static_cast<double>(wk.correct);
         }

@@ -1,0 +1,120 @@
+// TensorParallelExecutor: model (tensor) parallelism inside one process. The W threads of a team
+// all work on the whole batch, and each computes its own share of every layer: a Dense layer's
+// share of inputs (a block of whole rows of W, which only that thread ever reads, writes the
+// gradient of and updates; see Sequential::forward_team), an elementwise layer's columns, any
+// other layer's rows. What crosses between the cores per step is then parts of the activations
+// and their gradients (about 100 KB for W-MLP at batch 64), not the gradient and the parameters
+// that data parallelism exchanges (about 1 MB; see docs/performance.md). Evaluation, which has
+// no gradients, is plain data parallelism.
+#pragma once
+
+#if !defined(_OPENMP)
+#error                                                                                                       \
+    "pardl/execution/tensor_parallel_executor.hpp needs OpenMP: link the pardl::openmp target (or compile with -fopenmp)"
+#endif
+
+#include <omp.h>
+
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <span>
+
+#include "pardl/execution/executor.hpp"
+#include "pardl/execution/openmp_executor.hpp"
+
+namespace pardl {
+
+/// One thread of a tensor-parallel team, as the team step sees it: its index, the team size, and
+/// the barrier between phases. A phase that throws marks the team failed; the later phases of
+/// every thread are then skipped (the barriers are still met, so nobody waits forever) and the
+/// executor rethrows the first exception after the region.
+class TeamMember {
+public:
+    std::size_t index() const { return index_; }
+    std::size_t size() const { return size_; }
+    /// Runs fn() unless a phase of any thread has failed, then waits for the whole team.
+    template <class Fn>
+    void phase(Fn&& fn) {
+        run(fn);
+        sync();
+    }
+    /// Runs fn() unless a phase has failed; no barrier (the caller knows nobody reads its result
+    /// before a later sync).
+    template <class Fn>
+    void run(Fn&& fn) {
+        if (failed()) return;
+        try {
+            fn();
+        } catch (...) {
+            std::lock_guard lock(*mutex_);
+            if (!*failure_) *failure_ = std::current_exception();
+        }
+    }
+    void sync() const {
+#pragma omp barrier
+    }
+    bool failed() const {
+        std::lock_guard lock(*mutex_);
+        return static_cast<bool>(*failure_);
+    }
+
+private:
+    friend class TensorParallelExecutor;
+    TeamMember(std::size_t index, std::size_t size, std::exception_ptr* failure, std::mutex* mutex)
+        : index_(index), size_(size), failure_(failure), mutex_(mutex) {}
+    std::size_t index_, size_;
+    std::exception_ptr* failure_;
+    std::mutex* mutex_;
+};
+
+class TensorParallelExecutor {
+public:
+    /// Tells the trainer to run the step as a team (Trainer::step) instead of splitting the batch.
+    static constexpr bool splits_layers = true;
+
+    /// threads == 0: OpenMP's default (OMP_NUM_THREADS, else the number of cores).
+    explicit TensorParallelExecutor(std::size_t threads = 0) : rows_(threads) {}
+    std::size_t workers() const { return rows_.workers(); }
+    std::size_t threads() const { return rows_.threads(); }
+    static const char* name() { return "tensor"; }
+
+    /// Runs body(member) on every thread of the team in one parallel region; rethrows the first
+    /// exception a phase threw.
+    template <class Body>
+    void run_team(Body&& body) {
+        std::exception_ptr failure;
+        std::mutex mutex;
+        const std::size_t team = threads();
+#pragma omp parallel num_threads(static_cast <int>(team))
+        {
+            TeamMember member(static_cast<std::size_t>(omp_get_thread_num()), team, &failure, &mutex);
+            body(member);
+        }
+        if (failure) std::rethrow_exception(failure);
+    }
+
+    // Evaluation and the update after a cross-rank allreduce: data parallelism over rows and
+    // chunks, exactly as the OpenMP executor (see Executor in executor.hpp).
+    template <class Work, class Finish = NoFinish>
+    void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {},
+             Finish&& finish = {}) {
+        rows_.run(rows, std::forward<Work>(work), buffers, std::forward<Finish>(finish));
+    }
+    template <class Body>
+    void for_chunks(std::size_t n, Body&& body) {
+        rows_.for_chunks(n, std::forward<Body>(body));
+    }
+    WorkerReducer* reducer(std::size_t worker) {
+        return rows_.reducer(worker);
+    }
+    void set_rank_reduce(std::function<void(std::span<double>)> f) {
+        rows_.set_rank_reduce(std::move(f));
+    }
+
+private:
+    OpenMPExecutor rows_;
+};
+
+} // namespace pardl

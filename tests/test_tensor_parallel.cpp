@@ -1,0 +1,158 @@
+// TensorParallel (model parallelism inside a process): the threads split every layer instead of
+// the batch. Member t multiplies its share of a Dense layer's inputs by its rows of W and the
+// members' parts are summed, so the products are summed in parts, as data parallelism sums the
+// batch in parts: the team must reproduce Serial's parameters to rounding (the same 1e-5 relative
+// bound as the data-parallel policies), and a team of one exactly.
+#include <catch2/catch.hpp>
+
+#include <pardl/pardl.hpp>
+#include <pardl/policies/tensor_parallel.hpp>
+#include <pardl/testing/equivalence.hpp>
+
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+using namespace pardl;
+
+namespace {
+
+// Widths of several cache lines (48 = 3 lines, 40 = 2.5 lines), so that 2 and 3 threads split
+// them unevenly, and a 5-class layer narrower than a line, which the first thread keeps.
+using WideMlp = Sequential<Input<40>, Dense<48>, Tanh, Dense<40>, ReLU, Dense<5>>;
+// Row-split layers between them: pooling with the ReLU it runs, Flatten and Dropout (keyed by
+// the global row, so splitting rows must not change its mask), a Sigmoid split by columns.
+constexpr double tolerance = 1e-5;
+using PoolMlp = Sequential<Input<2, 8, 8>, MaxPool2D<2>, ReLU, Flatten, Dense<40>, Dropout<200>, Sigmoid,
+                           Dense<36>, ReLU, ReLU, Dense<5>>;
+
+template <class Policy, class Model, class Opt>
+testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads,
+                        std::size_t steps) {
+    TrainerOptions o;
+    o.batch = batch;
+    o.seed = 77;
+    o.threads = threads;
+    o.log = false;
+    Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(opt), o);
+    return testing::train_steps(trainer, data, steps);
+}
+
+template <class Opt>
+Opt make_opt() {
+    if constexpr (std::is_same_v<Opt, SGD>)
+        return SGD({.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f});
+    else
+        return Adam({.lr = 3e-3f});
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("TensorParallel reproduces Serial", "[policy][tensor]", SGD, Adam) {
+    const Dataset blobs = make_blobs(203, 40, 5, 17); // the last batch of an epoch is short
+    const Dataset images = make_images(90, 2, 8, 8, 5, 23);
+    const std::size_t batch = GENERATE(50, 7);
+    const auto serial_mlp = run<Serial, WideMlp>(blobs, make_opt<TestType>(), batch, 1, 25);
+    const auto serial_pool = run<Serial, PoolMlp>(images, make_opt<TestType>(), batch, 1, 25);
+    {
+        INFO("batch " << batch << ", a team of one: the serial step itself");
+        const auto mlp = run<TensorParallel, WideMlp>(blobs, make_opt<TestType>(), batch, 1, 25);
+        CHECK(mlp.params == serial_mlp.params);
+        const auto pool = run<TensorParallel, PoolMlp>(images, make_opt<TestType>(), batch, 1, 25);
+        CHECK(pool.params == serial_pool.params);
+    }
+    for (std::size_t threads : {2, 3, 4}) {
+        INFO("batch " << batch << ", threads " << threads);
+        const auto mlp = run<TensorParallel, WideMlp>(blobs, make_opt<TestType>(), batch, threads, 25);
+        CHECK(testing::max_relative_difference(mlp.params, serial_mlp.params) <= tolerance);
+        const auto pool = run<TensorParallel, PoolMlp>(images, make_opt<TestType>(), batch, threads, 25);
+        CHECK(testing::max_relative_difference(pool.params, serial_pool.params) <= tolerance);
+        for (std::size_t s = 0; s < serial_mlp.losses.size(); ++s) {
+            CHECK(mlp.losses[s] == Approx(serial_mlp.losses[s]).epsilon(1e-5));
+            CHECK(pool.losses[s] == Approx(serial_pool.losses[s]).epsilon(1e-5));
+        }
+    }
+}
+
+TEST_CASE("The tolerance is not vacuous: a slightly different learning rate exceeds it", "[policy][tensor]") {
+    const Dataset blobs = make_blobs(203, 40, 5, 17);
+    const auto a = run<Serial, WideMlp>(blobs, SGD({.lr = 0.05f, .momentum = 0.9f}), 50, 1, 25);
+    const auto b = run<Serial, WideMlp>(blobs, SGD({.lr = 0.0501f, .momentum = 0.9f}), 50, 1, 25);
+    CHECK(testing::max_relative_difference(a.params, b.params) > tolerance);
+}
+
+TEST_CASE("line_share gives every column to exactly one member, in whole cache lines", "[policy][tensor]") {
+    for (std::size_t width : {1, 10, 16, 40, 48, 128, 256, 257}) {
+        for (std::size_t parts : {1, 2, 3, 4, 16}) {
+            std::size_t next = 0;
+            for (std::size_t p = 0; p < parts; ++p) {
+                const Range r = line_share(width, p, parts);
+                INFO("width " << width << ", part " << p << " of " << parts);
+                CHECK(r.begin == next);
+                CHECK((r.begin % 16 == 0 || r.empty()));
+                next = r.end;
+            }
+            CHECK(next == width);
+        }
+    }
+}
+
+TEST_CASE("TensorParallel's members own disjoint parameters that cover the model", "[policy][tensor]") {
+    using Model = WideMlp;
+    for (std::size_t parts : {1, 2, 3}) {
+        std::vector<int> owner(Model::param_count, -1);
+        for (std::size_t p = 0; p < parts; ++p)
+            Model::for_each_owned(p, parts, [&](std::size_t first, std::size_t count) {
+                for (std::size_t i = first; i < first + count; ++i) {
+                    CHECK(owner[i] == -1);
+                    owner[i] = static_cast<int>(p);
+                }
+            });
+        std::size_t owned = 0;
+        for (int o : owner) owned += o >= 0 ? 1 : 0;
+        CHECK(owned == Model::learnable_param_count);
+    }
+}
+
+TEST_CASE("TensorParallel evaluates like Serial and names itself", "[policy][tensor]") {
+    const Dataset data = make_blobs(157, 40, 5, 8);
+    TrainerOptions o;
+    o.batch = 32;
+    o.log = false;
+    Trainer<WideMlp, SoftmaxCrossEntropy, SGD, Serial> serial(SGD({.lr = 0.05f}), o);
+    o.threads = 3;
+    Trainer<WideMlp, SoftmaxCrossEntropy, SGD, TensorParallel> team(SGD({.lr = 0.05f}), o);
+    const Evaluation a = serial.evaluate(data), b = team.evaluate(data);
+    CHECK(b.samples == 157);
+    CHECK(b.loss == Approx(a.loss).epsilon(1e-6));
+    CHECK(b.accuracy == a.accuracy);
+    CHECK(TensorParallel::name() == "tensor");
+    CHECK(team.threads() == 3);
+}
+
+TEST_CASE("An exception in a team phase surfaces after the region, and no member hangs", "[policy][tensor]") {
+    TensorParallelExecutor exec(3);
+    std::atomic<int> later_phases{0};
+    const auto body = [&](TeamMember& team) {
+        team.phase([&] {
+            if (team.index() == 1) throw DataError("member 1 failed");
+        });
+        team.phase([&] { ++later_phases; });
+    };
+    CHECK_THROWS_WITH(exec.run_team(body), Catch::Contains("member 1 failed"));
+    CHECK(later_phases == 0);
+}
+
+TEST_CASE("A bad dataset index in a team step is a clear error", "[policy][tensor]") {
+    const Dataset data = make_blobs(20, 40, 5, 3);
+    TrainerOptions o;
+    o.batch = 8;
+    o.threads = 2;
+    o.log = false;
+    Trainer<WideMlp, SoftmaxCrossEntropy, SGD, TensorParallel> team(SGD({.lr = 0.05f}), o);
+    const std::vector<std::size_t> bad{0, 1, 2, 3, 4, 5, 6, 999};
+    CHECK_THROWS_AS(team.step(data, bad), Error);
+    const std::vector<std::size_t> good{0, 1, 2, 3, 4, 5, 6, 7};
+    CHECK(std::isfinite(team.step(data, good).loss));
+}
