@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Trains the reference workloads to their accuracy targets and writes docs/accuracy.md:
 # W-MLP and W-CNN, 5 epochs each on the full Fashion-MNIST under Serial (POLICIES adds others,
-# e.g. POLICIES="serial serial2 openmp mpi hybrid"), with the issues' configuration (SGD lr 0.01,
-# momentum 0.9, batch 64, seed 42). "serial2" is Serial with 2 workers taken in turn (the sums of
-# a 2-worker run on one thread; W-MLP only). Run records go to results/accuracy/.
+# e.g. POLICIES="serial serial2 openmp mpi hybrid tensor"), with the issues' configuration (SGD
+# lr 0.01, momentum 0.9, batch 64, seed 42). "serial2" is Serial with 2 workers taken in turn (the
+# sums of a 2-worker run on one thread; W-MLP only). "tensor" (TensorParallel, one thread per core)
+# splits Dense layers only, so it runs W-MLP alone. Run records go to results/accuracy/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/common.sh
@@ -18,22 +19,29 @@ if [[ ${DOC_ONLY:-0} != 1 ]]; then
 bash scripts/install-deps.sh
 configure_release "$build"
 targets=()
-for p in $policies; do [[ $p != serial2 ]] && targets+=("mlp_$p" "cnn_$p"); done
+for p in $policies; do
+    case $p in
+        serial2) ;;
+        tensor) targets+=(mlp_tensor) ;; # W-MLP only: there is no cnn_tensor
+        *) targets+=("mlp_$p" "cnn_$p") ;;
+    esac
+done
 cmake --build "$build" -j"$cores" --target "${targets[@]}"
 mkdir -p "$out"
 
 launch() { # POLICY: the command prefix that runs that policy on this machine
     case $1 in
         serial | serial2) echo "env OMP_NUM_THREADS=1" ;;
-        openmp) echo "env OMP_PROC_BIND=close OMP_PLACES=cores" ;;
+        openmp | tensor) echo "env OMP_PROC_BIND=close OMP_PLACES=cores" ;;
         mpi) echo "mpiexec.mpich -n $cores" ;;
         hybrid) echo "mpiexec.mpich -n 2" ;;
     esac
 }
-threads() { case $1 in openmp) echo "--threads $cores" ;; hybrid) echo "--threads $((cores / 2))" ;; serial2) echo "--threads 2" ;; esac; }
+threads() { case $1 in openmp | tensor) echo "--threads $cores" ;; hybrid) echo "--threads $((cores / 2))" ;; serial2) echo "--threads 2" ;; esac; }
 program() { [[ $1 == serial2 ]] && echo serial || echo "$1"; }
-# Policies run for workload $1: serial2 only for W-MLP (it exists to compare summation orders).
-policies_for() { for p in $policies; do [[ $p == serial2 && $1 != mlp ]] || echo "$p"; done; }
+# Policies run for workload $1: serial2 only for W-MLP (it exists to compare summation orders),
+# tensor only for W-MLP (it splits Dense layers, and W-CNN has convolutions).
+policies_for() { for p in $policies; do [[ ($p == serial2 || $p == tensor) && $1 != mlp ]] || echo "$p"; done; }
 
 for ex in mlp cnn; do
     for p in $(policies_for "$ex"); do
@@ -53,8 +61,10 @@ fi
     echo "s/epoch is the mean training time per epoch (evaluation excluded) of these runs, and speedup"
     echo "compares it with Serial's; the parallel policies' accuracies differ from Serial's only"
     echo "through the order of floating-point sums. serial2 is Serial with two workers taken in turn:"
-    echo "the same sums as the 2-worker policies on one thread. Equal checksums mean bit-identical"
-    echo "final parameters (docs/report.md, section 6, explains the drift between the two groups)."
+    echo "the same sums as the 2-worker data-parallel policies on one thread. tensor splits each"
+    echo "Dense layer between the threads (W-MLP only): it sums each output in parts, another order."
+    echo "Equal checksums mean bit-identical final parameters (docs/report.md, section 6, explains the"
+    echo "drift between the groups)."
     echo
     echo "| workload | policy | ranks × workers | test accuracy per epoch | final test accuracy | s/epoch | speedup | parameter checksum | target |"
     echo "|---|---|---|---|---:|---:|---:|---|---|"

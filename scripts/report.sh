@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the technical report from measurements: runs the accuracy study (every policy, plus
-# Serial with 2 workers taken in turn), the step-by-step drift study, the strong/weak scaling and
+# Serial with 2 workers taken in turn; TensorParallel for W-MLP only), the step-by-step drift study, the strong/weak scaling and
 # allreduce study, then computes the model and tables (make_report.py), draws the figures
 # (gnuplot) and renders docs/report.md to docs/report.pdf (pandoc + WeasyPrint).
 #   bash scripts/report.sh                 everything (about 15 minutes on 2 cores)
@@ -20,7 +20,7 @@ build=build/release
 if [[ ${SKIP_RUNS:-0} != 1 ]]; then
     configure_release "$build"
     cmake --build "$build" -j"$(nproc)"
-    POLICIES="serial serial2 openmp mpi hybrid" bash benchmarks/run_accuracy.sh
+    POLICIES="serial serial2 openmp mpi hybrid tensor" bash benchmarks/run_accuracy.sh
     mkdir -p results/report
     echo "== drift study (W-MLP, 5 epochs, 4 trainers)"
     OMP_NUM_THREADS=2 "$build/benchmarks/report_drift" --epochs 5 --every 10 >results/report/drift.csv

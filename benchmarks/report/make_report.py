@@ -2,7 +2,8 @@
 """Turns pardl's measurements into the report: plot data, the performance model and docs/report.md.
 
 Reads (all produced by commands in this repository, see scripts/report.sh):
-  results/accuracy/*.json           5-epoch runs of every policy   (benchmarks/run_accuracy.sh)
+  results/accuracy/*.json           5-epoch runs of every policy   (benchmarks/run_accuracy.sh;
+                                    tensor, which splits Dense layers, for W-MLP only)
   results/report/drift.csv          step-by-step parameter drift    (report_drift)
   results/scaling/<label>/*.csv     strong/weak scaling, allreduce  (benchmarks/scaling/run_scaling.sh)
 Writes results/report/*.csv and *.gp (gnuplot inputs) and docs/report.md from the template
@@ -18,19 +19,35 @@ import pathlib
 import re
 import sys
 
-POLICIES = ["serial", "serial2", "openmp", "mpi", "hybrid"]
+POLICIES = ["serial", "serial2", "openmp", "mpi", "hybrid", "tensor"]
+# The data-parallel policies (replicas, one gradient allreduce per step) and every policy that the
+# scaling study times with more than one worker. "tensor" (TensorParallel) splits each Dense
+# layer between the threads instead of the batch; it exists for W-MLP only.
+DATA_PARALLEL = ["openmp", "mpi", "hybrid"]
+SCALED = DATA_PARALLEL + ["tensor"]
+ONLY_FOR = {"serial2": ("mlp",), "tensor": ("mlp",)}
+TITLES = {"openmp": "OpenMP", "mpi": "MPI", "hybrid": "Hybrid", "tensor": "tensor"}
 PHASES = ["data", "forward", "backward", "reduce_workers", "allreduce", "update"]
 # Training FLOPs per sample (forward + backward), as the models report them.
 FLOPS_PER_SAMPLE = {"mlp": 1007104, "cnn": 27411456}
 # Bytes of one gradient message (parameters + the trainer's 3-float tail), from the models.
 GRAD_FLOATS = {"mlp": 235146 + 3, "cnn": 824455 + 3}
 NAMES = {"mlp": "W-MLP", "cnn": "W-CNN"}
+# Floats per image of each parameter layer's output: what a tensor-parallel team sums in parts
+# (W-MLP's Dense 256, 128, 10; for W-CNN, which it cannot split, its two convolutions' maps,
+# 32x28x28 and 64x14x14, and its Dense 256 and 10: the same split by inputs, for comparison).
+LAYER_OUTPUTS = {"mlp": (256, 128, 10), "cnn": (32 * 28 * 28, 64 * 14 * 14, 256, 10)}
 
 # The network assumed for the cluster predictions (not measured here: stated in the report).
 NET_ALPHA = 2.0e-6  # s per message: a typical InfiniBand/RoCE MPI latency
 NET_BANDWIDTH = 12.5e9  # B/s: 100 Gb/s per node
 CLUSTER_NODES = [1, 2, 4, 8, 16, 64, 128, 256, 512, 1024]
 WORKERS_PER_NODE = 2  # nodes like the measured machine
+
+
+def runs_for(wl, p):
+    """Whether policy p exists for workload wl (tensor and serial2: W-MLP only)."""
+    return wl in ONLY_FOR.get(p, ("mlp", "cnn"))
 
 
 def fail(msg):
@@ -81,10 +98,13 @@ def correctness(acc_dir, out, v):
     for wl in ("mlp", "cnn"):
         for p in POLICIES:
             f = acc_dir / f"{wl}_{p}.json"
-            if f.exists():
+            if f.exists() and runs_for(wl, p):
                 runs[(wl, p)] = read_json(f)
         if (wl, "serial") not in runs:
             fail(f"{acc_dir}/{wl}_serial.json is missing")
+    if ("mlp", "tensor") not in runs:
+        fail(f"{acc_dir}/mlp_tensor.json is missing; run POLICIES=\"... tensor\" benchmarks/run_accuracy.sh "
+             "(scripts/report.sh does)")
     for wl in ("mlp", "cnn"):
         pols = [p for p in POLICIES if (wl, p) in runs]
         epochs = len(runs[(wl, "serial")]["train_loss"])
@@ -101,24 +121,23 @@ def correctness(acc_dir, out, v):
         v[f"{wl}_epochs"] = str(epochs)
         v[f"{wl}_params"] = f"{GRAD_FLOATS[wl] - 3:,}"
         v[f"{wl}_mflop"] = fmt(runs[(wl, "serial")]["flops_per_sample"] / 1e6, 4)
-        # Table: final accuracy, loss drift against Serial and Serial with 2 workers, checksum.
-        rows = ["| policy | ranks × workers | test acc. | train loss, first → last epoch "
-                "| max rel. diff. vs Serial | vs Serial, 2 workers | parameter checksum | s/epoch |",
-                "|---|---|---:|---|---:|---:|---|---:|"]
+        # Table rows: final accuracy, loss drift against Serial and Serial with 2 workers, checksum.
+        rows = []
         for p in pols:
             r = runs[(wl, p)]
             tl = r["train_loss"]
             d1 = max_loss_drift(runs, wl, [p], "serial")
             d2 = max_loss_drift(runs, wl, [p], "serial2") if (wl, "serial2") in runs else None
             label = "serial (2 in turn)" if p == "serial2" else p
-            rows.append(f"| {label} | {r['ranks']} × {r.get('workers_per_rank', r['threads'])} | "
+            rows.append(f"| {NAMES[wl]} | {label} | {r['ranks']} × {r.get('workers_per_rank', r['threads'])} | "
                         f"{r['final_test_accuracy']:.4f} | {tl[0]:.4f} → {tl[-1]:.4f} | {fmt(d1, 2)} | "
                         f"{fmt(d2, 2) if d2 is not None else '–'} | `{r['param_checksum']}` | "
                         f"{r['train_seconds'] / len(tl):.2f} |")
         v[f"table_accuracy_{wl}"] = "\n".join(rows)
         v[f"{wl}_serial_acc"] = f"{runs[(wl, 'serial')]['final_test_accuracy']:.4f}"
         v[f"{wl}_serial_epoch_s"] = f"{runs[(wl, 'serial')]['train_seconds'] / epochs:.2f}"
-        par = [p for p in pols if p not in ("serial", "serial2")]
+        # The data-parallel policies: the same sums as Serial with 2 workers in turn.
+        par = [p for p in pols if p in DATA_PARALLEL]
         if par:
             accs = [runs[(wl, p)]["final_test_accuracy"] for p in par]
             v[f"{wl}_par_acc_min"] = f"{min(accs):.4f}"
@@ -129,6 +148,28 @@ def correctness(acc_dir, out, v):
             if (wl, "serial2") in runs:
                 v[f"{wl}_maxdiff_vs_serial2"] = fmt(max_loss_drift(runs, wl, par, "serial2"), 2)
                 v[f"{wl}_serial2_vs_serial"] = fmt(max_loss_drift(runs, wl, ["serial2"], "serial"), 2)
+        # Every policy's speedup in these 5-epoch runs (training time, evaluation excluded).
+        for p in pols:
+            v[f"{wl}_{p}_acc_speedup"] = f"{runs[(wl, 'serial')]['train_seconds'] / runs[(wl, p)]['train_seconds']:.2f}"
+        if (wl, "tensor") in runs:
+            # Tensor parallelism sums each Dense output in parts over the inputs: another order.
+            r = runs[(wl, "tensor")]
+            base_acc = runs[(wl, "serial")]["final_test_accuracy"]
+            v[f"{wl}_tensor_acc"] = f"{r['final_test_accuracy']:.4f}"
+            v[f"{wl}_tensor_acc_pp"] = f"{100 * abs(r['final_test_accuracy'] - base_acc):.2f}"
+            v[f"{wl}_tensor_vs_serial"] = fmt(max_loss_drift(runs, wl, ["tensor"], "serial"), 2)
+            if (wl, "serial2") in runs:
+                v[f"{wl}_tensor_vs_serial2"] = fmt(max_loss_drift(runs, wl, ["tensor"], "serial2"), 2)
+            v[f"{wl}_tensor_epoch_s"] = f"{r['train_seconds'] / epochs:.2f}"
+            others = [q for q in pols if q != "tensor" and runs[(wl, q)]["param_checksum"] == r["param_checksum"]]
+            v[f"{wl}_tensor_checksum_note"] = (
+                "its own checksum, shared with no other run" if not others
+                else "the checksum of " + ", ".join(others))
+    # One table for both workloads.
+    v["table_accuracy"] = "\n".join(
+        ["| workload | policy | ranks × workers | test acc. | train loss, first → last epoch "
+         "| max rel. diff. vs Serial | vs Serial, 2 workers | parameter checksum | s/epoch |",
+         "|---|---|---|---:|---|---:|---:|---|---:|", v["table_accuracy_mlp"], v["table_accuracy_cnn"]])
     return runs
 
 
@@ -177,6 +218,8 @@ def scaling(scal_dir, out, v):
     v["mpich"] = m.group(1) if m else "?"
     m = re.search(r"date:\s*(\S+)", machine)
     v["scaling_date"] = m.group(1)[:10] if m else "?"
+    m = re.search(r"^rounds:\s*(\d+)", machine, re.M)
+    v["scaling_rounds"] = m.group(1) if m else "1"  # runs per configuration (the median is kept)
     # The hardware line of section 4, from what the scaling run recorded of its machine.
     flags = re.search(r"Flags:\s*(.+)", machine)
     flags = flags.group(1).split() if flags else []
@@ -225,7 +268,9 @@ def scaling(scal_dir, out, v):
         with (out / f"{mode}_series.csv").open("w") as f:
             f.write("workload,policy,batch,workers,speedup,efficiency\n")
             for wl in ("mlp", "cnn"):
-                for p in ("openmp", "mpi", "hybrid"):
+                for p in SCALED:
+                    if not runs_for(wl, p):
+                        continue
                     for b in (64, 256, 1024):
                         pts = sorted((x[4], x[5], x[6]) for x in table
                                      if x[0] == mode and x[1] == wl and x[2] == b and x[3] in ("serial", p))
@@ -244,23 +289,39 @@ def scaling(scal_dir, out, v):
     for mode in ("strong", "weak"):
         hdr = ("global batch" if mode == "strong" else "batch per worker")
         rows = [f"| workload | {hdr} | Serial ms/step | " + " | ".join(
-            f"{p} speedup (eff.)" for p in ("openmp", "mpi", "hybrid")) + " |",
-            "|---|---:|---:|---:|---:|---:|"]
+            f"{p} speedup (eff.)" for p in SCALED) + " |",
+            "|---|---:|---:|" + "---:|" * len(SCALED)]
         for wl in ("mlp", "cnn"):
             for b in (64, 256, 1024):
                 cells = []
-                for p in ("openmp", "mpi", "hybrid"):
+                for p in SCALED:
                     hit = at_pmax(mode, wl, b, p)
                     cells.append(f"{hit[0]:.2f} ({hit[1]:.2f})" if hit else "–")
                 base = serial.get((wl, b))
                 rows.append(f"| {NAMES[wl]} | {b} | {1e3 * base:.2f} | " + " | ".join(cells) + " |"
                             if base else f"| {NAMES[wl]} | {b} | – | " + " | ".join(cells) + " |")
         v[f"table_{mode}"] = "\n".join(rows)
-    for wl in ("mlp", "cnn"):
-        for b in (64, 1024):
-            hit = at_pmax("strong", wl, b, "mpi")
-            if hit:
-                v[f"strong_{wl}_{b}_mpi"] = f"{hit[0]:.2f}"
+    # Speedup and efficiency of every measured configuration at pmax workers, e.g.
+    # strong_mlp_64_tensor and strong_mlp_64_tensor_eff; the fastest policy per workload and batch.
+    for mode in ("strong", "weak"):
+        for wl in ("mlp", "cnn"):
+            for b in (64, 256, 1024):
+                hits = {p: at_pmax(mode, wl, b, p) for p in SCALED}
+                hits = {p: h for p, h in hits.items() if h}
+                for p, h in hits.items():
+                    v[f"{mode}_{wl}_{b}_{p}"] = f"{h[0]:.2f}"
+                    v[f"{mode}_{wl}_{b}_{p}_eff"] = f"{h[1]:.2f}"
+                if hits:
+                    v[f"{mode}_{wl}_{b}_best"] = TITLES[max(hits, key=lambda p: hits[p][0])]
+    # Where tensor parallelism ranks among the W-MLP policies, batch by batch (strong scaling).
+    best = []
+    for b in (64, 256, 1024):
+        hits = {p: at_pmax("strong", "mlp", b, p) for p in SCALED}
+        hits = {p: h[0] for p, h in hits.items() if h}
+        if "tensor" in hits and hits["tensor"] == max(hits.values()):
+            best.append(str(b))
+    v["mlp_tensor_fastest_at"] = ("no batch" if not best else f"batch {best[0]}" if len(best) == 1
+                                  else "batches " + ", ".join(best[:-1]) + " and " + best[-1])
     # How OpenMP and MPI compare on this node, configuration by configuration (section 8).
     pairs = [(at_pmax("strong", wl, b, "openmp"), at_pmax("strong", wl, b, "mpi"))
              for wl in ("mlp", "cnn") for b in (64, 256, 1024)]
@@ -279,6 +340,7 @@ def scaling(scal_dir, out, v):
                 steps = float(r["steps"])
                 vals = [1e3 * float(r[f"{ph}_s"]) / steps for ph in PHASES]
                 if P > 1:  # the share of the step outside forward/backward: reduction and update
+                    # (tensor: its update of what each thread owns, and the wait after it)
                     comm = sum(vals[PHASES.index(ph)] for ph in ("reduce_workers", "allreduce", "update"))
                     v[f"{wl}_{r['policy']}_comm_share"] = pct(comm / sum(vals))
                 f.write(f"\"{NAMES[wl]}: {r['policy']} ({P})\"," + ",".join(f"{x:.4f}" for x in vals) + "\n")
@@ -330,6 +392,22 @@ def model(scal_dir, out, strong, weak, serial, v):
         for path in ("shm", "mpi"):
             a, b, _ = fits[path]
             v[f"{wl}_ar_{path}_us"] = fmt((a + b * mbytes) * 1e6, 3)
+
+    # What one core reads from the other per step (batch B on T threads or ranks), in bytes.
+    # Data parallelism: the other workers' share of the gradient and of the updated parameters,
+    # 2 (T-1)/T of the parameters. Tensor parallelism: every layer's output in parts (forward) and
+    # every output gradient read whole (backward), of which (T-1)/T was written by the others:
+    # 2 (T-1)/T B sum(widths). At T = 2, B = 64; the batch at which the two are equal.
+    T, B = 2, 64
+    for wl in ("mlp", "cnn"):
+        n_params = GRAD_FLOATS[wl] - 3
+        dp_bytes = 4 * 2 * (T - 1) / T * n_params
+        tp_bytes = 4 * 2 * (T - 1) / T * B * sum(LAYER_OUTPUTS[wl])
+        v[f"{wl}_dp_step_kb"] = f"{dp_bytes / 1e3:.0f}"
+        v[f"{wl}_tp_step_kb"] = f"{tp_bytes / 1e3:.0f}"
+        v[f"{wl}_dp_step_mb"] = f"{dp_bytes / 1e6:.2f}"
+        v[f"{wl}_tp_step_mb"] = f"{tp_bytes / 1e6:.2f}"
+        v[f"{wl}_tp_dp_batch"] = f"{n_params / sum(LAYER_OUTPUTS[wl]):.0f}"
 
     # Compute per sample and the per-step fixed part, from the serial runs at batch 64 and 1024:
     # T1(B) = B * t_sample + t_fixed (t_fixed: the update and other per-step work).
@@ -387,14 +465,18 @@ def model(scal_dir, out, strong, weak, serial, v):
                     f.write(f"{wl},{B},{P},{t1 / predict(wl, B, P):.4f},{ms:.4f}\n")
     rows = ["| workload | global batch | predicted (2 ranks) | measured MPI (2 ranks) | predicted, 16 ranks |",
             "|---|---:|---:|---:|---:|"]
+    optimism = []  # predicted / measured - 1 at 2 ranks
     for wl in ("mlp", "cnn"):
         for B in (64, 256, 1024):
             t1 = serial[(wl, B)]
             ms = measured_speedup(wl, B, 2)
+            if ms is not None:
+                optimism.append(t1 / predict(wl, B, 2) / ms - 1)
             ms = f"{ms:.2f}" if ms is not None else "–"
             rows.append(f"| {NAMES[wl]} | {B} | {t1 / predict(wl, B, 2):.2f} | {ms} | "
                         f"{t1 / predict(wl, B, 16):.2f} |")
     v["table_model_node"] = "\n".join(rows)
+    v["model_optimism"] = pct(max(optimism)) if optimism else "?"
 
     # Clusters of nodes like this one (2 workers each), joined by the assumed network: the node
     # sums through shared memory, then the nodes run a ring allreduce of the whole gradient.

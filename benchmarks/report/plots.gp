@@ -10,8 +10,10 @@ set style line 2 lc rgb "#7f7f7f" pt 6 ps 2.0   # serial, 2 workers in turn
 set style line 3 lc rgb "#1f77b4" pt 5 ps 1.1   # openmp
 set style line 4 lc rgb "#d62728" pt 9 ps 1.4   # mpi
 set style line 5 lc rgb "#2ca02c" pt 3 ps 1.8   # hybrid
-array POL[5] = ["serial", "serial2", "openmp", "mpi", "hybrid"]
-array POLNAME[5] = ["Serial", "Serial, 2 workers in turn", "OpenMP (2 threads)", "MPI (2 ranks)", "Hybrid (2 ranks x 1 thread)"]
+set style line 6 lc rgb "#9467bd" pt 13 ps 1.5  # tensor (W-MLP only)
+array POL[6] = ["serial", "serial2", "openmp", "mpi", "hybrid", "tensor"]
+array POLNAME[6] = ["Serial", "Serial, 2 workers in turn", "OpenMP (2 threads)", "MPI (2 ranks)", "Hybrid (2 ranks x 1 thread)", "Tensor (2 threads)"]
+array POLSHORT[6] = ["Serial", "Serial, 2 in turn", "OpenMP", "MPI", "Hybrid", "Tensor"]
 
 # ---- Figure 1: correctness --------------------------------------------------------------------
 set output figs."/correctness.png"
@@ -20,20 +22,20 @@ set title "W-MLP: training loss per epoch"
 set key right top
 set xlabel "epoch"; set ylabel "mean training loss"
 set xtics 1
-plot for [i=1:5] data."/loss_mlp.csv" using 1:(column(POL[i])) with linespoints ls i title POLNAME[i]
+plot for [i=1:6] data."/loss_mlp.csv" using 1:(column(POL[i])) with linespoints ls i title POLNAME[i]
 set title "W-MLP: relative difference of the epoch loss"
 set key right top
 set logscale y; set format y "10^{%L}"
-set yrange [1e-10:1e6]
+set yrange [1e-10:1e8]  # the decades above 1 hold the key
 set ytics ("10^{-10}" 1e-10, "10^{-8}" 1e-8, "10^{-6}" 1e-6, "10^{-4}" 1e-4, "10^{-2}" 1e-2, "1" 1)
 set ylabel "|loss - reference| / reference"
 # Zero cannot be drawn on a log axis: a bit-identical loss (difference 0) sits on the bottom edge.
 lg(x) = (x <= 0 ? 1.5e-10 : x)
 plot 1e-4 with lines dt 2 lc rgb "#999999" title "10^{-4}", \
-     for [i=2:5] data."/loss_mlp.csv" using 1:(lg(column(POL[i]."_vs_serial"))) with linespoints ls i \
-        title POLNAME[i]." vs Serial", \
+     for [i=2:6] data."/loss_mlp.csv" using 1:(lg(column(POL[i]."_vs_serial"))) with linespoints ls i \
+        title POLSHORT[i]." vs Serial", \
      for [i=3:5] data."/loss_mlp.csv" using 1:(lg(column(POL[i]."_vs_serial2"))) with points ls i pt 2 ps 2.5 \
-        title POLNAME[i]." vs Serial, 2 workers (0 = bottom edge)"
+        title POLSHORT[i]." vs Serial, 2 in turn (0: bottom edge)"
 unset yrange
 set title "W-MLP: parameter drift, step by step"
 set key right bottom
@@ -58,26 +60,32 @@ unset multiplot
 # ---- Figure 2: strong and weak scaling ------------------------------------------------
 array BATCH[3] = [64, 256, 1024]
 array BCOL[3] = ["#1f77b4", "#ff7f0e", "#2ca02c"]
-array PPT[3] = [5, 9, 3]
-array PDT[3] = [1, 2, 4]
-array PP[3] = ["openmp", "mpi", "hybrid"]
+array PPT[4] = [5, 9, 3, 13]
+array PDT[4] = [1, 2, 4, 3]
+array PP[4] = ["openmp", "mpi", "hybrid", "tensor"]
 set output figs."/scaling.png"
 set terminal pngcairo size 1800,820 font "DejaVu Sans,13"
 set multiplot layout 2,4 title "Strong scaling (top: fixed global batch b) and weak scaling (bottom: fixed batch b per worker); 1 worker = Serial"
 set xlabel "workers"; set xtics 1; set xrange [0.9:*]
-set key left top font ",9" spacing 0.85
+set key left top font ",9" spacing 0.85 width 1.5
 do for [mode in "strong weak"] {
     do for [wl in "mlp cnn"] {
         name = ((wl eq "mlp") ? "W-MLP" : "W-CNN").", ".mode
+        np = (wl eq "mlp") ? 4 : 3  # tensor: W-MLP only
+        # Colour = batch, line and point = policy; the key lists each once (NaN: key entries only).
         set title name.": speedup"; set ylabel "speedup"; set yrange [0:*]
         plot x with lines dt 2 lc rgb "#999999" title "linear", \
-             for [j=1:3] for [i=1:3] data."/".mode."_series.csv" using 4:(strcol(1) eq wl && strcol(2) eq PP[j] && $3 == BATCH[i] ? $5 : NaN) \
-                with linespoints lc rgb BCOL[i] dt PDT[j] pt PPT[j] ps 1.4 title PP[j]." b=".BATCH[i]
+             for [i=1:3] NaN with lines lw 2 lc rgb BCOL[i] title "b=".BATCH[i], \
+             for [j=1:np] NaN with linespoints lc rgb "#444444" dt PDT[j] pt PPT[j] ps 1.4 title PP[j], \
+             for [j=1:np] for [i=1:3] data."/".mode."_series.csv" using 4:(strcol(1) eq wl && strcol(2) eq PP[j] && $3 == BATCH[i] ? $5 : NaN) \
+                with linespoints lc rgb BCOL[i] dt PDT[j] pt PPT[j] ps 1.4 notitle
         set title name.": efficiency"; set ylabel "efficiency"; set yrange [0:1.1]
+        unset key  # the speedup panel's key serves both
         plot 1 with lines dt 2 lc rgb "#999999" notitle, \
-             for [j=1:3] for [i=1:3] data."/".mode."_series.csv" using 4:(strcol(1) eq wl && strcol(2) eq PP[j] && $3 == BATCH[i] ? $6 : NaN) \
+             for [j=1:np] for [i=1:3] data."/".mode."_series.csv" using 4:(strcol(1) eq wl && strcol(2) eq PP[j] && $3 == BATCH[i] ? $6 : NaN) \
                 with linespoints lc rgb BCOL[i] dt PDT[j] pt PPT[j] ps 1.4 notitle
         set yrange [*:*]
+        set key left top font ",9" spacing 0.85 width 1.5
     }
 }
 unset multiplot

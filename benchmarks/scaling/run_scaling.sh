@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The scaling study: strong scaling (fixed global batch B = 64, 256, 1024; 1, 2, 4, ... workers)
 # and weak scaling (fixed per-worker batch b = 64, 256, 1024) of W-MLP and W-CNN under every
-# policy, plus allreduce time against message size, on this machine. Writes CSVs and the
-# machine's description to results/scaling/<label>/ (label: MACHINE_LABEL or the hostname).
+# policy (TensorParallel, "tensor", for W-MLP only: it splits Dense layers), plus allreduce time
+# against message size, on this machine. Each configuration is timed ROUNDS times (default 3),
+# every policy and worker count of a batch taken in turn in each round, and the run with the
+# median time is kept: a VM's slow minute then moves one run, not the baseline of a whole table.
+# Writes CSVs and the machine's description to results/scaling/<label>/ (label: MACHINE_LABEL or
+# the hostname).
 #   bash benchmarks/scaling/run_scaling.sh [--max-workers N]      (default: nproc)
 # Beyond nproc workers the runs oversubscribe the cores: do not pass more than the machine has.
 set -euo pipefail
@@ -21,12 +25,13 @@ out=results/scaling/$label
 build=build/release
 mlp_samples=${MLP_SAMPLES:-30000} # samples timed per run
 cnn_samples=${CNN_SAMPLES:-4096}
+rounds=${ROUNDS:-3}
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     bash scripts/install-deps.sh
     configure_release "$build"
     cmake --build "$build" -j"$(nproc)" --target bench_training_serial bench_training_openmp bench_training_mpi \
-        bench_training_hybrid bench_allreduce
+        bench_training_hybrid bench_training_tensor bench_allreduce
 fi
 bin=$build/benchmarks
 mkdir -p "$out"
@@ -35,6 +40,7 @@ mkdir -p "$out"
     echo "label: $label"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "nproc: $(nproc)   max workers: $max_workers"
+    echo "rounds: $rounds"
     echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
     lscpu
     echo
@@ -61,7 +67,8 @@ run() {
         --data /usr/share/datasets/fashion-mnist)
     case $policy in
         serial) env OMP_NUM_THREADS=1 "$bin/bench_training_serial" "${common[@]}" ;;
-        openmp) env OMP_PROC_BIND=close OMP_PLACES=cores "$bin/bench_training_openmp" "${common[@]}" --threads "$p" ;;
+        openmp | tensor)
+            env OMP_PROC_BIND=close OMP_PLACES=cores "$bin/bench_training_$policy" "${common[@]}" --threads "$p" ;;
         mpi) env OMP_NUM_THREADS=1 "$mpiexec" "${bind[@]}" -n "$p" "$bin/bench_training_mpi" "${common[@]}" ;;
         hybrid)
             local t=$((p / 2))
@@ -73,32 +80,54 @@ run() {
     esac
 }
 
+# skip POLICY P WORKLOAD: true for the configurations not measured. Serial runs only with one
+# worker, the others with two or more (one worker is Serial's point); hybrid needs an even count
+# (2 ranks x P/2 threads); tensor splits Dense layers, so W-MLP only.
+skip() {
+    [[ $1 == serial && $2 != 1 ]] && return 0
+    [[ $1 != serial && $2 == 1 ]] && return 0
+    [[ $1 == hybrid && $(($2 % 2)) != 0 ]] && return 0
+    [[ $1 == tensor && $3 != mlp ]] && return 0
+    return 1
+}
+
 header=$("$bin/bench_training_serial" --header --steps 1 --warmup 0 | head -n1)
 echo "mode,per_worker_batch,$header" >"$out/strong.csv"
 echo "mode,per_worker_batch,$header" >"$out/weak.csv"
 
+# measure MODE WORKLOAD BATCH: one block of rows (strong: global batch BATCH; weak: BATCH per
+# worker). Every round runs each configuration once, in the same order; then the run with the
+# median time (bench_training's 7th field, seconds) of each configuration goes to MODE.csv.
+measure() {
+    local mode=$1 workload=$2 batch=$3 round p policy global per_worker row
+    local -A runs=()
+    for ((round = 1; round <= rounds; round++)); do
+        for p in "${workers[@]}"; do
+            for policy in serial openmp mpi hybrid tensor; do
+                skip "$policy" "$p" "$workload" && continue
+                global=$batch
+                [[ $mode == weak ]] && global=$((batch * p))
+                runs["$policy,$p"]+="$(run "$policy" "$p" "$workload" "$global")"$'\n'
+            done
+        done
+    done
+    for p in "${workers[@]}"; do
+        for policy in serial openmp mpi hybrid tensor; do
+            skip "$policy" "$p" "$workload" && continue
+            per_worker=$batch
+            [[ $mode == strong ]] && per_worker=$((batch / p))
+            row=$(printf '%s' "${runs[$policy,$p]}" | sort -t, -k7,7g | sed -n "$(((rounds + 1) / 2))p")
+            echo "$mode,$per_worker,$row" | tee -a "$out/$mode.csv"
+        done
+    done
+}
+
 for workload in mlp cnn; do
     for batch in 64 256 1024; do
-        echo "== ${workload}, strong scaling, global batch ${batch}"
-        for p in "${workers[@]}"; do
-            for policy in serial openmp mpi hybrid; do
-                [[ $policy == serial && $p != 1 ]] && continue
-                [[ $policy != serial && $p == 1 ]] && continue
-                [[ $policy == hybrid && $((p % 2)) != 0 ]] && continue
-                row=$(run "$policy" "$p" "$workload" "$batch")
-                echo "strong,$((batch / p)),$row" | tee -a "$out/strong.csv"
-            done
-        done
-        echo "== ${workload}, weak scaling, per-worker batch ${batch}"
-        for p in "${workers[@]}"; do
-            for policy in serial openmp mpi hybrid; do
-                [[ $policy == serial && $p != 1 ]] && continue
-                [[ $policy != serial && $p == 1 ]] && continue
-                [[ $policy == hybrid && $((p % 2)) != 0 ]] && continue
-                row=$(run "$policy" "$p" "$workload" $((batch * p)))
-                echo "weak,$batch,$row" | tee -a "$out/weak.csv"
-            done
-        done
+        echo "== ${workload}, strong scaling, global batch ${batch} (median of $rounds rounds)"
+        measure strong "$workload" "$batch"
+        echo "== ${workload}, weak scaling, per-worker batch ${batch} (median of $rounds rounds)"
+        measure weak "$workload" "$batch"
     done
 done
 

@@ -1,4 +1,4 @@
-alpha_shm = 2.387189e-06
-beta_shm = 9.901369e-11
-alpha_mpi = 1.873929e-06
-beta_mpi = 1.377906e-10
+alpha_shm = 2.166530e-06
+beta_shm = 8.846350e-11
+alpha_mpi = 1.781805e-06
+beta_mpi = 1.426606e-10
