@@ -15,6 +15,7 @@
 
 #include <omp.h>
 
+#include <atomic>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -48,25 +49,34 @@ public:
         try {
             fn();
         } catch (...) {
-            std::lock_guard lock(*mutex_);
-            if (!*failure_) *failure_ = std::current_exception();
+            shared_->fail(std::current_exception());
         }
     }
     void sync() const {
 #pragma omp barrier
     }
     bool failed() const {
-        std::lock_guard lock(*mutex_);
-        return static_cast<bool>(*failure_);
+        return shared_->failed.load(std::memory_order_relaxed);
     }
 
 private:
     friend class TensorParallelExecutor;
-    TeamMember(std::size_t index, std::size_t size, std::exception_ptr* failure, std::mutex* mutex)
-        : index_(index), size_(size), failure_(failure), mutex_(mutex) {}
+    /// What the members of one region share: the first exception, and a flag every phase reads
+    /// (a lock only when a phase fails; the barriers order the flag between phases).
+    struct Shared {
+        std::atomic<bool> failed{false};
+        std::mutex mutex;
+        std::exception_ptr first;
+        void fail(std::exception_ptr e) {
+            std::lock_guard lock(mutex);
+            if (!first) first = std::move(e);
+            failed.store(true, std::memory_order_relaxed);
+        }
+    };
+    TeamMember(std::size_t index, std::size_t size, Shared* shared)
+        : index_(index), size_(size), shared_(shared) {}
     std::size_t index_, size_;
-    std::exception_ptr* failure_;
-    std::mutex* mutex_;
+    Shared* shared_;
 };
 
 class TensorParallelExecutor {
@@ -84,15 +94,14 @@ public:
     /// exception a phase threw.
     template <class Body>
     void run_team(Body&& body) {
-        std::exception_ptr failure;
-        std::mutex mutex;
+        TeamMember::Shared shared;
         const std::size_t team = threads();
 #pragma omp parallel num_threads(static_cast <int>(team))
         {
-            TeamMember member(static_cast<std::size_t>(omp_get_thread_num()), team, &failure, &mutex);
+            TeamMember member(static_cast<std::size_t>(omp_get_thread_num()), team, &shared);
             body(member);
         }
-        if (failure) std::rethrow_exception(failure);
+        if (shared.first) std::rethrow_exception(shared.first);
     }
 
     // Evaluation and the update after a cross-rank allreduce: data parallelism over rows and

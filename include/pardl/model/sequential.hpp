@@ -548,7 +548,7 @@ public:
         assert(!grads.empty());
         float* dy = ws.grad_a_.data();
         float* spare = ws.grad_b_.data();
-        if (ctx.overwrite_grads && !grads.empty() && team.index() == 0) zero_padding(grads);
+        if (ctx.overwrite_grads && team.index() == 0) zero_padding(grads);
         [&]<std::size_t... I>(std::index_sequence<I...>) {
             ((backward_layer_team<layer_count - 1 - I>(params, grads, state, x, ws, ctx, team, dy, spare, dx)
                   ? std::swap(dy, spare)

@@ -217,20 +217,7 @@ public:
             wk.correct = LossT::correct(out, targets);
             const auto t_fwd = Clock::now();
             Model::backward(params_.span(), grads, state_.span(), x, wk.ws, ctx);
-            if (w == 0 || timeline) {
-                const auto t_bwd = Clock::now();
-                if (w == 0) {
-                    phases_[Phase::data] += seconds_between(tw, t_data);
-                    phases_[Phase::forward] += seconds_between(t_data, t_fwd);
-                    phases_[Phase::backward] += seconds_between(t_fwd, t_bwd);
-                    worker0_done = t_bwd;
-                }
-                if (timeline) { // each worker writes its own lane: no lock
-                    timeline->record(w, Phase::data, tw, t_data);
-                    timeline->record(w, Phase::forward, t_data, t_fwd);
-                    timeline->record(w, Phase::backward, t_fwd, t_bwd);
-                }
-            }
+            if (w == 0 || timeline) record_worker_phases(w, {tw, t_data, t_fwd, Clock::now()}, worker0_done);
         };
         // The tensor-parallel step: the team computes the rank's batch together, every member
         // its share of each layer, and writes the gradients of the parameters it owns straight
@@ -284,17 +271,7 @@ public:
                         scale_and_update(Range{first, first + count}, scale);
                     });
                 });
-            if (member == 0) {
-                phases_[Phase::data] += seconds_between(tw, t_data);
-                phases_[Phase::forward] += seconds_between(t_data, t_fwd);
-                phases_[Phase::backward] += seconds_between(t_fwd, t_bwd);
-                worker0_done = t_bwd;
-            }
-            if (timeline) {
-                timeline->record(member, Phase::data, tw, t_data);
-                timeline->record(member, Phase::forward, t_data, t_fwd);
-                timeline->record(member, Phase::backward, t_fwd, t_bwd);
-            }
+            record_worker_phases(member, {tw, t_data, t_fwd, t_bwd}, worker0_done);
         };
         const std::span<const std::span<float>> buffers(grad_views_);
         if constexpr (team_step)
@@ -489,6 +466,26 @@ private:
         double loss = 0;
         std::size_t correct = 0;
     };
+
+    /// When worker w's data, forward and backward began, and when its backward ended.
+    struct WorkerTimes {
+        Clock::time_point start, data_done, forward_done, backward_done;
+    };
+    /// Worker 0 adds its phases to the epoch's (and says when it finished); with a timeline every
+    /// worker records them in its own lane (no lock).
+    void record_worker_phases(std::size_t w, const WorkerTimes& t, Clock::time_point& worker0_done) {
+        if (w == 0) {
+            phases_[Phase::data] += seconds_between(t.start, t.data_done);
+            phases_[Phase::forward] += seconds_between(t.data_done, t.forward_done);
+            phases_[Phase::backward] += seconds_between(t.forward_done, t.backward_done);
+            worker0_done = t.backward_done;
+        }
+        if (Timeline* timeline = options_.timeline) {
+            timeline->record(w, Phase::data, t.start, t.data_done);
+            timeline->record(w, Phase::forward, t.data_done, t.forward_done);
+            timeline->record(w, Phase::backward, t.forward_done, t.backward_done);
+        }
+    }
 
     static double seconds_between(Clock::time_point a, Clock::time_point b) {
         return std::chrono::duration<double>(b - a).count();
