@@ -22,7 +22,7 @@ if [[ ${SKIP_RUNS:-0} != 1 ]]; then
     cmake --build "$build" -j"$(nproc)"
     POLICIES="serial serial2 openmp mpi hybrid tensor" bash benchmarks/run_accuracy.sh
     mkdir -p results/report
-    echo "== drift study (W-MLP, 5 epochs, 4 trainers)"
+    echo "== drift study (W-MLP, 5 epochs, 5 trainers)"
     OMP_NUM_THREADS=2 "$build/benchmarks/report_drift" --epochs 5 --every 10 >results/report/drift.csv
     MACHINE_LABEL=$label SKIP_BUILD=1 bash benchmarks/scaling/run_scaling.sh --max-workers "$max_workers"
 fi

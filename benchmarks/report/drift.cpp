@@ -3,14 +3,18 @@
 //   serial1  Serial, one worker (the baseline)
 //   serial2  Serial, two workers taken in turn (the sums of a 2-worker run, on one thread)
 //   openmp2  OpenMP, two threads
+//   tensor2  TensorParallel, two threads (each output summed from two partial sums over inputs)
 //   nudged   serial1 with one weight moved by one ulp before the first step
 // Prints CSV: step, epoch, and max |a - b| / max |b| over all parameters for each pair. It shows
 // that (1) a 2-worker policy equals Serial with the same split exactly, and (2) Serial with one
 // and two workers drift apart exactly as far as a one-ulp perturbation of Serial itself does: the
-// drift is the training dynamics amplifying rounding, not an error of the parallel code.
+// drift is the training dynamics amplifying rounding, not an error of the parallel code; (3)
+// tensor parallelism, whose sums split the other way (over a layer's inputs, not the batch),
+// drifts no further than that either.
 #include "../workloads.hpp"
 
 #include <pardl/policies/openmp.hpp>
+#include <pardl/policies/tensor_parallel.hpp>
 #include <pardl/testing/equivalence.hpp>
 
 #include <CLI/CLI.hpp>
@@ -42,8 +46,8 @@ SGD sgd() {
 } // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"Parameter drift between Serial (1 and 2 workers), OpenMP (2 threads) and a one-ulp "
-                 "perturbation of Serial, on W-MLP"};
+    CLI::App app{"Parameter drift between Serial (1 and 2 workers), OpenMP (2 threads), TensorParallel "
+                 "(2 threads) and a one-ulp perturbation of Serial, on W-MLP"};
     std::string data_dir = "/usr/share/datasets/fashion-mnist";
     std::size_t epochs = 5, every = 10;
     app.add_option("--data", data_dir, "Fashion-MNIST directory")->capture_default_str();
@@ -57,12 +61,13 @@ int main(int argc, char** argv) {
         const Dataset train = load_fashion_mnist(data_dir, true);
         MlpTrainer<Serial> serial1(sgd(), options(1)), serial2(sgd(), options(2)), nudged(sgd(), options(1));
         MlpTrainer<OpenMP> openmp2(sgd(), options(2));
+        MlpTrainer<TensorParallel> tensor2(sgd(), options(2));
         // One ulp on the first weight of the first layer: the smallest change a float allows.
         float& w = nudged.parameters()[0];
         w = std::nextafter(w, INFINITY);
 
-        std::printf(
-            "step,epoch,serial2_vs_serial1,openmp2_vs_serial1,openmp2_vs_serial2,nudged_vs_serial1\n");
+        std::printf("step,epoch,serial2_vs_serial1,openmp2_vs_serial1,openmp2_vs_serial2,nudged_vs_serial1,"
+                    "tensor2_vs_serial1\n");
         BatchLoader loader(train, 64, 42, /*shuffle=*/true, /*drop_last=*/false);
         std::size_t step = 0;
         for (std::size_t e = 1; e <= epochs; ++e) {
@@ -72,13 +77,15 @@ int main(int argc, char** argv) {
                 serial1.step(train, idx);
                 serial2.step(train, idx);
                 openmp2.step(train, idx);
+                tensor2.step(train, idx);
                 nudged.step(train, idx);
                 if (++step % every != 0 && b + 1 != loader.batches_per_epoch()) continue;
                 const auto d = [](auto& a, auto& ref) {
                     return testing::max_relative_difference(a.parameters(), ref.parameters());
                 };
-                std::printf("%zu,%zu,%.6g,%.6g,%.6g,%.6g\n", step, e, d(serial2, serial1),
-                            d(openmp2, serial1), d(openmp2, serial2), d(nudged, serial1));
+                std::printf("%zu,%zu,%.6g,%.6g,%.6g,%.6g,%.6g\n", step, e, d(serial2, serial1),
+                            d(openmp2, serial1), d(openmp2, serial2), d(nudged, serial1),
+                            d(tensor2, serial1));
             }
         }
     } catch (const std::exception& e) {

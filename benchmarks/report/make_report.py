@@ -186,7 +186,8 @@ def drift(path, v):
 
     v["drift_steps"] = rows[-1]["step"]
     v["drift_openmp2_vs_serial2_max"] = fmt(max(float(r["openmp2_vs_serial2"]) for r in rows))
-    for col, key in (("serial2_vs_serial1", "serial2"), ("nudged_vs_serial1", "nudged")):
+    for col, key in (("serial2_vs_serial1", "serial2"), ("nudged_vs_serial1", "nudged"),
+                     ("tensor2_vs_serial1", "tensor2")):
         s = first_above(col, 1e-4)
         v[f"drift_{key}_1e4_step"] = str(s) if s else "never"
         v[f"drift_{key}_final"] = fmt(float(rows[-1][col]), 2)

@@ -47,6 +47,7 @@ set yrange [1e-10:1]
 plot data."/drift.csv" using 1:(lg(column("openmp2_vs_serial1"))) with lines ls 3 lw 3 title "OpenMP (2 threads) vs Serial", \
      data."/drift.csv" using 1:(lg(column("serial2_vs_serial1"))) with lines ls 2 lw 1.5 title "Serial, 2 workers vs Serial", \
      data."/drift.csv" using 1:(lg(column("openmp2_vs_serial2"))) with lines ls 5 lw 3 title "OpenMP (2 threads) vs Serial, 2 workers (0: bottom edge)", \
+     data."/drift.csv" using 1:(lg(column("tensor2_vs_serial1"))) with lines ls 6 lw 1.5 title "Tensor (2 threads) vs Serial", \
      data."/drift.csv" using 1:(lg(column("nudged_vs_serial1"))) with lines ls 4 dt 3 lw 2 title "Serial with one weight moved by 1 ulp vs Serial"
 unset yrange
 unset logscale y; unset logscale x; set format y "%g"
