@@ -10,6 +10,8 @@
 #include <pardl/policies/tensor_parallel.hpp>
 #include <pardl/testing/equivalence.hpp>
 
+#include "policy_fixtures.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -20,34 +22,9 @@
 #include <vector>
 
 using namespace pardl;
+using namespace policy_fixtures;
 
 namespace {
-
-using SmallMlp = Sequential<Input<12>, Dense<16>, Tanh, Dense<9>, ReLU, Dense<4>>;
-constexpr double tolerance = 1e-5;
-
-using SmallCnn =
-    Sequential<Input<1, 8, 8>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Flatten, Dense<5>>;
-
-template <class Policy, class Opt, class Model = SmallMlp>
-testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads,
-                        std::size_t steps, std::size_t check_replicas = 0) {
-    TrainerOptions o;
-    o.batch = batch;
-    o.seed = 1234;
-    o.threads = threads;
-    o.log = false;
-    o.check_replicas = check_replicas;
-    Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(opt), o);
-    return testing::train_steps(trainer, data, steps);
-}
-
-SGD sgd() {
-    return SGD({.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f});
-}
-Adam adam() {
-    return Adam({.lr = 3e-3f});
-}
 
 int world_size() {
     return MpiComm{}.size();
@@ -82,15 +59,9 @@ TEST_CASE("MpiComm collectives", "[mpi]") {
 TEMPLATE_TEST_CASE("MPI and Hybrid reproduce Serial", "[mpi][policy]", SGD, Adam) {
     // 203 rows, batch 50: every epoch ends with a 3-row batch; 50 is not divisible by 3.
     const Dataset data = make_blobs(203, 12, 4, 99);
-    auto make_opt = [] {
-        if constexpr (std::is_same_v<TestType, SGD>)
-            return sgd();
-        else
-            return adam();
-    };
-    const auto serial = run<Serial>(data, make_opt(), 50, 1, 25);
-    const auto mpi = run<MPI>(data, make_opt(), 50, 1, 25, /*check_replicas=*/5);
-    const auto hybrid = run<Hybrid>(data, make_opt(), 50, 2, 25, 5);
+    const auto serial = run<Serial>(data, make_opt<TestType>(), 50, 1, 25);
+    const auto mpi = run<MPI>(data, make_opt<TestType>(), 50, 1, 25, /*check_replicas=*/5);
+    const auto hybrid = run<Hybrid>(data, make_opt<TestType>(), 50, 2, 25, 5);
     INFO("ranks " << world_size());
     CHECK(testing::max_relative_difference(mpi.params, serial.params) <= tolerance);
     CHECK(testing::max_relative_difference(hybrid.params, serial.params) <= tolerance);
@@ -103,7 +74,6 @@ TEMPLATE_TEST_CASE("MPI and Hybrid reproduce Serial", "[mpi][policy]", SGD, Adam
 TEST_CASE("TensorParallel teams inside MPI ranks reproduce Serial", "[mpi][policy][tensor]") {
     // Model parallelism over the threads of each rank, data parallelism over the ranks: the
     // ranks' gradients, each complete after its team's step, go through the same allreduce.
-    using WideMlp = Sequential<Input<40>, Dense<48>, Tanh, Dense<40>, ReLU, Dense<5>>;
     using TensorMpi = Policy<TensorParallelExecutor, MpiComm>;
     const Dataset data = make_blobs(203, 40, 5, 99);
     const auto serial = run<Serial, SGD, WideMlp>(data, sgd(), 50, 1, 25);

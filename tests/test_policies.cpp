@@ -6,50 +6,17 @@
 #include <pardl/policies/openmp.hpp>
 #include <pardl/testing/equivalence.hpp>
 
+#include "policy_fixtures.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 using namespace pardl;
+using namespace policy_fixtures;
 
-namespace {
-
-using SmallMlp = Sequential<Input<12>, Dense<16>, Tanh, Dense<9>, ReLU, Dense<4>>;
-constexpr double tolerance = 1e-5;
-
-using SmallCnn =
-    Sequential<Input<1, 8, 8>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Flatten, Dense<5>>;
-
-template <class Policy, class Opt, class Model = SmallMlp>
-testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads,
-                        std::size_t steps) {
-    TrainerOptions o;
-    o.batch = batch;
-    o.seed = 1234;
-    o.threads = threads;
-    o.log = false;
-    Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(opt), o);
-    return testing::train_steps(trainer, data, steps);
-}
-
-SGD sgd() {
-    return SGD({.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f});
-}
-Adam adam() {
-    return Adam({.lr = 3e-3f});
-}
-
-/// The optimizer a TEMPLATE_TEST_CASE over {SGD, Adam} runs with.
-template <class Opt>
-Opt make_opt() {
-    if constexpr (std::is_same_v<Opt, SGD>)
-        return sgd();
-    else
-        return adam();
-}
-
-} // namespace
+namespace {} // namespace
 
 TEMPLATE_TEST_CASE("OpenMP reproduces Serial", "[policy][openmp]", SGD, Adam) {
     const Dataset data = make_blobs(203, 12, 4, 99); // 203 rows: the last batch of each epoch is short
@@ -97,6 +64,11 @@ TEST_CASE("A policy that changed the math would be caught", "[policy]") {
     const auto a = run<Serial>(data, SGD({.lr = 0.05f, .momentum = 0.9f}), 40, 1, 10);
     const auto b = run<Serial>(data, SGD({.lr = 0.0501f, .momentum = 0.9f}), 40, 1, 10);
     CHECK(testing::max_relative_difference(a.params, b.params) > tolerance);
+    // The same on the model the tensor-parallel tests hold to this tolerance.
+    const Dataset wide = make_blobs(203, 40, 5, 17);
+    const auto c = run<Serial, SGD, WideMlp>(wide, SGD({.lr = 0.05f, .momentum = 0.9f}), 50, 1, 25);
+    const auto d = run<Serial, SGD, WideMlp>(wide, SGD({.lr = 0.0501f, .momentum = 0.9f}), 50, 1, 25);
+    CHECK(testing::max_relative_difference(c.params, d.params) > tolerance);
 }
 
 TEST_CASE("More threads than rows leaves some workers idle, and the step is still exact",

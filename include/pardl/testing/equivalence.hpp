@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
 #include "pardl/data/dataset.hpp"
 #include "pardl/data/loader.hpp"
+#include "pardl/losses/softmax_cross_entropy.hpp"
 #include "pardl/train/trainer.hpp"
 
 namespace pardl::testing {
@@ -49,6 +51,29 @@ TrainedRun train_steps(TrainerT& trainer, const Dataset& data, std::size_t steps
     const auto p = trainer.parameters();
     run.params.assign(p.begin(), p.end());
     return run;
+}
+
+/// What an equivalence run varies besides its policy, model and optimizer.
+struct RunSpec {
+    std::size_t batch = 32;         ///< global batch
+    std::size_t threads = 1;        ///< TrainerOptions::threads: workers, or a tensor-parallel team
+    std::size_t steps = 10;         ///< training steps, cycling through epochs of the data
+    std::uint64_t seed = 1234;      ///< initial parameters and batch order
+    std::size_t check_replicas = 0; ///< TrainerOptions::check_replicas (distributed policies)
+};
+
+/// Trains a freshly initialised Model under Policy as `spec` says and returns what train_steps
+/// does: two calls that differ only in Policy (and threads) must agree to rounding.
+template <class Model, class Policy, class Opt, class Loss = SoftmaxCrossEntropy>
+TrainedRun train_fresh(const Dataset& data, Opt opt, const RunSpec& spec) {
+    TrainerOptions o;
+    o.batch = spec.batch;
+    o.seed = spec.seed;
+    o.threads = spec.threads;
+    o.check_replicas = spec.check_replicas;
+    o.log = false;
+    Trainer<Model, Loss, Opt, Policy> trainer(std::move(opt), o);
+    return train_steps(trainer, data, spec.steps);
 }
 
 } // namespace pardl::testing
