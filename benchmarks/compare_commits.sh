@@ -8,6 +8,9 @@
 #   e.g. bash benchmarks/compare_commits.sh HEAD~1 5 cnn 150          (s/epoch of Serial, lower is better)
 #        bash benchmarks/compare_commits.sh HEAD~1 9 mlp 300 openmp   (all cores, pinned as run_benchmarks.sh does)
 # POLICY is serial (default), openmp (one thread per core) or mpi (one rank per core).
+# OPT="-O2 -DNDEBUG" builds both sides with these flags instead of Release's -O3 (what a user's
+# RelWithDebInfo or distribution build gets), NATIVE=OFF without -march=native (plain x86-64);
+# either puts both builds in folders of their own, named after the flags.
 # Remove the worktree afterwards: git worktree remove --force build/compare-REV/src && rm -rf build/compare-REV
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,12 +27,23 @@ tree=build/compare-$rev
 
 bash scripts/install-deps.sh
 [[ -d $tree/src ]] || git worktree add --detach "$tree/src" "$rev" >/dev/null
+opt=${OPT:-}
+native=${NATIVE:-ON}
+suffix=""
+flags=()
+if [[ -n $opt || $native != ON ]]; then
+    suffix=-$(printf '%s' "${opt:-O3} native-$native" | tr -c 'A-Za-z0-9' '_')
+    flags=(-DCMAKE_CXX_FLAGS_RELEASE="${opt:--O3 -DNDEBUG}" -DPARDL_NATIVE="$native")
+fi
 build_bench() { # build_bench SOURCE_DIR BUILD_DIR
     configure_release "$1" "$2"
+    if ((${#flags[@]})); then cmake "$2" "${flags[@]}" >/dev/null; fi
     cmake --build "$2" -j"$(nproc)" --target "bench_training_$policy" >/dev/null
 }
-build_bench "$tree/src" "$tree/build"
-build_bench . build/release
+base_build=$tree/build$suffix
+new_build=build/release$suffix
+build_bench "$tree/src" "$base_build"
+build_bench . "$new_build"
 
 cores=$(nproc)
 mpiexec=mpiexec.mpich
@@ -44,12 +58,12 @@ run() {
     mpi) OMP_NUM_THREADS=1 "$mpiexec" "${bind[@]}" -n "$cores" "$bench" "${args[@]}" ;;
     esac | tail -n1 | cut -d, -f8
 }
-echo "s/epoch of $policy $workload ($steps steps per run), base $rev against the working tree"
+echo "s/epoch of $policy $workload ($steps steps per run), base $rev against the working tree${suffix:+ (flags: ${opt:--O3 -DNDEBUG}, native $native)}"
 : >"$tree/base.txt"
 : >"$tree/new.txt"
 for ((i = 1; i <= pairs; i++)); do
-    b=$(run "$tree/build")
-    n=$(run build/release)
+    b=$(run "$base_build")
+    n=$(run "$new_build")
     echo "$b" >>"$tree/base.txt"
     echo "$n" >>"$tree/new.txt"
     echo "pair $i: base $b  new $n"

@@ -1,9 +1,11 @@
 // Core building blocks: the counter-based RNG (against SplitMix64's published test vector and
-// statistical expectations), the one partition function, compile-time shapes and aligned buffers.
+// statistical expectations), the one partition function, compile-time shapes, aligned buffers and
+// the elementwise vector loop.
 #include "pardl/core/rng.hpp"
 #include "pardl/execution/partition.hpp"
 #include "pardl/tensor/buffer.hpp"
 #include "pardl/tensor/shape.hpp"
+#include "pardl/tensor/vector_loop.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -419,4 +421,42 @@ TEST_CASE("AlignedBuffer: move transfers ownership and leaves the source empty",
     CHECK(c[1] == 0.5f);
     CHECK(b.size() == 0);
     CHECK(b.empty());
+}
+
+TEST_CASE("for_each_vector visits every element once, the tail through the same lanes", "[core][simd]") {
+    using pardl::simd::FloatVector;
+    const std::size_t w = pardl::simd::float_lanes;
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, w - 1, w, w + 1, 3 * w + 5}) {
+        INFO("n " << n << ", lanes " << w);
+        std::vector<float> a(n + 1, -7.0f), b(n + 1);
+        for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<float>(i) * 0.5f - 3.0f;
+        const std::vector<float> before = b;
+        // a = 2 b + 1 (a written, b read), then in place: b = b * b through the same array twice.
+        pardl::simd::for_each_vector(
+            n,
+            [](FloatVector& ai, const FloatVector& bi) {
+                ai = bi * pardl::simd::broadcast(2.0f) + pardl::simd::broadcast(1.0f);
+            },
+            a.data(), static_cast<const float*>(b.data()));
+        pardl::simd::for_each_vector(
+            n, [](FloatVector& out, const FloatVector& in) { out = in * in; }, b.data(),
+            static_cast<const float*>(b.data()));
+        for (std::size_t i = 0; i < n; ++i) {
+            CHECK(a[i] == 2.0f * before[i] + 1.0f);
+            CHECK(b[i] == before[i] * before[i]);
+        }
+        CHECK(a[n] == -7.0f); // nothing written past n
+        // A slice that starts anywhere gives the bits of the whole pass (the optimizers rely on it).
+        std::vector<float> whole(n), parts(n);
+        const auto square_plus = [](FloatVector& out, const FloatVector& in) {
+            out = xsimd::fma(in, in, pardl::simd::broadcast(0.1f));
+        };
+        pardl::simd::for_each_vector(n, square_plus, whole.data(), static_cast<const float*>(before.data()));
+        const std::size_t cut = n / 3;
+        pardl::simd::for_each_vector(cut, square_plus, parts.data(),
+                                     static_cast<const float*>(before.data()));
+        pardl::simd::for_each_vector(n - cut, square_plus, parts.data() + cut,
+                                     static_cast<const float*>(before.data()) + cut);
+        CHECK(whole == parts);
+    }
 }

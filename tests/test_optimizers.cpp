@@ -16,7 +16,9 @@
 namespace {
 
 using std::size_t;
-constexpr size_t n = 7;
+// 37 elements: two AVX-512 vectors (nine SSE ones) and a partial one, so that both the vector body
+// and the tail of simd::for_each_vector are checked against the references.
+constexpr size_t n = 37;
 constexpr int steps = 10;
 
 /// A fixed gradient sequence (independent of the parameters, so the reference and the optimizer
@@ -323,7 +325,7 @@ void check_slices(typename Opt::Options o, size_t k) {
 } // namespace
 
 TEST_CASE("update() on two slices equals one full update", "[optimizers][slices]") {
-    for (size_t k : {size_t{1}, size_t{3}, size_t{6}}) {
+    for (size_t k : {size_t{1}, size_t{3}, size_t{6}, size_t{16}, size_t{17}, size_t{30}}) {
         pardl::SGD::Options s;
         s.lr = 0.05f;
         s.momentum = 0.9f;

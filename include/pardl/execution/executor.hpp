@@ -11,6 +11,7 @@
 
 #include "pardl/execution/partition.hpp"
 #include "pardl/layers/layer.hpp"
+#include "pardl/tensor/vector_loop.hpp"
 
 namespace pardl {
 
@@ -31,11 +32,9 @@ inline constexpr std::size_t reduction_block = 2048;
 inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range r) noexcept {
     float* dst = buffers[0].data();
     for (std::size_t b = 1; b < buffers.size(); ++b) {
-        const float* src = buffers[b].data();
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC ivdep // the buffers never overlap
-#endif
-        for (std::size_t i = r.begin; i < r.end; ++i) dst[i] += src[i];
+        simd::for_each_vector(
+            r.size(), [](simd::FloatVector& d, const simd::FloatVector& s) { d += s; }, dst + r.begin,
+            static_cast<const float*>(buffers[b].data() + r.begin));
     }
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "pardl/layers/layer.hpp"
+#include "pardl/tensor/vector_loop.hpp"
 
 namespace pardl {
 
@@ -33,11 +34,27 @@ struct Activation : LayerSpecBase {
         /// The derivative is taken from the output (derivative_from_output): x is not read.
         static constexpr bool backward_reads_input = false;
 
+        /// Whether Fn has vector forms of value and derivative_from_output (ReLU), which give the
+        /// same bits in vectors at any -O level (simd::for_each_vector); the others (exp, tanh)
+        /// stay scalar calls of the C library.
+        static constexpr bool vectorised = requires(simd::FloatVector v) {
+            Fn::vector_value(v);
+            Fn::vector_derivative_from_output(v);
+        };
+
         void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) {
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* xr = x.row(r);
                 float* yr = y.row(r);
-                for (std::size_t j = 0; j < x.cols; ++j) yr[j] = Fn::value(xr[j]);
+                if constexpr (vectorised)
+                    simd::for_each_vector(
+                        x.cols,
+                        [](simd::FloatVector& out, const simd::FloatVector& in) {
+                            out = Fn::vector_value(in);
+                        },
+                        yr, xr);
+                else
+                    for (std::size_t j = 0; j < x.cols; ++j) yr[j] = Fn::value(xr[j]);
             }
         }
 
@@ -48,7 +65,15 @@ struct Activation : LayerSpecBase {
                 const float* yr = y.row(r);
                 const float* g = dy.row(r);
                 float* d = dx.row(r);
-                for (std::size_t j = 0; j < y.cols; ++j) d[j] = g[j] * Fn::derivative_from_output(yr[j]);
+                if constexpr (vectorised)
+                    simd::for_each_vector(
+                        y.cols,
+                        [](simd::FloatVector& out, const simd::FloatVector& gj, const simd::FloatVector& yj) {
+                            out = gj * Fn::vector_derivative_from_output(yj);
+                        },
+                        d, g, yr);
+                else
+                    for (std::size_t j = 0; j < y.cols; ++j) d[j] = g[j] * Fn::derivative_from_output(yr[j]);
             }
         }
     };

@@ -11,6 +11,7 @@
 #include "pardl/layers/layer.hpp"
 #include "pardl/tensor/gemm.hpp"
 #include "pardl/tensor/init.hpp"
+#include "pardl/tensor/vector_loop.hpp"
 
 namespace pardl {
 
@@ -74,7 +75,9 @@ struct Dense : LayerSpecBase {
             const float* b = s.params.data() + weight_count + outputs.begin;
             for (std::size_t r = 0; r < y.rows; ++r) {
                 float* yr = y.row(r) + outputs.begin;
-                for (std::size_t j = 0; j < outputs.size(); ++j) yr[j] += b[j];
+                simd::for_each_vector(
+                    outputs.size(), [](simd::FloatVector& yj, const simd::FloatVector& bj) { yj += bj; }, yr,
+                    b);
             }
         }
 
@@ -96,7 +99,9 @@ struct Dense : LayerSpecBase {
             if (ctx.overwrite_grads) std::fill_n(db, outputs.size(), 0.0f);
             for (std::size_t r = 0; r < dy.rows; ++r) {
                 const float* g = dy.row(r) + outputs.begin;
-                for (std::size_t j = 0; j < outputs.size(); ++j) db[j] += g[j];
+                simd::for_each_vector(
+                    outputs.size(), [](simd::FloatVector& dbj, const simd::FloatVector& gj) { dbj += gj; },
+                    db, g);
             }
         }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "pardl/layers/activation.hpp"
+#include "pardl/tensor/vector_loop.hpp"
 
 namespace pardl {
 
@@ -9,6 +10,15 @@ namespace detail {
 struct ReluFn {
     static float value(float x) { return x > 0.0f ? x : 0.0f; }
     static float derivative_from_output(float y) { return y > 0.0f ? 1.0f : 0.0f; }
+    /// The same, a vector at a time (Activation's loops; same bits).
+    static simd::FloatVector vector_value(simd::FloatVector x) {
+        const simd::FloatVector zero = simd::broadcast(0.0f);
+        return simd::select(x > zero, x, zero);
+    }
+    static simd::FloatVector vector_derivative_from_output(simd::FloatVector y) {
+        const simd::FloatVector zero = simd::broadcast(0.0f);
+        return simd::select(y > zero, simd::broadcast(1.0f), zero);
+    }
     static std::string name() { return "ReLU"; }
     static constexpr bool is_relu = true; ///< Epilogue::relu computes exactly value()
 };

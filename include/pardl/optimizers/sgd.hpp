@@ -9,6 +9,7 @@
 #include "pardl/core/errors.hpp"
 #include "pardl/optimizers/optimizer.hpp"
 #include "pardl/tensor/buffer.hpp"
+#include "pardl/tensor/vector_loop.hpp"
 
 namespace pardl {
 
@@ -35,25 +36,39 @@ public:
     }
     void begin_step() {}
 
+    /// Fused multiply-adds in the order GCC contracts the plain expressions into under
+    /// -march=native: v = (mu v + g) + wd p, p = p - lr v (torch.optim.SGD's rule), in vectors
+    /// (simd::for_each_vector) so that the update streams at memory speed at any -O level.
     void update(std::span<float> p, std::span<const float> g, std::size_t offset) {
-        const float lr = opt_.lr, mu = opt_.momentum, wd = opt_.weight_decay;
+        using simd::FloatVector;
+        const FloatVector lr = simd::broadcast(opt_.lr), mu = simd::broadcast(opt_.momentum),
+                          wd = simd::broadcast(opt_.weight_decay);
         float* v = velocity_.empty() ? nullptr : velocity_.data() + offset;
         const std::size_t n = p.size();
         if (!v) {
-            for (std::size_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
-            return;
-        }
-        if (opt_.nesterov) {
-            for (std::size_t i = 0; i < n; ++i) {
-                const float d = g[i] + wd * p[i];
-                v[i] = mu * v[i] + d;
-                p[i] -= lr * (d + mu * v[i]);
-            }
+            simd::for_each_vector(
+                n,
+                [&](FloatVector& pi, const FloatVector& gi) {
+                    pi = xsimd::fnma(lr, xsimd::fma(wd, pi, gi), pi);
+                },
+                p.data(), g.data());
+        } else if (opt_.nesterov) {
+            simd::for_each_vector(
+                n,
+                [&](FloatVector& pi, const FloatVector& gi, FloatVector& vi) {
+                    const FloatVector d = xsimd::fma(wd, pi, gi);
+                    vi = xsimd::fma(mu, vi, d);
+                    pi = xsimd::fnma(lr, xsimd::fma(mu, vi, d), pi);
+                },
+                p.data(), g.data(), v);
         } else {
-            for (std::size_t i = 0; i < n; ++i) {
-                v[i] = mu * v[i] + g[i] + wd * p[i];
-                p[i] -= lr * v[i];
-            }
+            simd::for_each_vector(
+                n,
+                [&](FloatVector& pi, const FloatVector& gi, FloatVector& vi) {
+                    vi = xsimd::fma(wd, pi, xsimd::fma(mu, vi, gi));
+                    pi = xsimd::fnma(lr, vi, pi);
+                },
+                p.data(), g.data(), v);
         }
     }
 

@@ -26,6 +26,7 @@
 #include "pardl/optimizers/optimizer.hpp"
 #include "pardl/policies/policy.hpp"
 #include "pardl/tensor/buffer.hpp"
+#include "pardl/tensor/vector_loop.hpp"
 #include "pardl/train/checkpoint.hpp"
 
 namespace pardl {
@@ -189,7 +190,9 @@ public:
         // Backward overwrites the gradient buffers (overwrite_grads below), so nothing clears
         // them after the sum and the update, and the layers need not read zeros to add to them.
         auto scale_and_update = [&](Range r, float scale) {
-            for (std::size_t i = r.begin; i < r.end; ++i) g[i] *= scale;
+            const simd::FloatVector factor = simd::broadcast(scale);
+            simd::for_each_vector(
+                r.size(), [&](simd::FloatVector& gi) { gi *= factor; }, g + r.begin);
             opt_.update({p + r.begin, r.size()}, {g + r.begin, r.size()}, r.begin);
         };
         auto work = [&](std::size_t w, Range r) {
