@@ -3,8 +3,13 @@
 // loop whose trip count is known only at run time, and pardl's optimizer updates, gradient scaling
 // and worker sums ran 2.6 times slower than at -O3: W-MLP took 0.76 s per epoch against 0.57
 // (docs/performance.md). These loops are memory-bound, so the vectors are those of the instruction
-// set the compiler targets (xsimd's default architecture: SSE2 for plain x86-64); no run-time
-// dispatch is needed for them, unlike the GEMM's.
+// set the compiler targets, no run-time dispatch (unlike the GEMM's), and at most 256 bits wide:
+// 256-bit AVX2 with FMA where the compiler has it (also under -march=native on an AVX-512 CPU),
+// else xsimd's default architecture (SSE2 for plain x86-64, NEON on ARM). 512-bit vectors made
+// the same loops slower on the Intel Xeon of docs/performance.md: the W-MLP shared-memory
+// allreduce phase took 0.070 s per 600 steps with them against 0.045 with 256-bit ones, and the
+// SGD update about 2% longer (a core that has just waited in a barrier runs its first 512-bit
+// instructions slowly); GCC's own vectoriser also stays at 256 bits for these CPUs.
 #pragma once
 
 #include <xsimd/xsimd.hpp>
@@ -21,7 +26,11 @@
 
 namespace pardl::simd {
 
-#if PARDL_VECTOR_LOOP_SIMD
+#if XSIMD_WITH_FMA3_AVX2
+/// The vector for_each_vector hands its function: 8 floats, with fused multiply-adds.
+using FloatVector = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
+inline constexpr std::size_t float_lanes = FloatVector::size;
+#elif PARDL_VECTOR_LOOP_SIMD
 /// The vector for_each_vector hands its function: xsimd's batch of the target architecture.
 using FloatVector = xsimd::batch<float>;
 inline constexpr std::size_t float_lanes = FloatVector::size;
@@ -36,13 +45,9 @@ inline FloatVector broadcast(float x) noexcept {
     return FloatVector(x);
 }
 
-/// Lane by lane: the square root, correctly rounded (as std::sqrt). Under AVX-512 through the
-/// zero-masked intrinsic: GCC 12 warns -Wmaybe-uninitialized inside its own _mm512_sqrt_ps (whose
-/// pass-through vector is left undefined) wherever xsimd::sqrt inlines it.
+/// Lane by lane: the square root, correctly rounded (as std::sqrt).
 inline FloatVector sqrt(const FloatVector& v) noexcept {
-#if XSIMD_WITH_AVX512F
-    return FloatVector(_mm512_maskz_sqrt_ps(static_cast<__mmask16>(0xFFFF), v));
-#elif PARDL_VECTOR_LOOP_SIMD
+#if PARDL_VECTOR_LOOP_SIMD
     return xsimd::sqrt(v);
 #else
     return std::sqrt(v);
