@@ -201,8 +201,11 @@ inline __m256i first_lanes_avx2(std::size_t n) noexcept {
 
 /// Stores the first n 32-bit lanes of v (floats or integers, as bits) at p, all 8 for n >= 8: one
 /// store, or pieces of 4, 2 and 1 lanes. Not vmaskmov: AMD CPUs run that store as microcode, which
-/// made the AVX2 max pooling slower than its portable loop on Zen 4.
-inline void store_first_avx2(void* p, std::size_t n, __m256i v) noexcept {
+/// made the AVX2 max pooling slower than its portable loop on Zen 4. Always inlined: GCC 12 split
+/// it into an out-of-line part that returned with the upper halves of the ymm registers dirty (no
+/// vzeroupper), and the next legacy-SSE code (glibc's exp in the softmax) ran at a fraction of
+/// its speed.
+[[gnu::always_inline]] inline void store_first_avx2(void* p, std::size_t n, __m256i v) noexcept {
     auto* out = static_cast<char*>(p);
     if (n >= 8) return _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), v);
     __m128i part = _mm256_castsi256_si128(v);

@@ -12,6 +12,8 @@
 // instructions slowly); GCC's own vectoriser also stays at 256 bits for these CPUs.
 #pragma once
 
+#include "pardl/tensor/simd.hpp"
+
 #include <xsimd/xsimd.hpp>
 
 #include <algorithm>
@@ -93,12 +95,39 @@ inline void vector_step(Fn& fn, std::index_sequence<K...>, T*... p) {
         ...);
 }
 
+/// vector_step on the first `count` (< float_lanes) elements at p...: the other lanes hold zeros
+/// and are neither read nor written. With AVX2, masked loads and a store in pieces (see
+/// store_first_avx2); otherwise through zero-padded copies.
+template <class Fn, class... T, std::size_t... K>
+inline void partial_step(Fn& fn, [[maybe_unused]] std::index_sequence<K...> lanes, std::size_t count,
+                         T*... p) {
+#if XSIMD_WITH_FMA3_AVX2 && defined(PARDL_SIMD_X86)
+    const __m256i mask = first_lanes_avx2(count);
+    FloatVector v[sizeof...(T)] = {FloatVector(_mm256_maskload_ps(p, mask))...};
+    fn(v[K]...);
+    (
+        [&] {
+            if constexpr (!std::is_const_v<T>) store_first_avx2(p, count, _mm256_castps_si256(v[K]));
+        }(),
+        ...);
+#else
+    alignas(64) float padded[sizeof...(T)][float_lanes] = {};
+    (std::copy_n(p, count, padded[K]), ...);
+    vector_step(fn, lanes, static_cast<T*>(padded[K])...);
+    (
+        [&] {
+            if constexpr (!std::is_const_v<T>) std::copy_n(padded[K], count, p);
+        }(),
+        ...);
+#endif
+}
+
 } // namespace detail
 
 /// Calls fn(a, b, ...) with one FloatVector& for each array, at every vector of elements [0, n),
 /// and stores the vectors of the non-const arrays back. Two arrays may be the same one (an
-/// in-place pass) but must not otherwise overlap. The last,
-/// partial vector goes through zero-padded copies, so every element passes through the same
+/// in-place pass) but must not otherwise overlap. The last, partial vector runs through the same
+/// function with zeros in its missing lanes, so every element passes through the same
 /// instructions whatever n and wherever a slice starts: an optimizer's update then gives the same
 /// bits however the executor slices its vector (the Optimizer concept asks for that).
 template <class Fn, class... T>
@@ -109,19 +138,7 @@ void for_each_vector(std::size_t n, Fn&& fn, T*... arrays) {
     const auto lanes = std::make_index_sequence<sizeof...(T)>{};
     std::size_t i = 0;
     for (; i + w <= n; i += w) detail::vector_step(fn, lanes, (arrays + i)...);
-    if (i == n) return;
-    const std::size_t rest = n - i;
-    alignas(64) float tail[sizeof...(T)][w] = {};
-    [&]<std::size_t... K>(std::index_sequence<K...>) {
-        (std::copy_n(arrays + i, rest, tail[K]), ...);
-        detail::vector_step(fn, lanes, static_cast<T*>(tail[K])...);
-        (
-            [&] {
-                if constexpr (!std::is_const_v<T>) std::copy_n(tail[K], rest, arrays + i);
-            }(),
-            ...);
-    }
-    (lanes);
+    if (i < n) detail::partial_step(fn, lanes, n - i, (arrays + i)...);
 }
 
 } // namespace pardl::simd
