@@ -449,7 +449,7 @@ TEST_CASE("for_each_vector visits every element once, the tail through the same 
         // A slice that starts anywhere gives the bits of the whole pass (the optimizers rely on it).
         std::vector<float> whole(n), parts(n);
         const auto square_plus = [](FloatVector& out, const FloatVector& in) {
-            out = xsimd::fma(in, in, pardl::simd::broadcast(0.1f));
+            out = pardl::simd::fma(in, in, pardl::simd::broadcast(0.1f));
         };
         pardl::simd::for_each_vector(n, square_plus, whole.data(), static_cast<const float*>(before.data()));
         const std::size_t cut = n / 3;

@@ -64,12 +64,12 @@ public:
             [&](FloatVector& pi, const FloatVector& grad, FloatVector& mi, FloatVector& vi) {
                 FloatVector gi = grad;
                 if constexpr (Decoupled)
-                    pi = xsimd::fnma(lr_wd, pi, pi);
+                    pi = simd::fnma(lr_wd, pi, pi);
                 else
-                    gi = xsimd::fma(wd, pi, gi);
-                mi = xsimd::fma(b1, mi, one_minus_b1 * gi);
-                vi = xsimd::fma(b2, vi, one_minus_b2 * gi * gi);
-                pi = pi - step * mi / xsimd::fma(simd::sqrt(vi), inv_sqrt_c2, eps);
+                    gi = simd::fma(wd, pi, gi);
+                mi = simd::fma(b1, mi, one_minus_b1 * gi);
+                vi = simd::fma(b2, vi, one_minus_b2 * gi * gi);
+                pi = pi - step * mi / simd::fma(simd::sqrt(vi), inv_sqrt_c2, eps);
             },
             p.data(), g.data(), m_.data() + offset, v_.data() + offset);
     }

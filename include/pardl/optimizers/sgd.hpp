@@ -49,24 +49,24 @@ public:
             simd::for_each_vector(
                 n,
                 [&](FloatVector& pi, const FloatVector& gi) {
-                    pi = xsimd::fnma(lr, xsimd::fma(wd, pi, gi), pi);
+                    pi = simd::fnma(lr, simd::fma(wd, pi, gi), pi);
                 },
                 p.data(), g.data());
         } else if (opt_.nesterov) {
             simd::for_each_vector(
                 n,
                 [&](FloatVector& pi, const FloatVector& gi, FloatVector& vi) {
-                    const FloatVector d = xsimd::fma(wd, pi, gi);
-                    vi = xsimd::fma(mu, vi, d);
-                    pi = xsimd::fnma(lr, xsimd::fma(mu, vi, d), pi);
+                    const FloatVector d = simd::fma(wd, pi, gi);
+                    vi = simd::fma(mu, vi, d);
+                    pi = simd::fnma(lr, simd::fma(mu, vi, d), pi);
                 },
                 p.data(), g.data(), v);
         } else {
             simd::for_each_vector(
                 n,
                 [&](FloatVector& pi, const FloatVector& gi, FloatVector& vi) {
-                    vi = xsimd::fma(wd, pi, xsimd::fma(mu, vi, gi));
-                    pi = xsimd::fnma(lr, vi, pi);
+                    vi = simd::fma(wd, pi, simd::fma(mu, vi, gi));
+                    pi = simd::fnma(lr, vi, pi);
                 },
                 p.data(), g.data(), v);
         }

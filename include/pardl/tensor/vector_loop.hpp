@@ -1,7 +1,7 @@
 // Elementwise loops over float arrays, written in vectors instead of left to the compiler's
 // auto-vectoriser. At -O2 (CMake's RelWithDebInfo, Debian's package flags) GCC 12 vectorises no
 // loop whose trip count is known only at run time, and pardl's optimizer updates, gradient scaling
-// and worker sums ran 2.6 times slower than at -O3: W-MLP took 0.76 s per epoch against 0.57
+// and worker sums ran 2.6 times slower than at -O3: W-MLP took 0.76 s per epoch against 0.55
 // (docs/performance.md). These loops are memory-bound, so the vectors are those of the instruction
 // set the compiler targets, no run-time dispatch (unlike the GEMM's), and at most 256 bits wide:
 // 256-bit AVX2 with FMA where the compiler has it (also under -march=native on an AVX-512 CPU),
@@ -45,6 +45,25 @@ inline constexpr std::size_t float_lanes = 1;
 /// A vector of `x` in every lane.
 inline FloatVector broadcast(float x) noexcept {
     return FloatVector(x);
+}
+
+/// Lane by lane: a * b + c, with one rounding where the instruction set has fused multiply-adds
+/// (AVX2+FMA, NEON; SSE2 rounds the product too).
+inline FloatVector fma(const FloatVector& a, const FloatVector& b, const FloatVector& c) noexcept {
+#if PARDL_VECTOR_LOOP_SIMD
+    return xsimd::fma(a, b, c);
+#else
+    return std::fma(a, b, c);
+#endif
+}
+
+/// Lane by lane: c - a * b, rounded as fma.
+inline FloatVector fnma(const FloatVector& a, const FloatVector& b, const FloatVector& c) noexcept {
+#if PARDL_VECTOR_LOOP_SIMD
+    return xsimd::fnma(a, b, c);
+#else
+    return std::fma(-a, b, c);
+#endif
 }
 
 /// Lane by lane: the square root, correctly rounded (as std::sqrt).
