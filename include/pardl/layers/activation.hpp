@@ -18,6 +18,38 @@ struct Activation : LayerSpecBase {
 
     static std::string name() { return Fn::name(); }
 
+    /// Whether Fn has vector forms of value and derivative_from_output (ReLU), which give the
+    /// same bits in vectors at any -O level (simd::for_each_vector); the others (exp, tanh)
+    /// stay scalar calls of the C library.
+    static constexpr bool vectorised = requires(simd::FloatVector v) {
+        Fn::vector_value(v);
+        Fn::vector_derivative_from_output(v);
+    };
+
+    /// y = f(x) over n elements (may be in place).
+    static void apply(std::size_t n, const float* x, float* y) {
+        if constexpr (vectorised)
+            simd::for_each_vector(
+                n, [](simd::FloatVector& out, const simd::FloatVector& in) { out = Fn::vector_value(in); }, y,
+                x);
+        else
+            for (std::size_t j = 0; j < n; ++j) y[j] = Fn::value(x[j]);
+    }
+
+    /// d = g f'(y) over n elements (may be in place): a row of the backward, also for a layer that
+    /// runs this activation inside its own backward (Conv2D's fused ReLU).
+    static void multiply_by_derivative(std::size_t n, const float* g, const float* y, float* d) {
+        if constexpr (vectorised)
+            simd::for_each_vector(
+                n,
+                [](simd::FloatVector& out, const simd::FloatVector& gj, const simd::FloatVector& yj) {
+                    out = gj * Fn::vector_derivative_from_output(yj);
+                },
+                d, g, y);
+        else
+            for (std::size_t j = 0; j < n; ++j) d[j] = g[j] * Fn::derivative_from_output(y[j]);
+    }
+
     template <ShapeType In>
     struct bind : ParameterFree {
         using input_shape = In;
@@ -34,47 +66,15 @@ struct Activation : LayerSpecBase {
         /// The derivative is taken from the output (derivative_from_output): x is not read.
         static constexpr bool backward_reads_input = false;
 
-        /// Whether Fn has vector forms of value and derivative_from_output (ReLU), which give the
-        /// same bits in vectors at any -O level (simd::for_each_vector); the others (exp, tanh)
-        /// stay scalar calls of the C library.
-        static constexpr bool vectorised = requires(simd::FloatVector v) {
-            Fn::vector_value(v);
-            Fn::vector_derivative_from_output(v);
-        };
-
         void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) {
-            for (std::size_t r = 0; r < x.rows; ++r) {
-                const float* xr = x.row(r);
-                float* yr = y.row(r);
-                if constexpr (vectorised)
-                    simd::for_each_vector(
-                        x.cols,
-                        [](simd::FloatVector& out, const simd::FloatVector& in) {
-                            out = Fn::vector_value(in);
-                        },
-                        yr, xr);
-                else
-                    for (std::size_t j = 0; j < x.cols; ++j) yr[j] = Fn::value(xr[j]);
-            }
+            for (std::size_t r = 0; r < x.rows; ++r) apply(x.cols, x.row(r), y.row(r));
         }
 
         void backward(const LayerSlots&, ConstMatrix, ConstMatrix y, ConstMatrix dy, Matrix dx,
                       const StepContext&) {
             if (dx.empty()) return;
-            for (std::size_t r = 0; r < y.rows; ++r) {
-                const float* yr = y.row(r);
-                const float* g = dy.row(r);
-                float* d = dx.row(r);
-                if constexpr (vectorised)
-                    simd::for_each_vector(
-                        y.cols,
-                        [](simd::FloatVector& out, const simd::FloatVector& gj, const simd::FloatVector& yj) {
-                            out = gj * Fn::vector_derivative_from_output(yj);
-                        },
-                        d, g, yr);
-                else
-                    for (std::size_t j = 0; j < y.cols; ++j) d[j] = g[j] * Fn::derivative_from_output(yr[j]);
-            }
+            for (std::size_t r = 0; r < y.rows; ++r)
+                multiply_by_derivative(y.cols, dy.row(r), y.row(r), dx.row(r));
         }
     };
 };

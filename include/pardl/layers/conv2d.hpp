@@ -167,9 +167,7 @@ struct Conv2D : LayerSpecBase {
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* g = dy.row(r);
                 if (!relu_y.empty()) {
-                    const float* yr = relu_y.row(r);
-                    for (std::size_t j = 0; j < output_shape::size; ++j)
-                        masked_[j] = g[j] * detail::ReluFn::derivative_from_output(yr[j]);
+                    ReLU::multiply_by_derivative(output_shape::size, g, relu_y.row(r), masked_.data());
                     g = masked_.data();
                 }
                 for (std::size_t o = 0; o < OutChannels; ++o)

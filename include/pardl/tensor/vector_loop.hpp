@@ -37,7 +37,7 @@ inline constexpr std::size_t float_lanes = FloatVector::size;
 using FloatVector = xsimd::batch<float>;
 inline constexpr std::size_t float_lanes = FloatVector::size;
 #else
-/// No SIMD architecture xsimd knows: one float at a time (xsimd's scalar fma, sqrt, ... apply).
+/// No SIMD architecture xsimd knows: one float at a time (fma, fnma, sqrt, select below).
 using FloatVector = float;
 inline constexpr std::size_t float_lanes = 1;
 #endif

@@ -189,11 +189,16 @@ public:
         opt_.begin_step();
         // Backward overwrites the gradient buffers (overwrite_grads below), so nothing clears
         // them after the sum and the update, and the layers need not read zeros to add to them.
+        // Block by block, so that the update reads the scaled gradient from L1: a tensor-parallel
+        // member passes all it owns of a layer at once (W-MLP's first layer: 100k floats).
         auto scale_and_update = [&](Range r, float scale) {
             const simd::FloatVector factor = simd::broadcast(scale);
-            simd::for_each_vector(
-                r.size(), [&](simd::FloatVector& gi) { gi *= factor; }, g + r.begin);
-            opt_.update({p + r.begin, r.size()}, {g + r.begin, r.size()}, r.begin);
+            for (std::size_t b = r.begin; b < r.end; b += reduction_block) {
+                const std::size_t n = std::min(r.end - b, reduction_block);
+                simd::for_each_vector(
+                    n, [&](simd::FloatVector& gi) { gi *= factor; }, g + b);
+                opt_.update({p + b, n}, {g + b, n}, b);
+            }
         };
         auto work = [&](std::size_t w, Range r) {
             Worker& wk = workers_[w];
