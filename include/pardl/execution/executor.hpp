@@ -17,7 +17,7 @@ namespace pardl {
 
 /// The default `finish` of Executor::run: nothing after the reduction.
 struct NoFinish {
-    void operator()(Range) const noexcept {}
+    void operator()(std::size_t, Range) const noexcept {}
 };
 
 /// Gradient sums run in blocks of this many floats: small enough that a fused epilogue (the
@@ -38,15 +38,15 @@ inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range 
     }
 }
 
-/// Sums the worker buffers over `r` block by block and calls finish(block) right after each
-/// block's sum, so the fused epilogue reads what was just summed from L1. Every executor's
-/// reduction goes through here.
+/// Worker `w` sums the worker buffers over `r` block by block and calls finish(w, block) right
+/// after each block's sum, so the fused epilogue reads what was just summed from L1. Every
+/// executor's reduction goes through here.
 template <class Finish>
-void sum_and_finish(std::span<const std::span<float>> buffers, Range r, Finish&& finish) {
+void sum_and_finish(std::span<const std::span<float>> buffers, Range r, std::size_t w, Finish&& finish) {
     for (std::size_t b = r.begin; b < r.end; b += reduction_block) {
         const Range piece{b, std::min(r.end, b + reduction_block)};
         sum_worker_buffers(buffers, piece);
-        finish(piece);
+        finish(w, piece);
     }
 }
 
@@ -57,10 +57,13 @@ void sum_and_finish(std::span<const std::span<float>> buffers, Range r, Finish&&
 ///  - `run(rows, work, buffers, finish)`: calls work(w, range) once for every worker w in [0, W)
 ///    with range = balanced_range(rows, w, W), concurrently or not; then, if `buffers` is
 ///    non-empty (W spans of equal size), makes buffers[0][i] = buffers[0][i] + buffers[1][i] + ...
-///    in that fixed order for every i (buffers[1..W) are only read), and calls finish(chunk) on chunks
+///    in that fixed order for every i (buffers[1..W) are only read), and calls finish(w, chunk) on chunks
 ///    partitioning the buffer once each chunk is summed (the optional fused epilogue, e.g. the optimizer
-///    update). An exception thrown by any work call is rethrown after all workers finish (finish is then
-///    skipped). One parallel region per call.
+///    update). w is the worker whose thread runs that finish (0 where the workers take turns), and
+///    each worker's chunks come in increasing order and together make one contiguous range (the
+///    trainer relies on this to know which parameters a worker updated). An exception thrown by
+///    any work call is rethrown after all workers finish (finish is then skipped). One parallel
+///    region per call.
 ///  - `for_chunks(n, body)`: calls body(range) over a partition of [0, n) (each index once).
 ///  - `reducer(w)`: the WorkerReducer worker w hands to its layers; a sum over all workers of the
 ///    team, then over ranks through the hook given to `set_rank_reduce` (called by the master

@@ -56,7 +56,7 @@ public:
 #pragma omp barrier
             if (!buffers.empty() && !failure) {
                 // Each thread sums (and finishes) its own slice of the gradient.
-                sum_and_finish(buffers, line_share(buffers[0].size(), w, team), finish);
+                sum_and_finish(buffers, line_share(buffers[0].size(), w, team), w, finish);
             }
         }
         if (failure) std::rethrow_exception(failure);

@@ -31,7 +31,7 @@ public:
     void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {},
              Finish&& finish = {}) {
         for (std::size_t w = 0; w < workers_; ++w) work(w, balanced_range(rows, w, workers_));
-        if (!buffers.empty()) sum_and_finish(buffers, Range{0, buffers[0].size()}, finish);
+        if (!buffers.empty()) sum_and_finish(buffers, Range{0, buffers[0].size()}, 0, finish);
     }
 
     template <class Body>

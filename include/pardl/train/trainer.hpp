@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pardl/core/errors.hpp"
@@ -114,13 +116,14 @@ public:
         if constexpr (team_step) {
             // One workspace for the whole team and the rank's whole batch, in a single block (the
             // members split rows of it, see Sequential::forward_team); the others evaluate only.
-            workers_.emplace_back(std::max<std::size_t>(1, rank_rows_), 0);
+            workers_.emplace_back(std::max<std::size_t>(1, rank_rows_), 0, 0);
             workers_[0].ws.set_block_rows(0);
             workers_[0].ws.set_team(workers);
-            for (std::size_t w = 1; w < workers; ++w) workers_.emplace_back(worker_rows, 0);
+            for (std::size_t w = 1; w < workers; ++w) workers_.emplace_back(worker_rows, 0, 0);
         } else {
+            const bool copies = workers > 1 && exec_.threads() > 1; // see Worker::param_copy
             for (std::size_t w = 0; w < workers; ++w)
-                workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count);
+                workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count, copies ? param_count : 0);
         }
         grad_views_.reserve(workers);
         grad_views_.push_back(rank_grads());
@@ -137,7 +140,12 @@ public:
     Trainer& operator=(const Trainer&) = delete;
 
     // ---- accessors -------------------------------------------------------------------------
-    std::span<float> parameters() { return params_.span(); }
+    /// Writes through the span reach the next step; after a step, call this again before
+    /// writing (the workers' parameter copies are refreshed from it when it is called).
+    std::span<float> parameters() {
+        param_copies_current_ = false;
+        return params_.span();
+    }
     std::span<const float> parameters() const { return params_.span(); }
     std::span<float> state() { return state_.span(); }
     Opt& optimizer() { return opt_; }
@@ -187,6 +195,9 @@ public:
         // Scaled once by 1/N_global (N is the global batch: every rank knows it).
         const float scale = 1.0f / static_cast<float>(std::max<std::size_t>(1, global_rows));
         opt_.begin_step();
+        // Whether the workers' parameter copies are current where they updated (see
+        // Worker::param_copy); false until this step has succeeded.
+        const bool copies_current = std::exchange(param_copies_current_, false);
         // Backward overwrites the gradient buffers (overwrite_grads below), so nothing clears
         // them after the sum and the update, and the layers need not read zeros to add to them.
         // Block by block, so that the update reads the scaled gradient from L1: a tensor-parallel
@@ -219,12 +230,17 @@ public:
                                   .reducer = reducer(w),
                                   .updates_state = w == 0,
                                   .overwrite_grads = true};
-            const ConstMatrix out = Model::forward(params_.span(), state_.span(), x, wk.ws, ctx);
+            std::span<const float> params = params_.span();
+            if (!wk.param_copy.empty()) {
+                refresh_param_copy(wk, copies_current);
+                params = wk.param_copy.span();
+            }
+            const ConstMatrix out = Model::forward(params, state_.span(), x, wk.ws, ctx);
             const Targets targets{{wk.labels.data(), n}, t};
             wk.loss = LossT::forward_backward(out, targets, wk.ws.output_gradient());
             wk.correct = LossT::correct(out, targets);
             const auto t_fwd = Clock::now();
-            Model::backward(params_.span(), grads, state_.span(), x, wk.ws, ctx);
+            Model::backward(params, grads, state_.span(), x, wk.ws, ctx);
             if (w == 0 || timeline) record_worker_phases(w, {tw, t_data, t_fwd, Clock::now()}, worker0_done);
         };
         // The tensor-parallel step: the team computes the rank's batch together, every member
@@ -285,9 +301,20 @@ public:
         if constexpr (team_step)
             exec_.run_team(team_work);
         else if (fused_update)
-            exec_.run(mine.size(), work, buffers, [&](Range r) { scale_and_update(r, scale); });
+            exec_.run(mine.size(), work, buffers, [&](std::size_t w, Range r) {
+                scale_and_update(r, scale);
+                Worker& wk = workers_[w];
+                if (wk.param_copy.empty()) return;
+                // The results are still in L1: the worker's own copy takes them now, and the
+                // next step's refresh skips the range (the executor gives a worker one
+                // contiguous range, in order).
+                std::copy(p + r.begin, p + r.end, wk.param_copy.data() + r.begin);
+                assert(wk.updated.empty() || wk.updated.end == r.begin);
+                wk.updated = wk.updated.empty() ? r : Range{wk.updated.begin, r.end};
+            });
         else
             exec_.run(mine.size(), work, buffers);
+        param_copies_current_ = fused_update;
         const auto t_reduced = Clock::now();
         // With the fused update this phase holds the update too (reported as reduce_workers).
         phases_[Phase::reduce_workers] += seconds_between(worker0_done, t_reduced);
@@ -460,17 +487,30 @@ public:
                                                     : "rank 0 could not read checkpoint " + path.string());
         comm_.broadcast(params_.span(), 0);
         if (!state_.empty()) comm_.broadcast(state_.span(), 0);
+        param_copies_current_ = false;
     }
 
 private:
     struct Worker {
-        Worker(std::size_t rows, std::size_t grad_size)
-            : ws(rows), x(rows * Model::input_shape::size), labels(rows), grads(grad_size) {}
+        Worker(std::size_t rows, std::size_t grad_size, std::size_t param_copy_size)
+            : ws(rows), x(rows * Model::input_shape::size), labels(rows), grads(grad_size),
+              param_copy(param_copy_size) {}
         typename Model::Workspace ws;
         AlignedBuffer<float> x;
         AlignedBuffer<std::int32_t> labels;
         AlignedBuffer<float> targets;
         AlignedBuffer<float> grads; ///< empty for worker 0, which writes the rank buffer
+        /// A private copy of the parameters for workers on threads of their own (empty
+        /// otherwise), refreshed at the start of every step. The threads update the shared
+        /// parameters in shares, so a thread that read them in place fetched the others' shares
+        /// from their cores one cache line at a time, as the products asked for them; one
+        /// sequential copy moves them faster. With one process the update also writes what it
+        /// produced into the updating worker's copy, from L1, and the refresh copies only what
+        /// the others updated; with several, the allreduce writes the parameters and the refresh
+        /// copies them all. Costs one more copy of the parameters per thread
+        /// (benchmarks/performance_notes.md has the timings).
+        AlignedBuffer<float> param_copy;
+        Range updated{}; ///< the parameters this worker's fused update wrote in the last step
         double loss = 0;
         std::size_t correct = 0;
     };
@@ -493,6 +533,17 @@ private:
             timeline->record(w, Phase::forward, t.data_done, t.forward_done);
             timeline->record(w, Phase::backward, t.forward_done, t.backward_done);
         }
+    }
+
+    /// Brings worker wk's parameter copy up to date: all of it, or, when the copies are current
+    /// where their workers updated (copies_current), all but what wk updated itself.
+    void refresh_param_copy(Worker& wk, bool copies_current) {
+        const Range own = copies_current ? wk.updated : Range{};
+        const float* p = params_.data();
+        float* copy = wk.param_copy.data();
+        std::copy(p, p + own.begin, copy);
+        std::copy(p + own.end, p + param_count, copy + own.end);
+        wk.updated = {};
     }
 
     static double seconds_between(Clock::time_point a, Clock::time_point b) {
@@ -542,6 +593,7 @@ private:
     TrainerOptions options_;
     Comm comm_;
     Executor exec_;
+    bool param_copies_current_ = false;  ///< see step() and Worker::param_copy
     typename Comm::ReduceBuffer params_; ///< in shared memory where ranks share a node (see allreduce_apply)
     AlignedBuffer<float> state_;
     typename Comm::ReduceBuffer rank_buffer_; ///< worker 0's gradients + tail; what the allreduce sends
