@@ -1,4 +1,4 @@
-alpha_shm = 2.138952e-06
-beta_shm = 3.890002e-11
-alpha_mpi = 1.767062e-06
-beta_mpi = 1.401461e-10
+alpha_shm = 2.104313e-06
+beta_shm = 3.872089e-11
+alpha_mpi = 1.786867e-06
+beta_mpi = 1.404403e-10
