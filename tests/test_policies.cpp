@@ -166,6 +166,49 @@ TEST_CASE("OpenMP gradient reduction sums worker buffers in a fixed order", "[po
     for (std::size_t i = 0; i < 1000; ++i) REQUIRE(b0[i] == 6.0f * static_cast<float>(i));
 }
 
+TEST_CASE("A fused finish gets every chunk's sum once, from the worker that owns it, in order",
+          "[policy][openmp]") {
+    // With a finish the executor hands each chunk's sum to it instead of writing buffers[0]: the
+    // same bits as the plain sum, every element once, each worker's chunks one contiguous range
+    // in increasing order (what the trainer's parameter copies rely on), no buffer written.
+    const std::size_t n = 2 * reduction_block + 777; // several blocks per worker, a ragged end
+    for (std::size_t workers : {1, 2, 3}) {
+        INFO(workers << " workers");
+        std::vector<std::vector<float>> data(workers, std::vector<float>(n));
+        for (std::size_t w = 0; w < workers; ++w)
+            for (std::size_t i = 0; i < n; ++i) data[w][i] = 0.1f * static_cast<float>(w + 1) + 1e-3f * i;
+        const auto spans_of = [&](std::vector<std::vector<float>>& d) {
+            return std::vector<std::span<float>>(d.begin(), d.end());
+        };
+        auto plain = data;
+        const auto plain_spans = spans_of(plain);
+        OpenMPExecutor(workers).run(
+            0, [](std::size_t, Range) {}, std::span<const std::span<float>>(plain_spans));
+
+        auto fused = data;
+        const auto fused_spans = spans_of(fused);
+        std::vector<float> got(n, -1.0f);
+        std::vector<int> seen(n, 0);
+        std::vector<Range> owned(workers);
+        bool in_order = true;
+        OpenMPExecutor(workers).run(
+            0, [](std::size_t, Range) {}, std::span<const std::span<float>>(fused_spans),
+            [&](std::size_t w, Range r, float* sums) {
+                // Workers write disjoint elements of got/seen and only their own owned[w].
+                for (std::size_t i = r.begin; i < r.end; ++i) {
+                    got[i] = sums[i - r.begin];
+                    ++seen[i];
+                }
+                if (!owned[w].empty() && owned[w].end != r.begin) in_order = false;
+                owned[w] = owned[w].empty() ? r : Range{owned[w].begin, r.end};
+            });
+        CHECK(in_order);
+        CHECK(std::count(seen.begin(), seen.end(), 1) == static_cast<std::ptrdiff_t>(n));
+        CHECK(got == plain[0]);
+        if (workers > 1) CHECK(fused == data); // the buffers are only read
+    }
+}
+
 TEST_CASE("A CNN with synchronized batch norm under OpenMP reproduces Serial", "[policy][openmp][cnn]") {
     const Dataset data = make_images(90, 1, 8, 8, 5, 31); // batch 20: the last batch has 10 rows
     const auto serial = run<Serial, SGD, SmallCnn>(data, sgd(), 20, 1, 20);

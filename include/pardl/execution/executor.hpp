@@ -4,10 +4,12 @@
 #pragma once
 
 #include <algorithm>
+#include <cassert>
 #include <concepts>
 #include <cstddef>
 #include <functional>
 #include <span>
+#include <type_traits>
 
 #include "pardl/execution/partition.hpp"
 #include "pardl/layers/layer.hpp"
@@ -17,36 +19,53 @@ namespace pardl {
 
 /// The default `finish` of Executor::run: nothing after the reduction.
 struct NoFinish {
-    void operator()(std::size_t, Range) const noexcept {}
+    void operator()(std::size_t, Range, float*) const noexcept {}
 };
 
 /// Gradient sums run in blocks of this many floats: small enough that a fused epilogue (the
 /// optimizer update) reads what was just summed from L1.
 inline constexpr std::size_t reduction_block = 2048;
 
-/// buffers[0][i] += buffers[1][i] + ... (in that order) for i in r. The one worker-sum of every
-/// executor: the order is what makes runs reproducible. It only reads buffers[1..): the trainer's
-/// backward overwrites them every step. (It used to zero them as well, which moves another core's
-/// cache lines here and back every step for nothing; dropping that measured neutral in the
-/// 2-thread W-MLP step in alternating runs (benchmarks/performance_notes.md).)
-inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range r) noexcept {
-    float* dst = buffers[0].data();
-    for (std::size_t b = 1; b < buffers.size(); ++b) {
+/// out[i - r.begin] = buffers[0][i] + buffers[1][i] + ... (added in that order) for i in r, for
+/// two or more buffers; `out` may be buffers[0].data() + r.begin. The one worker-sum of every
+/// executor: the order is what makes runs reproducible. It only reads the buffers it does not
+/// write: the trainer's backward overwrites them every step. (It used to zero them as well, which
+/// moves another core's cache lines here and back every step for nothing; dropping that
+/// measured neutral in the 2-thread W-MLP step in alternating runs.)
+inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range r, float* out) noexcept {
+    assert(buffers.size() >= 2);
+    const auto at = [&](std::size_t b) { return static_cast<const float*>(buffers[b].data() + r.begin); };
+    simd::for_each_vector(
+        r.size(),
+        [](simd::FloatVector& o, const simd::FloatVector& a, const simd::FloatVector& b) { o = a + b; }, out,
+        at(0), at(1));
+    for (std::size_t b = 2; b < buffers.size(); ++b)
         simd::for_each_vector(
-            r.size(), [](simd::FloatVector& d, const simd::FloatVector& s) { d += s; }, dst + r.begin,
-            static_cast<const float*>(buffers[b].data() + r.begin));
-    }
+            r.size(), [](simd::FloatVector& o, const simd::FloatVector& s) { o += s; }, out, at(b));
 }
 
-/// Worker `w` sums the worker buffers over `r` block by block and calls finish(w, block) right
-/// after each block's sum, so the fused epilogue reads what was just summed from L1. Every
-/// executor's reduction goes through here.
+/// Worker `w`'s share `r` of the reduction, block by block. Without a finish each block's sum
+/// goes into buffers[0]. With one, each block's sum goes to finish(w, block, sums) right after
+/// it is made, in a buffer on this thread's stack, so the fused epilogue reads it from L1 and no
+/// worker writes a line of another worker's buffer: the sum of two threads' gradients then moves
+/// each line between the cores once, where writing it into buffers[0] also took the other
+/// thread's lines over and gave them back at its next backward. With a single buffer there is
+/// nothing to add: finish gets that buffer's block. Every executor's reduction goes through here.
 template <class Finish>
 void sum_and_finish(std::span<const std::span<float>> buffers, Range r, std::size_t w, Finish&& finish) {
+    constexpr bool finishes = !std::is_same_v<std::decay_t<Finish>, NoFinish>;
+    alignas(64) float sums[finishes ? reduction_block : 1];
     for (std::size_t b = r.begin; b < r.end; b += reduction_block) {
         const Range piece{b, std::min(r.end, b + reduction_block)};
-        sum_worker_buffers(buffers, piece);
-        finish(w, piece);
+        float* const first = buffers[0].data() + piece.begin;
+        if (buffers.size() == 1) {
+            finish(w, piece, first);
+        } else if constexpr (finishes) {
+            sum_worker_buffers(buffers, piece, sums);
+            finish(w, piece, static_cast<float*>(sums));
+        } else {
+            sum_worker_buffers(buffers, piece, first);
+        }
     }
 }
 
@@ -57,10 +76,12 @@ void sum_and_finish(std::span<const std::span<float>> buffers, Range r, std::siz
 ///  - `run(rows, work, buffers, finish)`: calls work(w, range) once for every worker w in [0, W)
 ///    with range = balanced_range(rows, w, W), concurrently or not; then, if `buffers` is
 ///    non-empty (W spans of equal size), makes buffers[0][i] = buffers[0][i] + buffers[1][i] + ...
-///    in that fixed order for every i (buffers[1..W) are only read), and calls finish(w, chunk) on chunks
-///    partitioning the buffer once each chunk is summed (the optional fused epilogue, e.g. the optimizer
-///    update). w is the worker whose thread runs that finish (0 where the workers take turns), and
-///    each worker's chunks come in increasing order and together make one contiguous range (the
+///    in that fixed order for every i (buffers[1..W) are only read). With a `finish` (the optional
+///    fused epilogue, e.g. the optimizer update) it instead calls finish(w, chunk, sums) on chunks
+///    partitioning the buffer once each chunk is summed: sums[i - chunk.begin] is the sum for i in
+///    chunk, in memory finish may overwrite, and buffers[0] need not receive the sums (with W = 1,
+///    sums points into buffers[0]). w is the worker whose thread runs that finish (0 where the workers take
+///    turns), and each worker's chunks come in increasing order and together make one contiguous range (the
 ///    trainer relies on this to know which parameters a worker updated). An exception thrown by
 ///    any work call is rethrown after all workers finish (finish is then skipped). One parallel
 ///    region per call.

@@ -200,15 +200,17 @@ public:
         const bool copies_current = std::exchange(param_copies_current_, false);
         // Backward overwrites the gradient buffers (overwrite_grads below), so nothing clears
         // them after the sum and the update, and the layers need not read zeros to add to them.
-        // Block by block, so that the update reads the scaled gradient from L1: a tensor-parallel
-        // member passes all it owns of a layer at once (W-MLP's first layer: 100k floats).
-        auto scale_and_update = [&](Range r, float scale) {
+        // Scales the gradient of parameters r (grad[0] is parameter r.begin's; in place) and
+        // updates them. Block by block, so that the update reads the scaled gradient from L1: a
+        // tensor-parallel member passes all it owns of a layer at once (W-MLP's first layer: 100k
+        // floats).
+        auto scale_and_update = [&](Range r, float scale, float* grad) {
             const simd::FloatVector factor = simd::broadcast(scale);
-            for (std::size_t b = r.begin; b < r.end; b += reduction_block) {
-                const std::size_t n = std::min(r.end - b, reduction_block);
+            for (std::size_t b = 0; b < r.size(); b += reduction_block) {
+                const std::size_t n = std::min(r.size() - b, reduction_block);
                 simd::for_each_vector(
-                    n, [&](simd::FloatVector& gi) { gi *= factor; }, g + b);
-                opt_.update({p + b, n}, {g + b, n}, b);
+                    n, [&](simd::FloatVector& gi) { gi *= factor; }, grad + b);
+                opt_.update({p + r.begin + b, n}, {grad + b, n}, r.begin + b);
             }
         };
         auto work = [&](std::size_t w, Range r) {
@@ -292,7 +294,7 @@ public:
             if (fused_update)
                 team.run([&] {
                     Model::for_each_owned(member, team.size(), [&](std::size_t first, std::size_t count) {
-                        scale_and_update(Range{first, first + count}, scale);
+                        scale_and_update(Range{first, first + count}, scale, g + first);
                     });
                 });
             record_worker_phases(member, {tw, t_data, t_fwd, t_bwd}, worker0_done);
@@ -301,8 +303,8 @@ public:
         if constexpr (team_step)
             exec_.run_team(team_work);
         else if (fused_update)
-            exec_.run(mine.size(), work, buffers, [&](std::size_t w, Range r) {
-                scale_and_update(r, scale);
+            exec_.run(mine.size(), work, buffers, [&](std::size_t w, Range r, float* sums) {
+                scale_and_update(r, scale, sums);
                 Worker& wk = workers_[w];
                 if (wk.param_copy.empty()) return;
                 // The results are still in L1: the worker's own copy takes them now, and the
@@ -342,7 +344,8 @@ public:
             comm_.allreduce_apply(rank_buffer_.span(), param_count, params_.span(), [&](Range owned) {
                 const auto tu = Clock::now();
                 exec_.for_chunks(owned.size(), [&](Range c) {
-                    scale_and_update(Range{owned.begin + c.begin, owned.begin + c.end}, scale);
+                    scale_and_update(Range{owned.begin + c.begin, owned.begin + c.end}, scale,
+                                     g + owned.begin + c.begin);
                 });
                 const auto tu_end = Clock::now();
                 update_seconds += seconds_between(tu, tu_end);
