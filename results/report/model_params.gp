@@ -1,4 +1,4 @@
-alpha_shm = 2.104313e-06
-beta_shm = 3.872089e-11
-alpha_mpi = 1.786867e-06
-beta_mpi = 1.404403e-10
+alpha_shm = 2.142762e-06
+beta_shm = 3.737983e-11
+alpha_mpi = 1.782718e-06
+beta_mpi = 1.360797e-10
