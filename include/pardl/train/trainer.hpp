@@ -121,7 +121,8 @@ public:
             workers_[0].ws.set_team(workers);
             for (std::size_t w = 1; w < workers; ++w) workers_.emplace_back(worker_rows, 0, 0);
         } else {
-            const bool copies = workers > 1 && exec_.threads() > 1; // see Worker::param_copy
+            // One process, threads of their own: see Worker::param_copy.
+            const bool copies = workers > 1 && exec_.threads() > 1 && ranks == 1;
             for (std::size_t w = 0; w < workers; ++w)
                 workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count, copies ? param_count : 0);
         }
@@ -503,14 +504,15 @@ private:
         AlignedBuffer<std::int32_t> labels;
         AlignedBuffer<float> targets;
         AlignedBuffer<float> grads; ///< empty for worker 0, which writes the rank buffer
-        /// A private copy of the parameters for workers on threads of their own (empty
-        /// otherwise), refreshed at the start of every step. The threads update the shared
-        /// parameters in shares, so a thread that read them in place fetched the others' shares
-        /// from their cores one cache line at a time, as the products asked for them; one
-        /// sequential copy moves them faster. With one process the update also writes what it
-        /// produced into the updating worker's copy, from L1, and the refresh copies only what
-        /// the others updated; with several, the allreduce writes the parameters and the refresh
-        /// copies them all. Costs one more copy of the parameters per thread
+        /// A private copy of the parameters for workers on threads of their own in a single
+        /// process (empty otherwise), refreshed at the start of every step. The threads update
+        /// the shared parameters in shares, so a thread that read them in place fetched the
+        /// others' shares from their cores one cache line at a time, as the products asked for
+        /// them; one sequential copy moves them faster. The update also writes what it produced
+        /// into the updating worker's copy, from L1, so the refresh copies only what the others
+        /// updated. Costs one more copy of the parameters per thread. With several processes the
+        /// allreduce writes most of the parameters (the other ranks' slices), and a private copy
+        /// per MPI rank measured slower, so Hybrid's threads read them in place there
         /// (benchmarks/performance_notes.md has the timings).
         AlignedBuffer<float> param_copy;
         Range updated{}; ///< the parameters this worker's fused update wrote in the last step
