@@ -4,15 +4,8 @@
 // of MPI_Allreduce (a hierarchical allreduce: shared memory inside a node, MPI across nodes).
 #pragma once
 
-// MPICH and Open MPI still ship the deprecated C++ bindings, whose `namespace MPI` would clash
-// with the pardl::MPI policy under `using namespace pardl`.
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#include <mpi.h>
+// First: it includes <mpi.h> the way every pardl header must (without MPI's C++ bindings).
+#include "pardl/comm/mpi_environment.hpp"
 
 #include <algorithm>
 #include <climits>
@@ -29,7 +22,6 @@
 #include <vector>
 
 #include "pardl/comm/communicator.hpp"
-#include "pardl/comm/mpi_environment.hpp"
 #include "pardl/core/errors.hpp"
 #include "pardl/execution/partition.hpp"
 #include "pardl/tensor/buffer.hpp"
