@@ -121,8 +121,9 @@ public:
             workers_[0].ws.set_team(workers);
             for (std::size_t w = 1; w < workers; ++w) workers_.emplace_back(worker_rows, 0, 0);
         } else {
-            // One process, threads of their own: see Worker::param_copy.
-            const bool copies = workers > 1 && exec_.threads() > 1 && ranks == 1;
+            // Threads of their own, and an update that keeps their copies current (see
+            // Worker::param_copy).
+            const bool copies = workers > 1 && exec_.threads() > 1 && fuses_update();
             for (std::size_t w = 0; w < workers; ++w)
                 workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count, copies ? param_count : 0);
         }
@@ -190,9 +191,7 @@ public:
         Timeline* const timeline = options_.timeline;
         float* g = rank_buffer_.data();
         float* p = params_.data();
-        // One process: nothing to wait for between the worker sum and the update, so the update
-        // of each slice runs right after its sum, in the same parallel region (one memory pass).
-        const bool fused_update = comm_.size() == 1;
+        const bool fused_update = fuses_update();
         // Scaled once by 1/N_global (N is the global batch: every rank knows it).
         const float scale = 1.0f / static_cast<float>(std::max<std::size_t>(1, global_rows));
         opt_.begin_step();
@@ -556,6 +555,11 @@ private:
     }
 
     std::span<float> rank_grads() { return {rank_buffer_.data(), param_count}; }
+
+    /// One process: nothing to wait for between the worker sum and the update, so the update of
+    /// each slice runs right after its sum, in the same parallel region (one memory pass), and
+    /// writes what it produced into the updating worker's parameter copy.
+    bool fuses_update() const { return comm_.size() == 1; }
 
     /// The cross-worker reducer for worker w, or null when this worker is the whole job.
     WorkerReducer* reducer(std::size_t w) {
