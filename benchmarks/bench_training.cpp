@@ -29,6 +29,7 @@ struct Config {
     std::size_t threads = 0;
     double baseline = 0;
     bool header = false;
+    bool keep_subnormals = false;
     std::uint64_t seed = 42;
 };
 
@@ -45,6 +46,7 @@ int run(const Config& cfg) {
     o.seed = cfg.seed;
     o.threads = cfg.threads;
     o.log = false;
+    o.flush_subnormals = !cfg.keep_subnormals;
     Trainer<Model, SoftmaxCrossEntropy, SGD, Policy> trainer(SGD({.lr = 0.01f, .momentum = 0.9f}), o);
     // Cores in use: Serial's workers taken in turn share one.
     const std::size_t cores_used = trainer.threads() * static_cast<std::size_t>(trainer.ranks());
@@ -111,6 +113,9 @@ int main(int argc, char** argv) {
     app.add_option("--threads", cfg.threads, "threads per rank (0 = default)");
     app.add_option("--baseline", cfg.baseline, "serial s/epoch, for speedup and efficiency");
     app.add_flag("--header", cfg.header, "print the CSV header first");
+    app.add_flag("--keep-subnormals", cfg.keep_subnormals,
+                 "compute with IEEE subnormals instead of flushing them (TrainerOptions::flush_subnormals = "
+                 "false), to measure what flushing saves");
     CLI11_PARSE(app, argc, argv);
     using Env = typename pardl::PARDL_POLICY::communicator::Environment;
     try {

@@ -1,7 +1,8 @@
 // Core building blocks: the counter-based RNG (against SplitMix64's published test vector and
-// statistical expectations), the one partition function, compile-time shapes, aligned buffers and
-// the elementwise vector loop.
+// statistical expectations), the one partition function, compile-time shapes, aligned buffers,
+// the elementwise vector loop and the subnormal-mode scope.
 #include "pardl/core/rng.hpp"
+#include "pardl/core/subnormals.hpp"
 #include "pardl/execution/partition.hpp"
 #include "pardl/tensor/buffer.hpp"
 #include "pardl/tensor/shape.hpp"
@@ -15,6 +16,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <set>
 #include <type_traits>
 #include <utility>
@@ -459,4 +461,34 @@ TEST_CASE("for_each_vector visits every element once, the tail through the same 
                                      static_cast<const float*>(before.data()) + cut);
         CHECK(whole == parts);
     }
+}
+
+TEST_CASE("A subnormal-mode scope flushes subnormals to zero and restores the mode it found",
+          "[core][subnormals]") {
+    REQUIRE(pardl::SubnormalMode::can_flush); // the machines pardl is tested on are x86-64
+    using pardl::ScopedSubnormalMode, pardl::SubnormalMode;
+    // volatile: computed at run time, in the thread's mode, not folded by the compiler.
+    volatile float smallest_normal = std::numeric_limits<float>::min(), half = 0.5f, one = 1.0f;
+    volatile float subnormal = std::numeric_limits<float>::denorm_min() * 8;
+    const auto halved = [&] { return smallest_normal * half; }; // a subnormal result
+    const auto read = [&] { return subnormal * one; };          // a subnormal operand
+    const SubnormalMode before = SubnormalMode::current();
+    REQUIRE_FALSE(before.flushes()); // a process starts in IEEE mode
+    CHECK(halved() == std::numeric_limits<float>::min() / 2);
+    CHECK(read() == std::numeric_limits<float>::denorm_min() * 8);
+    {
+        const ScopedSubnormalMode flush(SubnormalMode::flushed());
+        CHECK(SubnormalMode::current().flushes());
+        CHECK(halved() == 0.0f);
+        CHECK(read() == 0.0f);
+        {
+            const ScopedSubnormalMode keep(SubnormalMode::kept());
+            CHECK(halved() == std::numeric_limits<float>::min() / 2);
+        }
+        CHECK(SubnormalMode::current().flushes()); // the inner scope gave back the outer's mode
+        CHECK(halved() == 0.0f);
+    }
+    CHECK(SubnormalMode::current() == before);
+    CHECK(halved() == std::numeric_limits<float>::min() / 2);
+    CHECK(read() == std::numeric_limits<float>::denorm_min() * 8);
 }

@@ -9,9 +9,11 @@
 #include "policy_fixtures.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -149,6 +151,79 @@ TEST_CASE("An exception in one worker thread surfaces after the parallel region"
                                    if (w == 2) throw DataError("worker 2 failed");
                                }),
                       Catch::Contains("worker 2 failed"));
+}
+
+TEST_CASE("Every thread of an OpenMP team computes in its caller's subnormal mode", "[policy][openmp]") {
+    // Flushed first, then kept: a thread that flushed in the last region must not go on flushing.
+    OpenMPExecutor exec(3);
+    for (const SubnormalMode mode : {SubnormalMode::flushed(), SubnormalMode::kept()}) {
+        const ScopedSubnormalMode caller(mode);
+        std::vector<int> in_mode(6, 0);
+        exec.run(
+            3, [&](std::size_t w, Range) { in_mode[w] = SubnormalMode::current() == mode; }, {}, NoFinish{});
+        exec.for_chunks(3,
+                        [&](Range) { in_mode[3 + omp_get_thread_num()] = SubnormalMode::current() == mode; });
+        INFO("flushing " << mode.flushes());
+        CHECK(in_mode == std::vector<int>(6, 1));
+    }
+}
+
+namespace {
+/// A layer without parameters that passes its input on and counts the forward passes run with
+/// subnormals flushed and kept: it sees the mode of the thread that runs it.
+struct ModeProbe : LayerSpecBase {
+    static inline std::atomic<int> flushed{0}, kept{0};
+    template <ShapeType In>
+    static constexpr bool accepts = true;
+    static constexpr const char* requirement = "";
+    static std::string name() { return "ModeProbe"; }
+    template <ShapeType In>
+    struct bind {
+        using input_shape = In;
+        using output_shape = In;
+        static constexpr std::size_t param_count = 0;
+        static constexpr std::size_t state_count = 0;
+        static std::string name() { return "ModeProbe"; }
+        explicit bind(std::size_t) {}
+        static void initialize(std::span<float>, std::span<float>, Rng&) {}
+        void forward(const LayerSlots&, ConstMatrix x, Matrix y, const StepContext&) {
+            ++(SubnormalMode::current().flushes() ? flushed : kept);
+            for (std::size_t r = 0; r < x.rows; ++r) std::copy_n(x.row(r), In::size, y.row(r));
+        }
+        void backward(const LayerSlots&, ConstMatrix, ConstMatrix, ConstMatrix dy, Matrix dx,
+                      const StepContext&) {
+            if (dx.empty()) return;
+            for (std::size_t r = 0; r < dy.rows; ++r) std::copy_n(dy.row(r), In::size, dx.row(r));
+        }
+    };
+};
+} // namespace
+
+TEST_CASE("Steps and evaluations flush subnormals on every worker unless told not to, and restore the "
+          "caller's mode",
+          "[policy][openmp]") {
+    using Probed = Sequential<Input<12>, ModeProbe, Dense<4>>;
+    const Dataset data = make_blobs(20, 12, 4, 5); // one batch, also for the evaluation
+    std::vector<std::size_t> batch(20);
+    std::iota(batch.begin(), batch.end(), std::size_t{0});
+    for (const bool flush : {true, false}) {
+        TrainerOptions o;
+        o.batch = 20;
+        o.log = false;
+        o.threads = 2;
+        o.flush_subnormals = flush;
+        Trainer<Probed, SoftmaxCrossEntropy, SGD, OpenMP> omp(sgd(), o);
+        Trainer<Probed, SoftmaxCrossEntropy, SGD, Serial> serial(sgd(), o); // 2 workers in turn
+        ModeProbe::flushed = 0;
+        ModeProbe::kept = 0;
+        omp.step(data, batch);
+        serial.step(data, batch);
+        omp.evaluate(data);
+        INFO("flush_subnormals " << flush);
+        CHECK(ModeProbe::flushed == (flush ? 6 : 0)); // 2 workers x (2 steps + 1 evaluation)
+        CHECK(ModeProbe::kept == (flush ? 0 : 6));
+        CHECK_FALSE(SubnormalMode::current().flushes());
+    }
 }
 
 TEST_CASE("OpenMP gradient reduction sums worker buffers in a fixed order", "[policy][openmp]") {

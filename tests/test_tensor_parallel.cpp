@@ -118,6 +118,17 @@ TEST_CASE("An exception in a team phase surfaces after the region, and no member
     CHECK(later_phases == 0);
 }
 
+TEST_CASE("Every team member computes in the caller's subnormal mode", "[policy][tensor]") {
+    TensorParallelExecutor exec(3);
+    for (const SubnormalMode mode : {SubnormalMode::flushed(), SubnormalMode::kept()}) {
+        const ScopedSubnormalMode caller(mode);
+        std::atomic<int> in_mode{0};
+        exec.run_team([&](TeamMember&) { in_mode += SubnormalMode::current() == mode; });
+        INFO("flushing " << mode.flushes());
+        CHECK(in_mode == 3);
+    }
+}
+
 TEST_CASE("A bad dataset index in a team step is a clear error", "[policy][tensor]") {
     const Dataset data = make_blobs(20, 40, 5, 3);
     TrainerOptions o;

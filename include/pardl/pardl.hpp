@@ -5,6 +5,7 @@
 
 #include "pardl/core/errors.hpp"
 #include "pardl/core/rng.hpp"
+#include "pardl/core/subnormals.hpp"
 #include "pardl/data/data.hpp"
 #include "pardl/execution/partition.hpp"
 #include "pardl/layers/avg_pool2d.hpp"

@@ -84,7 +84,8 @@ void sum_and_finish(std::span<const std::span<float>> buffers, Range r, std::siz
 ///    turns), and each worker's chunks come in increasing order and together make one contiguous range (the
 ///    trainer relies on this to know which parameters a worker updated). An exception thrown by
 ///    any work call is rethrown after all workers finish (finish is then skipped). One parallel
-///    region per call.
+///    region per call. Every thread runs work and finish under the calling thread's
+///    SubnormalMode (core/subnormals.hpp); for_chunks' body too.
 ///  - `for_chunks(n, body)`: calls body(range) over a partition of [0, n) (each index once).
 ///  - `reducer(w)`: the WorkerReducer worker w hands to its layers; a sum over all workers of the
 ///    team, then over ranks through the hook given to `set_rank_reduce` (called by the master

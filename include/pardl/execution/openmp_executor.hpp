@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "pardl/core/errors.hpp"
+#include "pardl/core/subnormals.hpp"
 #include "pardl/execution/executor.hpp"
 
 namespace pardl {
@@ -43,8 +44,12 @@ public:
         std::exception_ptr failure;
         std::mutex failure_mutex;
         const std::size_t team = threads_;
+        const SubnormalMode mode = SubnormalMode::current();
 #pragma omp parallel num_threads(static_cast <int>(team))
         {
+            // The team computes as its caller does (the trainer flushes subnormals): each thread
+            // has a floating-point mode of its own.
+            const ScopedSubnormalMode as_caller(mode);
             const auto w = static_cast<std::size_t>(omp_get_thread_num());
             // A worker that throws still reaches the barrier, so the team never deadlocks.
             try {
@@ -65,8 +70,12 @@ public:
     template <class Body>
     void for_chunks(std::size_t n, Body&& body) {
         const std::size_t team = threads_;
+        const SubnormalMode mode = SubnormalMode::current();
 #pragma omp parallel num_threads(static_cast <int>(team))
-        body(line_share(n, static_cast<std::size_t>(omp_get_thread_num()), team));
+        {
+            const ScopedSubnormalMode as_caller(mode);
+            body(line_share(n, static_cast<std::size_t>(omp_get_thread_num()), team));
+        }
     }
 
     WorkerReducer* reducer(std::size_t worker) {

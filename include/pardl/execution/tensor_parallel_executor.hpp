@@ -22,6 +22,7 @@
 #include <mutex>
 #include <span>
 
+#include "pardl/core/subnormals.hpp"
 #include "pardl/execution/executor.hpp"
 #include "pardl/execution/openmp_executor.hpp"
 
@@ -96,8 +97,10 @@ public:
     void run_team(Body&& body) {
         TeamMember::Shared shared;
         const std::size_t team = threads();
+        const SubnormalMode mode = SubnormalMode::current();
 #pragma omp parallel num_threads(static_cast <int>(team))
         {
+            const ScopedSubnormalMode as_caller(mode); // as OpenMPExecutor::run
             TeamMember member(static_cast<std::size_t>(omp_get_thread_num()), team, &shared);
             body(member);
         }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "pardl/core/errors.hpp"
+#include "pardl/core/subnormals.hpp"
 #include "pardl/data/dataset.hpp"
 #include "pardl/data/loader.hpp"
 #include "pardl/execution/partition.hpp"
@@ -76,6 +77,10 @@ struct TrainerOptions {
     /// the master reduce_workers, allreduce, update and "step"). Needs >= workers() worker lanes;
     /// the timeline must outlive the trainer's steps. Null: nothing is recorded.
     Timeline* timeline = nullptr;
+    /// Steps and evaluations flush subnormal floats to zero on every thread that computes them
+    /// (core/subnormals.hpp says why); the calling thread's mode is restored afterwards. False:
+    /// they run in the calling thread's mode, whatever it is.
+    bool flush_subnormals = true;
 };
 
 template <class Model, Loss LossT, Optimizer Opt, PolicyType P = Serial>
@@ -183,6 +188,7 @@ public:
         PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, "dataset rows have ", data.cols,
                       " values but the model input ", Model::input_shape::str(), " needs ",
                       Model::input_shape::size);
+        const ScopedSubnormalMode fp_mode(subnormal_mode());
         const Range mine = balanced_range(global_rows, static_cast<std::size_t>(comm_.rank()),
                                           static_cast<std::size_t>(comm_.size()));
         const auto my_indices = global_indices.subspan(mine.begin, mine.size());
@@ -376,6 +382,11 @@ public:
         return {total_loss / static_cast<double>(samples), samples, static_cast<std::size_t>(tail[2])};
     }
 
+    /// The floating-point mode of steps and evaluations (TrainerOptions::flush_subnormals).
+    SubnormalMode subnormal_mode() const {
+        return options_.flush_subnormals ? SubnormalMode::flushed() : SubnormalMode::current();
+    }
+
     /// Stops with NumericalError if the ranks' parameters are not bit-identical.
     void check_replicas() {
         const std::uint64_t h = checksum();
@@ -395,6 +406,7 @@ public:
     Evaluation evaluate(const Dataset& data) {
         PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, "dataset rows have ", data.cols,
                       " values but the model input needs ", Model::input_shape::size);
+        const ScopedSubnormalMode fp_mode(subnormal_mode());
         const Range mine = balanced_range(data.rows, static_cast<std::size_t>(comm_.rank()),
                                           static_cast<std::size_t>(comm_.size()));
         double sums[3] = {0, 0, static_cast<double>(mine.size())};
