@@ -112,8 +112,20 @@ public:
             !want_targets || (d.has_targets() && targets_out.cols == d.target_cols && targets_out.rows >= n),
             ConfigError, "gather: targets output is ", targets_out.rows, "x", targets_out.cols, ", need ", n,
             "x", d.target_cols, d.has_targets() ? "" : " (the dataset has no targets)");
+        // Each row starts at a random place in a dataset far larger than the caches, and the
+        // hardware prefetchers only follow a row once it is being read: asking for the lines of
+        // the row two ahead overlaps its misses with this row's copy. W-MLP's data phase went
+        // from 0.033-0.034 to 0.027-0.028 s per epoch (Intel Xeon, 6 alternating runs; 4 rows
+        // ahead gained as much or less, 8 less).
+        constexpr std::size_t rows_ahead = 2;
         for (std::size_t i = 0; i < n; ++i) {
             const std::size_t s = indices[i];
+            // Written out here: as a lambda, GCC 12 dropped the loop of requests (it has no effect
+            // the language can see).
+            if (i + rows_ahead < n && indices[i + rows_ahead] < d.rows) {
+                const float* ahead = d.features.data() + indices[i + rows_ahead] * d.cols;
+                for (std::size_t c = first; c < last; c += 16) __builtin_prefetch(ahead + c); // 64-byte lines
+            }
             PARDL_REQUIRE(s < d.rows, ConfigError, "gather: sample index ", s, " out of range (", d.rows,
                           " rows)");
             if (first < last)
