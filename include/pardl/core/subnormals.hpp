@@ -4,7 +4,7 @@
 // gradient is exactly zero for a while (weights of pixels that are blank in every image of a
 // batch) shrinks by the momentum every step, and once subnormal it sticks there (0.9 times one
 // unit of the last place rounds back to one unit). On W-MLP that made the optimizer update take
-// 7 times as long after 3,000 steps of synthetic data and 25-37% longer after 10 epochs
+// 7 times as long after 3,000 steps of synthetic data and 24-39% longer after 10 epochs
 // of Fashion-MNIST. Flushing them to zero, as TensorFlow's thread pools do and PyTorch's
 // set_flush_denormal offers, keeps every step at full speed; it changes a result only where a
 // value below 2^-126 would have been kept.
