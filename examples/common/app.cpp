@@ -176,6 +176,9 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->check(integer_at_least(0))
         ->capture_default_str();
     app.add_flag("--quiet", o.quiet, "No model table and no live progress line");
+    app.add_flag("--keep-subnormals", o.keep_subnormals,
+                 "Compute with IEEE subnormal floats instead of flushing them to zero (PyTorch's default; "
+                 "slower in long runs)");
     // Test hook, hidden from --help: lets the test suite check that one failing rank ends the job.
     app.add_option("--fail-on-rank", o.fail_on_rank, "")->group("");
 }
@@ -226,6 +229,7 @@ nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
     rec["phases"] = std::move(phases);
     rec["phases_note"] = "seconds summed over epochs, measured on rank 0's first worker";
     rec["seed"] = o.seed;
+    rec["flush_subnormals"] = !o.keep_subnormals;
     rec["lr"] = info.lr;
     rec["momentum"] = o.optimizer == "sgd" ? o.momentum : 0.0;
     rec["optimizer"] = o.optimizer;

@@ -39,7 +39,8 @@ struct RunOptions {
     std::string save, json;
     std::string timeline; ///< Chrome trace of every step's phases (all ranks in one file)
     bool quiet = false;
-    int fail_on_rank = -1; ///< test hook: this rank throws DataError("injected failure") after loading
+    bool keep_subnormals = false; ///< TrainerOptions::flush_subnormals = false
+    int fail_on_rank = -1;        ///< test hook: this rank throws DataError("injected failure") after loading
 };
 
 /// An example's command line: the common flags, bound to a RunOptions, and the example's own.

@@ -31,6 +31,7 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::s
     topt.threads = o.threads;
     topt.check_replicas = o.check_replicas;
     topt.progress = !o.quiet;
+    topt.flush_subnormals = !o.keep_subnormals;
     // The timeline needs the trainer's worker count, which the executor resolves: ask it first.
     std::unique_ptr<Timeline> timeline;
     if (!o.timeline.empty()) {
