@@ -7,6 +7,7 @@
 #include "pardl/core/rng.hpp"
 #include "pardl/data/dataset.hpp"
 #include "pardl/execution/partition.hpp"
+#include "pardl/tensor/buffer.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -124,7 +125,7 @@ public:
             // the language can see).
             if (i + rows_ahead < n && indices[i + rows_ahead] < d.rows) {
                 const float* ahead = d.features.data() + indices[i + rows_ahead] * d.cols;
-                for (std::size_t c = first; c < last; c += 16) __builtin_prefetch(ahead + c); // 64-byte lines
+                for (std::size_t c = first; c < last; c += cache_line_floats) __builtin_prefetch(ahead + c);
             }
             PARDL_REQUIRE(s < d.rows, ConfigError, "gather: sample index ", s, " out of range (", d.rows,
                           " rows)");

@@ -6,6 +6,8 @@
 #include <cassert>
 #include <cstddef>
 
+#include "pardl/tensor/buffer.hpp"
+
 namespace pardl {
 
 /// A half-open index range [begin, end).
@@ -32,12 +34,12 @@ constexpr std::size_t max_part_size(std::size_t total, std::size_t parts) noexce
     return (total + parts - 1) / parts;
 }
 
-/// Part `part` of `parts` of [0, n) floats, cut at whole cache lines (16 floats): balanced_range
+/// Part `part` of `parts` of [0, n) floats, cut at whole cache lines (cache_line_floats): balanced_range
 /// over the lines, so no two parts share a line. Threads that write their parts of one buffer
 /// (the gradient sum's chunks, a tensor-parallel layer's columns) never write the same line, and
 /// a buffer shorter than a line (Dense<10>'s ten columns) stays in the first part.
 constexpr Range line_share(std::size_t n, std::size_t part, std::size_t parts) noexcept {
-    constexpr std::size_t line = 16;
+    constexpr std::size_t line = cache_line_floats;
     const Range lines = balanced_range((n + line - 1) / line, part, parts);
     const std::size_t begin = lines.begin * line, end = lines.end * line;
     return {begin < n ? begin : n, end < n ? end : n};

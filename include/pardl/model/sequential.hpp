@@ -169,7 +169,7 @@ public:
     /// unaligned block every vector load of them straddled two cache lines, and W-CNN's
     /// Dense<256> forward (whose block followed Dense<10>'s 2570 floats) took 1.8 ms in a
     /// training step instead of 1.3.
-    static constexpr std::size_t param_alignment = 16;
+    static constexpr std::size_t param_alignment = cache_line_floats;
     static constexpr std::array<std::size_t, layer_count> param_offsets =
         reverse_offsets(param_counts, param_alignment);
     static constexpr std::array<std::size_t, layer_count> state_offsets = reverse_offsets(state_counts, 1);

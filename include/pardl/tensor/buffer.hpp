@@ -16,7 +16,11 @@
 
 namespace pardl {
 
+/// Every buffer starts on a cache line (64 bytes on the x86-64 machines pardl targets).
 inline constexpr std::size_t buffer_alignment = 64;
+/// Floats in one cache line: the unit of prefetch requests, of the cuts between threads' shares
+/// (line_share) and of the layers' parameter blocks.
+inline constexpr std::size_t cache_line_floats = buffer_alignment / sizeof(float);
 
 namespace detail {
 /// Asks the kernel to back [p, p + bytes) with transparent huge pages. Advice only: where there

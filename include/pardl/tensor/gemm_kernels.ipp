@@ -18,7 +18,6 @@ struct KernelSet {
     static constexpr int nv_max = Vec::nv_max;
     static constexpr int lanes = Vec::width;
     static constexpr int nr_max = nv_max * lanes;
-    static constexpr int floats_per_line = 16; ///< 64-byte cache lines
     /// How many rows ahead the micro-kernel asks for B (0: not at all). AVX-512 only: with AVX2's
     /// 12 multiply-adds per k the request cost more than it saved (64 x 256 x 3136 went from
     /// 39.0 to 37.7% of the AVX-512 peak), and the hardware kept up with the slower kernel.
@@ -64,7 +63,8 @@ struct KernelSet {
             // A packed B is contiguous; the request then finds its line on the way already.
             // Changes no arithmetic.
             if constexpr (b_prefetch_rows != 0) {
-                PARDL_UNROLL_ALL for (int line = 0; line < NV * lanes; line += floats_per_line)
+                PARDL_UNROLL_ALL for (int line = 0; line < NV * lanes;
+                                      line += static_cast<int>(cache_line_floats))
                     __builtin_prefetch(b + b_prefetch_rows * b_step + line);
             }
             // The compiler loads each B vector and broadcasts each A element once per k.

@@ -382,11 +382,6 @@ public:
         return {total_loss / static_cast<double>(samples), samples, static_cast<std::size_t>(tail[2])};
     }
 
-    /// The floating-point mode of steps and evaluations (TrainerOptions::flush_subnormals).
-    SubnormalMode subnormal_mode() const {
-        return options_.flush_subnormals ? SubnormalMode::flushed() : SubnormalMode::current();
-    }
-
     /// Stops with NumericalError if the ranks' parameters are not bit-identical.
     void check_replicas() {
         const std::uint64_t h = checksum();
@@ -572,6 +567,11 @@ private:
     /// each slice runs right after its sum, in the same parallel region (one memory pass), and
     /// writes what it produced into the updating worker's parameter copy.
     bool fuses_update() const { return comm_.size() == 1; }
+
+    /// The floating-point mode of steps and evaluations (TrainerOptions::flush_subnormals).
+    SubnormalMode subnormal_mode() const {
+        return options_.flush_subnormals ? SubnormalMode::flushed() : SubnormalMode::current();
+    }
 
     /// The cross-worker reducer for worker w, or null when this worker is the whole job.
     WorkerReducer* reducer(std::size_t w) {
