@@ -48,7 +48,7 @@ using std::size_t;
 using KernelFn = void (*)(size_t, const float*, size_t, const float*, size_t, float*, size_t, size_t, float,
                           const float*, bool) noexcept;
 
-// KC bounds the k extent of one packed B panel and one A sliver: the A sliver (MR x KC, 12 KiB)
+// KC bounds the k extent of one packed B panel and one A sliver: the A sliver (MR x KC, 14 KiB)
 // stays in the 32 KiB L1d while B panels stream past it. KC x NC (512 KiB) is the B panel that
 // every A sliver sweeps, sized to stay in the 1 MiB L2 together with the A and C traffic.
 inline constexpr size_t kc_max = 256;
@@ -64,8 +64,8 @@ constexpr std::array<KernelFn, sizeof...(I)> make_kernel_table(std::index_sequen
 // Each instruction set below defines Vec (see gemm_kernels.ipp) and gets its Kernels from the one
 // kernel text. The micro-kernel broadcasts MR elements of op(A) against NV vectors of op(B) per k
 // step, keeping MR * NV accumulators in registers; the tile shapes leave room for the NV B vectors
-// and one broadcast. Zen 4 double-pumps 512-bit FMAs (one per cycle, latency 4), so 24 AVX-512
-// accumulators hide the latency with margin and the 14 loads per 24 FMAs stay well under the two
+// and one broadcast. Zen 4 double-pumps 512-bit FMAs (one per cycle, latency 4), so 28 AVX-512
+// accumulators hide the latency with margin and the 16 loads per 28 FMAs stay well under the two
 // load ports.
 
 /// The sum of 16 lanes by halving: lane l + lane l + 8, then l + 4, l + 2 and l + 1 of those. The
@@ -237,7 +237,12 @@ PARDL_SIMD_TARGET_BEGIN(PARDL_SIMD_TARGET_AVX512)
 struct Vec {
     using V = __m512;
     static constexpr int width = 16;
-    static constexpr int mr_max = 12, nv_max = 2;
+    // 32 zmm: 28 accumulators + 2 B vectors + 1 broadcast. Fourteen rows rather than twelve: each
+    // B vector a k step loads (from L2 when B is read in place) feeds 14 multiply-adds instead of
+    // 12, and the products of W-CNN and of W-MLP's Serial step ran 1-4% faster on an Intel Xeon
+    // (bench_gemm, bench_conv), the same bits. Fifteen leaves no register: one accumulator then
+    // goes through the stack on every k step.
+    static constexpr int mr_max = 14, nv_max = 2;
     static constexpr int dot_rows = 3, dot_cols = 4; // conv1's 9 x 32 weight gradient in whole tiles
     /// Makes the compiler hold v in a register (KernelSet::load_once).
     static void in_register(V& v) noexcept { asm("" : "+v"(v)); }
@@ -416,7 +421,7 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
     if (op_a == Op::N && op_b == Op::T && ep.row_bias == nullptr && !ep.relu && dot_pays(m, k))
         return run_dot<Kernels>(m, n, k, a, lda, b, ldb, beta, c, ldc);
     // Balanced splits: a 784-deep product becomes 4 x 196 rather than 3 x 256 + 16, and 64 rows
-    // become slivers of 11 and 10 rather than 12 x 5 + 4.
+    // become slivers of 13 and 12 rather than 14 x 4 + 8.
     const size_t k_parts = (k + kc_max - 1) / kc_max;
     const size_t m_parts = (m + mr_max - 1) / mr_max;
     const size_t kc_cap = (k + k_parts - 1) / k_parts;
