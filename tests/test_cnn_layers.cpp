@@ -15,6 +15,7 @@
 #include "pardl/losses/softmax_cross_entropy.hpp"
 #include "pardl/model/sequential.hpp"
 #include "pardl/tensor/buffer.hpp"
+#include "pardl/tensor/gemm.hpp"
 #include "pardl/tensor/im2col.hpp"
 #include "pardl/testing/gradcheck.hpp"
 
@@ -172,6 +173,39 @@ TEST_CASE("im2col and col2im give the same bits under every instruction set", "[
                           << g.stride << " P" << g.padding);
         CHECK(std::memcmp(col.data(), col_ref.data(), n_col * sizeof(float)) == 0);
         CHECK(std::memcmp(back.data(), back_ref.data(), n_in * sizeof(float)) == 0);
+    }
+}
+
+TEST_CASE("im2col and col2im with a row stride give the rows of the packed form", "[cnn][im2col]") {
+    // Conv2D pads its column rows to whole cache lines (gemm_vector_row_stride): every path must
+    // write each row where the stride puts it, leave the floats between rows alone, and read the
+    // column gradient back from there with the same bits as from packed rows.
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    for (const auto& g : im2col_geometries) {
+        const std::size_t n_in = g.channels * g.height * g.width, patch = g.patch_size(), P = g.out_pixels();
+        const std::size_t ld = gemm_vector_row_stride(P) + 3; // never P, and not a whole line either
+        const auto x = random_values(n_in, 10), c = random_values(patch * P, 11),
+                   start = random_values(n_in, 12);
+        std::vector<float> col(patch * P), strided(patch * ld, 7.0f), c_strided(patch * ld, 1e30f);
+        for (std::size_t r = 0; r < patch; ++r) std::copy_n(c.data() + r * P, P, c_strided.data() + r * ld);
+        std::vector<float> back(start), back_strided(start);
+        im2col(g, x.data(), col.data());
+        im2col(g, x.data(), strided.data(), ld);
+        col2im(g, c.data(), back.data());
+        col2im(g, c_strided.data(), ld, back_strided.data());
+
+        INFO("geometry C" << g.channels << " H" << g.height << " W" << g.width << " K" << g.kernel << " S"
+                          << g.stride << " P" << g.padding);
+        bool rows_match = true, gaps_kept = true;
+        for (std::size_t r = 0; r < patch; ++r) {
+            rows_match &= std::memcmp(col.data() + r * P, strided.data() + r * ld, P * sizeof(float)) == 0;
+            gaps_kept &= std::all_of(strided.begin() + static_cast<std::ptrdiff_t>(r * ld + P),
+                                     strided.begin() + static_cast<std::ptrdiff_t>((r + 1) * ld),
+                                     [](float v) { return v == 7.0f; });
+        }
+        CHECK(rows_match);
+        CHECK(gaps_kept);
+        CHECK(std::memcmp(back.data(), back_strided.data(), n_in * sizeof(float)) == 0);
     }
 }
 

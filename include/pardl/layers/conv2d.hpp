@@ -86,10 +86,15 @@ struct Conv2D : LayerSpecBase {
         /// once per batch. Each gradient element is the same sum in the same order as through the
         /// columns, so both give the same bits.
         static constexpr bool channels_last = !direct && !transposed_dw;
+        /// The columns' row stride: whole cache lines (gemm_vector_row_stride), as the GEMMs read
+        /// them in place a vector at a time. A 1x1 layer's "columns" are the sample itself.
+        static constexpr std::size_t cols_stride = direct ? pixels : gemm_vector_row_stride(pixels);
 
-        /// One sample's columns (or rows), reused for every sample: forward and backward never allocate.
+        /// One sample's columns (or rows, pixels x patch, which fit in the columns' space), reused
+        /// for every sample: forward and backward never allocate.
         explicit bind(std::size_t /*max_rows*/)
-            : cols_(direct ? 0 : patch * pixels), dw_work_(transposed_dw || channels_last ? weight_count : 0),
+            : cols_(direct ? 0 : patch * cols_stride),
+              dw_work_(transposed_dw || channels_last ? weight_count : 0),
               w_channels_last_(channels_last ? weight_count : 0),
               sample_(channels_last && geometry.channels > 1 ? In::size : 0) {}
 
@@ -139,7 +144,7 @@ struct Conv2D : LayerSpecBase {
             const Epilogue epilogue{.row_bias = w + weight_count, .relu = relu};
             for (std::size_t r = 0; r < x.rows; ++r)
                 gemm(Op::T, Op::N, OutChannels, pixels, patch, wt_.data(), wt_stride, columns(x.row(r)),
-                     pixels, 0.0f, y.row(r), pixels, epilogue);
+                     cols_stride, 0.0f, y.row(r), pixels, epilogue);
         }
 
         /// Backward; with a non-empty y, dy is first masked by the fused ReLU's derivative.
@@ -180,10 +185,10 @@ struct Conv2D : LayerSpecBase {
                 }
                 const float* cols = columns(x.row(r));
                 if constexpr (transposed_dw)
-                    gemm(Op::N, Op::T, patch, OutChannels, pixels, cols, pixels, g, pixels,
+                    gemm(Op::N, Op::T, patch, OutChannels, pixels, cols, cols_stride, g, pixels,
                          first_sample ? 0.0f : 1.0f, dw_work_.data(), OutChannels);
                 else
-                    gemm(Op::N, Op::T, OutChannels, patch, pixels, g, pixels, cols, pixels,
+                    gemm(Op::N, Op::T, OutChannels, patch, pixels, g, pixels, cols, cols_stride,
                          first_sample && ctx.overwrite_grads ? 0.0f : 1.0f, dw, patch);
                 if (dx_r == nullptr) continue;
                 if constexpr (direct) {
@@ -191,9 +196,9 @@ struct Conv2D : LayerSpecBase {
                 } else {
                     // The columns were consumed by dW above, so their buffer takes the column gradient.
                     gemm(Op::T, Op::N, patch, pixels, OutChannels, w, patch, g, pixels, 0.0f, cols_.data(),
-                         pixels);
+                         cols_stride);
                     std::fill_n(dx_r, In::size, 0.0f);
-                    col2im(geometry, cols_.data(), dx_r);
+                    col2im(geometry, cols_.data(), cols_stride, dx_r);
                 }
             }
             // A gradient accumulated in another layout goes into dw once per batch, by its last call
@@ -243,7 +248,7 @@ struct Conv2D : LayerSpecBase {
             if constexpr (direct) {
                 return sample;
             } else {
-                im2col(geometry, sample, cols_.data());
+                im2col(geometry, sample, cols_.data(), cols_stride);
                 return cols_.data();
             }
         }

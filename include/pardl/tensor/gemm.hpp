@@ -517,6 +517,17 @@ constexpr std::size_t gemm_row_stride(std::size_t cols) noexcept {
     return rounded % 16 == 0 ? rounded + 8 : rounded;
 }
 
+/// A row stride, in floats, for a matrix of `cols` floats per row that gemm is to read in place as
+/// B (op(B) = B), its rows whole vectors at a time: `cols` rounded up to whole cache lines, so that
+/// in a line-aligned buffer every row starts on a line and no vector load spans two. On an Intel
+/// Xeon conv2's forward product of W-CNN (64 x 196 x 288, columns 196 floats a row) ran about 4%
+/// faster with its rows 208 floats apart. A multiple of 2 KiB gets one line more (gemm would
+/// pack such rows rather than read them in place).
+constexpr std::size_t gemm_vector_row_stride(std::size_t cols) noexcept {
+    const std::size_t rounded = (cols + cache_line_floats - 1) / cache_line_floats * cache_line_floats;
+    return rounded % 512 == 0 ? rounded + cache_line_floats : rounded;
+}
+
 /// C(m x n) = op(A)(m x k) * op(B)(k x n) + beta * C on row-major storage; lda, ldb and ldc are
 /// the elements between row starts of the matrices as stored (A is k x m when op_a == T).
 /// beta == 0 overwrites C without reading it (it may hold NaN); k == 0 gives C = beta * C.

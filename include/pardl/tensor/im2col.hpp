@@ -80,23 +80,23 @@ constexpr ValidSpan valid_span(std::size_t k_off, std::size_t in_extent, std::si
     return {lo, hi};
 }
 
-/// Walks the column matrix row by row, calling fn(col_row, x_row, valid span) for each output row
-/// that reads image row x_row (x_row is null where it reads padding). Shared by im2col and col2im
-/// so both agree on the layout by construction.
+/// Walks the column matrix (row stride ld) row by row, calling fn(col_row, x_row, valid span) for
+/// each output row that reads image row x_row (x_row is null where it reads padding). Shared by
+/// im2col and col2im so both agree on the layout by construction.
 template <class Fn>
-inline void for_each_col_row(const ConvGeometry& g, Fn&& fn) {
+inline void for_each_col_row(const ConvGeometry& g, std::size_t ld, Fn&& fn) {
     const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel;
     for (std::size_t c = 0; c < g.channels; ++c)
         for (std::size_t kh = 0; kh < k; ++kh) {
             const ValidSpan rows = valid_span(kh, g.height, oh, g.stride, g.padding);
             for (std::size_t kw = 0; kw < k; ++kw) {
                 const ValidSpan cols = valid_span(kw, g.width, ow, g.stride, g.padding);
-                const std::size_t col_row = ((c * k + kh) * k + kw) * oh;
+                const std::size_t plane = ((c * k + kh) * k + kw) * ld;
                 for (std::size_t y = 0; y < oh; ++y) {
                     const bool inside = y >= rows.lo && y < rows.hi;
                     // Offset of input (row, column 0 of the valid span) from the channel start.
                     const std::size_t in_row = inside ? y * g.stride + kh - g.padding : 0;
-                    fn((col_row + y) * ow, inside, c * g.height * g.width + in_row * g.width, kw, cols);
+                    fn(plane + y * ow, inside, c * g.height * g.width + in_row * g.width, kw, cols);
                 }
             }
         }
@@ -182,7 +182,8 @@ struct NarrowRows {
 /// the sum stays in a register and reaches dx in one store per input row: no read-modify-write of
 /// the same row by several passes, no lane permutations. Contributions are added in (kh, kw)
 /// order, the portable path's order, so both give the same bits.
-inline void col2im_narrow_avx512(const ConvGeometry& g, const float* col, float* dx) noexcept {
+inline void col2im_narrow_avx512(const ConvGeometry& g, const float* col, std::size_t ld,
+                                 float* dx) noexcept {
     const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, w = g.width, pad = g.padding;
     const NarrowRows rows(g);
     const __mmask16 row_mask = simd::first_lanes(w);
@@ -193,14 +194,14 @@ inline void col2im_narrow_avx512(const ConvGeometry& g, const float* col, float*
             for (std::size_t kh = 0; kh < k; ++kh) {
                 // Output row y reads input row y + kh - padding.
                 if (r + pad < kh || r + pad - kh >= oh) continue;
-                const float* plane_row = col + (c * k + kh) * k * oh * ow + (r + pad - kh) * ow;
+                const float* plane_row = col + (c * k + kh) * k * ld + (r + pad - kh) * ow;
                 for (std::size_t kw = 0; kw < k; ++kw)
                     if (rows.in_lanes[kw] != 0)
                         // Input lane i holds output column i - offset. The address stays inside
-                        // the columns: kw * oh * ow >= kw >= offset.
-                        acc = _mm512_add_ps(
-                            acc, _mm512_maskz_loadu_ps(rows.in_lanes[kw],
-                                                       plane_row + kw * oh * ow - rows.offset[kw]));
+                        // the columns: kw * ld >= kw >= offset.
+                        acc =
+                            _mm512_add_ps(acc, _mm512_maskz_loadu_ps(rows.in_lanes[kw],
+                                                                     plane_row + kw * ld - rows.offset[kw]));
             }
             _mm512_mask_storeu_ps(d, row_mask, acc);
         }
@@ -209,7 +210,7 @@ inline void col2im_narrow_avx512(const ConvGeometry& g, const float* col, float*
 /// im2col for NarrowRows geometries: every output row of every column row is one masked load of
 /// the input row it reads (lanes lined up with the output columns, padding lanes zero) and one
 /// store, instead of copies and zero fills of a few floats each.
-inline void im2col_narrow_avx512(const ConvGeometry& g, const float* x, float* col) noexcept {
+inline void im2col_narrow_avx512(const ConvGeometry& g, const float* x, float* col, std::size_t ld) noexcept {
     const std::size_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, w = g.width, pad = g.padding;
     const NarrowRows lanes(g);
     const __mmask16 out_mask = simd::first_lanes(ow);
@@ -217,7 +218,7 @@ inline void im2col_narrow_avx512(const ConvGeometry& g, const float* x, float* c
         for (std::size_t kh = 0; kh < k; ++kh) {
             const ValidSpan rows = valid_span(kh, g.height, oh, 1, pad);
             for (std::size_t kw = 0; kw < k; ++kw) {
-                float* dst = col + ((c * k + kh) * k + kw) * oh * ow;
+                float* dst = col + ((c * k + kh) * k + kw) * ld;
                 for (std::size_t y = 0; y < oh; ++y, dst += ow) {
                     __m512 v = _mm512_setzero_ps();
                     if (y >= rows.lo && y < rows.hi) {
@@ -241,7 +242,7 @@ namespace detail {
 
 /// im2col with the row operations of Rows.
 template <class Rows>
-void im2col_with(const ConvGeometry& g, const float* x, float* col) noexcept {
+void im2col_with(const ConvGeometry& g, const float* x, float* col, std::size_t ld) noexcept {
     const std::size_t ow = g.out_width(), s = g.stride;
     if (s == 1 && ow == g.width) {
         // A "same" convolution: column and input rows are equally long, so each (c, kh, kw) plane
@@ -253,7 +254,7 @@ void im2col_with(const ConvGeometry& g, const float* x, float* col) noexcept {
                 const detail::ValidSpan rows = detail::valid_span(kh, g.height, oh, 1, g.padding);
                 for (std::size_t kw = 0; kw < k; ++kw) {
                     const detail::ValidSpan cols = detail::valid_span(kw, w, ow, 1, g.padding);
-                    float* dst = col + ((c * k + kh) * k + kw) * oh * ow;
+                    float* dst = col + ((c * k + kh) * k + kw) * ld;
                     if (rows.lo == rows.hi || cols.lo == cols.hi) {
                         Rows::zero(dst, oh * ow);
                         continue;
@@ -278,7 +279,7 @@ void im2col_with(const ConvGeometry& g, const float* x, float* col) noexcept {
         return;
     }
     detail::for_each_col_row(
-        g, [&](std::size_t out, bool inside, std::size_t in, std::size_t kw, detail::ValidSpan span) {
+        g, ld, [&](std::size_t out, bool inside, std::size_t in, std::size_t kw, detail::ValidSpan span) {
             float* dst = col + out;
             if (!inside || span.lo == span.hi) {
                 Rows::zero(dst, ow);
@@ -300,10 +301,10 @@ void im2col_with(const ConvGeometry& g, const float* x, float* col) noexcept {
 
 /// col2im with the row operations of Rows.
 template <class Rows>
-void col2im_with(const ConvGeometry& g, const float* col, float* dx) noexcept {
+void col2im_with(const ConvGeometry& g, const float* col, std::size_t ld, float* dx) noexcept {
     const std::size_t s = g.stride;
     detail::for_each_col_row(
-        g, [&](std::size_t out, bool inside, std::size_t in, std::size_t kw, detail::ValidSpan span) {
+        g, ld, [&](std::size_t out, bool inside, std::size_t in, std::size_t kw, detail::ValidSpan span) {
             if (!inside || span.lo == span.hi) return;
             const float* src = col + out;
             float* dst = dx + in + span.lo * s + kw - g.padding;
@@ -404,29 +405,38 @@ void row2im_with(const ConvGeometry& g, const float* rows, float* dx) noexcept {
 
 } // namespace detail
 
-/// col (patch_size x out_pixels, row-major) = the windows of sample x (C x H x W), zero padded.
+/// col (patch_size x out_pixels, row-major, row stride ld >= out_pixels) = the windows of sample x
+/// (C x H x W), zero padded; the ld - out_pixels floats after each row are not written.
 /// Throws ConfigError only if PARDL_SIMD is invalid (see simd::active()).
-inline void im2col(const ConvGeometry& g, const float* x, float* col) {
+inline void im2col(const ConvGeometry& g, const float* x, float* col, std::size_t ld) {
 #if defined(PARDL_SIMD_X86)
     if (simd::active() == simd::Isa::avx512) {
-        if (detail::NarrowRows::applies(g)) return detail::im2col_narrow_avx512(g, x, col);
-        return detail::im2col_with<detail::Avx512Rows>(g, x, col);
+        if (detail::NarrowRows::applies(g)) return detail::im2col_narrow_avx512(g, x, col, ld);
+        return detail::im2col_with<detail::Avx512Rows>(g, x, col, ld);
     }
 #endif
-    detail::im2col_with<detail::PortableRows>(g, x, col);
+    detail::im2col_with<detail::PortableRows>(g, x, col, ld);
+}
+/// im2col into rows of exactly out_pixels floats.
+inline void im2col(const ConvGeometry& g, const float* x, float* col) {
+    im2col(g, x, col, g.out_pixels());
 }
 
-/// dx (C x H x W) += the column gradients scattered back to the inputs they were read from;
-/// entries that read padding are dropped. dx must be initialised by the caller.
+/// dx (C x H x W) += the column gradients (rows ld floats apart) scattered back to the inputs they
+/// were read from; entries that read padding are dropped. dx must be initialised by the caller.
 /// Throws ConfigError only if PARDL_SIMD is invalid (see simd::active()).
-inline void col2im(const ConvGeometry& g, const float* col, float* dx) {
+inline void col2im(const ConvGeometry& g, const float* col, std::size_t ld, float* dx) {
 #if defined(PARDL_SIMD_X86)
     if (simd::active() == simd::Isa::avx512) {
-        if (detail::NarrowRows::applies(g)) return detail::col2im_narrow_avx512(g, col, dx);
-        return detail::col2im_with<detail::Avx512Rows>(g, col, dx);
+        if (detail::NarrowRows::applies(g)) return detail::col2im_narrow_avx512(g, col, ld, dx);
+        return detail::col2im_with<detail::Avx512Rows>(g, col, ld, dx);
     }
 #endif
-    detail::col2im_with<detail::PortableRows>(g, col, dx);
+    detail::col2im_with<detail::PortableRows>(g, col, ld, dx);
+}
+/// col2im from rows of exactly out_pixels floats.
+inline void col2im(const ConvGeometry& g, const float* col, float* dx) {
+    col2im(g, col, g.out_pixels(), dx);
 }
 
 /// rows (out_pixels x patch_size, row-major) = the windows of sample x stored channels-last
