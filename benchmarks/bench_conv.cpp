@@ -150,12 +150,14 @@ void bm_fold(benchmark::State& state) {
 }
 
 /// Bytes one pooling pass moves per batch, forward or backward alike. Forward reads the input and
-/// writes the output and the 32-bit index of each output's winner; backward reads the output
-/// gradient and those indices and writes the whole input gradient (W-CNN's 2x2 windows tile it).
+/// writes the output and each output's winner (a byte for 2x2 windows: MaxPool2D's Winner);
+/// backward reads the output gradient and the winners and writes the whole input gradient (W-CNN's
+/// 2x2 windows tile it).
 template <class Pool>
 constexpr double pool_bytes() {
     constexpr size_t in_size = Pool::input_shape::size, out_size = Pool::output_shape::size;
-    return double(batch * (in_size * sizeof(float) + out_size * (sizeof(float) + sizeof(std::uint32_t))));
+    return double(batch *
+                  (in_size * sizeof(float) + out_size * (sizeof(float) + sizeof(typename Pool::Winner))));
 }
 
 template <class Pool>

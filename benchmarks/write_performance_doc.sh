@@ -96,8 +96,8 @@ through the layer code a training step runs: conv1 = \`Conv2D<32,3,1,1>\` on 1×
   \`row2im\` are the same for conv2's channels-last backward. GB/s counts the bytes a pass must
   read plus write: im2col and im2row the input and the columns (rows); col2im the columns, and the
   input gradient it adds to, read and written; row2im the rows and the input gradient it
-  overwrites; pooling forward the input, the output and the 32-bit index of each output's winner,
-  pooling backward the same amounts the other way.
+  overwrites; pooling forward the input, the output and each output's winner (its place in
+  the window, one byte), pooling backward the same amounts the other way.
 
 | kernel | µs per batch | GFLOP/s | % of peak | GB/s |
 |---|---:|---:|---:|---:|

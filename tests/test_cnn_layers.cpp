@@ -33,6 +33,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -661,7 +662,9 @@ TEST_CASE("MaxPool2D<2>'s vector paths give the portable loop's bits, NaN and Re
     // Every instruction set's 2x2 path (max_pool_2x2.ipp) against the portable loop, forward and
     // backward, plain and with the ReLU the pooling runs for the layer before it: the same outputs,
     // winners and input gradients bit for bit. The inputs hold ties, NaN (which never replaces a
-    // value, and ReLU turns into 0) and negative values (whose windows ReLU zeroes).
+    // value, and ReLU turns into 0) and negative values (whose windows ReLU zeroes). The winners are
+    // recorded in one form on every path, so a backward on the portable loop after a vector
+    // forward gives the same gradients too.
     PARDL_TEST_EACH_SUPPORTED_ISA();
     const auto check = [](auto tag, std::size_t rows) {
         using L = typename decltype(tag)::type;
@@ -675,18 +678,21 @@ TEST_CASE("MaxPool2D<2>'s vector paths give the portable loop's bits, NaN and Re
         struct Result {
             std::vector<float> y, dx;
         };
-        const auto run = [&](bool relu) {
+        const auto run = [&](bool relu, bool portable_backward = false) {
             L layer(rows);
             Result r{std::vector<float>(rows * out, -3.0f), std::vector<float>(rows * in, -5.0f)};
             const ConstMatrix xm{x.data(), rows, in}, ym{r.y.data(), rows, out}, gm{g.data(), rows, out};
             const Matrix y_out{r.y.data(), rows, out}, dx_out{r.dx.data(), rows, in};
-            if (relu) {
+            if (relu)
                 layer.forward({}, xm, y_out, {}, FuseRelu{});
-                layer.backward({}, xm, ym, gm, dx_out, {}, FuseRelu{});
-            } else {
+            else
                 layer.forward({}, xm, y_out, {});
+            std::optional<simd::ScopedIsa> scoped;
+            if (portable_backward) scoped.emplace(simd::Isa::generic);
+            if (relu)
+                layer.backward({}, xm, ym, gm, dx_out, {}, FuseRelu{});
+            else
                 layer.backward({}, xm, ym, gm, dx_out, {});
-            }
             return r;
         };
         for (const bool relu : {false, true}) {
@@ -699,6 +705,8 @@ TEST_CASE("MaxPool2D<2>'s vector paths give the portable loop's bits, NaN and Re
             INFO(L::name() << " on " << L::input_shape::str() << (relu ? " with ReLU" : ""));
             CHECK(std::memcmp(fast.y.data(), portable.y.data(), fast.y.size() * sizeof(float)) == 0);
             CHECK(std::memcmp(fast.dx.data(), portable.dx.data(), fast.dx.size() * sizeof(float)) == 0);
+            const Result mixed = run(relu, true);
+            CHECK(std::memcmp(mixed.dx.data(), portable.dx.data(), mixed.dx.size() * sizeof(float)) == 0);
         }
     };
     check(std::type_identity<MaxPool2D<2>::bind<Shape<3, 7, 37>>>{}, 3);

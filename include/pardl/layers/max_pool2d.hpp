@@ -1,12 +1,15 @@
 // MaxPool2D<K, S>: max over K x K windows (stride S, no padding) per channel. Forward records the
-// winning input of each output in per-worker scratch so backward routes gradients without search.
+// winning input of each output in per-worker scratch so backward routes gradients without search:
+// its index in the sample, or for 2 x 2 windows of stride 2 its place in the window, in a byte.
 // Models BoundLayer.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "pardl/layers/layer.hpp"
 #include "pardl/layers/pool_window.hpp"
@@ -35,8 +38,10 @@ struct Lanes {
     static constexpr __mmask16 all = 0xFFFF;
     static __mmask16 first(std::size_t n) noexcept { return simd::first_lanes(n); }
     static V load(const float* p, std::size_t n) noexcept { return _mm512_maskz_loadu_ps(first(n), p); }
-    static I load_index(const std::uint32_t* p, std::size_t n) noexcept {
-        return _mm512_maskz_loadu_epi32(first(n), p);
+    /// 16 bytes, whatever n: the winners' buffer has `width` bytes to spare after its last row,
+    /// and the lanes past n are never stored (a masked byte load needs AVX-512BW).
+    static I load_index(const std::uint8_t* p, std::size_t) noexcept {
+        return _mm512_maskz_cvtepu8_epi32(all, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     }
     static void load_pairs(const float* p, std::size_t n, V& even, V& odd) noexcept {
         const I even_at = iota2(), odd_at = _mm512_add_epi32(even_at, _mm512_set1_epi32(1));
@@ -46,8 +51,8 @@ struct Lanes {
         odd = _mm512_permutex2var_ps(lo, odd_at, hi);
     }
     static void store(float* p, std::size_t n, V v) noexcept { _mm512_mask_storeu_ps(p, first(n), v); }
-    static void store_index(std::uint32_t* p, std::size_t n, I i) noexcept {
-        _mm512_mask_storeu_epi32(p, first(n), i);
+    static void store_index(std::uint8_t* p, std::size_t n, I i) noexcept {
+        _mm512_mask_cvtepi32_storeu_epi8(p, first(n), i);
     }
     static void store_pairs(float* p, std::size_t n, V even, V odd) noexcept {
         // Lanes 0..15 of each result take alternately from even and odd.
@@ -71,8 +76,6 @@ struct Lanes {
         return _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     }
     static I set1_index(std::size_t k) noexcept { return _mm512_set1_epi32(static_cast<int>(k)); }
-    static I add_index(I a, I b) noexcept { return _mm512_add_epi32(a, b); }
-    static I sub_index(I a, I b) noexcept { return _mm512_sub_epi32(a, b); }
 };
 #include "pardl/layers/max_pool_2x2.ipp"
 PARDL_SIMD_TARGET_END
@@ -88,9 +91,10 @@ struct Lanes {
     static V load(const float* p, std::size_t n) noexcept {
         return n >= width ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first(n));
     }
-    static I load_index(const std::uint32_t* p, std::size_t n) noexcept {
-        return n >= width ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
-                          : _mm256_maskload_epi32(reinterpret_cast<const int*>(p), first(n));
+    /// 8 bytes, whatever n: the winners' buffer has `width` bytes to spare after its last row,
+    /// and the lanes past n are never stored.
+    static I load_index(const std::uint8_t* p, std::size_t) noexcept {
+        return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
     }
     static void load_pairs(const float* p, std::size_t n, V& even, V& odd) noexcept {
         const V lo = load(p, 2 * n);
@@ -103,8 +107,15 @@ struct Lanes {
     static void store(float* p, std::size_t n, V v) noexcept {
         simd::store_first_avx2(p, n, _mm256_castps_si256(v));
     }
-    static void store_index(std::uint32_t* p, std::size_t n, I i) noexcept {
-        simd::store_first_avx2(p, n, i);
+    static void store_index(std::uint8_t* p, std::size_t n, I i) noexcept {
+        // The lanes hold 0..3: packing them to 16 and then 8 bits keeps every value.
+        const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+        const auto bytes = static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_packus_epi16(words, words)));
+        if (n >= width) {
+            std::memcpy(p, &bytes, width);
+            return;
+        }
+        for (std::size_t l = 0; l < n; ++l) p[l] = static_cast<std::uint8_t>(bytes >> (8 * l));
     }
     static void store_pairs(float* p, std::size_t n, V even, V odd) noexcept {
         // Within 128-bit halves: (e0 o0 e1 o1 | e4 o4 e5 o5) and (e2 o2 e3 o3 | e6 o6 e7 o7).
@@ -124,8 +135,6 @@ struct Lanes {
     static V mul(V a, V b) noexcept { return _mm256_mul_ps(a, b); }
     static I iota2() noexcept { return _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14); }
     static I set1_index(std::size_t k) noexcept { return _mm256_set1_epi32(static_cast<int>(k)); }
-    static I add_index(I a, I b) noexcept { return _mm256_add_epi32(a, b); }
-    static I sub_index(I a, I b) noexcept { return _mm256_sub_epi32(a, b); }
 
 private:
     static V in_order(V v) noexcept {
@@ -153,9 +162,21 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         static constexpr std::size_t out_size = output_shape::size;
         static_assert(In::size <= UINT32_MAX, "pardl: MaxPool2D stores argmax indices as 32-bit");
 
+        /// The common 2x2, stride-2 pooling has a vector path per instruction set (max_pool_2x2.ipp).
+        static constexpr bool fast_2x2 = Kernel == 2 && Stride == 2;
+        /// What records a window's winner. For 2 x 2 windows its place in the window, 0..3 in
+        /// row-major order, on every path whichever the CPU runs: a quarter of the bytes of an
+        /// index, and the forward writes the winners of the whole batch, which the backward reads
+        /// back from beyond the L2 (W-CNN's first pooling: 1.6 MB a batch of 64 as indices; with
+        /// bytes its forward took 313-317 instead of 383-386 us per batch on an Intel Xeon).
+        /// Otherwise the winner's index in the sample.
+        using Winner = std::conditional_t<fast_2x2, std::uint8_t, std::uint32_t>;
+
         static std::string name() { return MaxPool2D::name(); }
 
-        explicit bind(std::size_t max_rows) : argmax_(max_rows * out_size) {}
+        /// The vector paths load a whole vector of winners at the end of a row (bytes past it are
+        /// never used): `spare` more after the last row keeps those loads inside the buffer.
+        explicit bind(std::size_t max_rows) : argmax_(max_rows * out_size + spare) {}
 
         /// Row-wise (row_wise_v): the winners of row r of a call go to row part_first + r.
         static constexpr bool row_wise = true;
@@ -191,10 +212,28 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
 
     private:
         /// The winners of the call's first row.
-        std::uint32_t* winners(const StepContext& ctx) { return argmax_.data() + ctx.part_first * out_size; }
+        Winner* winners(const StepContext& ctx) { return argmax_.data() + ctx.part_first * out_size; }
+
+        /// The winner as recorded, for the window whose first input is `top` (see Winner).
+        static Winner record(std::size_t best, std::size_t top) noexcept {
+            if constexpr (fast_2x2)
+                return static_cast<Winner>((best - top) / W * 2 + (best - top) % W);
+            else
+                return static_cast<Winner>(best);
+        }
+        /// The winner's index in the sample, for output o (see Winner).
+        static std::size_t winner_index(Winner recorded, std::size_t o) noexcept {
+            if constexpr (fast_2x2) {
+                const std::size_t c = o / (OH * OW), oh = o / OW % OH, ow = o % OW;
+                const std::size_t top = (c * H + oh * Stride) * W + ow * Stride;
+                return top + recorded / 2 * W + recorded % 2;
+            } else {
+                return recorded;
+            }
+        }
 
         template <bool Relu>
-        void run_forward(ConstMatrix x, Matrix y, std::uint32_t* argmax) {
+        void run_forward(ConstMatrix x, Matrix y, Winner* argmax) {
 #if defined(PARDL_SIMD_X86)
             if constexpr (fast_2x2) {
                 const simd::Isa isa = simd::active();
@@ -205,7 +244,7 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
             for (std::size_t r = 0; r < x.rows; ++r) {
                 const float* xr = x.row(r);
                 float* yr = y.row(r);
-                std::uint32_t* ar = argmax + r * out_size;
+                Winner* ar = argmax + r * out_size;
                 for (std::size_t c = 0; c < C; ++c)
                     for (std::size_t oh = 0; oh < OH; ++oh)
                         for (std::size_t ow = 0; ow < OW; ++ow) {
@@ -226,13 +265,13 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
                                 }
                             const std::size_t o = (c * OH + oh) * OW + ow;
                             yr[o] = Relu ? detail::ReluFn::value(m) : m;
-                            ar[o] = static_cast<std::uint32_t>(best);
+                            ar[o] = record(best, top);
                         }
             }
         }
 
         template <bool Relu>
-        void run_backward(ConstMatrix y, ConstMatrix dy, Matrix dx, const std::uint32_t* argmax) {
+        void run_backward(ConstMatrix y, ConstMatrix dy, Matrix dx, const Winner* argmax) {
             if (dx.empty()) return;
 #if defined(PARDL_SIMD_X86)
             if constexpr (fast_2x2) {
@@ -245,22 +284,22 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
                 float* d = dx.row(r);
                 const float* g = dy.row(r);
                 const float* yr = Relu ? y.row(r) : nullptr;
-                const std::uint32_t* ar = argmax + r * out_size;
+                const Winner* ar = argmax + r * out_size;
                 std::fill_n(d, In::size, 0.0f);
                 // Overlapping windows (Stride < Kernel) may share a winner, hence +=.
                 for (std::size_t o = 0; o < out_size; ++o)
-                    d[ar[o]] += Relu ? g[o] * detail::ReluFn::derivative_from_output(yr[o]) : g[o];
+                    d[winner_index(ar[o], o)] +=
+                        Relu ? g[o] * detail::ReluFn::derivative_from_output(yr[o]) : g[o];
             }
         }
 
-        /// The common 2x2, stride-2 pooling has a vector path per instruction set (max_pool_2x2.ipp).
-        static constexpr bool fast_2x2 = Kernel == 2 && Stride == 2;
+        static constexpr std::size_t spare = fast_2x2 ? 16 : 0;
 #if defined(PARDL_SIMD_X86)
         using Avx512 = detail::pool_avx512::MaxPool2x2<C, H, W, OH, OW>;
         using Avx2 = detail::pool_avx2::MaxPool2x2<C, H, W, OH, OW>;
 #endif
 
-        AlignedBuffer<std::uint32_t> argmax_;
+        AlignedBuffer<Winner> argmax_;
     };
 };
 
