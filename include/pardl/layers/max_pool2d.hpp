@@ -214,6 +214,10 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         /// The winners of the call's first row.
         Winner* winners(const StepContext& ctx) { return argmax_.data() + ctx.part_first * out_size; }
 
+        /// The index in the sample of the first input of output (c, oh, ow)'s window.
+        static constexpr std::size_t window_top(std::size_t c, std::size_t oh, std::size_t ow) noexcept {
+            return (c * H + oh * Stride) * W + ow * Stride;
+        }
         /// The winner as recorded, for the window whose first input is `top` (see Winner).
         static Winner record(std::size_t best, std::size_t top) noexcept {
             if constexpr (fast_2x2)
@@ -224,9 +228,7 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
         /// The winner's index in the sample, for output o (see Winner).
         static std::size_t winner_index(Winner recorded, std::size_t o) noexcept {
             if constexpr (fast_2x2) {
-                const std::size_t c = o / (OH * OW), oh = o / OW % OH, ow = o % OW;
-                const std::size_t top = (c * H + oh * Stride) * W + ow * Stride;
-                return top + recorded / 2 * W + recorded % 2;
+                return window_top(o / (OH * OW), o / OW % OH, o % OW) + recorded / 2 * W + recorded % 2;
             } else {
                 return recorded;
             }
@@ -251,7 +253,7 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
                             // Selects rather than branches (on real data the comparison is a coin
                             // flip). A strict > in row-major window order keeps the first maximum
                             // on ties, as PyTorch does.
-                            const std::size_t top = (c * H + oh * Stride) * W + ow * Stride;
+                            const std::size_t top = window_top(c, oh, ow);
                             float m = xr[top];
                             std::size_t best = top;
                             for (std::size_t kh = 0; kh < Kernel; ++kh)

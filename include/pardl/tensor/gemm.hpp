@@ -363,6 +363,12 @@ struct Workspace {
     }
 };
 
+/// Whether rows `ld` floats apart are crowded: a multiple of 2 KiB apart, a sliver's rows then
+/// share a few L1 sets and evict one another, and run() packs them rather than read them in place.
+constexpr bool crowded(size_t ld) noexcept {
+    return ld % 512 == 0;
+}
+
 /// Splits `total` into `parts` contiguous pieces whose sizes differ by at most one.
 constexpr size_t piece_begin(size_t total, size_t parts, size_t i) noexcept {
     return total / parts * i + std::min(i, total % parts);
@@ -435,7 +441,6 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
     // of 2 KiB apart (512 floats: square powers of two): a sliver's rows then share a few L1 sets
     // and evict one another, and packing pays (on an Intel Xeon, 512^3 TN went from about 61 to
     // 71-76% of peak, TT from 63 to 69-72%). The arithmetic is the same either way.
-    const auto crowded = [](size_t ld) noexcept { return ld % 512 == 0; };
     const bool direct_b = op_b == Op::N && !crowded(ldb);
     float* const b_buf = Workspace::reserve(ws.b, kc_cap * (direct_b ? nr_max : nc_cap));
     const bool direct_a = op_a == Op::T && !crowded(lda);
@@ -525,7 +530,7 @@ constexpr std::size_t gemm_row_stride(std::size_t cols) noexcept {
 /// pack such rows rather than read them in place).
 constexpr std::size_t gemm_vector_row_stride(std::size_t cols) noexcept {
     const std::size_t rounded = (cols + cache_line_floats - 1) / cache_line_floats * cache_line_floats;
-    return rounded % 512 == 0 ? rounded + cache_line_floats : rounded;
+    return detail::gemm::crowded(rounded) ? rounded + cache_line_floats : rounded;
 }
 
 /// C(m x n) = op(A)(m x k) * op(B)(k x n) + beta * C on row-major storage; lda, ldb and ldc are
