@@ -20,8 +20,8 @@ namespace pardl {
 ///    called with partition [0, n) (on every node, when ranks share nodes), values[range] then
 ///    holds the global sums, and apply must write results[range] (for example, updated
 ///    parameters). On return `results` is identical on every rank, values[n, size) holds the sums
-///    on every rank, and values[0, n) is zero except inside the ranges this rank applied (where
-///    apply may leave anything). This lets ranks share the work done on the sum (the optimizer
+///    on every rank, and values[0, n) holds unspecified values (the caller writes it anew before
+///    its next reduction). This lets ranks share the work done on the sum (the optimizer
 ///    update) instead of repeating it.
 ///  - `broadcast(span<float>, root)`: every rank receives root's values.
 ///  - `sum(double)`, `min(uint64)`, `max(uint64)`: scalar reductions to every rank.

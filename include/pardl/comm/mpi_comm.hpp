@@ -376,10 +376,13 @@ private:
     /// Reduce-scatter + allgather through shared memory: node rank r sums slice r (whole cache
     /// lines, split by balanced_range) over the node ranks' segments in rank order, allreduces it
     /// across nodes, and then either writes it into slice r of every segment (allreduce_sum) or,
-    /// with an `owner` hook, keeps it in its own segment, clears the others' copies of the slice
-    /// and calls owner(begin, end) (allreduce_apply). Each element is computed once, so all
-    /// ranks hold bit-identical results. `also` is a second window whose writes must be made
-    /// visible by the closing synchronisation.
+    /// with an `owner` hook, keeps it in its own segment and calls owner(begin, end)
+    /// (allreduce_apply). With the hook the others' copies of the slice are left as they were:
+    /// clearing them wrote lines that their ranks write again in their next backward, a transfer
+    /// between the cores for nothing (2-rank W-MLP in alternating runs on the AMD EPYC guest of
+    /// docs/performance.md: the same or slightly faster without it). Each element is computed
+    /// once, so all ranks hold bit-identical results. `also` is a second window whose writes must
+    /// be made visible by the closing synchronisation.
     template <class Owner>
     void shared_allreduce(detail::ShmWindow& w, Owner&& owner, detail::ShmWindow* also) {
         using detail::shm_line;
@@ -406,13 +409,8 @@ private:
             const std::size_t o = l * shm_line;
             alignas(64) float acc[shm_line];
             sum_line(o, acc);
-            for (std::size_t k = 0; k < k_n; ++k) {
-                float* p = k == me ? own + o : seg[k] + o;
-                if (scatter_now || k == me)
-                    std::copy_n(acc, shm_line, p);
-                else if constexpr (hooked)
-                    std::fill_n(p, shm_line, 0.0f); // consumed: ready for the next step
-            }
+            for (std::size_t k = 0; k < k_n; ++k)
+                if (scatter_now || k == me) std::copy_n(acc, shm_line, k == me ? own + o : seg[k] + o);
         }
         const std::size_t b = std::min(w.n, mine.begin * shm_line), e = std::min(w.n, mine.end * shm_line);
         if (s.nodes > 1) {

@@ -210,13 +210,14 @@ public:
         // updates them. Block by block, so that the update reads the scaled gradient from L1: a
         // tensor-parallel member passes all it owns of a layer at once (W-MLP's first layer: 100k
         // floats).
-        auto scale_and_update = [&](Range r, float scale, float* grad) {
+        // The parameters updated are those at `params`: p, or a worker's copy of it.
+        auto scale_and_update = [&](Range r, float scale, float* grad, float* params) {
             const simd::FloatVector factor = simd::broadcast(scale);
             for (std::size_t b = 0; b < r.size(); b += reduction_block) {
                 const std::size_t n = std::min(r.size() - b, reduction_block);
                 simd::for_each_vector(
                     n, [&](simd::FloatVector& gi) { gi *= factor; }, grad + b);
-                opt_.update({p + r.begin + b, n}, {grad + b, n}, r.begin + b);
+                opt_.update({params + r.begin + b, n}, {grad + b, n}, r.begin + b);
             }
         };
         auto work = [&](std::size_t w, Range r) {
@@ -300,7 +301,7 @@ public:
             if (fused_update)
                 team.run([&] {
                     Model::for_each_owned(member, team.size(), [&](std::size_t first, std::size_t count) {
-                        scale_and_update(Range{first, first + count}, scale, g + first);
+                        scale_and_update(Range{first, first + count}, scale, g + first, p);
                     });
                 });
             record_worker_phases(member, {tw, t_data, t_fwd, t_bwd}, worker0_done);
@@ -310,13 +311,21 @@ public:
             exec_.run_team(team_work);
         else if (fused_update)
             exec_.run(mine.size(), work, buffers, [&](std::size_t w, Range r, float* sums) {
-                scale_and_update(r, scale, sums);
                 Worker& wk = workers_[w];
-                if (wk.param_copy.empty()) return;
-                // The results are still in L1: the worker's own copy takes them now, and the
-                // next step's refresh skips the range (the executor gives a worker one
-                // contiguous range, in order).
-                std::copy(p + r.begin, p + r.end, wk.param_copy.data() + r.begin);
+                if (wk.param_copy.empty()) {
+                    scale_and_update(r, scale, sums, p);
+                    return;
+                }
+                // The worker updates its own copy (current: this step's forward refreshed it),
+                // where the next step's refresh skips the range (the executor gives a worker one
+                // contiguous range, in order), and then copies the results to the shared
+                // parameters. Updating the shared ones in place and copying them here was slower:
+                // the other workers read those lines in their refresh, so each store of the update
+                // waited for their copies to be taken back, and the update with it (2-thread
+                // W-MLP 0.39 -> 0.31 s per epoch on the AMD EPYC guest of docs/performance.md).
+                float* const copy = wk.param_copy.data();
+                scale_and_update(r, scale, sums, copy);
+                std::copy(copy + r.begin, copy + r.end, p + r.begin);
                 assert(wk.updated.empty() || wk.updated.end == r.begin);
                 wk.updated = wk.updated.empty() ? r : Range{wk.updated.begin, r.end};
             });
@@ -351,7 +360,7 @@ public:
                 const auto tu = Clock::now();
                 exec_.for_chunks(owned.size(), [&](Range c) {
                     scale_and_update(Range{owned.begin + c.begin, owned.begin + c.end}, scale,
-                                     g + owned.begin + c.begin);
+                                     g + owned.begin + c.begin, p);
                 });
                 const auto tu_end = Clock::now();
                 update_seconds += seconds_between(tu, tu_end);
@@ -514,11 +523,11 @@ private:
         /// process (empty otherwise), refreshed at the start of every step. The threads update
         /// the shared parameters in shares, so a thread that read them in place fetched the
         /// others' shares from their cores one cache line at a time, as the products asked for
-        /// them; one sequential copy moves them faster. The update also writes what it produced
-        /// into the updating worker's copy, from L1, so the refresh copies only what the others
-        /// updated. Costs one more copy of the parameters per thread. With several processes the
-        /// allreduce writes most of the parameters (the other ranks' slices), and a private copy
-        /// per MPI rank measured slower, so Hybrid's threads read them in place there
+        /// them; one sequential copy moves them faster. The update runs on the updating worker's
+        /// copy and then copies its results to the shared parameters, so the refresh copies only
+        /// what the others updated. Costs one more copy of the parameters per thread. With several
+        /// processes the allreduce writes most of the parameters (the other ranks' slices), and a
+        /// private copy per MPI rank measured slower, so Hybrid's threads read them in place there
         /// (benchmarks/performance_notes.md has the timings).
         AlignedBuffer<float> param_copy;
         Range updated{}; ///< the parameters this worker's fused update wrote in the last step
