@@ -36,7 +36,14 @@ mkdir -p "$out"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)"
     echo "cores (nproc): ${cores}"
-    lscpu | grep -E '^(L1d|L2|L3) cache' | sed 's/  */ /g'
+    echo "cpu family, model: $(awk -F': ' '/^cpu family/ { f = $2 } /^model[[:space:]]*:/ { m = $2 } END { print f ", " m }' /proc/cpuinfo)"
+    # Some guests' lscpu lists no caches; /proc/cpuinfo then still gives the per-core L2 (x86).
+    caches=$(lscpu | grep -E '^(L1d|L2|L3) cache' | sed 's/  */ /g' || true)
+    if [[ -n $caches ]]; then
+        echo "$caches"
+    else
+        echo "cache size (per core, /proc/cpuinfo; lscpu lists none): $(sed -n 's/^cache size[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+    fi
     echo "avx512: $(grep -q avx512f /proc/cpuinfo && echo yes || echo no)"
     echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
     echo "kernel: $(uname -sr)"

@@ -53,8 +53,9 @@ $(cat "$in/machine.txt")
 
 The yardstick is this machine's own single-core FMA peak, measured by \`benchmarks/peak_flops.hpp\`
 (independent 512-bit FMA chains): **${peak} GFLOP/s per core**. A core with two 512-bit FMA units
-(Intel Xeon server cores) does 64 single-precision FLOP per cycle, one that splits a 512-bit FMA
-into two 256-bit halves (AMD Zen 4) 32; divided by that, the figure tells the clock the core ran at.
+(Intel Xeon server cores, AMD Zen 5) does 64 single-precision FLOP per cycle, one that splits a
+512-bit FMA into two 256-bit halves (AMD Zen 4) 32; divided by that, the figure tells the clock the
+core ran at.
 
 ## GEMM (\`bench_gemm\`, median of repetitions)
 

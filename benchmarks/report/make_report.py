@@ -211,6 +211,11 @@ def scaling(scal_dir, out, v):
     machine = (scal_dir / "machine.txt").read_text() if (scal_dir / "machine.txt").exists() else ""
     m = re.search(r"Model name:\s*(.+)", machine)
     v["cpu"] = m.group(1).strip() if m else "unknown CPU"
+    # A guest may name its CPU only by brand ("AMD EPYC"); family and model tell the generation.
+    fam = re.search(r"^CPU family:\s*(\d+)", machine, re.M)
+    mod = re.search(r"^Model:\s*(\d+)", machine, re.M)
+    if m and fam and mod:
+        v["cpu"] += f" (family {fam.group(1)}, model {mod.group(1)})"
     m = re.search(r"nproc:\s*(\d+)", machine)
     v["nproc"] = m.group(1) if m else "?"
     m = re.search(r"g\+\+ \(.*?\) ([\d.]+)", machine)

@@ -379,7 +379,7 @@ private:
     /// with an `owner` hook, keeps it in its own segment and calls owner(begin, end)
     /// (allreduce_apply). With the hook the others' copies of the slice are left as they were:
     /// clearing them wrote lines that their ranks write again in their next backward, a transfer
-    /// between the cores for nothing (2-rank W-MLP in alternating runs on the AMD EPYC guest of
+    /// between the cores for nothing (2-rank W-MLP in alternating runs on the AMD EPYC (Zen 5) guest of
     /// docs/performance.md: the same or slightly faster without it). Each element is computed
     /// once, so all ranks hold bit-identical results. `also` is a second window whose writes must
     /// be made visible by the closing synchronisation.

@@ -322,7 +322,7 @@ public:
                 // parameters. Updating the shared ones in place and copying them here was slower:
                 // the other workers read those lines in their refresh, so each store of the update
                 // waited for their copies to be taken back, and the update with it (2-thread
-                // W-MLP 0.39 -> 0.31 s per epoch on the AMD EPYC guest of docs/performance.md).
+                // W-MLP 0.39 -> 0.31 s per epoch on the AMD EPYC (Zen 5) guest of docs/performance.md).
                 float* const copy = wk.param_copy.data();
                 scale_and_update(r, scale, sums, copy);
                 std::copy(copy + r.begin, copy + r.end, p + r.begin);
