@@ -409,8 +409,10 @@ private:
             const std::size_t o = l * shm_line;
             alignas(64) float acc[shm_line];
             sum_line(o, acc);
-            for (std::size_t k = 0; k < k_n; ++k)
-                if (scatter_now || k == me) std::copy_n(acc, shm_line, k == me ? own + o : seg[k] + o);
+            std::copy_n(acc, shm_line, own + o);
+            if (scatter_now)
+                for (std::size_t k = 0; k < k_n; ++k)
+                    if (k != me) std::copy_n(acc, shm_line, seg[k] + o);
         }
         const std::size_t b = std::min(w.n, mine.begin * shm_line), e = std::min(w.n, mine.end * shm_line);
         if (s.nodes > 1) {

@@ -209,8 +209,7 @@ public:
         // Scales the gradient of parameters r (grad[0] is parameter r.begin's; in place) and
         // updates them. Block by block, so that the update reads the scaled gradient from L1: a
         // tensor-parallel member passes all it owns of a layer at once (W-MLP's first layer: 100k
-        // floats).
-        // The parameters updated are those at `params`: p, or a worker's copy of it.
+        // floats). The parameters updated are those at `params`: p, or a worker's copy of it.
         auto scale_and_update = [&](Range r, float scale, float* grad, float* params) {
             const simd::FloatVector factor = simd::broadcast(scale);
             for (std::size_t b = 0; b < r.size(); b += reduction_block) {
