@@ -358,6 +358,43 @@ TEST_CASE("gemm's ragged right edge has the same bits whether A is read in place
                 }
 }
 
+TEST_CASE("gemm's narrow products have the bits of the same columns of a wider product", "[gemm]") {
+    // A C narrower than one vector is computed as its transpose (gemm.hpp, run_transposed); a C
+    // with more columns goes through the blocked product, whose arithmetic per element does not
+    // depend on the other columns. So C's n columns must equal, bit for bit, the first n columns
+    // of the product with B widened by more columns: every form, every beta, one k block or more.
+    PARDL_TEST_EACH_SUPPORTED_ISA();
+    pardl::Rng rng(31);
+    constexpr size_t wide = 40;
+    for (Op op_a : ops)
+        for (Op op_b : ops)
+            for (const auto [m, n, k] : {std::array<size_t, 3>{64, 10, 128},
+                                         {128, 10, 64},
+                                         {13, 10, 7},
+                                         {33, 1, 19},
+                                         {100, 15, 300}, // two k blocks
+                                         {70, 9, 600}})  // past the dot-product kernels' k
+                for (float beta : betas) {
+                    INFO((op_a == Op::N ? 'N' : 'T') << (op_b == Op::N ? 'N' : 'T') << " m " << m << " n "
+                                                     << n << " k " << k << " beta " << beta);
+                    std::vector<float> a(m * k), b(k * wide), c0(m * wide);
+                    for (float& v : a) v = rng.uniform(-1.0f, 1.0f);
+                    for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
+                    for (float& v : c0) v = rng.uniform(-1.0f, 1.0f);
+                    const size_t lda = op_a == Op::N ? k : m, ldb = op_b == Op::N ? wide : k;
+                    // op(B)'s first n columns: the first n columns of B, or its first n rows.
+                    std::vector<float> narrow(m * n), widened = c0;
+                    for (size_t i = 0; i < m; ++i) std::copy_n(&c0[i * wide], n, &narrow[i * n]);
+                    pardl::gemm(op_a, op_b, m, n, k, a.data(), lda, b.data(), ldb, beta, narrow.data(), n);
+                    pardl::gemm(op_a, op_b, m, wide, k, a.data(), lda, b.data(), ldb, beta, widened.data(),
+                                wide);
+                    size_t differ = 0;
+                    for (size_t i = 0; i < m; ++i)
+                        differ += std::memcmp(&narrow[i * n], &widened[i * wide], n * sizeof(float)) != 0;
+                    CHECK(differ == 0);
+                }
+}
+
 TEST_CASE("gemm packs operands whose rows lie 2 KiB apart, with the same bits as in place", "[gemm]") {
     // Row strides that are multiples of 512 floats make gemm pack a row-major B and a transposed
     // A, which it otherwise reads in place (gemm.hpp, crowded). The packed copy must hold the same

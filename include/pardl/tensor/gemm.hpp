@@ -195,13 +195,16 @@ struct Vec {
     }
 
     static constexpr size_t transpose_block = 8;
-    /// Transposes a rows x 8 block (rows <= 8; missing rows read as zero) into 8 columns, storing
-    /// the first `count` elements of column q at dst + q * ldd.
-    static void transpose(const float* src, size_t lds, size_t rows, float* dst, size_t ldd,
+    /// Transposes a rows x cols block (rows, cols <= 8; missing rows read as zero) into cols
+    /// columns, storing the first `count` elements of column q at dst + q * ldd. Reads nothing
+    /// past a row's cols floats and writes no column past cols.
+    static void transpose(const float* src, size_t lds, size_t rows, size_t cols, float* dst, size_t ldd,
                           size_t count) noexcept {
+        const __m256i present = simd::first_lanes_avx2(cols);
         __m256 r[8];
         PARDL_UNROLL_ALL
-        for (size_t i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
+        for (size_t i = 0; i < 8; ++i)
+            r[i] = i < rows ? _mm256_maskload_ps(src + i * lds, present) : _mm256_setzero_ps();
         // Within each 128-bit lane: pairs, then 4 x 4 blocks; finally the lanes themselves.
         __m256 t[8];
         PARDL_UNROLL_ALL
@@ -219,7 +222,7 @@ struct Vec {
             u[4 * g + 3] = _mm256_shuffle_ps(hi0, hi1, 0xEE);
         }
         const auto store_column = [&](size_t q, __m256 v) {
-            simd::store_first_avx2(dst + q * ldd, count, _mm256_castps_si256(v));
+            if (q < cols) simd::store_first_avx2(dst + q * ldd, count, _mm256_castps_si256(v));
         };
         PARDL_UNROLL_ALL
         for (int c = 0; c < 4; ++c) {
@@ -285,17 +288,19 @@ struct Vec {
     }
 
     static constexpr size_t transpose_block = 16;
-    /// Transposes a rows x 16 block (rows <= 16; missing rows read as zero) into 16 columns,
-    /// storing the first `count` elements of column q at dst + q * ldd.
-    static void transpose(const float* src, size_t lds, size_t rows, float* dst, size_t ldd,
+    /// Transposes a rows x cols block (rows, cols <= 16; missing rows read as zero) into cols
+    /// columns, storing the first `count` elements of column q at dst + q * ldd. Reads nothing
+    /// past a row's cols floats and writes no column past cols.
+    static void transpose(const float* src, size_t lds, size_t rows, size_t cols, float* dst, size_t ldd,
                           size_t count) noexcept {
         // The all-lanes masked forms: GCC 12's unmasked ones start from _mm512_undefined_ps(),
         // which trips -Wuninitialized in every translation unit that includes this header.
         constexpr __mmask16 all = 0xFFFF;
+        const __mmask16 present = simd::first_lanes(cols);
         __m512 r[16];
         PARDL_UNROLL_ALL
         for (size_t i = 0; i < 16; ++i)
-            r[i] = i < rows ? _mm512_loadu_ps(src + i * lds) : _mm512_setzero_ps();
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(present, src + i * lds) : _mm512_setzero_ps();
         // Within each 128-bit lane: pairs, then 4 x 4 blocks; finally the lanes themselves.
         __m512 t[16];
         PARDL_UNROLL_ALL
@@ -320,14 +325,13 @@ struct Vec {
             const __m512 v1 = _mm512_mask_shuffle_f32x4(a0, all, a0, a1, 0xEE);
             const __m512 v2 = _mm512_mask_shuffle_f32x4(a2, all, a2, a3, 0x44);
             const __m512 v3 = _mm512_mask_shuffle_f32x4(a2, all, a2, a3, 0xEE);
-            _mm512_mask_storeu_ps(dst + (c + 0) * ldd, mask,
-                                  _mm512_mask_shuffle_f32x4(v0, all, v0, v2, 0x88));
-            _mm512_mask_storeu_ps(dst + (c + 4) * ldd, mask,
-                                  _mm512_mask_shuffle_f32x4(v0, all, v0, v2, 0xDD));
-            _mm512_mask_storeu_ps(dst + (c + 8) * ldd, mask,
-                                  _mm512_mask_shuffle_f32x4(v1, all, v1, v3, 0x88));
-            _mm512_mask_storeu_ps(dst + (c + 12) * ldd, mask,
-                                  _mm512_mask_shuffle_f32x4(v1, all, v1, v3, 0xDD));
+            const auto store_column = [&](size_t q, __m512 v) {
+                if (q < cols) _mm512_mask_storeu_ps(dst + q * ldd, mask, v);
+            };
+            store_column(c + 0, _mm512_mask_shuffle_f32x4(v0, all, v0, v2, 0x88));
+            store_column(c + 4, _mm512_mask_shuffle_f32x4(v0, all, v0, v2, 0xDD));
+            store_column(c + 8, _mm512_mask_shuffle_f32x4(v1, all, v1, v3, 0x88));
+            store_column(c + 12, _mm512_mask_shuffle_f32x4(v1, all, v1, v3, 0xDD));
         }
     }
 };
@@ -352,6 +356,7 @@ inline void scale(size_t m, size_t n, float beta, float* c, size_t ldc) noexcept
 struct Workspace {
     AlignedBuffer<float> a; // one A sliver: kc x mr
     AlignedBuffer<float> b; // one B panel: kc x nc, as nr_max-wide slivers
+    AlignedBuffer<float> c; // C transposed, for a narrow product (run_transposed)
 
     static Workspace& local() {
         thread_local Workspace ws;
@@ -401,17 +406,45 @@ void run_dot(size_t m, size_t n, size_t k, const float* a, size_t lda, const flo
     }
 }
 
-/// The blocked product with one instruction set's Kernels (see gemm()).
+/// The share of the vector lanes that hold elements when `count` elements are cut into vectors of
+/// `lanes`: 10 of 16 for Dense<10>'s outputs.
+constexpr double lane_fill(size_t count, size_t lanes) noexcept {
+    return double(count) / double((count + lanes - 1) / lanes * lanes);
+}
+
+/// Whether C (m x n) is computed faster as C^T = op(B)^T op(A)^T (run_transposed): C narrower
+/// than one vector, whose rows would fill fewer of the micro-kernel's lanes than its columns.
+/// W-MLP's Dense<10>: its forward product (64 x 10, k = 128) then uses every lane, and its weight
+/// gradient (128 x 10) reads both operands in place, where its rows had to be packed.
+template <class Kernels>
+constexpr bool transposed_pays(size_t m, size_t n) noexcept {
+    constexpr size_t lanes = Kernels::lanes;
+    return n < lanes && lane_fill(m, lanes) > lane_fill(n, lanes);
+}
+
+template <class Kernels>
+void run_blocked(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t lda, const float* b,
+                 size_t ldb, float beta, float* c, size_t ldc, const Epilogue& ep);
+
+/// C = op(A) op(B) + beta C computed as its transpose C^T = op(B)^T op(A)^T + beta C^T in a
+/// per-thread buffer, with C transposed into it first (unless beta == 0) and the result transposed
+/// back. Every element of C gets the arithmetic of run_blocked on the product as given (the same
+/// k blocks, each a chain of fused multiply-adds in order, then beta), so the bits do not change.
+template <class Kernels>
+void run_transposed(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t lda,
+                    const float* b, size_t ldb, float beta, float* c, size_t ldc) {
+    const auto flip = [](Op op) noexcept { return op == Op::N ? Op::T : Op::N; };
+    float* const ct = Workspace::reserve(Workspace::local().c, n * m); // n rows of m
+    if (beta != 0.0f) Kernels::pack_transposed(c, ldc, m, m, n, ct, m);
+    run_blocked<Kernels>(flip(op_b), flip(op_a), n, m, k, b, ldb, a, lda, beta, ct, m, {});
+    Kernels::pack_transposed(ct, m, n, n, m, c, ldc);
+}
+
+/// The product with one instruction set's Kernels (see gemm()): the special cases, then the
+/// dot-product kernels, the transposed product or the blocked one.
 template <class Kernels>
 void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t lda, const float* b,
          size_t ldb, float beta, float* c, size_t ldc, const Epilogue& ep) {
-    constexpr size_t mr_max = Kernels::mr_max, nv_max = Kernels::nv_max, lanes = Kernels::lanes;
-    constexpr size_t nr_max = Kernels::nr_max;
-    // The micro-kernel for an mr x nv tile: a table entry, called directly in the loops below.
-    const auto kernel_for = [](size_t mr, size_t nv) noexcept {
-        assert(mr >= 1 && mr <= mr_max && nv >= 1 && nv <= nv_max);
-        return Kernels::table[(mr - 1) * nv_max + (nv - 1)];
-    };
     if (m == 0 || n == 0) return;
     if (k == 0) {
         scale(m, n, beta, c, ldc);
@@ -424,8 +457,25 @@ void run(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t 
                 }
         return;
     }
-    if (op_a == Op::N && op_b == Op::T && ep.row_bias == nullptr && !ep.relu && dot_pays(m, k))
+    const bool plain = ep.row_bias == nullptr && !ep.relu;
+    if (op_a == Op::N && op_b == Op::T && plain && dot_pays(m, k))
         return run_dot<Kernels>(m, n, k, a, lda, b, ldb, beta, c, ldc);
+    if (plain && transposed_pays<Kernels>(m, n))
+        return run_transposed<Kernels>(op_a, op_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    run_blocked<Kernels>(op_a, op_b, m, n, k, a, lda, b, ldb, beta, c, ldc, ep);
+}
+
+/// The blocked product through the micro-kernels (m, n, k > 0).
+template <class Kernels>
+void run_blocked(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a, size_t lda, const float* b,
+                 size_t ldb, float beta, float* c, size_t ldc, const Epilogue& ep) {
+    constexpr size_t mr_max = Kernels::mr_max, nv_max = Kernels::nv_max, lanes = Kernels::lanes;
+    constexpr size_t nr_max = Kernels::nr_max;
+    // The micro-kernel for an mr x nv tile: a table entry, called directly in the loops below.
+    const auto kernel_for = [](size_t mr, size_t nv) noexcept {
+        assert(mr >= 1 && mr <= mr_max && nv >= 1 && nv <= nv_max);
+        return Kernels::table[(mr - 1) * nv_max + (nv - 1)];
+    };
     // Balanced splits: a 784-deep product becomes 4 x 196 rather than 3 x 256 + 16, and 64 rows
     // become slivers of 13 and 12 rather than 14 x 4 + 8.
     const size_t k_parts = (k + kc_max - 1) / kc_max;

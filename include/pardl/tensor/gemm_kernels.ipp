@@ -5,7 +5,8 @@
 //   V, width, load, store, set1, add, fma   the vector type (width floats) and its operations;
 //   load_first                              a load of the first 1 .. width floats only;
 //   mr_max, nv_max                          the largest tile: mr_max rows x nv_max vectors;
-//   transpose_block, transpose              a block transposition for packing (block 0: none);
+//   transpose_block, transpose              a block transposition for packing (block 0: none),
+//                                           of blocks with fewer rows or columns too;
 //   dot_rows, dot_cols                      the dot-product kernel's tile (see dot_kernel);
 //   sum16 (optional)                        its lane sums, faster than sum16_by_halving;
 //   in_register (optional)                  holds a loaded vector in a register (load_once).
@@ -291,8 +292,11 @@ struct KernelSet {
                                 float* dst, size_t ldd) noexcept {
         size_t p = 0;
         if constexpr (Vec::transpose_block != 0) {
+            // The last block may be narrower than `block` (a k of 10: W-MLP's Dense<10> input
+            // gradient), where element-by-element copies took as long as the product.
             constexpr size_t block = Vec::transpose_block;
-            for (; p + block <= kc; p += block)
+            for (; p < kc; p += block) {
+                const size_t cols = std::min(block, kc - p);
                 for (size_t i = 0; i < width; i += block) {
                     const size_t n_rows = rows > i ? std::min(block, rows - i) : 0;
                     // A block reads one cache line from each of `block` rows: too many streams
@@ -301,9 +305,10 @@ struct KernelSet {
                     // took W-CNN's conv1 backward from 1.6 to about 0.9 ms per batch.
                     for (size_t r = 0; r < n_rows; ++r)
                         __builtin_prefetch(src + (i + r) * lds + p + 4 * block);
-                    Vec::transpose(src + i * lds + p, lds, n_rows, dst + p * ldd + i, ldd,
+                    Vec::transpose(src + i * lds + p, lds, n_rows, cols, dst + p * ldd + i, ldd,
                                    std::min(block, width - i));
                 }
+            }
         }
         for (; p < kc; ++p) {
             float* d = dst + p * ldd;
