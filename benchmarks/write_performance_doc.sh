@@ -24,9 +24,15 @@ best2() { # the best 2-core policy of a workload: name,pct_peak,s_per_epoch
         END { print best "," bp "," bs }' "$in/training.csv"
 }
 min_wmlp_shape() { awk -F, 'NR > 1 && $1 ~ /(64x256x784|784x256x64|64x784x256)/ { if (m == "" || $3 < m) m = $3 } END { print m }' "$in/gemm.csv"; }
+# The worst of all nine W-MLP products (three per Dense layer, Dense<10>'s included): pct,name.
+worst_wmlp_product() {
+    awk -F, 'NR > 1 && $1 ~ /\/(64x256x784|784x256x64|64x784x256|64x128x256|256x128x64|64x256x128|64x10x128|128x10x64|64x128x10)\// {
+        if (m == "" || $3 < m) { m = $3; name = $1 } } END { sub(/^gemm\//, "", name); print m "," name }' "$in/gemm.csv"
+}
 
 g512=$(awk -F, 'NR > 1 && $1 ~ /512x512x512/ { if (m == "" || $3 < m) m = $3 } END { print m }' "$in/gemm.csv")
 gmlp=$(min_wmlp_shape)
+IFS=, read -r gmlp_all gmlp_all_shape <<<"$(worst_wmlp_product)"
 mlp_serial_pct=$(train mlp serial pct_peak)
 cnn_serial_pct=$(train cnn serial pct_peak)
 IFS=, read -r mlp_best mlp_best_pct mlp_best_s <<<"$(best2 mlp)"
@@ -236,6 +242,7 @@ cat <<TARGETS
 | GEMM ≥ 70% of peak at 512³, every form (#2) | ${g512}% (worst form) | $(verdict "$g512" ">=" 70) |
 | GEMM ≥ 85% of peak at 512³ (#5) | ${g512}% | $(verdict "$g512" ">=" 85) |
 | GEMM ≥ 75% at the large W-MLP shapes, all three forms (#5) | ${gmlp}% (worst) | $(verdict "$gmlp" ">=" 75) |
+| GEMM ≥ 75% at every W-MLP shape, all three forms (#5) | ${gmlp_all}% (worst: ${gmlp_all_shape}) | $(verdict "$gmlp_all" ">=" 75) |
 | W-MLP OpenMP (2 threads) ≥ 1.5× Serial (#3) | $(train mlp openmp speedup)× | $(verdict "$(train mlp openmp speedup)" ">=" 1.5) |
 | W-MLP MPI (2 ranks) ≥ 1.5× Serial (#3) | $(train mlp mpi speedup)× | $(verdict "$(train mlp mpi speedup)" ">=" 1.5) |
 | W-CNN OpenMP (2 threads) ≥ 1.8× Serial (#4) | $(train cnn openmp speedup)× | $(verdict "$(train cnn openmp speedup)" ">=" 1.8) |
