@@ -4,11 +4,13 @@
 #   2. W-CNN's convolution kernels: Conv2D, im2col/col2im, MaxPool2D (Google Benchmark, bench_conv),
 #   3. training throughput of W-MLP and W-CNN under every policy (bench_training_<policy>),
 #   4. the compile time of every example program (benchmarks/compile_time.sh),
+#   5. one cache line's round trip between CPUs 0 and 1 (bench_core_to_core), which bounds what
+#      two workers gain and, on a virtual machine, may change from one second to the next,
 # with worker counts fitted to nproc. CSVs and the machine description go to results/bench/.
 # Timings are only meaningful on an otherwise idle machine.
 #   MLP_STEPS=938, CNN_STEPS=938 (one epoch each)  REPEAT=9, CNN_REPEAT=5 (best of, median also kept)
 #   COMPILE_REPEAT=3 (builds per example program)
-#   PARTS="gemm conv allreduce training compile" (default: all): rerun only some parts, e.g.
+#   PARTS="gemm conv allreduce training compile cores" (default: all): rerun only some parts, e.g.
 #   PARTS=training after a noisy period; the others keep their CSVs in results/bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +18,7 @@ source benchmarks/common.sh
 
 cores=$(nproc)
 build=build/release
-parts=" ${PARTS:-gemm conv allreduce training compile} "
+parts=" ${PARTS:-gemm conv allreduce training compile cores} "
 wants() { [[ $parts == *" $1 "* ]]; }
 out=results/bench
 mlp_steps=${MLP_STEPS:-938}
@@ -26,7 +28,7 @@ cnn_repeat=${CNN_REPEAT:-5}
 
 bash scripts/install-deps.sh
 configure_release "$build"
-targets=(bench_gemm bench_conv bench_allreduce bench_training_serial bench_training_openmp bench_training_mpi bench_training_hybrid bench_training_tensor)
+targets=(bench_gemm bench_conv bench_allreduce bench_core_to_core bench_training_serial bench_training_openmp bench_training_mpi bench_training_hybrid bench_training_tensor)
 cmake --build "$build" -j"$cores" --target "${targets[@]}"
 bin="$build/benchmarks"
 mkdir -p "$out"
@@ -106,6 +108,12 @@ if "$mpiexec" -bind-to core -n 1 true >/dev/null 2>&1; then bind=(-bind-to core)
 echo "== allreduce (bench_allreduce, ${cores} ranks)"
 if ((cores >= 2)) && wants allreduce; then
     "$mpiexec" "${bind[@]}" -n "$cores" "$bin/bench_allreduce" | tee "$out/allreduce.csv"
+fi
+
+# ---- core to core ---------------------------------------------------------------------------
+echo "== core-to-core round trip (bench_core_to_core, CPUs 0 and 1)"
+if ((cores >= 2)) && wants cores; then
+    "$bin/bench_core_to_core" --samples 60 | tee "$out/core_to_core.csv"
 fi
 
 # ---- training ------------------------------------------------------------------------------

@@ -199,6 +199,22 @@ awk -F, 'NR > 1 { key = $1 "," $2; t[key, $3] = $4; g[key, $3] = $5; if (!(key i
     "$in/allreduce.csv"
 fi
 
+if [[ -s "$in/core_to_core.csv" ]]; then
+c2c_seconds=$(awk -F, 'NR > 1 { t = $1 } END { printf "%.0f", t }' "$in/core_to_core.csv")
+read -r c2c_n c2c_min c2c_median c2c_max <<<"$(tail -n +2 "$in/core_to_core.csv" | cut -d, -f2 | sort -g |
+    awk '{ v[NR] = $1 } END { printf "%d %.0f %.0f %.0f", NR, v[1], (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[NR] }')"
+cat <<CORES
+
+## Core-to-core round trip (\`bench_core_to_core\`)
+
+One cache line written in turn by two threads pinned to CPUs 0 and 1: ${c2c_n} samples over ${c2c_seconds} s,
+each the median of 9 batches of 100,000 round trips. Min **${c2c_min} ns**, median **${c2c_median} ns**, max
+**${c2c_max} ns** per round trip. Data-parallel training moves its gradient and parameters
+between the cores every step, a line at a time, so this is the price of each line; on a virtual
+machine it may change from one second to the next (the notes below).
+CORES
+fi
+
 compile_target=30 # seconds to build one example program (performance issue)
 if [[ -s "$in/compile_time.csv" ]]; then
 # The slowest program's best build: program_policy,seconds.
