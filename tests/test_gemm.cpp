@@ -359,8 +359,8 @@ TEST_CASE("gemm's ragged right edge has the same bits whether A is read in place
 }
 
 TEST_CASE("gemm's narrow products have the bits of the same columns of a wider product", "[gemm]") {
-    // A C narrower than one vector is computed as its transpose (gemm.hpp, run_transposed); a C
-    // with more columns goes through the blocked product, whose arithmetic per element does not
+    // A narrow C is computed as its transpose (gemm.hpp, run_transposed); a C with more
+    // columns goes through the blocked product, whose arithmetic per element does not
     // depend on the other columns. So C's n columns must equal, bit for bit, the first n columns
     // of the product with B widened by more columns: every form, every beta, one k block or more.
     PARDL_TEST_EACH_SUPPORTED_ISA();
@@ -372,6 +372,8 @@ TEST_CASE("gemm's narrow products have the bits of the same columns of a wider p
                                          {128, 10, 64},
                                          {13, 10, 7},
                                          {33, 1, 19},
+                                         {64, 20, 128}, // narrower than AVX-512's 32-wide tile
+                                         {50, 31, 40},
                                          {100, 15, 300}, // two k blocks
                                          {70, 9, 600}})  // past the dot-product kernels' k
                 for (float beta : betas) {
