@@ -300,47 +300,69 @@ TEST_CASE("Adam::reset restarts the step count and moments", "[optimizers][adam]
 }
 
 namespace {
-/// Full update vs. the same update in two slices [0, k) and [k, n).
-template <class Opt>
-void check_slices(typename Opt::Options o, size_t k) {
-    Opt whole(o), sliced(o);
+/// Runs two optimizers made from `o` side by side from the same parameters: each step calls
+/// step(first, a, second, b, g) with that step's gradient g. Both must end with the same bits.
+template <class Opt, class Step>
+void check_same_bits(typename Opt::Options o, Step&& step) {
+    Opt first(o), second(o);
     std::vector<float> a = initial_params(), b = initial_params();
-    whole.reset(n);
-    sliced.reset(n);
+    first.reset(n);
+    second.reset(n);
     for (int t = 1; t <= steps; ++t) {
         std::vector<float> g(n);
         for (size_t i = 0; i < n; ++i) g[i] = grad_at(t, i);
-        whole.begin_step();
-        whole.update(std::span<float>(a), std::span<const float>(g), 0);
-        sliced.begin_step();
-        // Second slice first: the order of slices must not matter either.
-        sliced.update(std::span<float>(b).subspan(k), std::span<const float>(g).subspan(k), k);
-        sliced.update(std::span<float>(b).first(k), std::span<const float>(g).first(k), 0);
+        first.begin_step();
+        second.begin_step();
+        step(first, std::span<float>(a), second, std::span<float>(b), std::span<const float>(g));
     }
     for (size_t i = 0; i < n; ++i) {
-        INFO("k " << k << ", element " << i);
+        INFO("element " << i);
         CHECK(a[i] == b[i]); // bit-identical: the same arithmetic per element
     }
+}
+
+/// Full update vs. the same update in two slices [0, k) and [k, n).
+template <class Opt>
+void check_slices(typename Opt::Options o, size_t k) {
+    INFO("k " << k);
+    check_same_bits<Opt>(
+        o, [k](Opt& whole, std::span<float> a, Opt& sliced, std::span<float> b, std::span<const float> g) {
+            whole.update(a, g, 0);
+            // Second slice first: the order of slices must not matter either.
+            sliced.update(b.subspan(k), g.subspan(k), k);
+            sliced.update(b.first(k), g.first(k), 0);
+        });
+}
+} // namespace
+
+namespace {
+/// Calls check.template operator()<Opt>(options) for each configuration the bit-for-bit tests
+/// cover: SGD plain, with momentum, with weight decay and with Nesterov momentum; Adam with L2
+/// weight decay; AdamW.
+template <class Check>
+void for_each_configuration(Check&& check) {
+    pardl::SGD::Options s;
+    s.lr = 0.05f;
+    check.template operator()<pardl::SGD>(s);
+    s.momentum = 0.9f;
+    check.template operator()<pardl::SGD>(s);
+    s.weight_decay = 0.01f;
+    check.template operator()<pardl::SGD>(s);
+    s.nesterov = true;
+    check.template operator()<pardl::SGD>(s);
+    pardl::Adam::Options a;
+    a.lr = 0.05f;
+    a.weight_decay = 0.01f;
+    check.template operator()<pardl::Adam>(a);
+    pardl::AdamW::Options w;
+    w.lr = 0.05f;
+    check.template operator()<pardl::AdamW>(w);
 }
 } // namespace
 
 TEST_CASE("update() on two slices equals one full update", "[optimizers][slices]") {
-    for (size_t k : {size_t{1}, size_t{3}, size_t{6}, size_t{16}, size_t{17}, size_t{30}}) {
-        pardl::SGD::Options s;
-        s.lr = 0.05f;
-        s.momentum = 0.9f;
-        check_slices<pardl::SGD>(s, k);
-        s.nesterov = true;
-        s.weight_decay = 0.01f;
-        check_slices<pardl::SGD>(s, k);
-        pardl::Adam::Options a;
-        a.lr = 0.05f;
-        a.weight_decay = 0.01f;
-        check_slices<pardl::Adam>(a, k);
-        pardl::AdamW::Options w;
-        w.lr = 0.05f;
-        check_slices<pardl::AdamW>(w, k);
-    }
+    for (size_t k : {size_t{1}, size_t{3}, size_t{6}, size_t{16}, size_t{17}, size_t{30}})
+        for_each_configuration([k]<class Opt>(typename Opt::Options o) { check_slices<Opt>(o, k); });
 }
 
 TEST_CASE("Invalid optimizer options throw ConfigError", "[optimizers][config]") {
@@ -384,4 +406,32 @@ TEST_CASE("Invalid optimizer options throw ConfigError", "[optimizers][config]")
     CHECK_THROWS_AS(pardl::AdamW(w), pardl::ConfigError);
     // ConfigError is a pardl::Error, so callers can catch the family.
     CHECK_THROWS_AS(pardl::AdamW(w), pardl::Error);
+}
+
+namespace {
+/// update(p, g, offset, s) against update(p, g * s, offset): the scale applied as the optimizer
+/// reads the gradient must round exactly as a pass that scaled the gradient first.
+template <class Opt>
+void check_scaled(typename Opt::Options o, float scale) {
+    static_assert(pardl::ScalesGradient<Opt>);
+    INFO("scale " << scale);
+    check_same_bits<Opt>(o, [scale](Opt& fused, std::span<float> a, Opt& prescaled, std::span<float> b,
+                                    std::span<const float> g) {
+        // A summed gradient, several samples' worth, so that scaling it rounds.
+        std::vector<float> sum(n), scaled(n);
+        for (size_t i = 0; i < n; ++i) {
+            sum[i] = 7.3f * g[i];
+            scaled[i] = sum[i] * scale;
+        }
+        fused.update(a, std::span<const float>(sum), 0, scale);
+        prescaled.update(b, std::span<const float>(scaled), 0);
+    });
+}
+} // namespace
+
+TEST_CASE("a gradient scaled inside update() gives the bits of a gradient scaled first",
+          "[optimizers][scale]") {
+    // 1/64 is exact; 1/3 and 1/7 round, as the last batch of an epoch does.
+    for (float scale : {1.0f / 64.0f, 1.0f / 3.0f, 1.0f / 7.0f})
+        for_each_configuration([scale]<class Opt>(typename Opt::Options o) { check_scaled<Opt>(o, scale); });
 }

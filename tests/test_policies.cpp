@@ -15,13 +15,44 @@
 #include <filesystem>
 #include <numeric>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
 using namespace pardl;
 using namespace policy_fixtures;
 
-namespace {} // namespace
+namespace {
+
+/// SGD behind the plain Optimizer interface, without the scaled update (not ScalesGradient): the
+/// trainer then scales each gradient in place before it calls update.
+struct PlainSgd {
+    SGD inner;
+    void reset(std::size_t n) { inner.reset(n); }
+    void begin_step() { inner.begin_step(); }
+    void update(std::span<float> p, std::span<const float> g, std::size_t offset) {
+        inner.update(p, g, offset);
+    }
+    float learning_rate() const { return inner.learning_rate(); }
+    void set_learning_rate(float lr) { inner.set_learning_rate(lr); }
+    std::string name() const { return inner.name(); }
+};
+static_assert(Optimizer<PlainSgd> && !ScalesGradient<PlainSgd> && ScalesGradient<SGD>);
+
+} // namespace
+
+TEST_CASE("An optimizer that does not scale the gradient itself trains to the same bits",
+          "[policy][openmp]") {
+    // Batch 50 of 203 rows: each epoch ends with 3 rows, whose 1/3 rounds.
+    const Dataset data = make_blobs(203, 12, 4, 99);
+    for (std::size_t threads : {1, 2}) {
+        const auto fused = run<OpenMP>(data, sgd(), 50, threads, 25);
+        const auto plain = run<OpenMP>(data, PlainSgd{sgd()}, 50, threads, 25);
+        INFO("threads " << threads);
+        CHECK(plain.params == fused.params);
+        CHECK(plain.losses == fused.losses);
+    }
+}
 
 TEMPLATE_TEST_CASE("OpenMP reproduces Serial", "[policy][openmp]", SGD, Adam) {
     const Dataset data = make_blobs(203, 12, 4, 99); // 203 rows: the last batch of each epoch is short

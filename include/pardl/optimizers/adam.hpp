@@ -49,8 +49,9 @@ public:
     }
 
     /// torch.optim.Adam's rule, in vectors (simd::for_each_vector), with the fused multiply-adds
-    /// GCC contracts the plain expressions into under -march=native.
-    void update(std::span<float> p, std::span<const float> g, std::size_t offset) {
+    /// GCC contracts the plain expressions into under -march=native. The gradient is
+    /// g[i] * grad_scale, rounded before use (Optimizer: ScalesGradient).
+    void update(std::span<float> p, std::span<const float> g, std::size_t offset, float grad_scale = 1.0f) {
         using simd::FloatVector;
         const FloatVector b1 = simd::broadcast(opt_.beta1), b2 = simd::broadcast(opt_.beta2),
                           one_minus_b1 = simd::broadcast(1.0f - opt_.beta1),
@@ -58,11 +59,12 @@ public:
                           wd = simd::broadcast(opt_.weight_decay),
                           lr_wd = simd::broadcast(opt_.lr * opt_.weight_decay),
                           step = simd::broadcast(opt_.lr / c1_),
-                          inv_sqrt_c2 = simd::broadcast(1.0f / std::sqrt(c2_));
+                          inv_sqrt_c2 = simd::broadcast(1.0f / std::sqrt(c2_)),
+                          scale = simd::broadcast(grad_scale);
         simd::for_each_vector(
             p.size(),
             [&](FloatVector& pi, const FloatVector& grad, FloatVector& mi, FloatVector& vi) {
-                FloatVector gi = grad;
+                FloatVector gi = grad * scale;
                 if constexpr (Decoupled)
                     pi = simd::fnma(lr_wd, pi, pi);
                 else

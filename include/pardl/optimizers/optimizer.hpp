@@ -16,6 +16,11 @@ namespace pardl {
 ///    element `offset` of the flat vector; slices of one step never overlap, so they may run
 ///    concurrently; the result must not depend on how the vector is sliced.
 ///  - `learning_rate()` / `set_learning_rate(lr)`: for schedules.
+/// and may offer (ScalesGradient)
+///  - `update(params, grads, offset, grad_scale)`: the same for the gradient grads[i] * grad_scale,
+///    rounded to float before use, so exactly as if grads had been scaled first. The trainer hands
+///    over the batch's summed gradient and 1/N; without this overload it scales the gradient in
+///    place first, a pass over it (W-MLP's SGD update phase ran about 20% longer that way).
 template <class O>
 concept Optimizer = requires(O& o, std::span<float> p, std::span<const float> g) {
     o.reset(std::size_t{});
@@ -24,6 +29,12 @@ concept Optimizer = requires(O& o, std::span<float> p, std::span<const float> g)
     { o.learning_rate() } -> std::convertible_to<float>;
     o.set_learning_rate(0.1f);
     { o.name() } -> std::convertible_to<std::string>;
+};
+
+/// Whether optimizer O applies the gradient's scale itself (see Optimizer).
+template <class O>
+concept ScalesGradient = Optimizer<O> && requires(O& o, std::span<float> p, std::span<const float> g) {
+    o.update(p, g, std::size_t{}, 1.0f);
 };
 
 } // namespace pardl

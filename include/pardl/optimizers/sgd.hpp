@@ -38,25 +38,27 @@ public:
 
     /// Fused multiply-adds in the order GCC contracts the plain expressions into under
     /// -march=native: v = (mu v + g) + wd p, p = p - lr v (torch.optim.SGD's rule), in vectors
-    /// (simd::for_each_vector) so that the update streams at memory speed at any -O level.
-    void update(std::span<float> p, std::span<const float> g, std::size_t offset) {
+    /// (simd::for_each_vector) so that the update streams at memory speed at any -O level. The
+    /// gradient is g[i] * grad_scale, rounded before use (Optimizer: ScalesGradient).
+    void update(std::span<float> p, std::span<const float> g, std::size_t offset, float grad_scale = 1.0f) {
         using simd::FloatVector;
         const FloatVector lr = simd::broadcast(opt_.lr), mu = simd::broadcast(opt_.momentum),
-                          wd = simd::broadcast(opt_.weight_decay);
+                          wd = simd::broadcast(opt_.weight_decay), scale = simd::broadcast(grad_scale);
         float* v = velocity_.empty() ? nullptr : velocity_.data() + offset;
         const std::size_t n = p.size();
         if (!v) {
             simd::for_each_vector(
                 n,
-                [&](FloatVector& pi, const FloatVector& gi) {
+                [&](FloatVector& pi, const FloatVector& grad) {
+                    const FloatVector gi = grad * scale;
                     pi = simd::fnma(lr, simd::fma(wd, pi, gi), pi);
                 },
                 p.data(), g.data());
         } else if (opt_.nesterov) {
             simd::for_each_vector(
                 n,
-                [&](FloatVector& pi, const FloatVector& gi, FloatVector& vi) {
-                    const FloatVector d = simd::fma(wd, pi, gi);
+                [&](FloatVector& pi, const FloatVector& grad, FloatVector& vi) {
+                    const FloatVector d = simd::fma(wd, pi, grad * scale);
                     vi = simd::fma(mu, vi, d);
                     pi = simd::fnma(lr, simd::fma(mu, vi, d), pi);
                 },
@@ -64,8 +66,8 @@ public:
         } else {
             simd::for_each_vector(
                 n,
-                [&](FloatVector& pi, const FloatVector& gi, FloatVector& vi) {
-                    vi = simd::fma(wd, pi, simd::fma(mu, vi, gi));
+                [&](FloatVector& pi, const FloatVector& grad, FloatVector& vi) {
+                    vi = simd::fma(wd, pi, simd::fma(mu, vi, grad * scale));
                     pi = simd::fnma(lr, vi, pi);
                 },
                 p.data(), g.data(), v);

@@ -206,17 +206,22 @@ public:
         const bool copies_current = std::exchange(param_copies_current_, false);
         // Backward overwrites the gradient buffers (overwrite_grads below), so nothing clears
         // them after the sum and the update, and the layers need not read zeros to add to them.
-        // Scales the gradient of parameters r (grad[0] is parameter r.begin's; in place) and
-        // updates them. Block by block, so that the update reads the scaled gradient from L1: a
-        // tensor-parallel member passes all it owns of a layer at once (W-MLP's first layer: 100k
-        // floats). The parameters updated are those at `params`: p, or a worker's copy of it.
+        // Updates parameters r from their summed gradient times `scale` (grad[0] is parameter
+        // r.begin's). An optimizer that ScalesGradient multiplies as it reads; for another the
+        // gradient is scaled in place first, block by block, so that the update reads it from L1
+        // (a tensor-parallel member passes all it owns of a layer at once: W-MLP's first layer,
+        // 100k floats). The parameters updated are those at `params`: p, or a worker's copy of it.
         auto scale_and_update = [&](Range r, float scale, float* grad, float* params) {
-            const simd::FloatVector factor = simd::broadcast(scale);
-            for (std::size_t b = 0; b < r.size(); b += reduction_block) {
-                const std::size_t n = std::min(r.size() - b, reduction_block);
-                simd::for_each_vector(
-                    n, [&](simd::FloatVector& gi) { gi *= factor; }, grad + b);
-                opt_.update({params + r.begin + b, n}, {grad + b, n}, r.begin + b);
+            if constexpr (ScalesGradient<Opt>) {
+                opt_.update({params + r.begin, r.size()}, {grad, r.size()}, r.begin, scale);
+            } else {
+                const simd::FloatVector factor = simd::broadcast(scale);
+                for (std::size_t b = 0; b < r.size(); b += reduction_block) {
+                    const std::size_t n = std::min(r.size() - b, reduction_block);
+                    simd::for_each_vector(
+                        n, [&](simd::FloatVector& gi) { gi *= factor; }, grad + b);
+                    opt_.update({params + r.begin + b, n}, {grad + b, n}, r.begin + b);
+                }
             }
         };
         auto work = [&](std::size_t w, Range r) {
