@@ -333,9 +333,7 @@ void check_slices(typename Opt::Options o, size_t k) {
             sliced.update(b.first(k), g.first(k), 0);
         });
 }
-} // namespace
 
-namespace {
 /// Calls check.template operator()<Opt>(options) for each configuration the bit-for-bit tests
 /// cover: SGD plain, with momentum, with weight decay and with Nesterov momentum; Adam with L2
 /// weight decay; AdamW.
