@@ -120,16 +120,9 @@ int main(int argc, char** argv) {
     using Env = typename pardl::PARDL_POLICY::communicator::Environment;
     try {
         Env env(argc, argv);
-        if (cfg.workload == "cnn") {
-            // A tensor-parallel team splits Dense layers only: W-CNN's convolutions cannot be.
-            if constexpr (pardl::bench::WCnn::team_splittable ||
-                          !pardl::splits_layers_v<pardl::PARDL_POLICY::executor>)
-                return run<pardl::bench::WCnn>(cfg);
-            else
-                throw pardl::ConfigError(
-                    "the " PARDL_POLICY_NAME
-                    " policy splits Dense layers only; W-CNN needs a data-parallel policy");
-        }
+        // A tensor-parallel team splits Dense layers by inputs and shares W-CNN's convolutions,
+        // the row-wise prefix before its first Dense, by rows (Sequential::team_prefix).
+        if (cfg.workload == "cnn") return run<pardl::bench::WCnn>(cfg);
         return run<pardl::bench::WMlp>(cfg);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_training: %s\n", e.what());

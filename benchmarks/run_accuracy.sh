@@ -4,7 +4,8 @@
 # e.g. POLICIES="serial serial2 openmp mpi hybrid tensor"), with the issues' configuration (SGD
 # lr 0.01, momentum 0.9, batch 64, seed 42). "serial2" is Serial with 2 workers taken in turn (the
 # sums of a 2-worker run on one thread; W-MLP only). "tensor" (TensorParallel, one thread per core)
-# splits Dense layers only, so it runs W-MLP alone. Run records go to results/accuracy/.
+# splits Dense layers by their inputs and shares W-CNN's convolutions by rows. Run records go to
+# results/accuracy/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/common.sh
@@ -22,7 +23,6 @@ targets=()
 for p in $policies; do
     case $p in
         serial2) ;;
-        tensor) targets+=(mlp_tensor) ;; # W-MLP only: there is no cnn_tensor
         *) targets+=("mlp_$p" "cnn_$p") ;;
     esac
 done
@@ -39,9 +39,8 @@ launch() { # POLICY: the command prefix that runs that policy on this machine
 }
 threads() { case $1 in openmp | tensor) echo "--threads $cores" ;; hybrid) echo "--threads $((cores / 2))" ;; serial2) echo "--threads 2" ;; esac; }
 program() { [[ $1 == serial2 ]] && echo serial || echo "$1"; }
-# Policies run for workload $1: serial2 only for W-MLP (it exists to compare summation orders),
-# tensor only for W-MLP (it splits Dense layers, and W-CNN has convolutions).
-policies_for() { for p in $policies; do [[ ($p == serial2 || $p == tensor) && $1 != mlp ]] || echo "$p"; done; }
+# Policies run for workload $1: serial2 only for W-MLP (it exists to compare summation orders).
+policies_for() { for p in $policies; do [[ $p == serial2 && $1 != mlp ]] || echo "$p"; done; }
 
 for ex in mlp cnn; do
     for p in $(policies_for "$ex"); do
@@ -62,7 +61,8 @@ fi
     echo "compares it with Serial's; the parallel policies' accuracies differ from Serial's only"
     echo "through the order of floating-point sums. serial2 is Serial with two workers taken in turn:"
     echo "the same sums as the 2-worker data-parallel policies on one thread. tensor splits each"
-    echo "Dense layer between the threads (W-MLP only): it sums each output in parts, another order."
+    echo "Dense layer between the threads (it sums each output in parts, another order) and shares"
+    echo "W-CNN's convolutions by rows, as the data-parallel policies do."
     echo "Equal checksums mean bit-identical final parameters (docs/report.md, section 6, explains the"
     echo "drift between the groups)."
     echo

@@ -150,9 +150,8 @@ for workload in mlp cnn; do
         steps=$cnn_steps
         runs=$cnn_repeat
     fi
-    # TensorParallel (model parallelism) splits Dense layers only: W-MLP.
-    workload_policies=("${policies[@]}")
-    [[ $workload == mlp ]] && workload_policies+=(tensor)
+    # TensorParallel (model parallelism): Dense layers split by inputs, W-CNN's convolutions by rows.
+    workload_policies=("${policies[@]}" tensor)
     common=(--workload "$workload" --steps "$steps" --data /usr/share/datasets/fashion-mnist)
     hbind=()
     ((${#bind[@]})) && hbind=(-bind-to "core:${half}")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the technical report from measurements: runs the accuracy study (every policy, plus
-# Serial with 2 workers taken in turn; TensorParallel for W-MLP only), the step-by-step drift study, the strong/weak scaling and
+# Serial with 2 workers taken in turn), the step-by-step drift study, the strong/weak scaling and
 # allreduce study, then computes the model and tables (make_report.py), draws the figures
 # (gnuplot) and renders docs/report.md to docs/report.pdf (pandoc + WeasyPrint).
 #   bash scripts/report.sh                 everything (about 15 minutes on 2 cores)

@@ -24,6 +24,10 @@ using SmallCnn =
 /// Widths of several cache lines (48 = 3 lines, 40 = 2.5 lines), so that 2 and 3 tensor-parallel
 /// threads split them unevenly, and a 5-class layer narrower than a line, which the first keeps.
 using WideMlp = Sequential<Input<40>, Dense<48>, Tanh, Dense<40>, ReLU, Dense<5>>;
+/// Convolutions before the first Dense, which a tensor-parallel team shares by rows (each member
+/// in a workspace of its own) and whose gradients it sums (Sequential::team_prefix).
+using ConvMlp = Sequential<Input<2, 8, 8>, Conv2D<4, 3, 1, 1>, ReLU, MaxPool2D<2>, Conv2D<6, 3, 1, 1>, ReLU,
+                           Flatten, Dense<20>, ReLU, Dense<5>>;
 
 inline SGD sgd() {
     return SGD({.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f});

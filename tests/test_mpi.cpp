@@ -83,6 +83,13 @@ TEST_CASE("TensorParallel teams inside MPI ranks reproduce Serial", "[mpi][polic
     CHECK(testing::max_relative_difference(tensor.params, serial.params) <= tolerance);
     for (std::size_t s = 0; s < serial.losses.size(); ++s)
         CHECK(tensor.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
+    // Convolutions shared by rows inside each team, their summed gradients then summed over ranks.
+    const Dataset images = make_images(90, 2, 8, 8, 5, 31);
+    const auto serial_cnn = run<Serial, SGD, ConvMlp>(images, sgd(), 20, 1, 12);
+    const auto tensor_cnn = run<TensorMpi, SGD, ConvMlp>(images, sgd(), 20, 2, 12, /*check_replicas=*/5);
+    CHECK(testing::max_relative_difference(tensor_cnn.params, serial_cnn.params) <= tolerance);
+    for (std::size_t s = 0; s < serial_cnn.losses.size(); ++s)
+        CHECK(tensor_cnn.losses[s] == Approx(serial_cnn.losses[s]).epsilon(1e-5));
 }
 
 TEST_CASE("MPI reproduces Serial with one worker per rank taken in turn, bit for bit", "[mpi][policy]") {

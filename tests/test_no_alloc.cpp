@@ -97,6 +97,8 @@ using namespace pardl;
 namespace {
 
 using Mlp = Sequential<Input<20>, Dense<32>, ReLU, Dense<16>, Tanh, Dense<5>>;
+/// What TensorParallel can run: convolutions, then Dense layers.
+using TeamCnn = Sequential<Input<1, 10, 10>, Conv2D<4, 3, 1, 1>, ReLU, MaxPool2D<2>, Flatten, Dense<6>>;
 using Cnn = Sequential<Input<1, 10, 10>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, MaxPool2D<2>, Dropout<200>,
                        Flatten, Dense<6>>;
 
@@ -160,6 +162,10 @@ TEST_CASE("A TensorParallel training step allocates nothing after the first", "[
     CHECK(allocations_in_steps<Mlp, TensorParallel>(mlp_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2, 10) ==
           0);
     CHECK(allocations_in_steps<Mlp, TensorParallel>(mlp_data, Adam(), 3, 10) == 0);
+    // Convolutions shared by rows (Sequential::team_prefix).
+    const Dataset cnn_data = make_images(100, 1, 10, 10, 6, 2);
+    CHECK(allocations_in_steps<TeamCnn, TensorParallel>(cnn_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2,
+                                                        10) == 0);
 }
 #endif
 

@@ -25,6 +25,7 @@ namespace {
 // the global row, so splitting rows must not change its mask), a Sigmoid split by columns.
 using PoolMlp = Sequential<Input<2, 8, 8>, MaxPool2D<2>, ReLU, Flatten, Dense<40>, Dropout<200>, Sigmoid,
                            Dense<36>, ReLU, ReLU, Dense<5>>;
+static_assert(ConvMlp::team_prefix == 6 && ConvMlp::team_splittable && PoolMlp::team_prefix == 0);
 
 } // namespace
 
@@ -56,6 +57,27 @@ TEMPLATE_TEST_CASE("TensorParallel reproduces Serial", "[policy][tensor]", SGD, 
     }
 }
 
+TEMPLATE_TEST_CASE("TensorParallel reproduces Serial with convolutions shared by rows", "[policy][tensor]",
+                   SGD, Adam) {
+    const Dataset images = make_images(90, 2, 8, 8, 5, 29);
+    // 7: the last batch has 6 rows; 3: a team of 4 has a member without rows.
+    const std::size_t batch = GENERATE(50, 7, 3);
+    const auto serial = run<Serial, TestType, ConvMlp>(images, make_opt<TestType>(), batch, 1, 25);
+    {
+        INFO("batch " << batch << ", a team of one: the serial step itself");
+        const auto one = run<TensorParallel, TestType, ConvMlp>(images, make_opt<TestType>(), batch, 1, 25);
+        CHECK(one.params == serial.params);
+    }
+    for (std::size_t threads : {2, 3, 4}) {
+        INFO("batch " << batch << ", threads " << threads);
+        const auto team =
+            run<TensorParallel, TestType, ConvMlp>(images, make_opt<TestType>(), batch, threads, 25);
+        CHECK(testing::max_relative_difference(team.params, serial.params) <= tolerance);
+        for (std::size_t s = 0; s < serial.losses.size(); ++s)
+            CHECK(team.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
+    }
+}
+
 TEST_CASE("line_share gives every column to exactly one member, in whole cache lines", "[policy][tensor]") {
     for (std::size_t width : {1, 10, 16, 40, 48, 128, 256, 257}) {
         for (std::size_t parts : {1, 2, 3, 4, 16}) {
@@ -72,8 +94,9 @@ TEST_CASE("line_share gives every column to exactly one member, in whole cache l
     }
 }
 
-TEST_CASE("TensorParallel's members own disjoint parameters that cover the model", "[policy][tensor]") {
-    using Model = WideMlp;
+TEMPLATE_TEST_CASE("TensorParallel's members own disjoint parameters that cover the model",
+                   "[policy][tensor]", WideMlp, ConvMlp) {
+    using Model = TestType;
     for (std::size_t parts : {1, 2, 3}) {
         std::vector<int> owner(Model::param_count, -1);
         for (std::size_t p = 0; p < parts; ++p)

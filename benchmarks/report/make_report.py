@@ -3,7 +3,7 @@
 
 Reads (all produced by commands in this repository, see scripts/report.sh):
   results/accuracy/*.json           5-epoch runs of every policy   (benchmarks/run_accuracy.sh;
-                                    tensor, which splits Dense layers, for W-MLP only)
+                                    tensor included)
   results/report/drift.csv          step-by-step parameter drift    (report_drift)
   results/scaling/<label>/*.csv     strong/weak scaling, allreduce  (benchmarks/scaling/run_scaling.sh)
 Writes results/report/*.csv and *.gp (gnuplot inputs) and docs/report.md from the template
@@ -22,21 +22,23 @@ import sys
 POLICIES = ["serial", "serial2", "openmp", "mpi", "hybrid", "tensor"]
 # The data-parallel policies (replicas, one gradient allreduce per step) and every policy that the
 # scaling study times with more than one worker. "tensor" (TensorParallel) splits each Dense
-# layer between the threads instead of the batch; it exists for W-MLP only.
+# layer between the threads instead of the batch, and shares W-CNN's convolutions by rows.
 DATA_PARALLEL = ["openmp", "mpi", "hybrid"]
 SCALED = DATA_PARALLEL + ["tensor"]
-ONLY_FOR = {"serial2": ("mlp",), "tensor": ("mlp",)}
+ONLY_FOR = {"serial2": ("mlp",)}
 TITLES = {"openmp": "OpenMP", "mpi": "MPI", "hybrid": "Hybrid", "tensor": "tensor"}
 PHASES = ["data", "forward", "backward", "reduce_workers", "allreduce", "update"]
 # Training FLOPs per sample (forward + backward), as the models report them.
 FLOPS_PER_SAMPLE = {"mlp": 1007104, "cnn": 27411456}
 # Bytes of one gradient message (parameters + the trainer's 3-float tail), from the models.
-GRAD_FLOATS = {"mlp": 235146 + 3, "cnn": 824455 + 3}
+GRAD_FLOATS = {"mlp": 235146 + 3, "cnn": 824458 + 3}
 NAMES = {"mlp": "W-MLP", "cnn": "W-CNN"}
-# Floats per image of each parameter layer's output: what a tensor-parallel team sums in parts
-# (W-MLP's Dense 256, 128, 10; for W-CNN, which it cannot split, its two convolutions' maps,
-# 32x28x28 and 64x14x14, and its Dense 256 and 10: the same split by inputs, for comparison).
-LAYER_OUTPUTS = {"mlp": (256, 128, 10), "cnn": (32 * 28 * 28, 64 * 14 * 14, 256, 10)}
+# Floats per image of each Dense layer's output: what a tensor-parallel team sums in parts.
+DENSE_OUTPUTS = {"mlp": (256, 128, 10), "cnn": (256, 10)}
+# What the team shares by rows (W-CNN's convolutions up to its Flatten): floats per image of that
+# prefix's output, and its parameters (two convolutions with biases).
+PREFIX_OUTPUT = {"mlp": 0, "cnn": 64 * 7 * 7}
+PREFIX_PARAMS = {"mlp": 0, "cnn": (32 * 9 + 32) + (64 * 32 * 9 + 64)}
 
 # The network assumed for the cluster predictions (not measured here: stated in the report).
 NET_ALPHA = 2.0e-6  # s per message: a typical InfiniBand/RoCE MPI latency
@@ -46,7 +48,7 @@ WORKERS_PER_NODE = 2  # nodes like the measured machine
 
 
 def runs_for(wl, p):
-    """Whether policy p exists for workload wl (tensor and serial2: W-MLP only)."""
+    """Whether policy p exists for workload wl (serial2: W-MLP only)."""
     return wl in ONLY_FOR.get(p, ("mlp", "cnn"))
 
 
@@ -401,19 +403,23 @@ def model(scal_dir, out, strong, weak, serial, v):
 
     # What one core reads from the other per step (batch B on T threads or ranks), in bytes.
     # Data parallelism: the other workers' share of the gradient and of the updated parameters,
-    # 2 (T-1)/T of the parameters. Tensor parallelism: every layer's output in parts (forward) and
-    # every output gradient read whole (backward), of which (T-1)/T was written by the others:
-    # 2 (T-1)/T B sum(widths). At T = 2, B = 64; the batch at which the two are equal.
+    # 2 (T-1)/T of the parameters. Tensor parallelism: every Dense layer's output in parts
+    # (forward) and every output gradient read whole (backward), of which (T-1)/T was written by
+    # the others: 2 (T-1)/T B sum(widths); for a prefix shared by rows, its columns of the other
+    # threads' rows of the prefix's output and of its gradient, 2 (T-1)/T B width / T, and the
+    # prefix's parameters as data parallelism moves them. At T = 2, B = 64; the batch at which
+    # the two are equal.
     T, B = 2, 64
     for wl in ("mlp", "cnn"):
         n_params = GRAD_FLOATS[wl] - 3
         dp_bytes = 4 * 2 * (T - 1) / T * n_params
-        tp_bytes = 4 * 2 * (T - 1) / T * B * sum(LAYER_OUTPUTS[wl])
+        tp_bytes = 4 * 2 * (T - 1) / T * (B * (sum(DENSE_OUTPUTS[wl]) + PREFIX_OUTPUT[wl] / T) + PREFIX_PARAMS[wl])
         v[f"{wl}_dp_step_kb"] = f"{dp_bytes / 1e3:.0f}"
         v[f"{wl}_tp_step_kb"] = f"{tp_bytes / 1e3:.0f}"
         v[f"{wl}_dp_step_mb"] = f"{dp_bytes / 1e6:.2f}"
         v[f"{wl}_tp_step_mb"] = f"{tp_bytes / 1e6:.2f}"
-        v[f"{wl}_tp_dp_batch"] = f"{n_params / sum(LAYER_OUTPUTS[wl]):.0f}"
+        v[f"{wl}_tp_dp_batch"] = (
+            f"{(n_params - PREFIX_PARAMS[wl]) / (sum(DENSE_OUTPUTS[wl]) + PREFIX_OUTPUT[wl] / T):.0f}")
 
     # Compute per sample and the per-step fixed part, from the serial runs at batch 64 and 1024:
     # T1(B) = B * t_sample + t_fixed (t_fixed: the update and other per-step work).

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The scaling study: strong scaling (fixed global batch B = 64, 256, 1024; 1, 2, 4, ... workers)
 # and weak scaling (fixed per-worker batch b = 64, 256, 1024) of W-MLP and W-CNN under every
-# policy (TensorParallel, "tensor", for W-MLP only: it splits Dense layers), plus allreduce time
-# against message size, on this machine. Each configuration is timed ROUNDS times (default 3),
+# policy (TensorParallel, "tensor", included), plus allreduce time against message size, on this
+# machine. Each configuration is timed ROUNDS times (default 3),
 # every policy and worker count of a batch taken in turn in each round, and the run with the
 # median time is kept: a VM's slow minute then moves one run, not the baseline of a whole table.
 # Writes CSVs and the machine's description to results/scaling/<label>/ (label: MACHINE_LABEL or
@@ -82,12 +82,11 @@ run() {
 
 # skip POLICY P WORKLOAD: true for the configurations not measured. Serial runs only with one
 # worker, the others with two or more (one worker is Serial's point); hybrid needs an even count
-# (2 ranks x P/2 threads); tensor splits Dense layers, so W-MLP only.
+# (2 ranks x P/2 threads).
 skip() {
     [[ $1 == serial && $2 != 1 ]] && return 0
     [[ $1 != serial && $2 == 1 ]] && return 0
     [[ $1 == hybrid && $(($2 % 2)) != 0 ]] && return 0
-    [[ $1 == tensor && $3 != mlp ]] && return 0
     return 1
 }
 

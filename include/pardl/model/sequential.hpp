@@ -444,13 +444,7 @@ public:
     static ConstMatrix forward(std::span<const float> params, std::span<float> state, ConstMatrix x,
                                Workspace& ws, const StepContext& ctx) {
         ws.rows_ = x.rows;
-        for_each_block(x.rows, ws.prefix_rows_, ctx,
-                       [&](const StepContext& part, std::size_t first, std::size_t n) {
-                           [&]<std::size_t... I>(std::index_sequence<I...>) {
-                               (forward_layer<I>(params, state, x, ws, part, first, n), ...);
-                           }
-                           (std::make_index_sequence<row_wise_prefix>{});
-                       });
+        forward_prefix(params, state, x, ws, ctx);
         [&]<std::size_t... I>(std::index_sequence<I...>) {
             (forward_layer<row_wise_prefix + I>(params, state, x, ws, ctx, 0, x.rows), ...);
         }
@@ -476,23 +470,7 @@ public:
              ...);
         }
         (std::make_index_sequence<layer_count - row_wise_prefix>{});
-        // The prefix block by block: the gradient entering it is read in place, and inside it a
-        // block's gradients go through the two block buffers in turn.
-        constexpr std::size_t entry_width = row_wise_prefix > 0 ? output_sizes[row_wise_prefix - 1] : 0;
-        for_each_block(rows, ws.prefix_rows_, ctx,
-                       [&](const StepContext& part, std::size_t first, std::size_t n) {
-                           float* g = dy + first * entry_width;
-                           float* out = ws.part_a_.data();
-                           float* other = ws.part_b_.data();
-                           [&]<std::size_t... I>(std::index_sequence<I...>) {
-                               ((backward_layer<row_wise_prefix - 1 - I>(params, grads, state, x, ws, part, g,
-                                                                         out, dx, first, n)
-                                     ? (g = out, std::swap(out, other))
-                                     : void()),
-                                ...);
-                           }
-                           (std::make_index_sequence<row_wise_prefix>{});
-                       });
+        backward_prefix(params, grads, state, x, rows, ws, ctx, dy, dx);
     }
 
     // ---- tensor parallelism: a team of threads computes one batch together ------------------
@@ -507,10 +485,33 @@ public:
     // cores is the parts of each layer's output and output gradient. `Team` is
     // TensorParallelExecutor's TeamMember: index(), size(), run(fn), phase(fn) and sync().
 
+    //
+    // A row-wise prefix with parameters (a CNN's convolutions, which cannot split by inputs) runs
+    // as data parallelism inside the team instead: member t runs layers [0, team_prefix) on its
+    // share of the rows (balanced_range) in a workspace of its own, block by block as the serial
+    // pass does, writes its rows of the prefix's output into the team's workspace, and after the
+    // team's backward runs the prefix's backward on the same rows into gradients of its own; the
+    // members then sum those, each its share of every prefix layer's block (for_each_prefix_share),
+    // which it also updates. For W-CNN, whose Dense<256> holds 97% of the parameters, this moves
+    // the prefix's output and its gradient between the cores (about 0.4 MB a step at batch 64)
+    // instead of data parallelism's half of the gradient and of the updated parameters (3.3 MB).
+
+    /// The layers a team runs as data parallelism: the row-wise prefix when one of its layers has
+    /// parameters, else none (a parameter-free prefix is split like any other layer).
+    static constexpr std::size_t team_prefix = [] {
+        std::size_t prefix_params = 0;
+        for (std::size_t i = 0; i < row_wise_prefix; ++i) prefix_params += param_counts[i];
+        return prefix_params > 0 ? row_wise_prefix : 0;
+    }();
+
     /// Whether the model can run as a tensor-parallel team: every layer with parameters or state
-    /// splits by inputs (splits_inputs_v); the others need none.
+    /// past team_prefix splits by inputs (splits_inputs_v), and the prefix keeps no state (a
+    /// member's rows alone would update it).
     static constexpr bool team_splittable = []<std::size_t... I>(std::index_sequence<I...>) {
-        return ((splits_inputs_v<layer_t<I>> || (param_counts[I] == 0 && state_counts[I] == 0)) && ...);
+        return ((I < team_prefix
+                     ? state_counts[I] == 0
+                     : (splits_inputs_v<layer_t<I>> || (param_counts[I] == 0 && state_counts[I] == 0))) &&
+                ...);
     }
     (indices);
 
@@ -518,44 +519,96 @@ public:
     /// input, for I = 0, can be gathered column by column, each member its own).
     template <std::size_t I>
     static constexpr bool team_by_columns =
-        !fused[I] && (splits_inputs_v<layer_t<I>> || (elementwise_v<layer_t<I>> && !runs_relu(I)));
+        I >= team_prefix && !fused[I] &&
+        (splits_inputs_v<layer_t<I>> || (elementwise_v<layer_t<I>> && !runs_relu(I)));
+
+    /// What the team's members need for a data-parallel prefix (team_prefix > 0), indexed by
+    /// member: the workspace it runs its rows in and the parameter-sized buffer that receives its
+    /// prefix gradients. Member 0's are the team's own workspace and gradients.
+    struct TeamPrefix {
+        std::span<Workspace* const> workspaces;
+        std::span<const std::span<float>> grads;
+    };
 
     /// forward() as a team; x must be complete in the columns member t reads
     /// (line_share(input width, t, members) when team_by_columns<0>, else entirely). Returns, on
     /// every member, the model output once all members have written their parts.
     template <class Team>
     static ConstMatrix forward_team(std::span<const float> params, std::span<float> state, ConstMatrix x,
-                                    Workspace& ws, const StepContext& ctx, Team& team) {
+                                    Workspace& ws, const StepContext& ctx, Team& team,
+                                    TeamPrefix prefix = {}) {
         static_assert(team_splittable);
         ws.rows_ = x.rows;
-        [&]<std::size_t... I>(std::index_sequence<I...>) {
-            (forward_layer_team<I>(params, state, x, ws, ctx, team), ...);
+        if constexpr (team_prefix > 0) {
+            team.run([&] {
+                const std::size_t member = team.index();
+                const Range r = balanced_range(x.rows, member, team.size());
+                if (r.empty()) return;
+                Workspace& own = member == 0 ? ws : *prefix.workspaces[member];
+                assert(member == 0 || &own != &ws);
+                forward_prefix(params, state, x.row_block(r.begin, r.size()), own, member_context(ctx, r));
+                if (member != 0) { // member 0 wrote its rows (the first) in place
+                    const ConstMatrix mine = own.output_rows(team_prefix - 1, 0, r.size());
+                    std::copy(mine.data, mine.data + mine.rows * mine.cols,
+                              ws.output_rows(team_prefix - 1, r.begin, r.size()).data);
+                }
+            });
+            team.sync(); // the layer after the prefix reads every row
         }
-        (indices);
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            (forward_layer_team<team_prefix + I>(params, state, x, ws, ctx, team), ...);
+        }
+        (std::make_index_sequence<layer_count - team_prefix>{});
         team.sync();
         return ws.output(layer_count - 1);
     }
 
     /// backward() as a team, after the loss has written ws.output_gradient() and the team has
     /// synchronised; `grads` is not empty. Each member writes the gradients of the parameters it
-    /// owns (for_each_owned);
+    /// owns (for_each_owned; a data-parallel prefix's are summed from the members' own);
     /// on return (after a final sync) every gradient and dx are complete.
     template <class Team>
     static void backward_team(std::span<const float> params, std::span<float> grads, std::span<float> state,
                               ConstMatrix x, Workspace& ws, const StepContext& ctx, Team& team,
-                              Matrix dx = {}) {
+                              Matrix dx = {}, TeamPrefix prefix = {}) {
         static_assert(team_splittable);
         assert(!grads.empty());
         float* dy = ws.grad_a_.data();
         float* spare = ws.grad_b_.data();
-        if (ctx.overwrite_grads && team.index() == 0) zero_padding(grads);
+        const std::size_t member = team.index(), members = team.size(), rows = ws.rows_;
+        if (ctx.overwrite_grads && member == 0) zero_padding(grads);
         [&]<std::size_t... I>(std::index_sequence<I...>) {
             ((backward_layer_team<layer_count - 1 - I>(params, grads, state, x, ws, ctx, team, dy, spare, dx)
                   ? std::swap(dy, spare)
                   : void()),
              ...);
         }
-        (indices);
+        (std::make_index_sequence<layer_count - team_prefix>{});
+        if constexpr (team_prefix > 0) {
+            assert(ctx.overwrite_grads); // the members' own gradients are written, not added to
+            team.sync();                 // the prefix's output gradient is complete in every column
+            team.run([&] {
+                const Range r = balanced_range(rows, member, members);
+                if (r.empty()) return;
+                Workspace& own = member == 0 ? ws : *prefix.workspaces[member];
+                backward_prefix(params, member == 0 ? grads : prefix.grads[member], state,
+                                x.row_block(r.begin, r.size()), r.size(), own, member_context(ctx, r),
+                                dy + r.begin * output_sizes[team_prefix - 1],
+                                dx.empty() ? dx : dx.row_block(r.begin, r.size()));
+            });
+            team.sync();
+            // Each member sums its share of the prefix's gradients over the members that had
+            // rows, in member order.
+            team.run([&] {
+                for_each_prefix_share(member, members, [&](std::size_t first, std::size_t count) {
+                    float* sum = grads.data() + first;
+                    for (std::size_t u = 1; u < members && !balanced_range(rows, u, members).empty(); ++u) {
+                        const float* other = prefix.grads[u].data() + first;
+                        for (std::size_t i = 0; i < count; ++i) sum[i] += other[i];
+                    }
+                });
+            });
+        }
         team.sync();
     }
 
@@ -564,6 +617,7 @@ public:
     /// parameters.
     template <class Fn>
     static void for_each_owned(std::size_t part, std::size_t parts, Fn&& fn) {
+        for_each_prefix_share(part, parts, fn);
         [&]<std::size_t... I>(std::index_sequence<I...>) {
             (
                 [&] {
@@ -578,6 +632,16 @@ public:
                 ...);
         }
         (indices);
+    }
+
+    /// Calls fn(first, count) for member `part` of `parts`'s share (line_share) of every
+    /// parameter block in the team's data-parallel prefix (none without one).
+    template <class Fn>
+    static void for_each_prefix_share(std::size_t part, std::size_t parts, Fn&& fn) {
+        for (std::size_t i = 0; i < team_prefix; ++i) {
+            const Range share = line_share(param_counts[i], part, parts);
+            if (!share.empty()) fn(param_offsets[i] + share.begin, share.size());
+        }
     }
 
     template <std::size_t I>
@@ -633,6 +697,42 @@ private:
             return ws.output_rows(I - 1, first, n);
     }
 
+    /// Layers [0, row_wise_prefix) on every row of x, block by block: a layer's block is read by
+    /// the next layer from the cache (see row_wise_prefix). Rows are x's, from ws's row 0.
+    static void forward_prefix(std::span<const float> params, std::span<float> state, ConstMatrix x,
+                               Workspace& ws, const StepContext& ctx) {
+        for_each_block(x.rows, ws.prefix_rows_, ctx,
+                       [&](const StepContext& part, std::size_t first, std::size_t n) {
+                           [&]<std::size_t... I>(std::index_sequence<I...>) {
+                               (forward_layer<I>(params, state, x, ws, part, first, n), ...);
+                           }
+                           (std::make_index_sequence<row_wise_prefix>{});
+                       });
+    }
+
+    /// The prefix's backward on the `rows` rows forward_prefix ran, block by block: `entry` holds
+    /// the gradient of its output (rows x the prefix's output width), read in place, and inside
+    /// it a block's gradients go through the two block buffers in turn.
+    static void backward_prefix(std::span<const float> params, std::span<float> grads, std::span<float> state,
+                                ConstMatrix x, std::size_t rows, Workspace& ws, const StepContext& ctx,
+                                const float* entry, Matrix dx) {
+        constexpr std::size_t entry_width = row_wise_prefix > 0 ? output_sizes[row_wise_prefix - 1] : 0;
+        for_each_block(rows, ws.prefix_rows_, ctx,
+                       [&](const StepContext& part, std::size_t first, std::size_t n) {
+                           const float* g = entry + first * entry_width;
+                           float* out = ws.part_a_.data();
+                           float* other = ws.part_b_.data();
+                           [&]<std::size_t... I>(std::index_sequence<I...>) {
+                               ((backward_layer<row_wise_prefix - 1 - I>(params, grads, state, x, ws, part, g,
+                                                                         out, dx, first, n)
+                                     ? (g = out, std::swap(out, other))
+                                     : void()),
+                                ...);
+                           }
+                           (std::make_index_sequence<row_wise_prefix>{});
+                       });
+    }
+
     /// Calls fn(part, first, n) for rows [first, first + n) of a batch of `rows`, `block` rows at a
     /// time in order; `part` is ctx saying so (StepContext::part_first). A batch of at most one
     /// block is one call on the whole batch with ctx itself, also when it has no rows.
@@ -670,6 +770,13 @@ private:
         (indices);
         return n;
     }
+    /// ctx for a member that runs rows r of the team's batch on its own.
+    static StepContext member_context(const StepContext& ctx, Range r) {
+        StepContext part = ctx;
+        part.first_row = ctx.first_row + r.begin;
+        return part;
+    }
+
     /// A layer a team can split neither by inputs nor by columns: fn(part_ctx, first, n) on this
     /// member's share of the rows if it is row-wise, else on member 0 for all of them. Rows need
     /// every column of their input (a sync first), and the layer after reads its own columns of

@@ -92,10 +92,12 @@ class Trainer {
 
     /// Whether the policy runs each step as a tensor-parallel team (TensorParallel).
     static constexpr bool team_step = splits_layers_v<typename P::executor>;
-    static_assert(!team_step || Model::team_splittable,
-                  "pardl::Trainer: TensorParallel splits every layer with parameters by its inputs (each "
-                  "thread owns a block of rows of W), and only Dense can be split so (convolutions and batch "
-                  "norm cannot): train this model with OpenMP, MPI or Hybrid (data parallelism)");
+    static_assert(
+        !team_step || Model::team_splittable,
+        "pardl::Trainer: TensorParallel splits every layer with parameters by its inputs (each "
+        "thread owns a block of rows of W), and only Dense can be split so; convolutions only in the "
+        "row-wise prefix before the first Dense (its threads share that by rows), and no layer with "
+        "state (batch norm): train this model with OpenMP, MPI or Hybrid (data parallelism)");
 
 public:
     using model_type = Model;
@@ -121,10 +123,15 @@ public:
         if constexpr (team_step) {
             // One workspace for the whole team and the rank's whole batch, in a single block (the
             // members split rows of it, see Sequential::forward_team); the others evaluate only.
+            // With a data-parallel prefix (Model::team_prefix) member w > 0 runs its rows of it in
+            // worker w's workspace, into worker w's gradients, and member 0 in the team's
+            // workspace, block by block as usual.
             workers_.emplace_back(std::max<std::size_t>(1, rank_rows_), 0, 0);
-            workers_[0].ws.set_block_rows(0);
+            if constexpr (Model::team_prefix == 0) workers_[0].ws.set_block_rows(0);
             workers_[0].ws.set_team(workers);
-            for (std::size_t w = 1; w < workers; ++w) workers_.emplace_back(worker_rows, 0, 0);
+            for (std::size_t w = 1; w < workers; ++w)
+                workers_.emplace_back(worker_rows, Model::team_prefix > 0 ? param_count : 0, 0);
+            for (Worker& wk : workers_) team_workspaces_.push_back(&wk.ws);
         } else {
             // Threads of their own, and an update that keeps their copies current (see
             // Worker::param_copy).
@@ -292,7 +299,9 @@ public:
                                   .reducer = nullptr,
                                   .updates_state = true,
                                   .overwrite_grads = true};
-            const ConstMatrix out = Model::forward_team(params_.span(), state_.span(), x, wk.ws, ctx, team);
+            const typename Model::TeamPrefix prefix{team_workspaces_, grad_views_};
+            const ConstMatrix out =
+                Model::forward_team(params_.span(), state_.span(), x, wk.ws, ctx, team, prefix);
             team.phase([&] {
                 if (member != 0) return;
                 const Targets targets{{wk.labels.data(), n}, t};
@@ -300,7 +309,8 @@ public:
                 wk.correct = LossT::correct(out, targets);
             });
             const auto t_fwd = Clock::now();
-            Model::backward_team(params_.span(), rank_grads(), state_.span(), x, wk.ws, ctx, team);
+            Model::backward_team(params_.span(), rank_grads(), state_.span(), x, wk.ws, ctx, team, {},
+                                 prefix);
             const auto t_bwd = Clock::now();
             if (fused_update)
                 team.run([&] {
@@ -633,6 +643,8 @@ private:
     typename Comm::ReduceBuffer rank_buffer_; ///< worker 0's gradients + tail; what the allreduce sends
     std::vector<Worker> workers_;
     std::vector<std::span<float>> grad_views_;
+    /// Every worker's workspace, in order: a team's members' for a data-parallel prefix.
+    std::vector<typename Model::Workspace*> team_workspaces_;
     std::size_t rank_rows_ = 0;
     std::uint64_t step_ = 0;
     PhaseTimes phases_;

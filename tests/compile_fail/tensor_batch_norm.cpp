@@ -1,5 +1,7 @@
-// Must NOT compile: TensorParallel needs every layer with parameters to split by its inputs
-// (Dense), and a convolution cannot. With -DPARDL_CONTROL the same model under OpenMP must build.
+// Must NOT compile: TensorParallel needs every layer with parameters past the row-wise prefix to
+// split by its inputs (Dense), and batch norm cannot (nor can it share the batch by rows: its
+// statistics span the batch). With -DPARDL_CONTROL the same model under OpenMP must build.
+#include "pardl/layers/batch_norm.hpp"
 #include "pardl/layers/conv2d.hpp"
 #include "pardl/layers/dense.hpp"
 #include "pardl/layers/flatten.hpp"
@@ -10,7 +12,8 @@
 #include "pardl/policies/tensor_parallel.hpp"
 #include "pardl/train/trainer.hpp"
 
-using Model = pardl::Sequential<pardl::Input<1, 8, 8>, pardl::Conv2D<4, 3>, pardl::Flatten, pardl::Dense<10>>;
+using Model = pardl::Sequential<pardl::Input<1, 8, 8>, pardl::Conv2D<4, 3>, pardl::BatchNorm<>,
+                                pardl::Flatten, pardl::Dense<10>>;
 #if defined(PARDL_CONTROL)
 using Policy = pardl::OpenMP;
 #else
