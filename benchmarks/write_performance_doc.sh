@@ -38,6 +38,7 @@ cnn_serial_pct=$(train cnn serial pct_peak)
 IFS=, read -r mlp_best mlp_best_pct mlp_best_s <<<"$(best2 mlp)"
 IFS=, read -r cnn_best cnn_best_pct cnn_best_s <<<"$(best2 cnn)"
 mlp_best_eff=$(train mlp "$mlp_best" efficiency)
+cnn_best_eff=$(train cnn "$cnn_best" efficiency)
 
 {
 cat <<HEAD
@@ -168,7 +169,8 @@ cat <<PHASES
 
 Where the time goes (seconds over the timed steps, rank 0's first worker; with one process the
 optimizer update runs fused into \`reduce_workers\`; under \`tensor\` there is no sum of worker
-gradients, and \`reduce_workers\` is the update alone, each thread updating the parameters it owns):
+gradients, and \`reduce_workers\` is the update alone, each thread updating the parameters it owns;
+W-CNN's team sums its convolutions' gradients at the end of \`backward\`):
 
 | workload | policy | data | forward | backward | reduce_workers | allreduce | update |
 |---|---|---:|---:|---:|---:|---:|---:|
@@ -268,6 +270,7 @@ cat <<TARGETS
 | W-CNN Serial ≥ 75% of peak (#5) | ${cnn_serial_pct}% | $(verdict "$cnn_serial_pct" ">=" 75) |
 | W-CNN best 2-core policy ≥ 73% (#5) | ${cnn_best_pct}% (${cnn_best}) | $(verdict "$cnn_best_pct" ">=" 73) |
 | W-CNN efficiency ≥ 0.90, OpenMP and MPI (#5) | $(train cnn openmp efficiency) / $(train cnn mpi efficiency) | $(verdict "$(awk -v a="$(train cnn openmp efficiency)" -v b="$(train cnn mpi efficiency)" 'BEGIN { print (a < b ? a : b) }')" ">=" 0.90) |
+| W-CNN efficiency ≥ 0.90, best 2-core policy (#5) | ${cnn_best_eff} (${cnn_best}) | $(verdict "$cnn_best_eff" ">=" 0.90) |
 | W-MLP efficiency ≥ 0.75, OpenMP and MPI (#5) | $(train mlp openmp efficiency) / $(train mlp mpi efficiency) | $(verdict "$(awk -v a="$(train mlp openmp efficiency)" -v b="$(train mlp mpi efficiency)" 'BEGIN { print (a < b ? a : b) }')" ">=" 0.75) |
 | W-MLP efficiency ≥ 0.75, best 2-core policy (#5) | ${mlp_best_eff} (${mlp_best}) | $(verdict "$mlp_best_eff" ">=" 0.75) |
 | An example builds in under ${compile_target} s (performance issue) | ${compile_worst_s:+${compile_worst_s} s (slowest: ${compile_worst})} | $(verdict "${compile_worst_s:-}" "<" "$compile_target") |

@@ -104,9 +104,10 @@ def correctness(acc_dir, out, v):
                 runs[(wl, p)] = read_json(f)
         if (wl, "serial") not in runs:
             fail(f"{acc_dir}/{wl}_serial.json is missing")
-    if ("mlp", "tensor") not in runs:
-        fail(f"{acc_dir}/mlp_tensor.json is missing; run POLICIES=\"... tensor\" benchmarks/run_accuracy.sh "
-             "(scripts/report.sh does)")
+    for wl in ("mlp", "cnn"):
+        if (wl, "tensor") not in runs:
+            fail(f"{acc_dir}/{wl}_tensor.json is missing; run POLICIES=\"... tensor\" benchmarks/run_accuracy.sh "
+                 "(scripts/report.sh does)")
     for wl in ("mlp", "cnn"):
         pols = [p for p in POLICIES if (wl, p) in runs]
         epochs = len(runs[(wl, "serial")]["train_loss"])
@@ -321,15 +322,16 @@ def scaling(scal_dir, out, v):
                     v[f"{mode}_{wl}_{b}_{p}_eff"] = f"{h[1]:.2f}"
                 if hits:
                     v[f"{mode}_{wl}_{b}_best"] = TITLES[max(hits, key=lambda p: hits[p][0])]
-    # Where tensor parallelism ranks among the W-MLP policies, batch by batch (strong scaling).
-    best = []
-    for b in (64, 256, 1024):
-        hits = {p: at_pmax("strong", "mlp", b, p) for p in SCALED}
-        hits = {p: h[0] for p, h in hits.items() if h}
-        if "tensor" in hits and hits["tensor"] == max(hits.values()):
-            best.append(str(b))
-    v["mlp_tensor_fastest_at"] = ("no batch" if not best else f"batch {best[0]}" if len(best) == 1
-                                  else "batches " + ", ".join(best[:-1]) + " and " + best[-1])
+    # Where tensor parallelism ranks among each workload's policies, batch by batch (strong scaling).
+    for wl in ("mlp", "cnn"):
+        best = []
+        for b in (64, 256, 1024):
+            hits = {p: at_pmax("strong", wl, b, p) for p in SCALED}
+            hits = {p: h[0] for p, h in hits.items() if h}
+            if "tensor" in hits and hits["tensor"] == max(hits.values()):
+                best.append(str(b))
+        v[f"{wl}_tensor_fastest_at"] = ("no batch" if not best else f"batch {best[0]}" if len(best) == 1
+                                        else "batches " + ", ".join(best[:-1]) + " and " + best[-1])
     # How OpenMP and MPI compare on this node, configuration by configuration (section 8).
     pairs = [(at_pmax("strong", wl, b, "openmp"), at_pmax("strong", wl, b, "mpi"))
              for wl in ("mlp", "cnn") for b in (64, 256, 1024)]

@@ -10,7 +10,7 @@ set style line 2 lc rgb "#7f7f7f" pt 6 ps 2.0   # serial, 2 workers in turn
 set style line 3 lc rgb "#1f77b4" pt 5 ps 1.1   # openmp
 set style line 4 lc rgb "#d62728" pt 9 ps 1.4   # mpi
 set style line 5 lc rgb "#2ca02c" pt 3 ps 1.8   # hybrid
-set style line 6 lc rgb "#9467bd" pt 13 ps 1.5  # tensor (W-MLP only)
+set style line 6 lc rgb "#9467bd" pt 13 ps 1.5  # tensor
 array POL[6] = ["serial", "serial2", "openmp", "mpi", "hybrid", "tensor"]
 array POLNAME[6] = ["Serial", "Serial, 2 workers in turn", "OpenMP (2 threads)", "MPI (2 ranks)", "Hybrid (2 ranks x 1 thread)", "Tensor (2 threads)"]
 array POLSHORT[6] = ["Serial", "Serial, 2 in turn", "OpenMP", "MPI", "Hybrid", "Tensor"]
@@ -55,7 +55,7 @@ set title "W-CNN: training loss per epoch"
 set key right top
 set xlabel "epoch"; set ylabel "mean training loss"
 set xtics 1
-plot for [i in "1 3 4 5"] data."/loss_cnn.csv" using 1:(column(POL[int(i)])) with linespoints ls int(i) title POLNAME[int(i)]
+plot for [i in "1 3 4 5 6"] data."/loss_cnn.csv" using 1:(column(POL[int(i)])) with linespoints ls int(i) title POLNAME[int(i)]
 unset multiplot
 
 # ---- Figure 2: strong and weak scaling ------------------------------------------------
@@ -72,7 +72,7 @@ set key left top font ",9" spacing 0.85 width 1.5
 do for [mode in "strong weak"] {
     do for [wl in "mlp cnn"] {
         name = ((wl eq "mlp") ? "W-MLP" : "W-CNN").", ".mode
-        np = (wl eq "mlp") ? 4 : 3  # tensor: W-MLP only
+        np = 4
         # Colour = batch, line and point = policy; the key lists each once (NaN: key entries only).
         set title name.": speedup"; set ylabel "speedup"; set yrange [0:*]
         plot x with lines dt 2 lc rgb "#999999" title "linear", \
