@@ -492,9 +492,11 @@ public:
     // pass does, writes its rows of the prefix's output into the team's workspace, and after the
     // team's backward runs the prefix's backward on the same rows into gradients of its own; the
     // members then sum those, each its share of every prefix layer's block (for_each_prefix_share),
-    // which it also updates. For W-CNN, whose Dense<256> holds 97% of the parameters, this moves
-    // the prefix's output and its gradient between the cores (about 0.4 MB a step at batch 64)
-    // instead of data parallelism's half of the gradient and of the updated parameters (3.3 MB).
+    // which it also updates. For W-CNN, whose Dense<256> holds 97% of the parameters, a core then
+    // reads from the other about 0.54 MB a step at batch 64 (its columns of the other's rows of
+    // the prefix's output and of its gradient, 0.4 MB; the Dense layers' parts; the convolutions'
+    // gradient and parameters) instead of data parallelism's half of the gradient and of the
+    // updated parameters (3.3 MB).
 
     /// The layers a team runs as data parallelism: the row-wise prefix when one of its layers has
     /// parameters, else none (a parameter-free prefix is split like any other layer).
@@ -544,6 +546,7 @@ public:
                 const std::size_t member = team.index();
                 const Range r = balanced_range(x.rows, member, team.size());
                 if (r.empty()) return;
+                assert(member == 0 || (prefix.workspaces.size() > member && prefix.grads.size() > member));
                 Workspace& own = member == 0 ? ws : *prefix.workspaces[member];
                 assert(member == 0 || &own != &ws);
                 forward_prefix(params, state, x.row_block(r.begin, r.size()), own, member_context(ctx, r));
