@@ -126,6 +126,16 @@ TEST_CASE("TensorParallel evaluates like Serial and names itself", "[policy][ten
     CHECK(b.accuracy == a.accuracy);
     CHECK(TensorParallel::name() == "tensor");
     CHECK(team.threads() == 3);
+    // With convolutions shared by rows the team's first workspace keeps the serial blocking.
+    const Dataset images = make_images(77, 2, 8, 8, 5, 41);
+    o.threads = 1;
+    Trainer<ConvMlp, SoftmaxCrossEntropy, SGD, Serial> serial_cnn(SGD({.lr = 0.05f}), o);
+    o.threads = 3;
+    Trainer<ConvMlp, SoftmaxCrossEntropy, SGD, TensorParallel> team_cnn(SGD({.lr = 0.05f}), o);
+    const Evaluation c = serial_cnn.evaluate(images), d = team_cnn.evaluate(images);
+    CHECK(d.samples == 77);
+    CHECK(d.loss == Approx(c.loss).epsilon(1e-6));
+    CHECK(d.accuracy == c.accuracy);
 }
 
 TEST_CASE("An exception in a team phase surfaces after the region, and no member hangs", "[policy][tensor]") {
