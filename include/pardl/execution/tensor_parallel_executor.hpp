@@ -2,10 +2,12 @@
 // all work on the whole batch, and each computes its own share of every layer: a Dense layer's
 // share of inputs (a block of whole rows of W, which only that thread ever reads, writes the
 // gradient of and updates; see Sequential::forward_team), an elementwise layer's columns, any
-// other layer's rows. What crosses between the cores per step is then parts of the activations
-// and their gradients (about 100 KB for W-MLP at batch 64), not the gradient and the parameters
-// that data parallelism exchanges (about 1 MB; see docs/performance.md). Evaluation, which has
-// no gradients, is plain data parallelism.
+// other layer's rows; convolutions before the first Dense (Sequential::team_prefix) each thread
+// runs on its own rows, and the team sums their small gradient. What crosses between the cores
+// per step is then parts of the activations and their gradients (about 100 KB for W-MLP at batch
+// 64, 0.54 MB for W-CNN), not the gradient and the parameters that data parallelism exchanges
+// (about 1 MB and 3.3 MB; see docs/performance.md). Evaluation, which has no gradients, is plain
+// data parallelism.
 #pragma once
 
 #if !defined(_OPENMP)
