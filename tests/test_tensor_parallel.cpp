@@ -27,34 +27,34 @@ using PoolMlp = Sequential<Input<2, 8, 8>, MaxPool2D<2>, ReLU, Flatten, Dense<40
                            Dense<36>, ReLU, ReLU, Dense<5>>;
 static_assert(ConvMlp::team_prefix == 6 && ConvMlp::team_splittable && PoolMlp::team_prefix == 0);
 
+/// Trains Model on `data` with Opt under Serial and under TensorParallel teams of 1 to 4: a team
+/// of one must give Serial's parameters exactly, larger teams within the tolerance, with the
+/// same epoch losses to 1e-5.
+template <class Model, class Opt>
+void check_team_reproduces_serial(const Dataset& data, std::size_t batch) {
+    const auto serial = run<Serial, Opt, Model>(data, make_opt<Opt>(), batch, 1, 25);
+    {
+        INFO("batch " << batch << ", a team of one: the serial step itself");
+        const auto one = run<TensorParallel, Opt, Model>(data, make_opt<Opt>(), batch, 1, 25);
+        CHECK(one.params == serial.params);
+    }
+    for (std::size_t threads : {2, 3, 4}) {
+        INFO("batch " << batch << ", threads " << threads);
+        const auto team = run<TensorParallel, Opt, Model>(data, make_opt<Opt>(), batch, threads, 25);
+        CHECK(testing::max_relative_difference(team.params, serial.params) <= tolerance);
+        for (std::size_t s = 0; s < serial.losses.size(); ++s)
+            CHECK(team.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
+    }
+}
+
 } // namespace
 
 TEMPLATE_TEST_CASE("TensorParallel reproduces Serial", "[policy][tensor]", SGD, Adam) {
     const Dataset blobs = make_blobs(203, 40, 5, 17); // the last batch of an epoch is short
     const Dataset images = make_images(90, 2, 8, 8, 5, 23);
     const std::size_t batch = GENERATE(50, 7);
-    const auto serial_mlp = run<Serial, TestType, WideMlp>(blobs, make_opt<TestType>(), batch, 1, 25);
-    const auto serial_pool = run<Serial, TestType, PoolMlp>(images, make_opt<TestType>(), batch, 1, 25);
-    {
-        INFO("batch " << batch << ", a team of one: the serial step itself");
-        const auto mlp = run<TensorParallel, TestType, WideMlp>(blobs, make_opt<TestType>(), batch, 1, 25);
-        CHECK(mlp.params == serial_mlp.params);
-        const auto pool = run<TensorParallel, TestType, PoolMlp>(images, make_opt<TestType>(), batch, 1, 25);
-        CHECK(pool.params == serial_pool.params);
-    }
-    for (std::size_t threads : {2, 3, 4}) {
-        INFO("batch " << batch << ", threads " << threads);
-        const auto mlp =
-            run<TensorParallel, TestType, WideMlp>(blobs, make_opt<TestType>(), batch, threads, 25);
-        CHECK(testing::max_relative_difference(mlp.params, serial_mlp.params) <= tolerance);
-        const auto pool =
-            run<TensorParallel, TestType, PoolMlp>(images, make_opt<TestType>(), batch, threads, 25);
-        CHECK(testing::max_relative_difference(pool.params, serial_pool.params) <= tolerance);
-        for (std::size_t s = 0; s < serial_mlp.losses.size(); ++s) {
-            CHECK(mlp.losses[s] == Approx(serial_mlp.losses[s]).epsilon(1e-5));
-            CHECK(pool.losses[s] == Approx(serial_pool.losses[s]).epsilon(1e-5));
-        }
-    }
+    check_team_reproduces_serial<WideMlp, TestType>(blobs, batch);
+    check_team_reproduces_serial<PoolMlp, TestType>(images, batch);
 }
 
 TEMPLATE_TEST_CASE("TensorParallel reproduces Serial with convolutions shared by rows", "[policy][tensor]",
@@ -62,20 +62,7 @@ TEMPLATE_TEST_CASE("TensorParallel reproduces Serial with convolutions shared by
     const Dataset images = make_images(90, 2, 8, 8, 5, 29);
     // 7: the last batch has 6 rows; 3: a team of 4 has a member without rows.
     const std::size_t batch = GENERATE(50, 7, 3);
-    const auto serial = run<Serial, TestType, ConvMlp>(images, make_opt<TestType>(), batch, 1, 25);
-    {
-        INFO("batch " << batch << ", a team of one: the serial step itself");
-        const auto one = run<TensorParallel, TestType, ConvMlp>(images, make_opt<TestType>(), batch, 1, 25);
-        CHECK(one.params == serial.params);
-    }
-    for (std::size_t threads : {2, 3, 4}) {
-        INFO("batch " << batch << ", threads " << threads);
-        const auto team =
-            run<TensorParallel, TestType, ConvMlp>(images, make_opt<TestType>(), batch, threads, 25);
-        CHECK(testing::max_relative_difference(team.params, serial.params) <= tolerance);
-        for (std::size_t s = 0; s < serial.losses.size(); ++s)
-            CHECK(team.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
-    }
+    check_team_reproduces_serial<ConvMlp, TestType>(images, batch);
 }
 
 TEST_CASE("line_share gives every column to exactly one member, in whole cache lines", "[policy][tensor]") {

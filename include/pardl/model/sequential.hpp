@@ -791,8 +791,7 @@ private:
             if constexpr (row_wise_v<layer_t<I>>) {
                 const Range r = balanced_range(rows, team.index(), team.size());
                 if (r.empty()) return;
-                StepContext part = ctx;
-                part.first_row = ctx.first_row + r.begin;
+                StepContext part = member_context(ctx, r);
                 part.part_first = r.begin;
                 part.part_rows = rows;
                 fn(part, r.begin, r.size());
