@@ -401,7 +401,8 @@ TEST_CASE("gemm packs operands whose rows lie 2 KiB apart, with the same bits as
     // Row strides that are multiples of 512 floats make gemm pack a row-major B and a transposed
     // A, which it otherwise reads in place (gemm.hpp, crowded). The packed copy must hold the same
     // elements in the same order: against a double reference, and bit for bit against the same
-    // product stored with a stride one row longer, which is read in place.
+    // product stored with a stride one row longer, which is read in place. Slivers of 1 .. 14 rows
+    // of a transposed A, over k blocks of 9 .. 256, take both of pack_a's copies (vector and tail).
     PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(21);
     for (Op op_a : ops)
@@ -409,7 +410,12 @@ TEST_CASE("gemm packs operands whose rows lie 2 KiB apart, with the same bits as
             for (float beta : betas) check(Problem{op_a, op_b, 200, 200, 200, beta, 312}, rng); // ld 512
     for (Op op_a : ops)
         for (Op op_b : ops)
-            for (const auto [m, n, k] : {std::array<size_t, 3>{64, 196, 288}, {37, 70, 300}, {300, 45, 61}})
+            for (const auto [m, n, k] : {std::array<size_t, 3>{64, 196, 288},
+                                         {37, 70, 300},
+                                         {300, 45, 61},
+                                         {5, 40, 70},
+                                         {1, 40, 9},
+                                         {3, 36, 600}})
                 for (float beta : {0.0f, 1.0f}) {
                     INFO((op_a == Op::N ? 'N' : 'T') << (op_b == Op::N ? 'N' : 'T') << " m " << m << " n "
                                                      << n << " k " << k << " beta " << beta);
