@@ -44,14 +44,15 @@ void register_all() {
     add("TN", Op::T, Op::N, 512, 512, 512, 0.0f);
     add("NT", Op::N, Op::T, 512, 512, 512, 0.0f);
     add("TT", Op::T, Op::T, 512, 512, 512, 0.0f);
-    // W-MLP 784-256-128-10, batch 64: forward (NN), weight gradient (TN, accumulating) and input
-    // gradient (NT) of each Dense layer. The shapes are C's m x n x k.
+    // W-MLP 784-256-128-10, batch 64: forward (NN), weight gradient (TN) and input gradient (NT) of
+    // each Dense layer. The shapes are C's m x n x k. The trainer has each step's backward
+    // overwrite the gradient (StepContext::overwrite_grads), so the weight gradient is beta 0.
     const size_t widths[] = {784, 256, 128, 10};
     const size_t batch = 64;
     for (int l = 0; l < 3; ++l) {
         const size_t in = widths[l], out = widths[l + 1];
         add("NN", Op::N, Op::N, batch, out, in, 0.0f); // Y = X W
-        add("TN", Op::T, Op::N, in, out, batch, 1.0f); // dW += X^T dY
+        add("TN", Op::T, Op::N, in, out, batch, 0.0f); // dW = X^T dY
         add("NT", Op::N, Op::T, batch, in, out, 0.0f); // dX = dY W^T
     }
     // W-CNN's Dense<256> on the flattened 64x7x7 maps: the trainer overwrites its gradient.

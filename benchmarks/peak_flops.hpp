@@ -67,23 +67,24 @@ inline double thread_cpu_seconds() {
 
 } // namespace detail
 
-/// Single-core FMA peak in GFLOP/s (2 flops per lane per FMA), measured over about 0.3 s: the best
-/// of several short timed runs, so a stray interruption does not lower the ceiling.
-inline double measure_peak_gflops_per_core() {
+/// Single-core FMA peak in GFLOP/s (2 flops per lane per FMA): the best of `runs` timed runs of
+/// about `run_seconds` each (by default 10 of 30 ms), so a stray interruption does not lower the
+/// ceiling.
+inline double measure_peak_gflops_per_core(double run_seconds = 0.03, int runs = 10) {
     volatile float sink = 0.0f;
     const double flops_per_iter = 2.0 * detail::peak_chains * detail::peak_lanes;
 
-    // Calibrate one run to about 30 ms (this also warms the core's clock up).
-    std::uint64_t iters = 1 << 16;
+    // Calibrate one run to about run_seconds (this also warms the core's clock up).
+    std::uint64_t iters = 1 << 12;
     for (;;) {
         const double t0 = detail::thread_cpu_seconds();
         sink = sink + detail::fma_chains(iters, 1.0f);
         const double s = detail::thread_cpu_seconds() - t0;
-        if (s > 0.03) break;
+        if (s > run_seconds) break;
         iters *= 2;
     }
     double best = 0.0;
-    for (int rep = 0; rep < 10; ++rep) {
+    for (int rep = 0; rep < runs; ++rep) {
         const double t0 = detail::thread_cpu_seconds();
         sink = sink + detail::fma_chains(iters, 1.0f + 0.01f * static_cast<float>(rep));
         const double s = detail::thread_cpu_seconds() - t0;

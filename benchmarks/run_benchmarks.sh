@@ -92,7 +92,8 @@ if wants gemm; then
 fi
 
 # bench_conv leaves the minimum time to the command line (so a quick check can shorten it); 0.3 s
-# per repetition, as bench_gemm fixes for itself. Its pct_peak is against the peak it measured.
+# per repetition, as bench_gemm fixes for itself. Its pct_peak, as bench_gemm's, is against the
+# peak measured right after each repetition.
 if wants conv; then
     echo "== convolution kernels (bench_conv)"
     kernel_bench conv --benchmark_min_time=0.3 >"$out/conv_peak.txt"

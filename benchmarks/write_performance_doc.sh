@@ -59,7 +59,11 @@ $(cat "$in/machine.txt")
 \`\`\`
 
 The yardstick is this machine's own single-core FMA peak, measured by \`benchmarks/peak_flops.hpp\`
-(independent 512-bit FMA chains): **${peak} GFLOP/s per core**. A core with two 512-bit FMA units
+(independent 512-bit FMA chains): **${peak} GFLOP/s per core** at the start of \`bench_gemm\`. Each
+kernel's % of peak below is against the peak measured again right after each of its repetitions
+(best of three 10 ms runs; the raw CSVs' \`peak_gflops\` column), and each training run's against
+the peak measured at its start, so that a slow minute of this shared machine slows a kernel and
+its yardstick together. A core with two 512-bit FMA units
 (Intel Xeon server cores, AMD Zen 5) does 64 single-precision FLOP per cycle, one that splits a
 512-bit FMA into two 256-bit halves (AMD Zen 4) 32; divided by that, the figure tells the clock the
 core ran at.
@@ -67,9 +71,8 @@ core ran at.
 ## GEMM (\`bench_gemm\`, median of repetitions)
 
 C = op(A)·op(B), \`m x n x k\`; TN is the weight-gradient form Aᵀ·B, NT the input-gradient form A·Bᵀ.
-After 512³ come W-MLP's three Dense layers at batch 64 (the weight gradient accumulating, beta 1),
-then W-CNN's Dense<256> on 3136 inputs (its weight gradient overwritten, beta 0, as the trainer
-does), and last W-CNN's first convolution's weight gradient for one sample (9 × 784 columns times
+After 512³ come W-MLP's three Dense layers at batch 64, then W-CNN's Dense<256> on 3136 inputs
+(their weight gradients overwritten, beta 0, as the trainer's backward does), and last W-CNN's first convolution's weight gradient for one sample (9 × 784 columns times
 the 32 × 784 output gradient transposed, accumulated, beta 1). That last product has a long k and
 few rows, so it runs on the dot-product kernels, which read both operands in place (gemm.hpp,
 \`dot_pays\`; the analysis below); every other row runs on the packed micro-kernels.
@@ -96,7 +99,8 @@ through the layer code a training step runs: conv1 = \`Conv2D<32,3,1,1>\` on 1×
 - GFLOP/s counts 2 FLOP per multiply-add of the layer's \`macs\` (padding included): once for
   \`forward\` and for \`backward_weights\` (weight and bias gradient; the bias sums are not
   counted), twice for \`backward_weights_input\` (the input gradient too). % of peak is against the
-  single-core peak bench_conv measured, $(cat "$in/conv_peak.txt") GFLOP/s. A training step runs conv1's
+  single-core peak measured right after each repetition (at its start bench_conv measured
+  $(cat "$in/conv_peak.txt") GFLOP/s). A training step runs conv1's
   \`backward_weights\` (Sequential asks the first layer for no input gradient) and conv2's
   \`backward_weights_input\`.
 - \`im2col\` and \`col2im\` are the column passes alone (forward and backward include them), one
