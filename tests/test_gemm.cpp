@@ -401,8 +401,9 @@ TEST_CASE("gemm packs operands whose rows lie 2 KiB apart, with the same bits as
     // Row strides that are multiples of 512 floats make gemm pack a row-major B and a transposed
     // A, which it otherwise reads in place (gemm.hpp, crowded). The packed copy must hold the same
     // elements in the same order: against a double reference, and bit for bit against the same
-    // product stored with a stride one row longer, which is read in place. Slivers of 1 .. 14 rows
-    // of a transposed A, over k blocks of 9 .. 256, take both of pack_a's copies (vector and tail).
+    // product stored with a stride one row longer, which is read in place. Slivers of 1, 3, 5 and
+    // 12-14 rows of a transposed A, over k blocks of 9 to 200 floats, take both of pack_a's copies
+    // (one vector per k step, and the tail).
     PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(21);
     for (Op op_a : ops)
