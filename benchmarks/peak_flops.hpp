@@ -75,7 +75,7 @@ inline double measure_peak_gflops_per_core(double run_seconds = 0.03, int runs =
     const double flops_per_iter = 2.0 * detail::peak_chains * detail::peak_lanes;
 
     // Calibrate one run to about run_seconds (this also warms the core's clock up).
-    std::uint64_t iters = 1 << 12;
+    std::uint64_t iters = 1 << 16;
     for (;;) {
         const double t0 = detail::thread_cpu_seconds();
         sink = sink + detail::fma_chains(iters, 1.0f);

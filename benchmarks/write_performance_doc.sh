@@ -63,8 +63,7 @@ The yardstick is this machine's own single-core FMA peak, measured by \`benchmar
 kernel's % of peak below is against the peak measured again right after each of its repetitions
 (best of three 10 ms runs; the raw CSVs' \`peak_gflops\` column), and each training run's against
 the peak measured at its start, so that a slow minute of this shared machine slows a kernel and
-its yardstick together. A core with two 512-bit FMA units
-(Intel Xeon server cores, AMD Zen 5) does 64 single-precision FLOP per cycle, one that splits a
+its yardstick together. A core with two 512-bit FMA units (Intel Xeon server cores, AMD Zen 5) does 64 single-precision FLOP per cycle, one that splits a
 512-bit FMA into two 256-bit halves (AMD Zen 4) 32; divided by that, the figure tells the clock the
 core ran at.
 
@@ -72,8 +71,9 @@ core ran at.
 
 C = op(A)·op(B), \`m x n x k\`; TN is the weight-gradient form Aᵀ·B, NT the input-gradient form A·Bᵀ.
 After 512³ come W-MLP's three Dense layers at batch 64, then W-CNN's Dense<256> on 3136 inputs
-(their weight gradients overwritten, beta 0, as the trainer's backward does), and last W-CNN's first convolution's weight gradient for one sample (9 × 784 columns times
-the 32 × 784 output gradient transposed, accumulated, beta 1). That last product has a long k and
+(their weight gradients overwritten, beta 0, as the trainer's backward does), and last W-CNN's
+first convolution's weight gradient for one sample (9 × 784 columns times the 32 × 784 output
+gradient transposed, accumulated, beta 1). That last product has a long k and
 few rows, so it runs on the dot-product kernels, which read both operands in place (gemm.hpp,
 \`dot_pays\`; the analysis below); every other row runs on the packed micro-kernels.
 
