@@ -1,7 +1,8 @@
 // End-to-end training benchmark: times training steps of a reference workload under the policy
 // this binary was built for (PARDL_POLICY) and prints one CSV row with s/epoch, samples/s,
 // GFLOP/s and % of the measured FMA peak of the workers used; with --baseline (the serial
-// s/epoch) it adds speedup and parallel efficiency. benchmarks/run_training.sh drives it.
+// s/epoch) it adds speedup and parallel efficiency. benchmarks/run_benchmarks.sh (its training
+// part) and benchmarks/compare_commits.sh drive it.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>

@@ -21,7 +21,7 @@ out=results/bench
 repeat=${COMPILE_REPEAT:-3}
 
 bash scripts/install-deps.sh
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARDL_BUILD_EXAMPLES=ON >/dev/null
+configure_release "$build"
 mkdir -p "$out"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

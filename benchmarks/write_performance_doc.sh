@@ -259,6 +259,9 @@ cat <<TARGETS
 
 ## Targets
 
+Each target names the project issue that set it: #2 the foundation (serial training, the GEMM),
+#3 the data-parallel policies, #4 convolutional networks, #5 performance at the machine's limit.
+
 | target (issue) | measured | verdict |
 |---|---|---|
 | GEMM ≥ 70% of peak at 512³, every form (#2) | ${g512}% (worst form) | $(verdict "$g512" ">=" 70) |

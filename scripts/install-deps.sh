@@ -11,6 +11,7 @@ packages=(
     libmpich-dev mpich
     catch2 libcli11-dev nlohmann-json3-dev libbenchmark-dev zlib1g-dev
     dataset-fashion-mnist gnuplot-nox
+    procps # free: the benchmarks record the machine's memory (not in minimal images)
 )
 # The report: Debian's python3 (standard library only) crunches the CSVs, gnuplot draws, pandoc
 # turns Markdown into HTML and WeasyPrint renders it to PDF (far smaller than a TeX installation).

@@ -4,7 +4,8 @@
 # allreduce study, then computes the model and tables (make_report.py), draws the figures
 # (gnuplot) and renders docs/report.md to docs/report.pdf (pandoc + WeasyPrint).
 #   bash scripts/report.sh                 everything (about 15 minutes on 2 cores)
-#   SKIP_RUNS=1 bash scripts/report.sh     only tables, figures, report and PDF from results/
+#   SKIP_RUNS=1 bash scripts/report.sh     only tables, figures, report and PDF from results/ (with
+#                                          the committed scaling results when this machine has none)
 #   SCALING_DIR=results/scaling/<label>    use another machine's scaling results
 #   MAX_WORKERS=16                         scaling up to 16 workers (on a machine that has them)
 set -euo pipefail
@@ -25,6 +26,19 @@ if [[ ${SKIP_RUNS:-0} != 1 ]]; then
     echo "== drift study (W-MLP, 5 epochs, 5 trainers)"
     OMP_NUM_THREADS=2 "$build/benchmarks/report_drift" --epochs 5 --every 10 >results/report/drift.csv
     MACHINE_LABEL=$label SKIP_BUILD=1 bash benchmarks/scaling/run_scaling.sh --max-workers "$max_workers"
+fi
+
+# Regenerating on another machine: the scaling study that was run is the one in results/scaling/.
+if [[ ${SKIP_RUNS:-0} == 1 && -z ${SCALING_DIR:-} && ! -d $scaling_dir ]]; then
+    found=(results/scaling/*/)
+    if [[ ${#found[@]} == 1 && -d ${found[0]} ]]; then
+        scaling_dir=${found[0]%/}
+        echo "report: no $label scaling results here; using $scaling_dir"
+    else
+        echo "report: no scaling results in $scaling_dir; name one with SCALING_DIR=results/scaling/<label>" \
+            "(there are: $(ls results/scaling 2>/dev/null | tr '\n' ' '))" >&2
+        exit 1
+    fi
 fi
 
 mkdir -p docs/figures

@@ -157,8 +157,9 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->check(integer_at_least(0))
         ->capture_default_str();
     app.add_option("--threads", o.threads,
-                   "Workers per rank (0 = default): threads for OpenMP and Hybrid (default OMP_NUM_THREADS, "
-                   "else the core count); for Serial, T workers taken in turn on one thread (default 1), "
+                   "Workers per rank (0 = default): threads for OpenMP, Hybrid and TensorParallel "
+                   "(default OMP_NUM_THREADS, else the core count); for Serial, T workers taken in turn on "
+                   "one thread (default 1), "
                    "which reproduces a T-worker run's arithmetic bit for bit")
         ->type_name("T")
         ->check(integer_at_least(0))

@@ -382,9 +382,9 @@ constexpr size_t piece_begin(size_t total, size_t parts, size_t i) noexcept {
 /// Whether C = A B^T goes through the dot-product kernel (KernelSet::dot_kernel) rather than the
 /// micro-kernels. Those pack both operands transposed: B once per block, so its cost is spread over
 /// m rows of C, and A once per row sliver. The dot products read both in place and pay instead one
-/// sum of 16 lanes per element of C, spread over k. Hence a long k and few rows: Dense<256>'s input
-/// gradient in W-CNN (m = batch 64, k = 256) and conv1's weight gradient (m = 9, k = 784). It
-/// depends on m, k and nothing else, so a product takes one path whatever the instruction set.
+/// sum of 16 lanes per element of C, spread over k. Hence a long k and few rows: W-CNN's first
+/// convolution's weight gradient (m = 9, k = 784). It depends on m, k and nothing else, so a
+/// product takes one path whatever the instruction set.
 constexpr bool dot_pays(size_t m, size_t k) noexcept {
     return k >= 512 && m <= 64;
 }
