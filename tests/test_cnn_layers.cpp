@@ -662,7 +662,7 @@ TEST_CASE("MaxPool2D<2>'s vector paths give the portable loop's bits, NaN and Re
     // Every instruction set's 2x2 path (max_pool_2x2.ipp) against the portable loop, forward and
     // backward, plain and with the ReLU the pooling runs for the layer before it: the same outputs,
     // winners and input gradients bit for bit. The inputs hold ties, NaN (which never replaces a
-    // value, and ReLU turns into 0) and negative values (whose windows ReLU zeroes). The winners are
+    // value, and ReLU keeps) and negative values (whose windows ReLU zeroes). The winners are
     // recorded in one form on every path, so a backward on the portable loop after a vector
     // forward gives the same gradients too.
     PARDL_TEST_EACH_SUPPORTED_ISA();

@@ -437,19 +437,29 @@ TEST_CASE("gemm packs operands whose rows lie 2 KiB apart, with the same bits as
                 }
 }
 
-TEST_CASE("gemm's ReLU epilogue maps NaN and negative zero to +0, as ReLU does", "[gemm]") {
+TEST_CASE("gemm's ReLU epilogue keeps NaN and maps negative zero to +0, as ReLU does", "[gemm]") {
     PARDL_TEST_EACH_SUPPORTED_ISA();
-    // C = A * 1: one column of A per output; k == 1, so each output is exactly its A entry.
-    const std::vector<float> a = {nan_f, -0.0f, -3.0f, 2.5f};
-    const std::vector<float> b = {1.0f};
-    std::vector<float> c(4, 9.0f);
-    pardl::gemm(Op::N, Op::N, 4, 1, 1, a.data(), 1, b.data(), 1, 0.0f, c.data(), 1,
-                pardl::Epilogue{.relu = true});
-    CHECK(c[0] == 0.0f);
-    CHECK_FALSE(std::signbit(c[1]));
-    CHECK(c[1] == 0.0f);
-    CHECK(c[2] == 0.0f);
-    CHECK(c[3] == 2.5f);
+    // C = A * 1: one column of A per output; k == 1, so each output is exactly its A entry. 20
+    // rows: whole vectors of the micro-kernels and the scalar edge both see every kind of value.
+    const std::vector<float> kinds = {nan_f, -0.0f, -3.0f, 2.5f, std::numeric_limits<float>::infinity()};
+    std::vector<float> a(20);
+    for (size_t i = 0; i < a.size(); ++i) a[i] = kinds[i % kinds.size()];
+    for (const size_t n : {1, 17}) { // one column of C, and C wider than one vector
+        std::vector<float> wide_b(n, 1.0f), c(a.size() * n, 9.0f);
+        pardl::gemm(Op::N, Op::N, a.size(), n, 1, a.data(), 1, wide_b.data(), n, 0.0f, c.data(), n,
+                    pardl::Epilogue{.relu = true});
+        for (size_t i = 0; i < a.size(); ++i)
+            for (size_t j = 0; j < n; ++j) {
+                const float y = c[i * n + j], x = a[i];
+                INFO("row " << i << " column " << j << " of " << n << ": x = " << x << ", y = " << y);
+                if (std::isnan(x)) {
+                    CHECK(std::isnan(y));
+                } else {
+                    CHECK(y == (x > 0.0f ? x : 0.0f));
+                    CHECK_FALSE(std::signbit(y));
+                }
+            }
+    }
 }
 
 TEST_CASE("gemm over views", "[gemm]") {

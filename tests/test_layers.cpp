@@ -281,6 +281,26 @@ TEST_CASE("ReLU values and gradient (0 at the kink, as PyTorch)", "[layers][acti
     CHECK(pardl::ReLU::name() == "ReLU");
 }
 
+TEST_CASE("ReLU keeps NaN (as PyTorch), so a diverged value reaches the loss", "[layers][activation]") {
+    // 19 values: the vector loop's body and its partial last vector both see NaN and -0.
+    constexpr float nan = std::numeric_limits<float>::quiet_NaN(),
+                    inf = std::numeric_limits<float>::infinity();
+    float x[19];
+    const float kinds[] = {nan, -0.0f, -inf, inf, -1.0f, 2.0f};
+    for (size_t k = 0; k < 19; ++k) x[k] = kinds[k % 6];
+    const auto y = apply<pardl::ReLU>(x);
+    for (size_t k = 0; k < 19; ++k) {
+        INFO("x = " << x[k] << ", y = " << y[k]);
+        if (std::isnan(x[k])) {
+            CHECK(std::isnan(y[k]));
+        } else {
+            CHECK(y[k] == (x[k] > 0.0f ? x[k] : 0.0f));
+            CHECK_FALSE(std::signbit(y[k]));
+        }
+        CHECK(std::isnan(pardl::detail::ReluFn::value(x[k])) == std::isnan(x[k]));
+    }
+}
+
 TEST_CASE("Sigmoid values match 1 / (1 + e^-x) and stay finite at +-100", "[layers][activation]") {
     float x[41];
     for (int k = 0; k < 41; ++k) x[k] = -20.0f + k;

@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <span>
@@ -372,4 +374,85 @@ TEMPLATE_TEST_CASE("Parameter blocks start on cache lines; the padding stays zer
     trainer.parameters()[gap] = 0.0f;
     trainer.parameters()[0] += 1.0f;
     CHECK(trainer.checksum() != before);
+}
+
+namespace {
+TrainerOptions quiet_options(std::size_t batch) {
+    TrainerOptions o;
+    o.batch = batch;
+    o.seed = 3;
+    o.log = false;
+    return o;
+}
+} // namespace
+
+TEST_CASE("A diverging run stops with NumericalError, whatever the learning rate", "[policy][diverge]") {
+    // With ReLU and max pooling a diverged value can vanish before the loss (ReLU used to turn NaN
+    // into 0): the run then "finished" with NaN parameters. Every rate here diverges; each must stop.
+    const Dataset images = make_images(64, 2, 8, 8, 5, 7);
+    const Dataset blobs = make_blobs(64, 12, 4, 7);
+    for (const float lr : {1e8f, 1e15f, 1e20f, 1e25f, 1e30f}) {
+        INFO("lr " << lr);
+        Trainer<ConvMlp, SoftmaxCrossEntropy, SGD, Serial> cnn(SGD({.lr = lr, .momentum = 0.9f}),
+                                                               quiet_options(16));
+        CHECK_THROWS_AS(cnn.fit(images, nullptr, 3), NumericalError);
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> mlp(SGD({.lr = lr, .momentum = 0.9f}),
+                                                                quiet_options(16));
+        CHECK_THROWS_AS(mlp.fit(blobs, nullptr, 3), NumericalError);
+    }
+}
+
+TEST_CASE("Parameters that are not finite are never saved", "[policy][checkpoint]") {
+    const std::filesystem::path file =
+        std::filesystem::temp_directory_path() /
+        ("pardl_nonfinite_" + std::to_string(std::random_device{}()) + ".ckpt");
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), quiet_options(16));
+    trainer.save(file);
+    const auto before = std::filesystem::file_size(file);
+    const std::uint64_t saved = trainer.checksum();
+    for (const float bad :
+         {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+        const float kept = trainer.parameters()[5];
+        trainer.parameters()[5] = bad;
+        CHECK_THROWS_WITH(trainer.save(file),
+                          Catch::Contains("parameter 5 of") && Catch::Contains("not written"));
+        trainer.parameters()[5] = kept;
+    }
+    // The file is the first save's: loading it gives those parameters back.
+    CHECK(std::filesystem::file_size(file) == before);
+    trainer.parameters()[0] += 1.0f;
+    trainer.load(file);
+    CHECK(trainer.checksum() == saved);
+    std::filesystem::remove(file);
+}
+
+TEST_CASE("A checkpoint that fails to load leaves the parameters as they were", "[policy][checkpoint]") {
+    const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                       ("pardl_badload_" + std::to_string(std::random_device{}()) + ".ckpt");
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> saved(sgd(), quiet_options(16));
+    saved.parameters()[0] = 42.0f; // differs from the trainer below, which is seeded alike
+    saved.save(file);
+    const auto size = std::filesystem::file_size(file);
+    const auto corrupt = [&](auto&& edit) {
+        std::vector<char> bytes(size);
+        std::ifstream(file, std::ios::binary).read(bytes.data(), static_cast<std::streamsize>(size));
+        edit(bytes);
+        std::ofstream(file, std::ios::binary | std::ios::trunc)
+            .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    };
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), quiet_options(16));
+    const std::uint64_t mine = trainer.checksum();
+    REQUIRE(mine != saved.checksum());
+    SECTION("a flipped bit in the last parameter: the checksum fails after every value was read") {
+        corrupt([](std::vector<char>& b) { b.back() = static_cast<char>(b.back() ^ 0x10); });
+    }
+    SECTION("trailing bytes") {
+        corrupt([](std::vector<char>& b) { b.push_back(0); });
+    }
+    SECTION("truncated in the parameters") {
+        corrupt([](std::vector<char>& b) { b.resize(b.size() - 8); });
+    }
+    CHECK_THROWS_AS(trainer.load(file), CheckpointError);
+    CHECK(trainer.checksum() == mine);
+    std::filesystem::remove(file);
 }

@@ -67,8 +67,10 @@ struct Lanes {
     static V select(__mmask16 m, V a, V b) noexcept { return _mm512_mask_mov_ps(b, m, a); }
     static I select_index(__mmask16 m, I a, I b) noexcept { return _mm512_mask_mov_epi32(b, m, a); }
     static V zero_unless(__mmask16 m, V a) noexcept { return _mm512_maskz_mov_ps(m, a); }
-    /// max returns its second operand for NaN and for two zeros: exactly a > 0 ? a : 0.
-    static V relu(V a) noexcept { return _mm512_mask_max_ps(a, all, a, _mm512_setzero_ps()); }
+    /// Zero where a <= 0 (false for NaN, which stays): exactly ReLU's a <= 0 ? +0 : a.
+    static V relu(V a) noexcept {
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NLE_UQ), a);
+    }
     static V set1(float x) noexcept { return _mm512_set1_ps(x); }
     static V add(V a, V b) noexcept { return _mm512_add_ps(a, b); }
     static V mul(V a, V b) noexcept { return _mm512_mul_ps(a, b); }
@@ -128,8 +130,10 @@ struct Lanes {
     static V select(I m, V a, V b) noexcept { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(m)); }
     static I select_index(I m, I a, I b) noexcept { return _mm256_blendv_epi8(b, a, m); }
     static V zero_unless(I m, V a) noexcept { return _mm256_and_ps(_mm256_castsi256_ps(m), a); }
-    /// max returns its second operand for NaN and for two zeros: exactly a > 0 ? a : 0.
-    static V relu(V a) noexcept { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+    /// Zero where a <= 0 (false for NaN, which stays): exactly ReLU's a <= 0 ? +0 : a.
+    static V relu(V a) noexcept {
+        return _mm256_andnot_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_LE_OQ), a);
+    }
     static V set1(float x) noexcept { return _mm256_set1_ps(x); }
     static V add(V a, V b) noexcept { return _mm256_add_ps(a, b); }
     static V mul(V a, V b) noexcept { return _mm256_mul_ps(a, b); }

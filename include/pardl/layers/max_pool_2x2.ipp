@@ -12,7 +12,7 @@
 //   greater(a, b), equal(i, j)           lane masks of a > b (false where either is NaN), i == j;
 //   select(m, a, b), select_index(m, i, j)   a (i) where m, b (j) elsewhere;
 //   zero_unless(m, a)                    a where m, +0 elsewhere;
-//   relu(a)                              max(a, 0), with 0 for NaN: exactly a > 0 ? a : 0;
+//   relu(a)                              exactly ReLU's a <= 0 ? +0 : a (NaN stays NaN);
 //   set1(x), add(a, b), mul(a, b), iota2() (0, 2, 4, ...), set1_index(k).
 // It defines MaxPool2x2<C, H, W, OH, OW> for C x H x W inputs and OH x OW outputs. The windows are
 // disjoint, so the outputs of one output row come from consecutive floats of two input rows,

@@ -34,7 +34,7 @@ enum class Op { N, T };
 
 /// What gemm() applies to C in the micro-kernel's registers, before C reaches memory: a bias per
 /// row of C, added to the first k block's partial sum (the same arithmetic as filling C with the
-/// bias and calling gemm with beta = 1), and then ReLU (x > 0 ? x : 0) on the finished sum. It
+/// bias and calling gemm with beta = 1), and then ReLU (x <= 0 ? +0 : x, NaN kept) on the finished sum. It
 /// saves a layer the passes over its output that would otherwise do the same.
 struct Epilogue {
     const float* row_bias = nullptr; ///< m values, or null; needs beta == 0
@@ -95,7 +95,7 @@ struct XsimdVec {
     static V set1(float x) noexcept { return V(x); }
     static V add(V a, V b) noexcept { return a + b; }
     static V fma(V a, V b, V c) noexcept { return xsimd::fma(a, b, c); }
-    static V relu(V a) noexcept { return xsimd::select(a > V(0.0f), a, V(0.0f)); }
+    static V relu(V a) noexcept { return xsimd::select(a <= V(0.0f), V(0.0f), a); }
     static constexpr size_t transpose_block = 0;
 };
 
@@ -109,7 +109,7 @@ struct ScalarVec {
     static V set1(float x) noexcept { return x; }
     static V add(V a, V b) noexcept { return a + b; }
     static V fma(V a, V b, V c) noexcept { return a * b + c; }
-    static V relu(V a) noexcept { return a > 0.0f ? a : 0.0f; }
+    static V relu(V a) noexcept { return a <= 0.0f ? 0.0f : a; }
     static constexpr size_t transpose_block = 0;
 };
 
@@ -166,8 +166,10 @@ struct Vec {
     static V set1(float x) noexcept { return _mm256_set1_ps(x); }
     static V add(V a, V b) noexcept { return _mm256_add_ps(a, b); }
     static V fma(V a, V b, V c) noexcept { return _mm256_fmadd_ps(a, b, c); }
-    /// max returns its second operand for NaN and for two zeros: exactly x > 0 ? x : 0.
-    static V relu(V a) noexcept { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+    /// Zero where a <= 0 (false for NaN, which stays): exactly ReLU's a <= 0 ? +0 : a.
+    static V relu(V a) noexcept {
+        return _mm256_andnot_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_LE_OQ), a);
+    }
 
     /// out[t] = sum16_by_halving(lanes + 16 t) for t < count, eight sums per round of shuffles.
     static void sum16(const float* lanes, int count, float* out) noexcept {
@@ -257,9 +259,10 @@ struct Vec {
     static V set1(float x) noexcept { return _mm512_set1_ps(x); }
     static V add(V a, V b) noexcept { return _mm512_add_ps(a, b); }
     static V fma(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
-    /// max returns its second operand for NaN and for two zeros: exactly x > 0 ? x : 0.
-    /// (The all-lanes masked form: see transpose below on GCC 12's unmasked forms.)
-    static V relu(V a) noexcept { return _mm512_mask_max_ps(a, 0xFFFF, a, _mm512_setzero_ps()); }
+    /// Zero where a <= 0 (false for NaN, which stays): exactly ReLU's a <= 0 ? +0 : a.
+    static V relu(V a) noexcept {
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NLE_UQ), a);
+    }
 
     /// out[t] = sum16_by_halving(lanes + 16 t) for t < count (<= 16): each level of the halving
     /// adds the halves of two accumulators in one instruction, 15 adds for 16 sums.

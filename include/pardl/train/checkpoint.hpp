@@ -99,6 +99,13 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
         std::remove(tmp.c_str());
         throw CheckpointError("cannot move checkpoint into place at " + path.string() + ": " + why);
     }
+    // The rename is atomic; syncing the folder makes it durable too (after a power loss the new
+    // file, not the old one, is there). Best effort: some file systems cannot sync a folder.
+    const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dir_fd >= 0) {
+        ::fsync(dir_fd);
+        ::close(dir_fd);
+    }
 }
 
 /// Reads a checkpoint written by save_checkpoint into params/state, whose sizes must match.

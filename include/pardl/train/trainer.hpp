@@ -486,8 +486,10 @@ public:
 
     // ---- checkpoints -----------------------------------------------------------------------
 
-    /// Rank 0 writes parameters and state atomically; other ranks wait for it.
+    /// Rank 0 writes parameters and state atomically; other ranks wait for it. Parameters that are
+    /// no longer finite (a diverged run) are not saved: NumericalError, and the file is untouched.
     void save(const std::filesystem::path& path) {
+        require_finite_parameters("(checkpoint " + path.string() + " not written)");
         int failed = 0;
         std::string why;
         if (comm_.rank() == 0) {
@@ -503,13 +505,18 @@ public:
                                                     : "rank 0 could not write checkpoint " + path.string());
     }
 
-    /// Rank 0 reads the checkpoint (errors if it belongs to another model) and broadcasts it.
+    /// Rank 0 reads the checkpoint (errors if it belongs to another model) and broadcasts it. The
+    /// file is read into scratch buffers and checked whole (length, checksum) before the model's
+    /// parameters change: a load that fails leaves them, on every rank, as they were.
     void load(const std::filesystem::path& path) {
         int failed = 0;
         std::string why;
         if (comm_.rank() == 0) {
             try {
-                load_checkpoint(path, Model::signature(), params_.span(), state_.span());
+                std::vector<float> params(param_count), state(state_.size());
+                load_checkpoint(path, Model::signature(), std::span<float>(params), std::span<float>(state));
+                std::copy(params.begin(), params.end(), params_.span().begin());
+                std::copy(state.begin(), state.end(), state_.span().begin());
             } catch (const Error& e) {
                 failed = 1;
                 why = e.what();
@@ -622,6 +629,7 @@ private:
                             static_cast<double>(seen) / seconds_since(t0));
         }
         progress.clear();
+        require_finite_parameters("after epoch " + std::to_string(epoch));
         EpochRecord rec;
         rec.epoch = epoch;
         rec.seconds = seconds_since(t0);
@@ -631,6 +639,27 @@ private:
         for (std::size_t i = 0; i < rec.phases.seconds.size(); ++i)
             rec.phases.seconds[i] = phases_.seconds[i] - phases_before.seconds[i];
         return rec;
+    }
+
+    /// Stops with NumericalError (on every rank) if a parameter or state value is NaN or infinite.
+    /// The loss check in step() sees most divergence at once, but not all: a value can overflow
+    /// where no loss ever sees it (a filter whose ReLU outputs are all masked, a max pooling whose
+    /// window has a finite winner), and such a model must not pass as trained. One pass over the
+    /// parameters, once per epoch and before a save.
+    void require_finite_parameters(const std::string& when) {
+        std::string why;
+        const auto find = [&](std::span<const float> v, const char* what) {
+            const auto it = std::find_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
+            if (it != v.end() && why.empty())
+                why = std::string(what) + " " + std::to_string(it - v.begin()) + " of " +
+                      std::to_string(v.size()) + " is " + std::to_string(*it);
+        };
+        find(params_.span(), "parameter");
+        find(state_.span(), "state value");
+        // The ranks hold the same parameters; agreeing still keeps one rank from waiting for another.
+        if (comm_.max(static_cast<std::uint64_t>(!why.empty())) == 0) return;
+        if (why.empty()) why = "another rank's parameters are not finite";
+        throw NumericalError(why + " " + when + ": training diverged (try a lower learning rate)");
     }
 
     Opt opt_;
