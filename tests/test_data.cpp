@@ -316,7 +316,7 @@ TEST_CASE("Fashion-MNIST directory layout and missing files", "[data][idx]") {
     }
     SECTION("missing file names it") {
         REQUIRE_DATA_ERROR(pardl::load_fashion_mnist(tmp.path, true), "train-images-idx3-ubyte",
-                           "install the Debian package dataset-fashion-mnist or pass --data DIR");
+                           "install the Debian package dataset-fashion-mnist or give the directory");
         pardl::write_idx(tmp / "t10k-images-idx3-ubyte", {2, 2, 2}, pattern_bytes(8, 1), false);
         REQUIRE_DATA_ERROR(pardl::load_fashion_mnist(tmp.path, false), "t10k-labels-idx1-ubyte", "not found");
     }

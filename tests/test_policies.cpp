@@ -456,3 +456,85 @@ TEST_CASE("A checkpoint that fails to load leaves the parameters as they were", 
     CHECK(trainer.checksum() == mine);
     std::filesystem::remove(file);
 }
+
+TEST_CASE("Datasets that do not fit the model or the loss are refused before any step", "[policy][data]") {
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), quiet_options(16));
+    const std::uint64_t untouched = trainer.checksum();
+    SECTION("more classes than the model has outputs") {
+        const Dataset five = make_blobs(40, 12, 5, 1); // SmallMlp ends in Dense<4>
+        CHECK_THROWS_WITH(trainer.fit(five, nullptr, 1),
+                          Catch::Contains("5 classes but the model has 4 outputs"));
+        CHECK_THROWS_AS(trainer.evaluate(five), DataError);
+    }
+    SECTION("a label outside [0, classes)") {
+        Dataset bad = make_blobs(40, 12, 4, 1);
+        bad.labels[3] = 7;
+        CHECK_THROWS_WITH(trainer.fit(bad, nullptr, 1), Catch::Contains("row 3 has label 7, outside [0, 4)"));
+        bad.labels[3] = -1;
+        CHECK_THROWS_WITH(trainer.evaluate(bad), Catch::Contains("row 3 has label -1"));
+    }
+    SECTION("buffers that do not hold rows x cols") {
+        Dataset bad = make_blobs(40, 12, 4, 1);
+        bad.rows = 100;
+        CHECK_THROWS_WITH(trainer.fit(bad, nullptr, 1), Catch::Contains("features hold 480 values"));
+        BatchLoader loader(bad, 16, 1, false, false);
+        loader.start_epoch(1);
+        CHECK_THROWS_AS(trainer.step(bad, loader.batch_indices(0)), DataError);
+    }
+    SECTION("a test set that does not fit fails before training, not after an epoch") {
+        const Dataset train = make_blobs(40, 12, 4, 1), test = make_blobs(40, 11, 4, 1);
+        CHECK_THROWS_WITH(trainer.fit(train, &test, 1), Catch::Contains("test dataset rows have 11 values"));
+    }
+    SECTION("a regression loss on a dataset without targets") {
+        Trainer<SmallMlp, MSE, SGD, Serial> mse(sgd(), quiet_options(16));
+        CHECK_THROWS_WITH(mse.fit(make_blobs(40, 12, 4, 1), nullptr, 1), Catch::Contains("needs one target"));
+    }
+    CHECK(trainer.checksum() == untouched);
+}
+
+TEST_CASE("fit numbers its epochs on: one epoch at a time is the same run as all at once", "[policy]") {
+    const Dataset data = make_blobs(203, 12, 4, 99);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> once(sgd(), quiet_options(16)),
+        looped(sgd(), quiet_options(16));
+    once.fit(data, nullptr, 3);
+    std::vector<std::size_t> numbers;
+    for (int e = 0; e < 3; ++e)
+        for (const EpochRecord& r : looped.fit(data, nullptr, 1)) numbers.push_back(r.epoch);
+    CHECK(numbers == std::vector<std::size_t>{1, 2, 3});
+    CHECK(looped.epochs_trained() == 3);
+    CHECK(looped.checksum() == once.checksum());
+}
+
+TEST_CASE("predict gives the model's outputs in inference mode and leaves batch norm's statistics",
+          "[policy]") {
+    const Dataset data = make_images(70, 1, 8, 8, 5, 3);
+    const auto check = [&](auto& trainer) {
+        trainer.fit(data, nullptr, 1);
+        const std::vector<float> state_before(trainer.state().begin(), trainer.state().end());
+        std::vector<float> out(data.rows * 5, -1.0f);
+        trainer.predict(data.x(), Matrix{out.data(), data.rows, 5});
+        CHECK(std::vector<float>(trainer.state().begin(), trainer.state().end()) == state_before);
+        // The same as the model's own inference forward, row for row, and as evaluate's accuracy.
+        typename SmallCnn::Workspace ws(data.rows);
+        StepContext ctx;
+        ctx.training = false;
+        const ConstMatrix ref = SmallCnn::forward(trainer.parameters(), trainer.state(), data.x(), ws, ctx);
+        std::size_t correct = 0;
+        for (std::size_t r = 0; r < data.rows; ++r) {
+            for (std::size_t j = 0; j < 5; ++j) CHECK(out[r * 5 + j] == Approx(ref.row(r)[j]).epsilon(1e-5));
+            const auto best =
+                std::max_element(out.begin() + r * 5, out.begin() + r * 5 + 5) - (out.begin() + r * 5);
+            correct += best == data.labels[r];
+        }
+        CHECK(static_cast<double>(correct) / static_cast<double>(data.rows) ==
+              Approx(trainer.evaluate(data).accuracy));
+        std::vector<float> wrong(3);
+        CHECK_THROWS_AS(trainer.predict(data.x(), Matrix{wrong.data(), 1, 3}), ConfigError);
+    };
+    TrainerOptions o = quiet_options(16);
+    Trainer<SmallCnn, SoftmaxCrossEntropy, SGD, Serial> serial(sgd(), o);
+    check(serial);
+    o.threads = 2;
+    Trainer<SmallCnn, SoftmaxCrossEntropy, SGD, OpenMP> omp(sgd(), o);
+    check(omp);
+}

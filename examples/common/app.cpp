@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -253,6 +254,25 @@ CommandLine::CommandLine(const std::string& description, RunOptions& options)
 }
 
 CommandLine::~CommandLine() = default;
+
+void require_writable_outputs(const RunOptions& o) {
+    namespace fs = std::filesystem;
+    const auto check = [](const fs::path& p, const char* flag) {
+        if (p.empty()) return;
+        const auto fail = [&](const std::string& why) {
+            throw pardl::ConfigError(std::string(flag) + " " + p.string() + ": " + why);
+        };
+        std::error_code ec;
+        if (fs::is_directory(p, ec)) fail("is a folder; name a file in it");
+        const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+        if (!fs::is_directory(dir, ec)) fail("the folder " + dir.string() + " does not exist");
+        if (::access(dir.c_str(), W_OK) != 0)
+            fail("cannot write in " + dir.string() + ": " + std::strerror(errno));
+    };
+    check(o.save, "--save");
+    check(o.json, "--json");
+    check(o.timeline, "--timeline");
+}
 
 void CommandLine::add_flag(const std::string& name, bool& value, const std::string& help) {
     app_->add_flag(name, value, help);

@@ -80,6 +80,11 @@ inline double effective_lr(const CommandLine& cli) {
     return o.lr;
 }
 
+/// Throws ConfigError unless every output the flags name (--save, --json, --timeline) can be
+/// written: its folder exists and is writable, and it is not itself a folder. Checked before
+/// training, so that a typo in a path does not cost the run it was meant to keep.
+void require_writable_outputs(const RunOptions& o);
+
 /// Throws the test hook's DataError on the chosen rank.
 inline void maybe_inject_failure(const RunOptions& o, int rank) {
     if (o.fail_on_rank >= 0 && o.fail_on_rank == rank)

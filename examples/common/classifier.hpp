@@ -20,10 +20,16 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::s
     const int rank = Env::world_rank();
     const int ranks = Env::world_size();
 
+    require_writable_outputs(o);
     // Every rank loads the data (each then takes its slice of every batch).
     const Dataset train_set = load_fashion_mnist(o.data, /*train=*/true, o.limit);
     const Dataset test_set = load_fashion_mnist(o.data, /*train=*/false, o.test_limit);
     maybe_inject_failure(o, rank);
+    // The trainer sizes its buffers for a whole batch: one larger than the data only costs memory.
+    if (o.batch > train_set.rows)
+        throw ConfigError("--batch " + std::to_string(o.batch) + " is larger than the training set (" +
+                          std::to_string(train_set.rows) + " images): use at most " +
+                          std::to_string(train_set.rows));
 
     TrainerOptions topt;
     topt.batch = o.batch;

@@ -3,13 +3,17 @@
 // generators all produce this one type, so the trainer never knows where the data came from.
 #pragma once
 
+#include "pardl/core/errors.hpp"
 #include "pardl/tensor/buffer.hpp"
 #include "pardl/tensor/view.hpp"
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <numeric>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -51,6 +55,33 @@ struct Dataset {
 
     /// The whole dataset viewed as one batch.
     Batch all() const noexcept { return {x(), y(), t()}; }
+
+    /// Throws DataError unless the buffers hold what rows, cols, sample_shape and target_cols say,
+    /// and every label lies in [0, classes). The trainer checks every dataset it is given to train
+    /// or evaluate on: a label past the model's outputs would otherwise index out of bounds.
+    void check(const std::string& name = "dataset") const {
+        const auto need = [&](bool ok, const std::string& what) {
+            if (!ok) throw DataError(name + ": " + what);
+        };
+        need(features.size() == rows * cols, "features hold " + std::to_string(features.size()) +
+                                                 " values, rows x cols = " + std::to_string(rows) + " x " +
+                                                 std::to_string(cols));
+        if (!sample_shape.empty()) {
+            const std::size_t product = std::accumulate(sample_shape.begin(), sample_shape.end(),
+                                                        std::size_t{1}, std::multiplies<>());
+            need(product == cols, "the sample shape holds " + std::to_string(product) + " values, a row " +
+                                      std::to_string(cols));
+        }
+        need(targets.size() == rows * target_cols,
+             "targets hold " + std::to_string(targets.size()) + " values, rows x target_cols = " +
+                 std::to_string(rows) + " x " + std::to_string(target_cols));
+        need(labels.empty() || labels.size() == rows,
+             "there are " + std::to_string(labels.size()) + " labels for " + std::to_string(rows) + " rows");
+        for (std::size_t r = 0; r < labels.size(); ++r)
+            need(labels[r] >= 0 && static_cast<std::size_t>(labels[r]) < classes,
+                 "row " + std::to_string(r) + " has label " + std::to_string(labels[r]) + ", outside [0, " +
+                     std::to_string(classes) + ")");
+    }
 
     /// A copy of the first min(n, rows) rows (features, labels and targets).
     Dataset head(std::size_t n) const {

@@ -287,7 +287,8 @@ inline std::filesystem::path find_fashion_file(const std::filesystem::path& dir,
     if (std::filesystem::exists(plain, ec)) return plain;
     throw DataError(
         concat("Fashion-MNIST file '", gz.string(), "' (or '", plain.string(),
-               "') not found; install the Debian package dataset-fashion-mnist or pass --data DIR"));
+               "') not found; install the Debian package dataset-fashion-mnist or give the directory "
+               "that holds the files (--data DIR in the examples)"));
 }
 } // namespace detail
 
@@ -299,8 +300,8 @@ inline Dataset load_fashion_mnist(const std::filesystem::path& dir = default_fas
     if (!std::filesystem::is_directory(dir, ec))
         throw DataError(
             detail::concat("Fashion-MNIST directory '", dir.string(),
-                           "' not found; install the Debian package dataset-fashion-mnist or pass "
-                           "--data DIR"));
+                           "' not found; install the Debian package dataset-fashion-mnist or give the "
+                           "directory that holds the files (--data DIR in the examples)"));
     const std::string prefix = train ? "train" : "t10k";
     const auto images = detail::find_fashion_file(dir, prefix + "-images-idx3-ubyte");
     const auto labels = detail::find_fashion_file(dir, prefix + "-labels-idx1-ubyte");

@@ -29,7 +29,8 @@ public:
     explicit OpenMPExecutor(std::size_t threads = 0)
         : threads_(threads ? threads : static_cast<std::size_t>(omp_get_max_threads())) {
         PARDL_REQUIRE(threads_ >= 1 && threads_ <= 4096, ConfigError,
-                      "OpenMP: thread count must be in [1, 4096] (got ", threads, ")");
+                      "OpenMP: thread count must be in [1, 4096] (got ", threads_,
+                      threads ? "" : ", OpenMP's default: OMP_NUM_THREADS or the core count", ")");
         // Exactly the requested team size, every time: the partition depends on it.
         omp_set_dynamic(0);
         make_handles();

@@ -25,6 +25,9 @@ struct Targets {
 ///    and overwrites dout (same size as out) with d(sum)/d(out).
 ///  - `loss(out, targets)`: the same sum, without the gradient.
 ///  - `correct(out, targets)`: rows whose argmax equals the label (0 without labels).
+/// and may say what it reads, so that the trainer checks a dataset has it before a step reads it:
+///  - `reads_labels`: one class index per row, each below the model's output width;
+///  - `reads_targets`: one target row per row, as wide as the model's output.
 template <class L>
 concept Loss = requires(ConstMatrix out, const Targets& t, Matrix dout) {
     { L::forward_backward(out, t, dout) } -> std::convertible_to<double>;

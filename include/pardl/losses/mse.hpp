@@ -13,6 +13,7 @@ struct MSE {
     static constexpr bool accepts = true;
 
     static const char* name() { return "mse"; }
+    static constexpr bool reads_targets = true;
 
     static double forward_backward(ConstMatrix out, const Targets& t, Matrix dout) {
         return run<true>(out, t, dout);

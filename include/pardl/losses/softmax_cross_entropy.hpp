@@ -15,6 +15,7 @@ struct SoftmaxCrossEntropy {
     static constexpr bool accepts = Out::rank == 1 && Out::size >= 2;
 
     static const char* name() { return "softmax-cross-entropy"; }
+    static constexpr bool reads_labels = true;
 
     static double forward_backward(ConstMatrix z, const Targets& t, Matrix dz) { return run<true>(z, t, dz); }
     static double loss(ConstMatrix z, const Targets& t) { return run<false>(z, t, Matrix{}); }

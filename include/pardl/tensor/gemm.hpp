@@ -617,9 +617,15 @@ inline void gemm(Op op_a, Op op_b, std::size_t m, std::size_t n, std::size_t k, 
 /// ldd; the ranges must not overlap. The GEMM's packing transposition, in blocks of its instruction
 /// set's registers (simd::active()). Kept out of its callers (noipa: neither inlined nor cloned
 /// for constant shapes): given shapes whose element-by-element tail is dead, GCC 12 warns of
-/// undefined behaviour in that tail (-Waggressive-loop-optimizations).
-[[gnu::noipa]] inline void transpose(std::size_t rows, std::size_t cols, const float* src, std::size_t lds,
-                                     float* dst, std::size_t ldd) {
+/// undefined behaviour in that tail (-Waggressive-loop-optimizations). Clang has no noipa, and
+/// no such warning: noinline there.
+#if defined(__clang__)
+#define PARDL_NOIPA gnu::noinline
+#else
+#define PARDL_NOIPA gnu::noipa
+#endif
+[[PARDL_NOIPA]] inline void transpose(std::size_t rows, std::size_t cols, const float* src, std::size_t lds,
+                                      float* dst, std::size_t ldd) {
     namespace g = detail::gemm;
 #if defined(PARDL_GEMM_DISPATCH)
     switch (simd::active()) {

@@ -170,6 +170,8 @@ public:
     int rank() const { return comm_.rank(); }
     int ranks() const { return comm_.size(); }
     std::uint64_t steps_done() const { return step_; }
+    /// The highest epoch number trained so far (fit and train_epoch); fit numbers on from it.
+    std::size_t epochs_trained() const { return epochs_trained_; }
     const PhaseTimes& phase_times() const { return phases_; }
     void reset_phase_times() { phases_ = {}; }
 
@@ -192,9 +194,7 @@ public:
         const std::size_t global_rows = global_indices.size();
         PARDL_REQUIRE(global_rows <= options_.batch, ConfigError, "step: batch of ", global_rows,
                       " rows exceeds the configured batch size ", options_.batch);
-        PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, "dataset rows have ", data.cols,
-                      " values but the model input ", Model::input_shape::str(), " needs ",
-                      Model::input_shape::size);
+        require_fits(data, "dataset", /*labels_too=*/false);
         const ScopedSubnormalMode fp_mode(subnormal_mode());
         const Range mine = balanced_range(global_rows, static_cast<std::size_t>(comm_.rank()),
                                           static_cast<std::size_t>(comm_.size()));
@@ -218,11 +218,11 @@ public:
         // gradient is scaled in place first, block by block, so that the update reads it from L1
         // (a tensor-parallel member passes all it owns of a layer at once: W-MLP's first layer,
         // 100k floats). The parameters updated are those at `params`: p, or a worker's copy of it.
-        auto scale_and_update = [&](Range r, float scale, float* grad, float* params) {
+        auto scale_and_update = [&](Range r, float by, float* grad, float* params) {
             if constexpr (ScalesGradient<Opt>) {
-                opt_.update({params + r.begin, r.size()}, {grad, r.size()}, r.begin, scale);
+                opt_.update({params + r.begin, r.size()}, {grad, r.size()}, r.begin, by);
             } else {
-                const simd::FloatVector factor = simd::broadcast(scale);
+                const simd::FloatVector factor = simd::broadcast(by);
                 for (std::size_t b = 0; b < r.size(); b += reduction_block) {
                     const std::size_t n = std::min(r.size() - b, reduction_block);
                     simd::for_each_vector(
@@ -415,6 +415,7 @@ public:
 
     /// Trains one epoch (shuffled by (seed, epoch)); returns loss, accuracy and time.
     EpochRecord train_epoch(const Dataset& data, std::size_t epoch, std::size_t epochs = 0) {
+        require_fits(data, "training dataset", /*labels_too=*/true);
         BatchLoader loader(data, options_.batch, options_.seed, /*shuffle=*/true, /*drop_last=*/false);
         return train_epoch(loader, data, epoch, epochs);
     }
@@ -422,8 +423,7 @@ public:
     /// Evaluates mean loss and accuracy over `data` (training = false), split over ranks and
     /// workers; every sample is counted exactly once.
     Evaluation evaluate(const Dataset& data) {
-        PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, "dataset rows have ", data.cols,
-                      " values but the model input needs ", Model::input_shape::size);
+        require_fits(data, "evaluation dataset", /*labels_too=*/true);
         const ScopedSubnormalMode fp_mode(subnormal_mode());
         const Range mine = balanced_range(data.rows, static_cast<std::size_t>(comm_.rank()),
                                           static_cast<std::size_t>(comm_.size()));
@@ -458,24 +458,57 @@ public:
         return e;
     }
 
-    /// Trains `epochs` epochs, evaluating on `test` (if given) after each; logs one line per
-    /// epoch on rank 0 and calls on_epoch(record) on every rank.
+    /// The model's outputs for the rows of x (logits, for SoftmaxCrossEntropy; the class is their
+    /// argmax) into out, x.rows x Model::output_shape::size, in inference mode (StepContext
+    /// training = false: dropout off, batch norm on its running statistics, which stay as they
+    /// are). Runs on this rank's workers and talks to no other rank: under MPI each rank predicts
+    /// its own rows.
+    void predict(ConstMatrix x, Matrix out) {
+        PARDL_REQUIRE(x.cols == Model::input_shape::size && x.stride == x.cols, DataError,
+                      "predict: rows of ", x.cols, " values (stride ", x.stride, ") but the model input ",
+                      Model::input_shape::str(), " needs ", Model::input_shape::size,
+                      ", stored contiguously");
+        PARDL_REQUIRE(out.rows == x.rows && out.cols == Model::output_shape::size, ConfigError,
+                      "predict: out is ", out.rows, " x ", out.cols, " but ", x.rows, " rows of the model's ",
+                      Model::output_shape::size, " outputs are needed");
+        const ScopedSubnormalMode fp_mode(subnormal_mode());
+        for (std::size_t start = 0; start < x.rows; start += rank_rows_) {
+            const std::size_t n = std::min(rank_rows_, x.rows - start);
+            exec_.run(n, [&](std::size_t w, Range r) {
+                if (r.empty()) return;
+                const std::size_t first = start + r.begin;
+                const StepContext ctx{false, options_.seed, step_, first, x.rows, nullptr, false};
+                const ConstMatrix y = Model::forward(params_.span(), state_.span(),
+                                                     x.row_block(first, r.size()), workers_[w].ws, ctx);
+                for (std::size_t i = 0; i < r.size(); ++i) std::copy_n(y.row(i), y.cols, out.row(first + i));
+            });
+        }
+    }
+
+    /// Trains `epochs` more epochs, evaluating on `test` (if given) after each; logs one line per
+    /// epoch on rank 0 and calls on_epoch(record) on every rank. Epochs are numbered on from the
+    /// ones this trainer already trained (epochs_trained()), so calling fit(train, test, 1) in a
+    /// loop shuffles every epoch anew, as one fit over all of them does.
     std::vector<EpochRecord> fit(const Dataset& train, const Dataset* test, std::size_t epochs,
                                  const std::function<void(const EpochRecord&)>& on_epoch = {}) {
+        // Both sets before the first step: a test set that does not fit fails now, not an epoch later.
+        require_fits(train, "training dataset", /*labels_too=*/true);
+        if (test) require_fits(*test, "test dataset", /*labels_too=*/true);
         BatchLoader loader(train, options_.batch, options_.seed, true, false);
         std::vector<EpochRecord> history;
-        for (std::size_t e = 1; e <= epochs; ++e) {
-            EpochRecord rec = train_epoch(loader, train, e, epochs);
+        const std::size_t first = epochs_trained_ + 1, last = epochs_trained_ + epochs;
+        for (std::size_t e = first; e <= last; ++e) {
+            EpochRecord rec = train_epoch(loader, train, e, last);
             if (test) {
                 const Evaluation ev = evaluate(*test);
                 rec.test_loss = ev.loss;
                 rec.test_accuracy = ev.accuracy;
             }
             if (options_.log && comm_.rank() == 0) {
-                std::fprintf(options_.out,
-                             "epoch %3zu  loss %.4f  train acc %.4f  test acc %.4f  %.2f s  %.0f samples/s\n",
-                             e, rec.train_loss, rec.train_accuracy, rec.test_accuracy, rec.seconds,
-                             rec.samples_per_second);
+                std::fprintf(options_.out, "epoch %3zu  loss %.4f  train acc %.4f", e, rec.train_loss,
+                             rec.train_accuracy);
+                if (test) std::fprintf(options_.out, "  test acc %.4f", rec.test_accuracy);
+                std::fprintf(options_.out, "  %.2f s  %.0f samples/s\n", rec.seconds, rec.samples_per_second);
                 std::fflush(options_.out);
             }
             history.push_back(rec);
@@ -638,7 +671,35 @@ private:
         rec.samples_per_second = static_cast<double>(seen) / rec.seconds;
         for (std::size_t i = 0; i < rec.phases.seconds.size(); ++i)
             rec.phases.seconds[i] = phases_.seconds[i] - phases_before.seconds[i];
+        epochs_trained_ = std::max(epochs_trained_, epoch);
         return rec;
+    }
+
+    /// Throws DataError unless `data` fits the model and the loss: its rows as wide as the model's
+    /// input, and what the loss reads (Loss: reads_labels, reads_targets) present and in range.
+    /// labels_too: also every label (Dataset::check, one pass over the labels); step() leaves that
+    /// to fit(), train_epoch() and evaluate(), which check once per call.
+    void require_fits(const Dataset& data, const std::string& name, bool labels_too) const {
+        if (labels_too) data.check(name);
+        PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, name, " rows have ", data.cols,
+                      " values but the model input ", Model::input_shape::str(), " needs ",
+                      Model::input_shape::size);
+        PARDL_REQUIRE(data.features.size() == data.rows * data.cols, DataError, name, " holds ",
+                      data.features.size(), " feature values for ", data.rows, " rows of ", data.cols);
+        constexpr std::size_t outputs = Model::output_shape::size;
+        if constexpr (requires { requires LossT::reads_labels; }) {
+            PARDL_REQUIRE(data.labels.size() == data.rows, DataError, name, " has ", data.labels.size(),
+                          " labels for ", data.rows, " rows, and ", LossT::name(), " reads one per row");
+            PARDL_REQUIRE(data.classes <= outputs, DataError, name, " has ", data.classes,
+                          " classes but the model has ", outputs, " outputs (", LossT::name(),
+                          " needs one per class: widen the last layer)");
+        }
+        if constexpr (requires { requires LossT::reads_targets; }) {
+            PARDL_REQUIRE(data.has_targets() && data.target_cols == outputs &&
+                              data.targets.size() >= data.rows * outputs,
+                          DataError, name, " has ", data.target_cols, "-wide targets but ", LossT::name(),
+                          " needs one target per model output (", outputs, ")");
+        }
     }
 
     /// Stops with NumericalError (on every rank) if a parameter or state value is NaN or infinite.
@@ -676,6 +737,7 @@ private:
     std::vector<typename Model::Workspace*> team_workspaces_;
     std::size_t rank_rows_ = 0;
     std::uint64_t step_ = 0;
+    std::size_t epochs_trained_ = 0; ///< the highest epoch number trained (fit numbers on from it)
     PhaseTimes phases_;
 };
 
