@@ -1,6 +1,7 @@
 // The umbrella header: everything a program needs to define, train and evaluate models.
 // The OpenMP and MPI policies are included when their components are linked
-// (pardl::openmp defines PARDL_HAS_OPENMP, pardl::mpi defines PARDL_HAS_MPI).
+// (pardl::openmp defines PARDL_HAS_OPENMP, pardl::mpi defines PARDL_HAS_MPI); without them their
+// names are stand-ins (policies/unlinked.hpp) that stop a Trainer's build saying what to link.
 #pragma once
 
 #include "pardl/core/errors.hpp"
@@ -32,10 +33,28 @@
 #if defined(PARDL_HAS_OPENMP) && defined(_OPENMP)
 #include "pardl/policies/openmp.hpp"
 #include "pardl/policies/tensor_parallel.hpp"
+#elif !defined(_OPENMP)
+// Without OpenMP the names still exist, as stand-ins whose use says what to link.
+#include "pardl/policies/unlinked.hpp"
+namespace pardl {
+using OpenMP = Policy<detail::OpenMPNotCompiledIn, LocalComm>;
+using TensorParallel = OpenMP;
+} // namespace pardl
 #endif
 #if defined(PARDL_HAS_MPI)
 #include "pardl/policies/mpi.hpp"
 #if defined(_OPENMP)
 #include "pardl/policies/hybrid.hpp"
+#else
+namespace pardl {
+using Hybrid = Policy<detail::OpenMPNotCompiledIn, MpiComm>;
+} // namespace pardl
 #endif
+#else
+#include "pardl/policies/unlinked.hpp"
+#define PARDL_MPI_STAND_INS 1
+namespace pardl {
+using MPI = Policy<SerialExecutor, detail::MpiNotLinked>;
+using Hybrid = MPI;
+} // namespace pardl
 #endif

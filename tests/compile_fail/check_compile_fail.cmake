@@ -4,7 +4,7 @@
 # whatever order the compiler prints them). With EXPECT=pass it must compile cleanly.
 #
 #   cmake -DCXX=<compiler> -DINCLUDE_DIRS=<dir;dir> -DSOURCE=<file.cpp> -DEXPECT=fail|pass
-#         [-DPATTERN=<regex;regex>] [-DFLAGS=<flag;flag>] -P check_compile_fail.cmake
+#         [-DPATTERN=<regex;regex>] [-DFLAGS=<flag;flag>] [-DERRORS=<n>] -P check_compile_fail.cmake
 #
 # From add_test, write the ';' of a list argument as $<SEMICOLON> so it reaches the script intact.
 cmake_minimum_required(VERSION 3.20)
@@ -58,4 +58,12 @@ foreach(regex IN LISTS PATTERN)
                             "do not match\n  ${regex}\nThey were:\n${diagnostics}")
     endif()
 endforeach()
+# ERRORS=<n>: exactly n diagnostics are errors (no cascade after the one that says what is wrong).
+if(DEFINED ERRORS AND NOT ERRORS STREQUAL "")
+    string(REGEX MATCHALL "error:" found "${diagnostics}")
+    list(LENGTH found count)
+    if(NOT count EQUAL ERRORS)
+        message(FATAL_ERROR "check_compile_fail: ${SOURCE} gave ${count} errors, ${ERRORS} expected:\n${diagnostics}")
+    endif()
+endif()
 message(STATUS "check_compile_fail: ${SOURCE} is rejected with the expected diagnostic")

@@ -97,6 +97,7 @@ template <std::size_t Index, class In>
 struct Chain<Index, In> {
     using layers = std::tuple<>;
     using output = In;
+    static constexpr bool valid = true;
 };
 template <std::size_t Index, class In, class Spec, class... Rest>
 struct Chain<Index, In, Spec, Rest...> {
@@ -112,6 +113,9 @@ struct Chain<Index, In, Spec, Rest...> {
     using layers =
         decltype(std::tuple_cat(std::declval<std::tuple<layer>>(), std::declval<typename next::layers>()));
     using output = typename next::output;
+    /// Whether every layer takes its input (computed without the asserting checks, so that code
+    /// downstream, the Trainer's, can stay quiet about a model that already has its error).
+    static constexpr bool valid = LayerSpec<Spec> && spec_accepts<Spec, In>() && next::valid;
 };
 
 } // namespace detail
@@ -126,9 +130,12 @@ class Sequential {
 
 template <std::size_t... Dims, class... Specs>
 class Sequential<Input<Dims...>, Specs...> {
+    static_assert(sizeof...(Specs) > 0, "pardl::Sequential: a model needs at least one layer after Input");
     using chain = detail::Chain<0, Shape<Dims...>, Specs...>;
 
 public:
+    /// False when a layer cannot take its input (the model's build already says which).
+    static constexpr bool valid = chain::valid;
     using input_shape = Shape<Dims...>;
     using layer_types = typename chain::layers;
     using output_shape = typename chain::output;

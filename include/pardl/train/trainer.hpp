@@ -85,8 +85,26 @@ struct TrainerOptions {
 
 template <class Model, Loss LossT, Optimizer Opt, PolicyType P = Serial>
 class Trainer {
+    // A policy whose component this build lacks is a stand-in (policies/unlinked.hpp).
     static_assert(
-        LossT::template accepts<typename Model::output_shape>,
+        !requires { requires P::executor::missing_openmp; },
+        "pardl::Trainer: OpenMP, TensorParallel and Hybrid need OpenMP, which this build does "
+        "not have: link pardl::openmp (CMake), or compile and link with -fopenmp "
+        "-DPARDL_HAS_OPENMP=1");
+    static_assert(
+        !requires { requires P::communicator::missing_mpi; },
+        "pardl::Trainer: MPI and Hybrid need MPI, which this build does not have: link "
+        "pardl::mpi (CMake; Hybrid also pardl::openmp), or compile with -DPARDL_HAS_MPI=1 and "
+        "MPICH's flags (pkg-config mpich)");
+    /// A model whose chain already failed (Sequential's message) gets no second error here.
+    static constexpr bool model_valid = [] {
+        if constexpr (requires { Model::valid; })
+            return Model::valid;
+        else
+            return true;
+    }();
+    static_assert(
+        !model_valid || LossT::template accepts<typename Model::output_shape>,
         "pardl::Trainer: this loss does not accept the model's output shape (SoftmaxCrossEntropy needs a "
         "flat output with at least 2 classes)");
 

@@ -1,0 +1,17 @@
+// Must NOT compile: the README's shape error (Dense on a 1x28x28 image) inside a Trainer, and
+// (-DPARDL_NO_LAYERS) a model with nothing after Input; each must give exactly one error. With
+// -DPARDL_CONTROL a Flatten makes the model valid and it must build.
+#include "pardl/pardl.hpp"
+
+#if defined(PARDL_CONTROL)
+using Model = pardl::Sequential<pardl::Input<1, 28, 28>, pardl::Flatten, pardl::Dense<10>>;
+#elif defined(PARDL_NO_LAYERS)
+using Model = pardl::Sequential<pardl::Input<784>>;
+#else
+using Model = pardl::Sequential<pardl::Input<1, 28, 28>, pardl::Dense<10>>;
+#endif
+
+int main() {
+    pardl::Trainer<Model, pardl::SoftmaxCrossEntropy, pardl::SGD> trainer(pardl::SGD{}, {});
+    return static_cast<int>(trainer.workers() % 2);
+}
