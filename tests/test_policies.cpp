@@ -538,3 +538,14 @@ TEST_CASE("predict gives the model's outputs in inference mode and leaves batch 
     Trainer<SmallCnn, SoftmaxCrossEntropy, SGD, OpenMP> omp(sgd(), o);
     check(omp);
 }
+
+TEST_CASE("Images of the input's size but another shape are refused", "[policy][data]") {
+    // 14 x 56 images have the 784 values of 28 x 28 ones but not their rows; flat rows fit either.
+    using Cnn = Sequential<Input<1, 8, 8>, Conv2D<2, 3>, Flatten, Dense<3>>;
+    Trainer<Cnn, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), quiet_options(8));
+    CHECK_THROWS_WITH(trainer.fit(make_images(16, 1, 4, 16, 3, 1), nullptr, 1),
+                      Catch::Contains("holds 1x4x16 samples but the model input is 1x8x8"));
+    CHECK_NOTHROW(trainer.fit(make_images(16, 1, 8, 8, 3, 1), nullptr, 1));
+    Trainer<Sequential<Input<64>, Dense<3>>, SoftmaxCrossEntropy, SGD, Serial> flat(sgd(), quiet_options(8));
+    CHECK_NOTHROW(flat.fit(make_images(16, 1, 8, 8, 3, 1), nullptr, 1));
+}

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
 #include <sstream>
 #include <system_error>
@@ -24,16 +25,25 @@ namespace pardl::examples {
 
 namespace detail {
 
-// MPICH's hydra and most PMI launchers set PMI_RANK, Open MPI sets OMPI_COMM_WORLD_RANK.
-int launcher_rank() {
-    for (const char* name : {"PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"}) {
+// MPICH's hydra and most PMI launchers set PMI_RANK and PMI_SIZE, Open MPI OMPI_COMM_WORLD_*.
+/// The first of the launcher's variables `names` that holds an integer, else `otherwise`.
+int launcher_variable(std::initializer_list<const char*> names, int otherwise) {
+    for (const char* name : names) {
         if (const char* v = std::getenv(name)) {
-            int r = 0;
-            const auto [p, ec] = std::from_chars(v, v + std::char_traits<char>::length(v), r);
-            if (ec == std::errc{}) return r;
+            int value = 0;
+            const auto [p, ec] = std::from_chars(v, v + std::char_traits<char>::length(v), value);
+            if (ec == std::errc{}) return value;
         }
     }
-    return 0;
+    return otherwise;
+}
+
+int launcher_rank() {
+    return launcher_variable({"PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"}, 0);
+}
+
+int launcher_size() {
+    return launcher_variable({"PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"}, 1);
 }
 
 unsigned hardware_cores() {
@@ -286,6 +296,7 @@ std::optional<int> CommandLine::parse(int argc, char** argv) {
         std::ostringstream sink;
         const bool talk = detail::launcher_rank() == 0;
         const int code = app_->exit(e, talk ? std::cout : sink, talk ? std::cerr : sink);
+        parse_error_ = sink.str();
         return code == 0 ? 0 : 2;
     }
 }
@@ -300,11 +311,19 @@ void write_run_record(const std::filesystem::path& path, const RunOptions& o, co
     std::filesystem::path tmp = path;
     tmp += ".tmp";
     {
+        // errno says why (no such folder, no space left); a half-written temporary is removed.
         std::ofstream out(tmp, std::ios::trunc);
-        if (!out) throw std::runtime_error("cannot write run record '" + tmp.string() + "'");
+        if (!out)
+            throw std::runtime_error("cannot write run record '" + tmp.string() +
+                                     "': " + std::strerror(errno));
         out << record.dump(2) << '\n';
         out.flush();
-        if (!out) throw std::runtime_error("error while writing run record '" + tmp.string() + "'");
+        if (!out) {
+            const std::string why = std::strerror(errno);
+            out.close();
+            std::filesystem::remove(tmp);
+            throw std::runtime_error("error while writing run record '" + tmp.string() + "': " + why);
+        }
     }
     std::error_code ec;
     std::filesystem::rename(tmp, path, ec);

@@ -60,15 +60,20 @@ public:
     /// Whether the flag `name` (e.g. "--lr") was given.
     bool given(const std::string& name) const;
     const RunOptions& options() const { return options_; }
+    /// What CLI11 said about the flags when parse() failed (printed only on rank 0 by parse).
+    const std::string& parse_error() const { return parse_error_; }
 
 private:
     RunOptions& options_;
     std::unique_ptr<CLI::App> app_;
+    std::string parse_error_;
 };
 
 namespace detail {
 /// The rank mpiexec gave this process, read before MPI is initialised; 0 when not launched by one.
 int launcher_rank();
+/// How many ranks mpiexec started, read before MPI is initialised; 1 when not launched by one.
+int launcher_size();
 /// std::thread::hardware_concurrency(), at least 1.
 unsigned hardware_cores();
 } // namespace detail
@@ -100,15 +105,28 @@ int run_example(int argc, char** argv, CommandLine& cli, Fn&& body) {
     using Env = typename Policy::communicator::Environment;
     const int launch_rank = detail::launcher_rank();
 
-    // Flags first, before MPI exists: a typo gives CLI11's message once (rank 0) and exit 2
-    // on every rank, without MPI_Abort noise.
-    if (const std::optional<int> stop = cli.parse(argc, argv)) return *stop;
+    // Flags first: a typo gives CLI11's message once (rank 0) and exit 2 on every rank, without
+    // MPI_Abort noise. A process alone stops at once. Under a launcher with several ranks every
+    // rank must meet the others in MPI first: ranks given different flags (an MPMD line, a
+    // wrapper per rank) would otherwise leave those whose flags were fine waiting in MPI_Init.
+    const std::optional<int> stop = cli.parse(argc, argv);
+    if (stop && detail::launcher_size() <= 1) return *stop;
 
     std::optional<Env> env;
     int code = 0;
     std::string message;
     try {
         env.emplace(argc, argv);
+        // 0: flags fine; 1: --help (exit 0); 2: bad flags (exit 2). Rank 0 printed its own
+        // message; another rank says what was wrong with its flags when rank 0's were fine.
+        const int mine = stop ? (*stop == 0 ? 1 : 2) : 0;
+        const int worst = Env::max_over_ranks(mine);
+        if (worst != 0) {
+            const int rank0 = Env::max_over_ranks(Env::world_rank() == 0 ? mine : 0);
+            if (mine == 2 && rank0 != 2 && Env::world_rank() != 0)
+                std::fprintf(stderr, "[rank %d] %s", Env::world_rank(), cli.parse_error().c_str());
+            return worst == 2 ? 2 : 0;
+        }
         const int ranks = Env::world_size();
         if (Env::world_rank() == 0) {
             // The executor resolves 0 to its default and rejects impossible counts (ConfigError).

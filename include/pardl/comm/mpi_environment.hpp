@@ -47,6 +47,14 @@ public:
         return s;
     }
 
+    /// The largest of every rank's v (a collective: every rank calls it). For a decision the
+    /// ranks must take together, such as stopping before any work.
+    static int max_over_ranks(int v) {
+        int out = v;
+        MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        return out;
+    }
+
     /// Ends every rank of the job: the way out after an error on one rank, so that ranks blocked
     /// in a collective do not hang. mpiexec then exits non-zero.
     [[noreturn]] static void abort(int code) {

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -217,7 +219,9 @@ void write_timeline(const Timeline& timeline, Comm& comm, const std::filesystem:
         std::ofstream out(part_path(rank), std::ios::trunc);
         if (out) timeline.write_trace_events(out, rank, offset_us);
         out.flush();
-        if (!out) why = "rank " + std::to_string(rank) + " cannot write '" + part_path(rank).string() + "'";
+        if (!out)
+            why = "rank " + std::to_string(rank) + " cannot write '" + part_path(rank).string() +
+                  "': " + std::strerror(errno);
     }
     // max() is the barrier: it also tells every rank whether all parts are there.
     if (comm.max(static_cast<std::uint64_t>(!why.empty())) != 0) {
@@ -246,7 +250,8 @@ void write_timeline(const Timeline& timeline, Comm& comm, const std::filesystem:
                 << ",\"workers_per_rank\":" << timeline.workers()
                 << ",\"capacity_per_lane\":" << timeline.capacity() << "}}\n";
             out.flush();
-            if (!out && why.empty()) why = "error while writing '" + tmp.string() + "'";
+            if (!out && why.empty())
+                why = "error while writing '" + tmp.string() + "': " + std::strerror(errno);
         }
         std::error_code ec;
         if (why.empty()) {

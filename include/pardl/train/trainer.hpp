@@ -697,11 +697,28 @@ private:
     /// input, and what the loss reads (Loss: reads_labels, reads_targets) present and in range.
     /// labels_too: also every label (Dataset::check, one pass over the labels); step() leaves that
     /// to fit(), train_epoch() and evaluate(), which check once per call.
-    void require_fits(const Dataset& data, const std::string& name, bool labels_too) const {
+    void require_fits(const Dataset& data, const char* name, bool labels_too) const {
         if (labels_too) data.check(name);
         PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, name, " rows have ", data.cols,
                       " values but the model input ", Model::input_shape::str(), " needs ",
                       Model::input_shape::size);
+        // A sample shape of the input's rank must be the input's shape: 14 x 56 images have the
+        // 784 values of 28 x 28 ones, but not their rows. (Another rank is a flattening: 1 x 28 x 28
+        // images for an Input<784>.)
+        using In = typename Model::input_shape;
+        if (data.sample_shape.size() == In::rank) {
+            bool same = true;
+            for (std::size_t d = 0; d < In::rank; ++d) same = same && data.sample_shape[d] == In::dims[d];
+            if (!same) {
+                std::string shape;
+                for (std::size_t d : data.sample_shape) {
+                    if (!shape.empty()) shape += 'x';
+                    shape += std::to_string(d);
+                }
+                throw DataError(std::string(name) + " holds " + shape + " samples but the model input is " +
+                                In::str());
+            }
+        }
         PARDL_REQUIRE(data.features.size() == data.rows * data.cols, DataError, name, " holds ",
                       data.features.size(), " feature values for ", data.rows, " rows of ", data.cols);
         constexpr std::size_t outputs = Model::output_shape::size;
