@@ -159,6 +159,31 @@ TEST_CASE("Parameters start identical on every rank and the replica check sees d
     CHECK(threw);
 }
 
+TEST_CASE("Ranks told different epochs or data stop together with ConfigError instead of hanging", "[mpi]") {
+    MpiComm comm;
+    TrainerOptions o;
+    o.batch = 8;
+    o.log = false;
+    const bool last = comm.rank() == comm.size() - 1;
+    const Dataset data = make_blobs(32, 12, 4, 2), more = make_blobs(40, 12, 4, 2);
+    const auto throws = [](auto&& run) {
+        try {
+            run();
+        } catch (const ConfigError& e) {
+            return std::string(e.what()).find("ranks disagree") != std::string::npos;
+        }
+        return false;
+    };
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> trainer(sgd(), o);
+    const bool epochs = throws([&] { trainer.fit(data, nullptr, last ? 1 : 2); });
+    const bool rows = throws([&] { trainer.fit(last ? more : data, nullptr, 1); });
+    const bool test = throws([&] { trainer.fit(data, last ? &data : nullptr, 1); });
+    CHECK(epochs);
+    CHECK(rows);
+    CHECK(test);
+    CHECK_NOTHROW(trainer.fit(data, &data, 1)); // alike on every rank: trains
+}
+
 TEST_CASE("Checkpoints written by rank 0 load on every rank", "[mpi]") {
     MpiComm comm;
     const auto dir = std::filesystem::temp_directory_path() / "pardl-test-mpi-ckpt";

@@ -6,6 +6,7 @@
 #include <pardl/pardl.hpp>
 
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,14 @@ template <class Model, class Policy>
 int train_with_flags(const CommandLine& cli, const std::string& model_name) {
     const RunOptions& opts = cli.options();
     const double lr = effective_lr(cli);
+    // The optimizers take a float: a rate it cannot hold would become 0 or infinity.
+    constexpr double lowest = std::numeric_limits<float>::min(), highest = std::numeric_limits<float>::max();
+    if (!(lr >= lowest && lr <= highest)) {
+        char why[160];
+        std::snprintf(why, sizeof why, "--lr %g is outside the range of a float (%g to %g)", lr, lowest,
+                      highest);
+        throw ConfigError(why);
+    }
     if (opts.optimizer == "adam") {
         Adam::Options a;
         a.lr = static_cast<float>(lr);

@@ -512,6 +512,17 @@ public:
         // Both sets before the first step: a test set that does not fit fails now, not an epoch later.
         require_fits(train, "training dataset", /*labels_too=*/true);
         if (test) require_fits(*test, "test dataset", /*labels_too=*/true);
+        // Every rank must run the same epochs over the same rows: a rank told fewer epochs would
+        // leave the others waiting in a collective it never joins.
+        const auto agree = [&](std::uint64_t v) { return comm_.min(v) == comm_.max(v); };
+        const bool same_epochs = agree(epochs), same_rows = agree(train.rows);
+        const bool same_test = agree(test ? test->rows + 1 : 0);
+        PARDL_REQUIRE(same_epochs && same_rows && same_test, ConfigError, "fit: the ranks disagree on ",
+                      !same_epochs ? "the number of epochs"
+                      : !same_rows ? "the training rows"
+                                   : "the test set",
+                      " (rank ", comm_.rank(), ": ", epochs, " epochs, ", train.rows, " training rows, ",
+                      test ? test->rows : 0, " test rows); every rank must call fit alike");
         BatchLoader loader(train, options_.batch, options_.seed, true, false);
         std::vector<EpochRecord> history;
         const std::size_t first = epochs_trained_ + 1, last = epochs_trained_ + epochs;
