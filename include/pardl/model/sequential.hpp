@@ -101,12 +101,17 @@ struct Chain<Index, In> {
 };
 template <std::size_t Index, class In, class Spec, class... Rest>
 struct Chain<Index, In, Spec, Rest...> {
-    // Instantiated for their static_asserts (only the failing check fires).
-    static constexpr bool checked = sequential_layer_is_not_a_layer<Index, Spec, In>::value &&
-                                    sequential_layer_rejects_input_shape<Index, Spec, In>::value;
-    // Naming `checked` here makes the compiler evaluate it (a static data member's initializer is
-    // only instantiated when used); on failure PassThrough keeps the rest of the chain quiet.
-    using layer = std::conditional_t<checked, bind_layer_t<Index, In, Spec>, PassThrough<In>>;
+    // Whether this layer takes its input: computed from the layer alone, so that it stays a
+    // constant on failure (Clang does not treat a value whose initializer failed a static_assert
+    // as one, and would then report every use of the chain below as another error).
+    static constexpr bool accepted = LayerSpec<Spec> && spec_accepts<Spec, In>();
+    // The checks, instantiated (sizeof needs the complete class) for their static_asserts only:
+    // the failing one fires, with the index, the layer and the shape in its name.
+    static_assert(sizeof(sequential_layer_is_not_a_layer<Index, Spec, In>) +
+                      sizeof(sequential_layer_rejects_input_shape<Index, Spec, In>) >
+                  0);
+    // On failure PassThrough keeps the rest of the chain quiet.
+    using layer = std::conditional_t<accepted, bind_layer_t<Index, In, Spec>, PassThrough<In>>;
     static_assert(BoundLayer<layer>,
                   "pardl::Sequential: this layer's bind<> does not model BoundLayer (layers/layer.hpp)");
     using next = Chain<Index + 1, typename layer::output_shape, Rest...>;
@@ -115,7 +120,7 @@ struct Chain<Index, In, Spec, Rest...> {
     using output = typename next::output;
     /// Whether every layer takes its input (computed without the asserting checks, so that code
     /// downstream, the Trainer's, can stay quiet about a model that already has its error).
-    static constexpr bool valid = LayerSpec<Spec> && spec_accepts<Spec, In>() && next::valid;
+    static constexpr bool valid = accepted && next::valid;
 };
 
 } // namespace detail
