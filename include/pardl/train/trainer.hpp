@@ -442,38 +442,7 @@ public:
     /// workers; every sample is counted exactly once.
     Evaluation evaluate(const Dataset& data) {
         require_fits(data, "evaluation dataset", /*labels_too=*/true);
-        const ScopedSubnormalMode fp_mode(subnormal_mode());
-        const Range mine = balanced_range(data.rows, static_cast<std::size_t>(comm_.rank()),
-                                          static_cast<std::size_t>(comm_.size()));
-        double sums[3] = {0, 0, static_cast<double>(mine.size())};
-        for (std::size_t start = mine.begin; start < mine.end; start += rank_rows_) {
-            const std::size_t n = std::min(rank_rows_, mine.end - start);
-            exec_.run(n, [&](std::size_t w, Range r) {
-                Worker& wk = workers_[w];
-                wk.loss = 0;
-                wk.correct = 0;
-                if (r.empty()) return;
-                const std::size_t first = start + r.begin;
-                const ConstMatrix x = data.x().row_block(first, r.size());
-                const ConstMatrix t =
-                    data.has_targets() ? data.t().row_block(first, r.size()) : ConstMatrix{};
-                const Targets targets{data.y().subspan(first, r.size()), t};
-                const StepContext ctx{false, options_.seed, step_, first, data.rows, nullptr, false};
-                const ConstMatrix out = Model::forward(params_.span(), state_.span(), x, wk.ws, ctx);
-                wk.loss = LossT::loss(out, targets);
-                wk.correct = LossT::correct(out, targets);
-            });
-            for (const Worker& wk : workers_) {
-                sums[0] += wk.loss;
-                sums[1] += static_cast<double>(wk.correct);
-            }
-        }
-        comm_.allreduce_sum(std::span<double>(sums, 3));
-        Evaluation e;
-        e.samples = static_cast<std::size_t>(sums[2]);
-        e.loss = e.samples ? sums[0] / sums[2] : 0.0;
-        e.accuracy = e.samples ? sums[1] / sums[2] : 0.0;
-        return e;
+        return evaluate_fitting(data);
     }
 
     /// The model's outputs for the rows of x (logits, for SoftmaxCrossEntropy; the class is their
@@ -489,18 +458,12 @@ public:
         PARDL_REQUIRE(out.rows == x.rows && out.cols == Model::output_shape::size, ConfigError,
                       "predict: out is ", out.rows, " x ", out.cols, " but ", x.rows, " rows of the model's ",
                       Model::output_shape::size, " outputs are needed");
-        const ScopedSubnormalMode fp_mode(subnormal_mode());
-        for (std::size_t start = 0; start < x.rows; start += rank_rows_) {
-            const std::size_t n = std::min(rank_rows_, x.rows - start);
-            exec_.run(n, [&](std::size_t w, Range r) {
-                if (r.empty()) return;
-                const std::size_t first = start + r.begin;
-                const StepContext ctx{false, options_.seed, step_, first, x.rows, nullptr, false};
-                const ConstMatrix y = Model::forward(params_.span(), state_.span(),
-                                                     x.row_block(first, r.size()), workers_[w].ws, ctx);
-                for (std::size_t i = 0; i < r.size(); ++i) std::copy_n(y.row(i), y.cols, out.row(first + i));
-            });
-        }
+        forward_inference(
+            x, Range{0, x.rows},
+            [&](std::size_t, std::size_t first, ConstMatrix y) {
+                for (std::size_t i = 0; i < y.rows; ++i) std::copy_n(y.row(i), y.cols, out.row(first + i));
+            },
+            [] {});
     }
 
     /// Trains `epochs` more epochs, evaluating on `test` (if given) after each; logs one line per
@@ -529,7 +492,7 @@ public:
         for (std::size_t e = first; e <= last; ++e) {
             EpochRecord rec = train_epoch(loader, train, e, last);
             if (test) {
-                const Evaluation ev = evaluate(*test);
+                const Evaluation ev = evaluate_fitting(*test); // checked above
                 rec.test_loss = ev.loss;
                 rec.test_accuracy = ev.accuracy;
             }
@@ -746,6 +709,60 @@ private:
                           DataError, name, " has ", data.target_cols, "-wide targets but ", LossT::name(),
                           " needs one target per model output (", outputs, ")");
         }
+    }
+
+    /// The model in inference mode (StepContext training = false) over rows [rows.begin, rows.end)
+    /// of x, rank_rows_ at a time split over this rank's workers: each worker's block goes to
+    /// on_block(w, first, y), y the outputs of x's rows from `first`; after every such round,
+    /// after_round(). evaluate() and predict() both run on it.
+    template <class OnBlock, class AfterRound>
+    void forward_inference(ConstMatrix x, Range rows, OnBlock&& on_block, AfterRound&& after_round) {
+        const ScopedSubnormalMode fp_mode(subnormal_mode());
+        for (std::size_t start = rows.begin; start < rows.end; start += rank_rows_) {
+            const std::size_t n = std::min(rank_rows_, rows.end - start);
+            exec_.run(n, [&](std::size_t w, Range r) {
+                if (r.empty()) return;
+                const std::size_t first = start + r.begin;
+                const StepContext ctx{false, options_.seed, step_, first, x.rows, nullptr, false};
+                on_block(w, first,
+                         Model::forward(params_.span(), state_.span(), x.row_block(first, r.size()),
+                                        workers_[w].ws, ctx));
+            });
+            after_round();
+        }
+    }
+
+    /// evaluate() on a dataset require_fits has passed.
+    Evaluation evaluate_fitting(const Dataset& data) {
+        const Range mine = balanced_range(data.rows, static_cast<std::size_t>(comm_.rank()),
+                                          static_cast<std::size_t>(comm_.size()));
+        double sums[3] = {0, 0, static_cast<double>(mine.size())};
+        for (Worker& wk : workers_) {
+            wk.loss = 0;
+            wk.correct = 0;
+        }
+        forward_inference(
+            data.x(), mine,
+            [&](std::size_t w, std::size_t first, ConstMatrix y) {
+                const ConstMatrix t = data.has_targets() ? data.t().row_block(first, y.rows) : ConstMatrix{};
+                const Targets targets{data.y().subspan(first, y.rows), t};
+                workers_[w].loss = LossT::loss(y, targets);
+                workers_[w].correct = LossT::correct(y, targets);
+            },
+            [&] { // each round's sums in worker order, then cleared for the next
+                for (Worker& wk : workers_) {
+                    sums[0] += wk.loss;
+                    sums[1] += static_cast<double>(wk.correct);
+                    wk.loss = 0;
+                    wk.correct = 0;
+                }
+            });
+        comm_.allreduce_sum(std::span<double>(sums, 3));
+        Evaluation e;
+        e.samples = static_cast<std::size_t>(sums[2]);
+        e.loss = e.samples ? sums[0] / sums[2] : 0.0;
+        e.accuracy = e.samples ? sums[1] / sums[2] : 0.0;
+        return e;
     }
 
     /// Stops with NumericalError (on every rank) if a parameter or state value is NaN or infinite.
