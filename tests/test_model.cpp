@@ -17,6 +17,7 @@
 #include "pardl/train/checkpoint.hpp"
 
 #include <catch2/catch.hpp>
+#include <zlib.h>
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -433,6 +434,11 @@ using Small = Sequential<Input<5>, Dense<4>, ReLU, Dense<3>>;
 size_t header_size(const std::string& sig) {
     return 8 + 4 + 4 + sig.size() + 8 + 8 + 4;
 }
+// After the parameters and state (version 2): step 8, epochs 8, optimizer name length 4, name,
+// learning rate 4, optimizer steps 8, optimizer state count 8, the state's floats.
+size_t progress_size(const TrainingProgress& t) {
+    return 8 + 8 + 4 + t.optimizer.size() + 4 + 8 + 8 + 4 * t.optimizer_state.size();
+}
 
 } // namespace
 
@@ -449,7 +455,8 @@ TEST_CASE("checkpoint: save then load restores parameters and state bit for bit"
     params[4] = 1.0f / 3.0f;
     std::vector<float> state = sample_values(6, 5);
     save_checkpoint(file, Small::signature(), params, state);
-    CHECK(fs::file_size(file) == header_size(Small::signature()) + 4 * (params.size() + state.size()));
+    CHECK(fs::file_size(file) ==
+          header_size(Small::signature()) + 4 * (params.size() + state.size()) + progress_size({}));
 
     std::vector<float> p2(Small::param_count, 123.0f), s2(6, 123.0f);
     load_checkpoint(file, Small::signature(), p2, s2);
@@ -530,7 +537,9 @@ TEST_CASE("checkpoint: corrupt files are rejected with specific messages", "[mod
         CHECK_THAT(load_error(file, sig, p, s), Catch::Contains("truncated"));
     }
     SECTION("one flipped bit in the data fails the checksum") {
-        for (size_t at : {header_size(sig), header_size(sig) + 17, good.size() - 1}) {
+        const size_t progress_at = header_size(sig) + 4 * (params.size() + state.size());
+        for (size_t at :
+             {header_size(sig), header_size(sig) + 17, progress_at, progress_at + 9, good.size() - 20}) {
             std::vector<char> bad = good;
             bad[at] = static_cast<char>(bad[at] ^ 0x04);
             write_bytes(file, bad);
@@ -552,7 +561,7 @@ TEST_CASE("checkpoint: corrupt files are rejected with specific messages", "[mod
         std::memcpy(bad.data() + 8, &v, 4);
         write_bytes(file, bad);
         const std::string msg = load_error(file, sig, p, s);
-        CHECK_THAT(msg, Catch::Contains("version 7") && Catch::Contains("version 1"));
+        CHECK_THAT(msg, Catch::Contains("version 7") && Catch::Contains("versions 1 to 2"));
     }
     SECTION("trailing bytes") {
         std::vector<char> bad = good;
@@ -575,6 +584,83 @@ TEST_CASE("checkpoint: corrupt files are rejected with specific messages", "[mod
         write_bytes(file, bad);
         CHECK_THAT(load_error(file, sig, p, s), Catch::Contains("corrupt"));
     }
+}
+
+TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer size is refused",
+          "[model][checkpoint]") {
+    TempDir dir;
+    const fs::path file = dir.path / "p.ckpt";
+    const std::string sig = Small::signature();
+    const std::vector<float> params = sample_values(Small::param_count, 8);
+    TrainingProgress saved{.step = 1234567890123ULL,
+                           .epochs = 7,
+                           .optimizer = "adam",
+                           .learning_rate = 3e-4f,
+                           .optimizer_steps = 99,
+                           .optimizer_state = sample_values(2 * Small::param_count, 9)};
+    save_checkpoint(file, sig, params, {}, saved);
+    CHECK(fs::file_size(file) == header_size(sig) + 4 * params.size() + progress_size(saved));
+    std::vector<float> p(Small::param_count);
+    TrainingProgress read;
+    load_checkpoint(file, sig, p, {}, &read);
+    CHECK(p == params);
+    CHECK(read.present);
+    CHECK(read.step == saved.step);
+    CHECK(read.epochs == saved.epochs);
+    CHECK(read.optimizer == "adam");
+    CHECK(read.learning_rate == saved.learning_rate);
+    CHECK(read.optimizer_steps == 99);
+    CHECK(read.optimizer_state == saved.optimizer_state);
+
+    // An optimizer state count far beyond any optimizer's is corrupt, not an allocation.
+    std::vector<char> bad = read_bytes(file);
+    const size_t count_at = header_size(sig) + 4 * params.size() + 8 + 8 + 4 + 4 + 4 + 8;
+    const std::uint64_t huge = 1ULL << 60;
+    std::memcpy(bad.data() + count_at, &huge, 8);
+    write_bytes(file, bad);
+    CHECK_THAT(load_error(file, sig, p, {}),
+               Catch::Contains("corrupt") && Catch::Contains("optimizer state"));
+}
+
+TEST_CASE("checkpoint: a version-1 file (the model alone) still loads", "[model][checkpoint]") {
+    // Written byte by byte in the version-1 layout: the header, then parameters and state, the
+    // CRC-32 over those two.
+    TempDir dir;
+    const fs::path file = dir.path / "v1.ckpt";
+    const std::string sig = Small::signature();
+    const std::vector<float> params = sample_values(Small::param_count, 12), state = sample_values(2, 13);
+    std::vector<char> bytes;
+    const auto put = [&](const void* p, size_t n) {
+        bytes.insert(bytes.end(), static_cast<const char*>(p), static_cast<const char*>(p) + n);
+    };
+    const std::uint32_t version = 1, sig_len = static_cast<std::uint32_t>(sig.size());
+    const std::uint64_t np = params.size(), ns = state.size();
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(params.data()), static_cast<uInt>(4 * np));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(state.data()), static_cast<uInt>(4 * ns));
+    const auto crc32_value = static_cast<std::uint32_t>(crc);
+    put(checkpoint_magic, 8);
+    put(&version, 4);
+    put(&sig_len, 4);
+    put(sig.data(), sig.size());
+    put(&np, 8);
+    put(&ns, 8);
+    put(&crc32_value, 4);
+    put(params.data(), 4 * np);
+    put(state.data(), 4 * ns);
+    write_bytes(file, bytes);
+    std::vector<float> p(Small::param_count), s(2);
+    TrainingProgress read;
+    read.step = 5; // a version-1 file has no progress: load leaves the defaults
+    load_checkpoint(file, sig, p, s, &read);
+    CHECK(p == params);
+    CHECK(s == state);
+    CHECK_FALSE(read.present);
+    CHECK(read.step == 0);
+    CHECK(read.optimizer.empty());
+    bytes.back() = static_cast<char>(bytes.back() ^ 1);
+    write_bytes(file, bytes);
+    CHECK_THAT(load_error(file, sig, p, s), Catch::Contains("checksum"));
 }
 
 TEST_CASE("checkpoint: saving into a missing directory throws and creates nothing", "[model][checkpoint]") {

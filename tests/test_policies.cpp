@@ -4,6 +4,7 @@
 
 #include <pardl/pardl.hpp>
 #include <pardl/policies/openmp.hpp>
+#include <pardl/policies/tensor_parallel.hpp>
 #include <pardl/testing/equivalence.hpp>
 
 #include "policy_fixtures.hpp"
@@ -548,4 +549,99 @@ TEST_CASE("Images of the input's size but another shape are refused", "[policy][
     CHECK_NOTHROW(trainer.fit(make_images(16, 1, 8, 8, 3, 1), nullptr, 1));
     Trainer<Sequential<Input<64>, Dense<3>>, SoftmaxCrossEntropy, SGD, Serial> flat(sgd(), quiet_options(8));
     CHECK_NOTHROW(flat.fit(make_images(16, 1, 8, 8, 3, 1), nullptr, 1));
+}
+
+namespace {
+/// Trains `epochs_before` epochs, saves, and resumes in a new trainer (seeded otherwise, so that
+/// only the checkpoint can make it equal) for `epochs_after` more: returns the whole run's and the
+/// resumed run's checksums, and the resumed trainer's counters.
+struct Resumed {
+    std::uint64_t whole = 0, resumed = 0, model_only = 0;
+    std::uint64_t whole_steps = 0, resumed_steps = 0;
+    std::size_t resumed_epochs = 0;
+};
+template <class Model, class Policy, class Opt>
+Resumed resume_run(const Dataset& data, std::size_t threads, std::size_t epochs_before,
+                   std::size_t epochs_after) {
+    const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                       ("pardl_resume_" + std::to_string(std::random_device{}()) + ".ckpt");
+    TrainerOptions o = quiet_options(16);
+    o.threads = threads;
+    Resumed r;
+    Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> whole(make_opt<Opt>(), o);
+    whole.fit(data, nullptr, epochs_before + epochs_after);
+    r.whole = whole.checksum();
+    r.whole_steps = whole.steps_done();
+    Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> first(make_opt<Opt>(), o);
+    first.fit(data, nullptr, epochs_before);
+    first.save(file);
+    // A fresh optimizer with another learning rate: the checkpoint's must win.
+    Opt other = make_opt<Opt>();
+    other.set_learning_rate(other.learning_rate() * 3.0f);
+    Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> resumed(std::move(other), o);
+    resumed.load(file);
+    resumed.fit(data, nullptr, epochs_after);
+    r.resumed = resumed.checksum();
+    r.resumed_steps = resumed.steps_done();
+    r.resumed_epochs = resumed.epochs_trained();
+    // The same with the model alone: the optimizer restarts, so the run differs.
+    Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> model_only(make_opt<Opt>(), o);
+    model_only.load_model(file);
+    model_only.fit(data, nullptr, epochs_after);
+    r.model_only = model_only.checksum();
+    std::filesystem::remove(file);
+    return r;
+}
+} // namespace
+
+TEMPLATE_TEST_CASE("A run resumed from a checkpoint continues bit for bit", "[policy][checkpoint]", SGD,
+                   Adam) {
+    const Dataset data = make_blobs(100, 12, 4, 9); // batches of 16: the last epoch's last is 4 rows
+    SECTION("Serial") {
+        const Resumed r = resume_run<SmallMlp, Serial, TestType>(data, 1, 2, 1);
+        CHECK(r.resumed == r.whole);
+        CHECK(r.resumed_steps == r.whole_steps);
+        CHECK(r.resumed_epochs == 3);
+        CHECK(r.model_only != r.whole); // what the optimizer's state is worth: without it, another run
+    }
+    SECTION("OpenMP, 3 threads") {
+        const Resumed r = resume_run<WideMlp, OpenMP, TestType>(make_blobs(100, 40, 5, 9), 3, 1, 2);
+        CHECK(r.resumed == r.whole);
+        CHECK(r.resumed_steps == r.whole_steps);
+        CHECK(r.resumed_epochs == 3);
+        CHECK(r.model_only != r.whole);
+    }
+    SECTION("TensorParallel, 2 threads") {
+        const Resumed r = resume_run<WideMlp, TensorParallel, TestType>(make_blobs(100, 40, 5, 9), 2, 2, 1);
+        CHECK(r.resumed == r.whole);
+        CHECK(r.resumed_epochs == 3);
+        CHECK(r.model_only != r.whole);
+    }
+}
+
+TEST_CASE("A checkpoint of one optimizer is refused by another; load_model takes its model",
+          "[policy][checkpoint]") {
+    const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                       ("pardl_otheropt_" + std::to_string(std::random_device{}()) + ".ckpt");
+    const Dataset data = make_blobs(64, 12, 4, 3);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, Adam, Serial> with_adam(adam(), quiet_options(16));
+    with_adam.fit(data, nullptr, 1);
+    with_adam.save(file);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> with_sgd(sgd(), quiet_options(16));
+    const std::uint64_t before = with_sgd.checksum();
+    CHECK_THROWS_WITH(with_sgd.load(file), Catch::Contains("optimizer adam") && Catch::Contains("sgd") &&
+                                               Catch::Contains("load_model"));
+    CHECK(with_sgd.checksum() == before); // refused before anything changed
+    CHECK(with_sgd.steps_done() == 0);
+    with_sgd.load_model(file);
+    CHECK(with_sgd.checksum() == with_adam.checksum());
+    CHECK(with_sgd.steps_done() == 0);
+    CHECK(with_sgd.epochs_trained() == 0);
+    // SGD without momentum keeps no state: a momentum checkpoint does not fit it either.
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> momentum(sgd(), quiet_options(16));
+    momentum.fit(data, nullptr, 1);
+    momentum.save(file);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> plain(SGD({.lr = 0.05f}), quiet_options(16));
+    CHECK_THROWS_WITH(plain.load(file), Catch::Contains("values") && Catch::Contains("load_model"));
+    std::filesystem::remove(file);
 }

@@ -175,8 +175,17 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->type_name("T")
         ->check(integer_at_least(0))
         ->capture_default_str();
-    app.add_option("--save", o.save, "Save a checkpoint of the trained parameters to FILE")
+    app.add_option("--save", o.save,
+                   "Save a checkpoint to FILE: the parameters, and the optimizer's state and the epoch "
+                   "count, which --resume continues from")
         ->type_name("FILE");
+    app.add_option("--resume", o.resume,
+                   "Continue a run from a checkpoint that --save wrote: --epochs more epochs, at its "
+                   "learning rate unless --lr is given. With the flags of the run that saved it (seed, "
+                   "batch, optimizer, momentum, policy and workers) the result is that of one longer run, "
+                   "bit for bit")
+        ->type_name("FILE")
+        ->check(CLI::ExistingFile);
     app.add_option("--json", o.json, "Write the run record (timings, metrics, checksum) to FILE")
         ->type_name("FILE");
     app.add_option("--timeline", o.timeline,

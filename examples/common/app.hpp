@@ -37,6 +37,7 @@ struct RunOptions {
     std::string optimizer = "sgd";
     std::uint64_t seed = 42;
     std::string save, json;
+    std::string resume;   ///< checkpoint to continue from (Trainer::load)
     std::string timeline; ///< Chrome trace of every step's phases (all ranks in one file)
     bool quiet = false;
     bool keep_subnormals = false; ///< TrainerOptions::flush_subnormals = false

@@ -16,7 +16,8 @@
 namespace pardl::examples {
 
 template <class Model, class Policy, class Opt>
-int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::string& model_name) {
+int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from_flag,
+                     const std::string& model_name) {
     using Env = typename Policy::communicator::Environment;
     const int rank = Env::world_rank();
     const int ranks = Env::world_size();
@@ -46,6 +47,11 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::s
         topt.timeline = timeline.get();
     }
     Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(optimizer), topt);
+    if (!o.resume.empty()) {
+        trainer.load(o.resume); // the parameters, the optimizer's state and rate, the counters
+        if (lr_from_flag) trainer.optimizer().set_learning_rate(static_cast<float>(lr));
+        lr = trainer.optimizer().learning_rate();
+    }
 
     if (rank == 0) {
         char momentum[32] = "";
@@ -61,6 +67,9 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, const std::s
                     o.optimizer.c_str(), lr, momentum, static_cast<unsigned long long>(o.seed));
         std::printf("data %s: %zu training images, %zu test images\n", o.data.string().c_str(),
                     train_set.rows, test_set.rows);
+        if (!o.resume.empty())
+            std::printf("resumed from %s after epoch %zu (step %llu)\n", o.resume.c_str(),
+                        trainer.epochs_trained(), static_cast<unsigned long long>(trainer.steps_done()));
         if (!o.quiet) std::printf("%s", describe<Model>().c_str());
         std::fflush(stdout);
     }
@@ -103,12 +112,12 @@ int train_with_flags(const CommandLine& cli, const std::string& model_name) {
     if (opts.optimizer == "adam") {
         Adam::Options a;
         a.lr = static_cast<float>(lr);
-        return train_classifier<Model, Policy>(opts, Adam(a), lr, model_name);
+        return train_classifier<Model, Policy>(opts, Adam(a), lr, cli.given("--lr"), model_name);
     }
     SGD::Options s;
     s.lr = static_cast<float>(lr);
     s.momentum = static_cast<float>(opts.momentum);
-    return train_classifier<Model, Policy>(opts, SGD(s), lr, model_name);
+    return train_classifier<Model, Policy>(opts, SGD(s), lr, cli.given("--lr"), model_name);
 }
 
 } // namespace pardl::examples

@@ -4,8 +4,10 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "pardl/core/errors.hpp"
 #include "pardl/optimizers/optimizer.hpp"
@@ -75,6 +77,11 @@ public:
             },
             p.data(), g.data(), m_.data() + offset, v_.data() + offset);
     }
+
+    /// SavesState: the first and second moments; the step count drives the bias correction.
+    std::vector<std::span<float>> state_buffers() { return {m_.span(), v_.span()}; }
+    std::uint64_t steps() const { return static_cast<std::uint64_t>(t_); }
+    void set_steps(std::uint64_t s) { t_ = static_cast<long long>(s); }
 
     float learning_rate() const { return opt_.lr; }
     void set_learning_rate(float lr) { opt_.lr = lr; }

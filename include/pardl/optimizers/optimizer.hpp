@@ -4,8 +4,10 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace pardl {
 
@@ -35,6 +37,19 @@ concept Optimizer = requires(O& o, std::span<float> p, std::span<const float> g)
 template <class O>
 concept ScalesGradient = Optimizer<O> && requires(O& o, std::span<float> p, std::span<const float> g) {
     o.update(p, g, std::size_t{}, 1.0f);
+};
+
+/// Whether optimizer O exposes what it remembers between steps, so that a checkpoint can hold it
+/// and a resumed run continue exactly (Trainer::save / load):
+///  - `state_buffers()`: its per-parameter buffers (after reset(n) each n long, element i belongs
+///    to parameter i), always in the same order; none where it keeps nothing (SGD without momentum);
+///  - `steps()` / `set_steps(s)`: how many steps have begun (Adam's bias correction counts them).
+/// An optimizer without them still trains; its checkpoints hold the model alone.
+template <class O>
+concept SavesState = Optimizer<O> && requires(O& o) {
+    { o.state_buffers() } -> std::convertible_to<std::vector<std::span<float>>>;
+    { o.steps() } -> std::convertible_to<std::uint64_t>;
+    o.set_steps(std::uint64_t{});
 };
 
 } // namespace pardl

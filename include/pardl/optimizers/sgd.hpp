@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "pardl/core/errors.hpp"
 #include "pardl/optimizers/optimizer.hpp"
@@ -34,7 +36,7 @@ public:
     void reset(std::size_t n) {
         if (opt_.momentum > 0.0f) velocity_.resize(n);
     }
-    void begin_step() {}
+    void begin_step() { ++steps_; }
 
     /// Fused multiply-adds in the order GCC contracts the plain expressions into under
     /// -march=native: v = (mu v + g) + wd p, p = p - lr v (torch.optim.SGD's rule), in vectors
@@ -74,6 +76,14 @@ public:
         }
     }
 
+    /// SavesState: the momentum buffer, where there is momentum.
+    std::vector<std::span<float>> state_buffers() {
+        if (velocity_.empty()) return {};
+        return {velocity_.span()};
+    }
+    std::uint64_t steps() const { return steps_; }
+    void set_steps(std::uint64_t s) { steps_ = s; }
+
     float learning_rate() const { return opt_.lr; }
     void set_learning_rate(float lr) { opt_.lr = lr; }
     const Options& options() const { return opt_; }
@@ -82,6 +92,7 @@ public:
 private:
     Options opt_;
     AlignedBuffer<float> velocity_;
+    std::uint64_t steps_ = 0;
 };
 
 } // namespace pardl

@@ -1,6 +1,8 @@
 // Checkpoint files: a versioned header (magic, format version, model signature, sizes, CRC-32)
-// followed by the flat parameter and state buffers. Written atomically (temporary file in the
-// same directory, fsync, rename), so a crash never leaves a half-written checkpoint behind.
+// followed by the flat parameter and state buffers and, from version 2, the training progress
+// (step and epoch counters, the optimizer's kind, learning rate, step count and per-parameter
+// state) that resuming a run needs. Written atomically (temporary file in the same directory,
+// fsync, rename), so a crash never leaves a half-written checkpoint behind.
 #pragma once
 
 #include <fcntl.h>
@@ -23,32 +25,68 @@
 namespace pardl {
 
 inline constexpr char checkpoint_magic[8] = {'P', 'A', 'R', 'D', 'L', 'C', 'K', 'P'};
-inline constexpr std::uint32_t checkpoint_version = 1;
+inline constexpr std::uint32_t checkpoint_version = 2;
+
+/// What a checkpoint holds besides the model: where training stood, so that a run resumed from it
+/// continues exactly as the uninterrupted run would (Trainer::save / load). `optimizer` empty:
+/// the optimizer's state was not saved (an optimizer that does not expose it, or a version-1
+/// file, which holds the model alone).
+struct TrainingProgress {
+    std::uint64_t step = 0;   ///< training steps taken (Trainer::steps_done)
+    std::uint64_t epochs = 0; ///< epochs trained (Trainer::epochs_trained)
+    std::string optimizer;    ///< the optimizer's name(), e.g. "sgd", "adam"
+    float learning_rate = 0;
+    std::uint64_t optimizer_steps = 0;
+    std::vector<float> optimizer_state; ///< its per-parameter buffers, back to back
+    bool present = false;               ///< load_checkpoint: the file had this section (version >= 2)
+};
 
 namespace detail {
 static_assert(std::endian::native == std::endian::little, "pardl checkpoints assume a little-endian host");
 
-inline std::uint32_t crc_of(std::span<const float> a, std::span<const float> b) {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    auto add = [&](std::span<const float> s) {
-        const auto* p = reinterpret_cast<const Bytef*>(s.data());
-        std::size_t bytes = s.size_bytes();
+/// A running CRC-32 over the bytes of a checkpoint's payload.
+class Crc {
+public:
+    void add(const void* data, std::size_t bytes) {
+        const auto* p = static_cast<const Bytef*>(data);
         while (bytes > 0) { // crc32 takes uInt lengths
             const auto n = static_cast<uInt>(std::min<std::size_t>(bytes, 1u << 30));
-            crc = crc32(crc, p, n);
+            crc_ = crc32(crc_, p, n);
             p += n;
             bytes -= n;
         }
+    }
+    std::uint32_t value() const { return static_cast<std::uint32_t>(crc_); }
+
+private:
+    uLong crc_ = crc32(0L, Z_NULL, 0);
+};
+
+/// The version-2 training section as bytes (the checksum covers them; load parses them back).
+inline std::vector<char> progress_bytes(const TrainingProgress& t) {
+    std::vector<char> out;
+    const auto put = [&](const void* p, std::size_t n) {
+        const char* c = static_cast<const char*>(p);
+        out.insert(out.end(), c, c + n);
     };
-    add(a);
-    add(b);
-    return static_cast<std::uint32_t>(crc);
+    const auto name_len = static_cast<std::uint32_t>(t.optimizer.size());
+    const std::uint64_t n_state = t.optimizer_state.size();
+    put(&t.step, sizeof t.step);
+    put(&t.epochs, sizeof t.epochs);
+    put(&name_len, sizeof name_len);
+    put(t.optimizer.data(), t.optimizer.size());
+    put(&t.learning_rate, sizeof t.learning_rate);
+    put(&t.optimizer_steps, sizeof t.optimizer_steps);
+    put(&n_state, sizeof n_state);
+    return out;
 }
 } // namespace detail
 
-/// Writes parameters and state for the model named `signature` to `path`, atomically.
+/// Writes parameters, state and (when given) the training progress for the model named
+/// `signature` to `path`, atomically.
 inline void save_checkpoint(const std::filesystem::path& path, const std::string& signature,
-                            std::span<const float> params, std::span<const float> state) {
+                            std::span<const float> params, std::span<const float> state,
+                            const TrainingProgress& progress = {}) {
     namespace fs = std::filesystem;
     const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
     std::string tmpl = (dir / (path.filename().string() + ".tmp-XXXXXX")).string();
@@ -79,7 +117,14 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
     };
     const auto sig_len = static_cast<std::uint32_t>(signature.size());
     const std::uint64_t np = params.size(), ns = state.size();
-    const std::uint32_t crc = detail::crc_of(params, state);
+    const std::vector<char> section = detail::progress_bytes(progress);
+    const std::span<const float> opt_state(progress.optimizer_state);
+    detail::Crc sum;
+    sum.add(params.data(), params.size_bytes());
+    sum.add(state.data(), state.size_bytes());
+    sum.add(section.data(), section.size());
+    sum.add(opt_state.data(), opt_state.size_bytes());
+    const std::uint32_t crc = sum.value();
     put(checkpoint_magic, sizeof checkpoint_magic);
     put(&checkpoint_version, sizeof checkpoint_version);
     put(&sig_len, sizeof sig_len);
@@ -89,6 +134,8 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
     put(&crc, sizeof crc);
     put(params.data(), params.size_bytes());
     put(state.data(), state.size_bytes());
+    put(section.data(), section.size());
+    put(opt_state.data(), opt_state.size_bytes());
     if (::fsync(fd) != 0) fail(std::string("fsync: ") + std::strerror(errno));
     if (::close(fd) != 0) {
         std::remove(tmp.c_str());
@@ -108,10 +155,12 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
     }
 }
 
-/// Reads a checkpoint written by save_checkpoint into params/state, whose sizes must match.
-/// Every mismatch (other model, other version, truncation, corruption) is a CheckpointError.
+/// Reads a checkpoint written by save_checkpoint into params/state, whose sizes must match, and
+/// its training progress into `progress` where given (left as default for a version-1 file).
+/// Every mismatch (other model, unknown version, truncation, corruption) is a CheckpointError.
 inline void load_checkpoint(const std::filesystem::path& path, const std::string& signature,
-                            std::span<float> params, std::span<float> state) {
+                            std::span<float> params, std::span<float> state,
+                            TrainingProgress* progress = nullptr) {
     std::ifstream in(path, std::ios::binary);
     PARDL_REQUIRE(in, CheckpointError, "cannot open checkpoint ", path);
     const std::string where = "checkpoint " + path.string();
@@ -126,8 +175,8 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
                   " is not a pardl checkpoint (bad magic)");
     std::uint32_t version = 0, sig_len = 0;
     get(&version, sizeof version, "header");
-    PARDL_REQUIRE(version == checkpoint_version, CheckpointError, where, " has format version ", version,
-                  "; this build reads version ", checkpoint_version);
+    PARDL_REQUIRE(version == 1 || version == checkpoint_version, CheckpointError, where,
+                  " has format version ", version, "; this build reads versions 1 to ", checkpoint_version);
     get(&sig_len, sizeof sig_len, "header");
     PARDL_REQUIRE(sig_len < (1u << 20), CheckpointError, where, " has a corrupt header");
     std::string sig(sig_len, '\0');
@@ -144,9 +193,37 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
                   state.size());
     get(params.data(), params.size_bytes(), "parameters");
     get(state.data(), state.size_bytes(), "state");
+    detail::Crc sum;
+    sum.add(params.data(), params.size_bytes());
+    sum.add(state.data(), state.size_bytes());
+    TrainingProgress read;
+    if (version >= 2) {
+        std::uint32_t name_len = 0;
+        std::uint64_t n_state = 0;
+        get(&read.step, sizeof read.step, "training progress");
+        get(&read.epochs, sizeof read.epochs, "training progress");
+        get(&name_len, sizeof name_len, "training progress");
+        PARDL_REQUIRE(name_len < 256, CheckpointError, where, " is corrupt (optimizer name of ", name_len,
+                      " bytes)");
+        read.optimizer.assign(name_len, '\0');
+        get(read.optimizer.data(), name_len, "training progress");
+        get(&read.learning_rate, sizeof read.learning_rate, "training progress");
+        get(&read.optimizer_steps, sizeof read.optimizer_steps, "training progress");
+        get(&n_state, sizeof n_state, "training progress");
+        // An optimizer keeps a few values per parameter (Adam two): more is a corrupt size, which
+        // must not become a huge allocation.
+        PARDL_REQUIRE(n_state <= 8 * np, CheckpointError, where, " is corrupt (", n_state,
+                      " optimizer state values for ", np, " parameters)");
+        read.optimizer_state.resize(n_state);
+        const std::vector<char> section = detail::progress_bytes(read);
+        sum.add(section.data(), section.size());
+        get(read.optimizer_state.data(), n_state * sizeof(float), "optimizer state");
+        sum.add(read.optimizer_state.data(), n_state * sizeof(float));
+    }
     PARDL_REQUIRE(in.peek() == std::char_traits<char>::eof(), CheckpointError, where, " has trailing bytes");
-    PARDL_REQUIRE(detail::crc_of(params, state) == crc, CheckpointError, where,
-                  " is corrupt (checksum mismatch)");
+    PARDL_REQUIRE(sum.value() == crc, CheckpointError, where, " is corrupt (checksum mismatch)");
+    read.present = version >= 2;
+    if (progress != nullptr) *progress = std::move(read);
 }
 
 } // namespace pardl

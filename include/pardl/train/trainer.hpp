@@ -388,7 +388,9 @@ public:
         // scales and updates its parameters (threads split it) and the results are shared.
         double update_seconds = 0;
         if (!fused_update) {
+            optimizer_owned_ = {0, 0}; // a rank given no slice updates nothing
             comm_.allreduce_apply(rank_buffer_.span(), param_count, params_.span(), [&](Range owned) {
+                optimizer_owned_ = owned;
                 const auto tu = Clock::now();
                 exec_.for_chunks(owned.size(), [&](Range c) {
                     scale_and_update(Range{owned.begin + c.begin, owned.begin + c.end}, scale,
@@ -511,49 +513,45 @@ public:
 
     // ---- checkpoints -----------------------------------------------------------------------
 
-    /// Rank 0 writes parameters and state atomically; other ranks wait for it. Parameters that are
-    /// no longer finite (a diverged run) are not saved: NumericalError, and the file is untouched.
+    /// Rank 0 writes the checkpoint atomically; other ranks wait for it. It holds what resuming
+    /// needs: the parameters and batch-norm statistics, the step and epoch counters, and the
+    /// optimizer's kind, learning rate, step count and state (momentum, Adam's moments; an
+    /// optimizer that is not SavesState leaves it out). Parameters that are no longer finite (a
+    /// diverged run) are not saved: NumericalError, and the file is untouched. A collective.
     void save(const std::filesystem::path& path) {
         require_finite_parameters("(checkpoint " + path.string() + " not written)");
-        int failed = 0;
-        std::string why;
-        if (comm_.rank() == 0) {
-            try {
-                save_checkpoint(path, Model::signature(), params_.span(), state_.span());
-            } catch (const Error& e) {
-                failed = 1;
-                why = e.what();
-            }
-        }
-        if (comm_.max(static_cast<std::uint64_t>(failed)) != 0)
-            throw CheckpointError(comm_.rank() == 0 ? why
-                                                    : "rank 0 could not write checkpoint " + path.string());
+        share_optimizer_state();
+        on_rank0_for_all(
+            [&] {
+                TrainingProgress progress;
+                progress.step = step_;
+                progress.epochs = epochs_trained_;
+                if constexpr (SavesState<Opt>) {
+                    progress.optimizer = opt_.name();
+                    progress.learning_rate = opt_.learning_rate();
+                    progress.optimizer_steps = opt_.steps();
+                    for (std::span<float> b : opt_.state_buffers())
+                        progress.optimizer_state.insert(progress.optimizer_state.end(), b.begin(), b.end());
+                }
+                save_checkpoint(path, Model::signature(), params_.span(), state_.span(), progress);
+            },
+            "rank 0 could not write checkpoint " + path.string());
     }
 
-    /// Rank 0 reads the checkpoint (errors if it belongs to another model) and broadcasts it. The
-    /// file is read into scratch buffers and checked whole (length, checksum) before the model's
-    /// parameters change: a load that fails leaves them, on every rank, as they were.
-    void load(const std::filesystem::path& path) {
-        int failed = 0;
-        std::string why;
-        if (comm_.rank() == 0) {
-            try {
-                std::vector<float> params(param_count), state(state_.size());
-                load_checkpoint(path, Model::signature(), std::span<float>(params), std::span<float>(state));
-                std::copy(params.begin(), params.end(), params_.span().begin());
-                std::copy(state.begin(), state.end(), state_.span().begin());
-            } catch (const Error& e) {
-                failed = 1;
-                why = e.what();
-            }
-        }
-        if (comm_.max(static_cast<std::uint64_t>(failed)) != 0)
-            throw CheckpointError(comm_.rank() == 0 ? why
-                                                    : "rank 0 could not read checkpoint " + path.string());
-        comm_.broadcast(params_.span(), 0);
-        if (!state_.empty()) comm_.broadcast(state_.span(), 0);
-        param_copies_current_ = false;
-    }
+    /// Resumes from a checkpoint: everything save() wrote, so that training on continues as the
+    /// run that wrote it would have (the same bits, under the same policy and worker count). The
+    /// learning rate is the saved one (set_learning_rate after load to change it). A checkpoint
+    /// that holds another optimizer's state is refused (load_model takes its model alone); one
+    /// without optimizer state (format version 1, or an optimizer that does not save it) leaves
+    /// the optimizer as it is. Rank 0 reads the file into scratch buffers and checks it whole
+    /// (length, checksum, optimizer) before anything changes: a load that fails leaves the
+    /// trainer, on every rank, as it was. A collective.
+    void load(const std::filesystem::path& path) { read_checkpoint(path, /*resume=*/true); }
+
+    /// The model alone from a checkpoint (parameters and batch-norm statistics): the optimizer and
+    /// the step and epoch counters stay as they are, as PyTorch's `model.load_state_dict` without
+    /// the optimizer's. For fine-tuning with another optimizer, or inference. A collective.
+    void load_model(const std::filesystem::path& path) { read_checkpoint(path, /*resume=*/false); }
 
 private:
     struct Worker {
@@ -765,6 +763,121 @@ private:
         return e;
     }
 
+    /// Runs fn on rank 0 alone; if it throws there, every rank throws a CheckpointError (rank 0
+    /// with fn's message, the others with `elsewhere`) instead of waiting in the next collective.
+    /// A collective.
+    template <class Fn>
+    void on_rank0_for_all(Fn&& fn, const std::string& elsewhere) {
+        int failed = 0;
+        std::string why;
+        if (comm_.rank() == 0) {
+            try {
+                fn();
+            } catch (const Error& e) {
+                failed = 1;
+                why = e.what();
+            }
+        }
+        if (comm_.max(static_cast<std::uint64_t>(failed)) != 0)
+            throw CheckpointError(comm_.rank() == 0 ? why : elsewhere);
+    }
+
+    /// load and load_model (see there).
+    void read_checkpoint(const std::filesystem::path& path, bool resume) {
+        TrainingProgress progress;
+        on_rank0_for_all(
+            [&] {
+                std::vector<float> params(param_count), state(state_.size());
+                load_checkpoint(path, Model::signature(), std::span<float>(params), std::span<float>(state),
+                                &progress);
+                if (resume) require_optimizer_fits(progress, path);
+                std::copy(params.begin(), params.end(), params_.span().begin());
+                std::copy(state.begin(), state.end(), state_.span().begin());
+            },
+            "rank 0 could not read checkpoint " + path.string());
+        comm_.broadcast(params_.span(), 0);
+        if (!state_.empty()) comm_.broadcast(state_.span(), 0);
+        param_copies_current_ = false;
+        if (!resume) return;
+        // Rank 0's values to every rank: a max over ranks where the others offer 0.
+        const auto from_root = [&](std::uint64_t v) { return comm_.max(comm_.rank() == 0 ? v : 0); };
+        if (from_root(progress.present ? 1 : 0) == 0) return; // version 1: the model alone
+        step_ = from_root(progress.step);
+        epochs_trained_ = static_cast<std::size_t>(from_root(progress.epochs));
+        if constexpr (SavesState<Opt>) {
+            if (from_root(progress.optimizer.empty() ? 0 : 1) == 0) return;
+            opt_.set_steps(from_root(progress.optimizer_steps));
+            float lr = progress.learning_rate;
+            comm_.broadcast(std::span<float>(&lr, 1), 0);
+            opt_.set_learning_rate(lr);
+            std::size_t at = 0;
+            for (std::span<float> b : opt_.state_buffers()) {
+                if (comm_.rank() == 0)
+                    std::copy_n(progress.optimizer_state.begin() + static_cast<std::ptrdiff_t>(at), b.size(),
+                                b.begin());
+                comm_.broadcast(b, 0);
+                at += b.size();
+            }
+        }
+    }
+
+    /// Refuses (CheckpointError) optimizer state that is not this optimizer's: another kind, or
+    /// another amount (SGD with and without momentum).
+    void require_optimizer_fits(const TrainingProgress& progress, const std::filesystem::path& path) {
+        if (progress.optimizer.empty()) return;
+        if constexpr (SavesState<Opt>) {
+            std::size_t mine = 0;
+            for (std::span<float> b : opt_.state_buffers()) mine += b.size();
+            PARDL_REQUIRE(progress.optimizer == opt_.name() && progress.optimizer_state.size() == mine,
+                          CheckpointError, "checkpoint ", path.string(), " holds the state of optimizer ",
+                          progress.optimizer, " (", progress.optimizer_state.size(),
+                          " values); this trainer's is ", opt_.name(), " (", mine,
+                          " values): resume with the optimizer that saved it, or take the model alone "
+                          "(Trainer::load_model)");
+        } else {
+            PARDL_REQUIRE(false, CheckpointError, "checkpoint ", path.string(),
+                          " holds the state of optimizer ", progress.optimizer,
+                          ", which this trainer's optimizer cannot take (it is not SavesState): ",
+                          "take the model alone (Trainer::load_model)");
+        }
+    }
+
+    /// Makes every rank's optimizer state hold, for each parameter, the values of the lowest rank
+    /// that updates it (where ranks split the update, each rank's state is current only on its
+    /// own slice: allreduce_apply). Broadcasts from each slice's owner: bits move unchanged. A
+    /// collective; nothing to do for one process.
+    void share_optimizer_state() {
+        if constexpr (SavesState<Opt>) {
+            const auto ranks = static_cast<std::size_t>(comm_.size());
+            if (ranks == 1) return;
+            std::vector<double> bounds(2 * ranks, 0.0);
+            const auto me = static_cast<std::size_t>(comm_.rank());
+            bounds[2 * me] = static_cast<double>(optimizer_owned_.begin);
+            bounds[2 * me + 1] = static_cast<double>(optimizer_owned_.end);
+            comm_.allreduce_sum(std::span<double>(bounds));
+            const auto begin_of = [&](std::size_t q) { return static_cast<std::size_t>(bounds[2 * q]); };
+            const auto end_of = [&](std::size_t q) { return static_cast<std::size_t>(bounds[2 * q + 1]); };
+            const std::vector<std::span<float>> buffers = opt_.state_buffers();
+            for (std::size_t i = 0; i < param_count;) {
+                // The lowest rank whose slice holds i; its run ends where its slice does or a
+                // lower rank's begins. Every rank computes the same runs from the same bounds.
+                std::size_t root = 0, end = param_count;
+                bool found = false;
+                for (std::size_t q = 0; q < ranks && !found; ++q)
+                    if (begin_of(q) <= i && i < end_of(q)) {
+                        root = q;
+                        end = end_of(q);
+                        found = true;
+                    }
+                for (std::size_t q = 0; q < (found ? root : ranks); ++q)
+                    if (begin_of(q) > i) end = std::min(end, begin_of(q));
+                for (std::span<float> b : buffers)
+                    comm_.broadcast(b.subspan(i, end - i), static_cast<int>(root));
+                i = end;
+            }
+        }
+    }
+
     /// Stops with NumericalError (on every rank) if a parameter or state value is NaN or infinite.
     /// The loss check in step() sees most divergence at once, but not all: a value can overflow
     /// where no loss ever sees it (a filter whose ReLU outputs are all masked, a max pooling whose
@@ -800,6 +913,9 @@ private:
     std::vector<typename Model::Workspace*> team_workspaces_;
     std::size_t rank_rows_ = 0;
     std::uint64_t step_ = 0;
+    /// The parameters this rank's optimizer updated in the last step (allreduce_apply's slice);
+    /// all of them for one process, or before the first step.
+    Range optimizer_owned_{0, param_count};
     std::size_t epochs_trained_ = 0; ///< the highest epoch number trained (fit numbers on from it)
     PhaseTimes phases_;
 };

@@ -1,0 +1,41 @@
+# Checks that --resume continues a run exactly: PROGRAM trains 3 epochs in one run, and 2 epochs,
+# a checkpoint and 1 more epoch resumed from it; both end with the same checksum and write the
+# same checkpoint, byte for byte (parameters, optimizer state, counters).
+#   cmake -DPROGRAM=<exe> -DOUT=<folder> "-DARGS=<flags;...>" -P check_resume.cmake
+# An MPI program runs under LAUNCH (a list, e.g. "mpiexec.mpich;-n;2") when it is given.
+
+function(run_program label)
+    execute_process(COMMAND ${LAUNCH} ${PROGRAM} ${ARGS} ${ARGN}
+                    RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 300)
+    if(NOT code EQUAL 0)
+        message(FATAL_ERROR "${label}: exit ${code}\n${out}\n${err}")
+    endif()
+    string(REGEX MATCH "checksum ([0-9a-f]+)" _ "${out}")
+    if(NOT CMAKE_MATCH_1)
+        message(FATAL_ERROR "${label}: no checksum in its output\n${out}")
+    endif()
+    set(checksum_${label} ${CMAKE_MATCH_1} PARENT_SCOPE)
+    set(out_${label} "${out}" PARENT_SCOPE)
+endfunction()
+
+file(MAKE_DIRECTORY ${OUT})
+file(REMOVE ${OUT}/whole.ckpt ${OUT}/part.ckpt ${OUT}/resumed.ckpt)
+run_program(whole --epochs 3 --save ${OUT}/whole.ckpt)
+run_program(part --epochs 2 --save ${OUT}/part.ckpt)
+run_program(resumed --epochs 1 --resume ${OUT}/part.ckpt --save ${OUT}/resumed.ckpt)
+
+if(NOT out_resumed MATCHES "resumed from .* after epoch 2")
+    message(FATAL_ERROR "the resumed run does not say where it resumed:\n${out_resumed}")
+endif()
+if(NOT out_resumed MATCHES "epoch +3")
+    message(FATAL_ERROR "the resumed run does not number its epoch 3:\n${out_resumed}")
+endif()
+if(NOT checksum_resumed STREQUAL checksum_whole)
+    message(FATAL_ERROR "resumed run ends with checksum ${checksum_resumed}, the whole run with ${checksum_whole}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${OUT}/whole.ckpt ${OUT}/resumed.ckpt
+                RESULT_VARIABLE differ)
+if(NOT differ EQUAL 0)
+    message(FATAL_ERROR "the resumed run's checkpoint differs from the whole run's")
+endif()
+message(STATUS "resumed run = whole run: checksum ${checksum_whole}, identical checkpoints")
