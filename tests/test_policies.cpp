@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <span>
@@ -486,6 +487,10 @@ TEST_CASE("Datasets that do not fit the model or the loss are refused before any
         const Dataset train = make_blobs(40, 12, 4, 1), test = make_blobs(40, 11, 4, 1);
         CHECK_THROWS_WITH(trainer.fit(train, &test, 1), Catch::Contains("test dataset rows have 11 values"));
     }
+    SECTION("a classification loss on a regression set") {
+        CHECK_THROWS_WITH(trainer.fit(make_regression(40, 12, 4, 1), nullptr, 1),
+                          Catch::Contains("not a classification set"));
+    }
     SECTION("a regression loss on a dataset without targets") {
         Trainer<SmallMlp, MSE, SGD, Serial> mse(sgd(), quiet_options(16));
         CHECK_THROWS_WITH(mse.fit(make_blobs(40, 12, 4, 1), nullptr, 1), Catch::Contains("needs one target"));
@@ -644,4 +649,52 @@ TEST_CASE("A checkpoint of one optimizer is refused by another; load_model takes
     Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> plain(SGD({.lr = 0.05f}), quiet_options(16));
     CHECK_THROWS_WITH(plain.load(file), Catch::Contains("values") && Catch::Contains("load_model"));
     std::filesystem::remove(file);
+}
+
+TEST_CASE("The epoch log shows accuracy only for classification data", "[policy][log]") {
+    // Accuracy is argmax against labels: for regression targets it would print a meaningless 0.
+    const auto log_of = [](auto&& make_trainer, const Dataset& data) {
+        std::FILE* out = std::tmpfile();
+        REQUIRE(out != nullptr);
+        TrainerOptions o = quiet_options(16);
+        o.log = true;
+        o.progress = false;
+        o.out = out;
+        auto trainer = make_trainer(o);
+        trainer->fit(data, &data, 1);
+        std::rewind(out);
+        std::string text;
+        for (int c; (c = std::fgetc(out)) != EOF;) text.push_back(static_cast<char>(c));
+        std::fclose(out);
+        return text;
+    };
+    const std::string regression = log_of(
+        [](const TrainerOptions& o) {
+            return std::make_unique<Trainer<SmallMlp, MSE, SGD, Serial>>(SGD({.lr = 0.01f}), o);
+        },
+        make_regression(64, 12, 4, 5));
+    CHECK_THAT(regression, Catch::Contains("epoch   1  loss") && Catch::Contains("test loss"));
+    CHECK_THAT(regression, !Catch::Contains("acc"));
+    const std::string classification = log_of(
+        [](const TrainerOptions& o) {
+            return std::make_unique<Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial>>(sgd(), o);
+        },
+        make_blobs(64, 12, 4, 5));
+    CHECK_THAT(classification, Catch::Contains("train acc") && Catch::Contains("test acc"));
+}
+
+TEST_CASE("A regression set trains with MSE under every in-process policy alike", "[policy][regression]") {
+    // make_regression's labels are zeros with classes 0: placeholders that the checks must not
+    // read as class indices (they once refused row 0's label 0 as outside [0, 0)).
+    const Dataset data = make_regression(100, 12, 4, 3);
+    TrainerOptions o = quiet_options(16);
+    Trainer<SmallMlp, MSE, SGD, Serial> serial(SGD({.lr = 0.01f}), o);
+    const double before = serial.evaluate(data).loss;
+    serial.fit(data, &data, 3);
+    const double after = serial.evaluate(data).loss;
+    CHECK(after < before);
+    o.threads = 2;
+    Trainer<SmallMlp, MSE, SGD, OpenMP> omp(SGD({.lr = 0.01f}), o);
+    omp.fit(data, &data, 3);
+    CHECK(testing::max_relative_difference(omp.parameters(), serial.parameters()) <= 1e-5);
 }

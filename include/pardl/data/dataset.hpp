@@ -57,8 +57,10 @@ struct Dataset {
     Batch all() const noexcept { return {x(), y(), t()}; }
 
     /// Throws DataError unless the buffers hold what rows, cols, sample_shape and target_cols say,
-    /// and every label lies in [0, classes). The trainer checks every dataset it is given to train
-    /// or evaluate on: a label past the model's outputs would otherwise index out of bounds.
+    /// and, in a classification set (classes > 0), every label lies in [0, classes); a regression
+    /// set's labels (classes 0, make_regression's zeros) are not class indices and are not read
+    /// as such. The trainer checks every dataset it is given to train or evaluate on: a label past
+    /// the model's outputs would otherwise index out of bounds.
     void check(const std::string& name = "dataset") const {
         const auto need = [&](bool ok, const std::string& what) {
             if (!ok) throw DataError(name + ": " + what);
@@ -77,7 +79,7 @@ struct Dataset {
                  std::to_string(rows) + " x " + std::to_string(target_cols));
         need(labels.empty() || labels.size() == rows,
              "there are " + std::to_string(labels.size()) + " labels for " + std::to_string(rows) + " rows");
-        for (std::size_t r = 0; r < labels.size(); ++r)
+        for (std::size_t r = 0; classes > 0 && r < labels.size(); ++r)
             need(labels[r] >= 0 && static_cast<std::size_t>(labels[r]) < classes,
                  "row " + std::to_string(r) + " has label " + std::to_string(labels[r]) + ", outside [0, " +
                      std::to_string(classes) + ")");

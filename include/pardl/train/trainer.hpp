@@ -49,7 +49,7 @@ struct StepResult {
 /// Mean loss and accuracy over a dataset (every sample counted once across ranks).
 struct Evaluation {
     double loss = 0;
-    double accuracy = 0;
+    double accuracy = 0; ///< argmax against the labels; 0 for data without labels (regression)
     std::size_t samples = 0;
 };
 
@@ -499,9 +499,12 @@ public:
                 rec.test_accuracy = ev.accuracy;
             }
             if (options_.log && comm_.rank() == 0) {
-                std::fprintf(options_.out, "epoch %3zu  loss %.4f  train acc %.4f", e, rec.train_loss,
-                             rec.train_accuracy);
-                if (test) std::fprintf(options_.out, "  test acc %.4f", rec.test_accuracy);
+                // Accuracy is argmax against labels: data without them (regression) shows the loss alone.
+                const auto labelled = [](const Dataset& d) { return d.classes > 0; };
+                std::fprintf(options_.out, "epoch %3zu  loss %.4f", e, rec.train_loss);
+                if (labelled(train)) std::fprintf(options_.out, "  train acc %.4f", rec.train_accuracy);
+                if (test) std::fprintf(options_.out, "  test loss %.4f", rec.test_loss);
+                if (test && labelled(*test)) std::fprintf(options_.out, "  test acc %.4f", rec.test_accuracy);
                 std::fprintf(options_.out, "  %.2f s  %.0f samples/s\n", rec.seconds, rec.samples_per_second);
                 std::fflush(options_.out);
             }
@@ -697,6 +700,10 @@ private:
         if constexpr (requires { requires LossT::reads_labels; }) {
             PARDL_REQUIRE(data.labels.size() == data.rows, DataError, name, " has ", data.labels.size(),
                           " labels for ", data.rows, " rows, and ", LossT::name(), " reads one per row");
+            // Only a classification set's labels are checked class indices (Dataset::check).
+            PARDL_REQUIRE(data.classes > 0, DataError, name,
+                          " is not a classification set (classes = 0), and ", LossT::name(),
+                          " reads class labels: set its classes");
             PARDL_REQUIRE(data.classes <= outputs, DataError, name, " has ", data.classes,
                           " classes but the model has ", outputs, " outputs (", LossT::name(),
                           " needs one per class: widen the last layer)");
