@@ -290,7 +290,6 @@ namespace {
 struct AddBias : LayerSpecBase {
     template <ShapeType In>
     static constexpr bool accepts = true;
-    static constexpr const char* requirement = "";
     static std::string name() { return "AddBias"; }
     template <ShapeType In>
     struct bind {

@@ -210,7 +210,6 @@ struct ModeProbe : LayerSpecBase {
     static inline std::atomic<int> flushed{0}, kept{0};
     template <ShapeType In>
     static constexpr bool accepts = true;
-    static constexpr const char* requirement = "";
     static std::string name() { return "ModeProbe"; }
     template <ShapeType In>
     struct bind {

@@ -1,12 +1,18 @@
-// Must NOT compile: the README's shape error (Dense on a 1x28x28 image) inside a Trainer, and
-// (-DPARDL_NO_LAYERS) a model with nothing after Input; each must give exactly one error. With
-// -DPARDL_CONTROL a Flatten makes the model valid and it must build.
+// Must NOT compile: the README's shape error (Dense on a 1x28x28 image) inside a Trainer,
+// (-DPARDL_NO_LAYERS) a model with nothing after Input, (-DPARDL_ZERO_INPUT) an input dimension of
+// 0, and (-DPARDL_CONV_ON_FLAT) a convolution on flat input; each must give exactly one error.
+// With -DPARDL_CONTROL a Flatten makes the model valid and it must build.
 #include "pardl/pardl.hpp"
 
 #if defined(PARDL_CONTROL)
 using Model = pardl::Sequential<pardl::Input<1, 28, 28>, pardl::Flatten, pardl::Dense<10>>;
 #elif defined(PARDL_NO_LAYERS)
 using Model = pardl::Sequential<pardl::Input<784>>;
+#elif defined(PARDL_ZERO_INPUT)
+using Model = pardl::Sequential<pardl::Input<1, 0, 28>, pardl::Flatten, pardl::Dense<10>>;
+#elif defined(PARDL_CONV_ON_FLAT)
+using Model =
+    pardl::Sequential<pardl::Input<784>, pardl::Conv2D<8, 3>, pardl::ReLU, pardl::Flatten, pardl::Dense<10>>;
 #else
 using Model = pardl::Sequential<pardl::Input<1, 28, 28>, pardl::Dense<10>>;
 #endif

@@ -14,7 +14,6 @@ template <class Fn>
 struct Activation : LayerSpecBase {
     template <ShapeType In>
     static constexpr bool accepts = true;
-    static constexpr const char* requirement = "";
 
     static std::string name() { return Fn::name(); }
 

@@ -53,8 +53,12 @@ struct BatchNorm : LayerSpecBase {
 
     template <ShapeType In>
     static constexpr bool accepts = In::rank == 3 || In::rank == 1;
-    static constexpr const char* requirement =
-        "BatchNorm needs a C x H x W (per-channel) or a flat (per-feature) input";
+    /// The compile error of an input this layer rejects: Sequential instantiates it then, so that
+    /// the compiler prints this sentence (a static_assert takes a literal only).
+    template <class In>
+    struct reject_input {
+        static_assert(accepts<In>, "BatchNorm needs a C x H x W (per-channel) or a flat (per-feature) input");
+    };
 
     static std::string name() { return synchronized ? "BatchNorm" : "LocalBatchNorm"; }
 

@@ -48,8 +48,14 @@ struct Conv2D : LayerSpecBase {
         else
             return false;
     }();
-    static constexpr const char* requirement =
-        "Conv2D needs a C x H x W (rank-3) input whose padded height and width are at least Kernel";
+    /// The compile error of an input this layer rejects: Sequential instantiates it then, so that
+    /// the compiler prints this sentence (a static_assert takes a literal only).
+    template <class In>
+    struct reject_input {
+        static_assert(
+            accepts<In>,
+            "Conv2D needs a C x H x W (rank-3) input whose padded height and width are at least Kernel");
+    };
 
     static std::string name() {
         return "Conv2D<" + std::to_string(OutChannels) + "," + std::to_string(Kernel) + ",s" +

@@ -22,7 +22,12 @@ struct Dense : LayerSpecBase {
     /// Dense takes flat inputs only: put Flatten after convolution or pooling layers.
     template <ShapeType In>
     static constexpr bool accepts = In::rank == 1;
-    static constexpr const char* requirement = "Dense needs a flat (rank-1) input: add Flatten before it";
+    /// The compile error of an input this layer rejects: Sequential instantiates it then, so that
+    /// the compiler prints this sentence (a static_assert takes a literal only).
+    template <class In>
+    struct reject_input {
+        static_assert(accepts<In>, "Dense needs a flat (rank-1) input: add Flatten before it");
+    };
 
     static std::string name() { return "Dense<" + std::to_string(Out) + ">"; }
 

@@ -23,7 +23,6 @@ struct Dropout : LayerSpecBase {
 
     template <ShapeType In>
     static constexpr bool accepts = true;
-    static constexpr const char* requirement = "";
 
     static std::string name() { return "Dropout<" + std::to_string(PermilleRate) + ">"; }
 

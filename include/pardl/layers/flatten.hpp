@@ -12,7 +12,6 @@ namespace pardl {
 struct Flatten : LayerSpecBase {
     template <ShapeType In>
     static constexpr bool accepts = true;
-    static constexpr const char* requirement = "";
     static std::string name() { return "Flatten"; }
 
     template <ShapeType In>

@@ -153,8 +153,13 @@ PARDL_SIMD_TARGET_END
 
 template <std::size_t Kernel, std::size_t Stride = Kernel>
 struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
-    static constexpr const char* requirement =
-        "MaxPool2D needs a C x H x W (rank-3) input at least Kernel high and wide";
+    /// The compile error of an input this layer rejects: Sequential instantiates it then, so that
+    /// the compiler prints this sentence (a static_assert takes a literal only).
+    template <class In>
+    struct reject_input {
+        static_assert(detail::PoolWindow<Kernel, Stride>::template accepts<In>,
+                      "MaxPool2D needs a C x H x W (rank-3) input at least Kernel high and wide");
+    };
 
     static std::string name() { return detail::PoolWindow<Kernel, Stride>::label("MaxPool2D"); }
 

@@ -33,6 +33,21 @@ struct Input {
 
 namespace detail {
 
+/// The check of Input's dimensions, in a class of its own that nothing else reads: after its
+/// error the model goes on with input_shape_t's stand-in, and reports nothing more (Clang, like
+/// GCC, then stays quiet; a Shape<0> would fail its own assertion and make every use of the model
+/// another error).
+template <std::size_t... Dims>
+struct input_dims_are_positive {
+    static constexpr bool value = sizeof...(Dims) > 0 && ((Dims > 0) && ...);
+    static_assert(value, "pardl: Input<...> needs one or more dimensions, each positive (Input<784>, "
+                         "Input<1, 28, 28>)");
+};
+/// Input's shape, or Shape<1> in place of one that input_dims_are_positive rejects.
+template <std::size_t... Dims>
+using input_shape_t =
+    std::conditional_t<sizeof...(Dims) != 0 && ((Dims > 0) && ...), Shape<Dims...>, Shape<1>>;
+
 template <class T>
 struct is_input : std::false_type {};
 template <std::size_t... D>
@@ -69,13 +84,23 @@ struct sequential_layer_is_not_a_layer {
         "template arguments of sequential_layer_is_not_a_layer<LayerIndex, Layer, InputShape> above)");
 };
 
+/// Layer::reject_input<In>, whose static_assert states in the layer's own words what it needs,
+/// instantiated only for an input the layer rejects.
+template <bool Rejected, class Layer, class In>
+struct layer_explains_rejection {};
+template <class Layer, class In>
+struct layer_explains_rejection<true, Layer, In> : Layer::template reject_input<In> {};
+
 template <std::size_t LayerIndex, class Layer, class InputShape>
 struct sequential_layer_rejects_input_shape {
     static constexpr bool value = !LayerSpec<Layer> || spec_accepts<Layer, InputShape>();
-    static_assert(value,
+    /// Whether the layer says itself what it needs (every pardl layer that can reject an input).
+    static constexpr bool explains = requires { typename Layer::template reject_input<InputShape>; };
+    static_assert(sizeof(layer_explains_rejection < !value && explains, Layer, InputShape >) > 0);
+    static_assert(value || explains,
                   "pardl::Sequential: this layer cannot take its input shape (its index, type and input "
                   "shape are the template arguments of sequential_layer_rejects_input_shape<LayerIndex, "
-                  "Layer, InputShape> above; see Layer::requirement)");
+                  "Layer, InputShape> above)");
 };
 
 template <std::size_t Index, class In, class Spec>
@@ -136,12 +161,19 @@ class Sequential {
 template <std::size_t... Dims, class... Specs>
 class Sequential<Input<Dims...>, Specs...> {
     static_assert(sizeof...(Specs) > 0, "pardl::Sequential: a model needs at least one layer after Input");
-    using chain = detail::Chain<0, Shape<Dims...>, Specs...>;
+
+    static_assert(sizeof(detail::input_dims_are_positive<Dims...>) > 0);
+
+public:
+    /// Input's shape, or after its error (no dimension, or one of 0) a stand-in.
+    using input_shape = detail::input_shape_t<Dims...>;
+
+private:
+    using chain = detail::Chain<0, input_shape, Specs...>;
 
 public:
     /// False when a layer cannot take its input (the model's build already says which).
     static constexpr bool valid = chain::valid;
-    using input_shape = Shape<Dims...>;
     using layer_types = typename chain::layers;
     using output_shape = typename chain::output;
     static constexpr std::size_t layer_count = sizeof...(Specs);
