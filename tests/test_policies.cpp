@@ -608,6 +608,13 @@ TEMPLATE_TEST_CASE("A run resumed from a checkpoint continues bit for bit", "[po
         CHECK(r.resumed_epochs == 3);
         CHECK(r.model_only != r.whole); // what the optimizer's state is worth: without it, another run
     }
+    SECTION("Serial, a model with batch norm (its statistics) and dropout (masks keyed by the step)") {
+        using NormDropMlp = Sequential<Input<12>, Dense<16>, SyncBatchNorm, ReLU, Dropout<200>, Dense<4>>;
+        const Resumed r = resume_run<NormDropMlp, Serial, TestType>(data, 1, 2, 1);
+        CHECK(r.resumed == r.whole);
+        CHECK(r.resumed_epochs == 3);
+        CHECK(r.model_only != r.whole);
+    }
     SECTION("OpenMP, 3 threads") {
         const Resumed r = resume_run<WideMlp, OpenMP, TestType>(make_blobs(100, 40, 5, 9), 3, 1, 2);
         CHECK(r.resumed == r.whole);
