@@ -454,8 +454,9 @@ TEST_CASE("checkpoint: save then load restores parameters and state bit for bit"
     params[4] = 1.0f / 3.0f;
     std::vector<float> state = sample_values(6, 5);
     save_checkpoint(file, Small::signature(), params, state);
-    CHECK(fs::file_size(file) ==
-          header_size(Small::signature()) + 4 * (params.size() + state.size()) + progress_size({}));
+    // Without a training progress: the model alone, in format version 1.
+    CHECK(fs::file_size(file) == header_size(Small::signature()) + 4 * (params.size() + state.size()));
+    CHECK(read_bytes(file)[8] == 1);
 
     std::vector<float> p2(Small::param_count, 123.0f), s2(6, 123.0f);
     load_checkpoint(file, Small::signature(), p2, s2);
@@ -507,7 +508,14 @@ TEST_CASE("checkpoint: corrupt files are rejected with specific messages", "[mod
     const fs::path file = dir.path / "c.ckpt";
     const std::string sig = Small::signature();
     std::vector<float> params = sample_values(Small::param_count, 4), state = sample_values(3, 5);
-    save_checkpoint(file, sig, params, state);
+    TrainingProgress progress;
+    progress.step = 5;
+    progress.epochs = 1;
+    progress.optimizer = "sgd";
+    progress.learning_rate = 0.1f;
+    progress.optimizer_steps = 5;
+    progress.optimizer_state = sample_values(Small::param_count, 6);
+    save_checkpoint(file, sig, params, state, &progress);
     const std::vector<char> good = read_bytes(file);
     std::vector<float> p(Small::param_count), s(3);
     REQUIRE(load_error(file, sig, p, s).empty());
@@ -597,7 +605,7 @@ TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer si
                            .learning_rate = 3e-4f,
                            .optimizer_steps = 99,
                            .optimizer_state = sample_values(2 * Small::param_count, 9)};
-    save_checkpoint(file, sig, params, {}, saved);
+    save_checkpoint(file, sig, params, {}, &saved);
     CHECK(fs::file_size(file) == header_size(sig) + 4 * params.size() + progress_size(saved));
     std::vector<float> p(Small::param_count);
     TrainingProgress read;
@@ -619,6 +627,30 @@ TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer si
     write_bytes(file, bad);
     CHECK_THAT(load_error(file, sig, p, {}),
                Catch::Contains("corrupt") && Catch::Contains("optimizer state"));
+    // A count within the cap that the file cannot hold: truncated, found before any allocation.
+    const std::uint64_t more = 2 * Small::param_count + 3;
+    save_checkpoint(file, sig, params, {}, &saved);
+    bad = read_bytes(file);
+    std::memcpy(bad.data() + count_at, &more, 8);
+    write_bytes(file, bad);
+    CHECK_THAT(load_error(file, sig, p, {}),
+               Catch::Contains("truncated") && Catch::Contains("optimizer state"));
+
+    // Values no run writes, under a valid checksum: refused by name.
+    TrainingProgress odd = saved;
+    odd.learning_rate = std::numeric_limits<float>::quiet_NaN();
+    save_checkpoint(file, sig, params, {}, &odd);
+    CHECK_THAT(load_error(file, sig, p, {}), Catch::Contains("learning rate"));
+    odd = saved;
+    odd.optimizer_steps = 1ULL << 62;
+    save_checkpoint(file, sig, params, {}, &odd);
+    CHECK_THAT(load_error(file, sig, p, {}), Catch::Contains("corrupt") && Catch::Contains("optimizer step"));
+    // An optimizer name the format cannot hold is refused on the way out, and nothing is written.
+    odd = saved;
+    odd.optimizer = std::string(300, 'x');
+    const fs::path other = dir.path / "long.ckpt";
+    CHECK_THROWS_WITH(save_checkpoint(other, sig, params, {}, &odd), Catch::Contains("at most 255"));
+    CHECK_FALSE(fs::exists(other));
 }
 
 TEST_CASE("checkpoint: a version-1 file (the model alone) still loads", "[model][checkpoint]") {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <numeric>
@@ -556,9 +557,10 @@ TEST_CASE("Images of the input's size but another shape are refused", "[policy][
 }
 
 namespace {
-/// Trains `epochs_before` epochs, saves, and resumes in a new trainer (seeded otherwise, so that
-/// only the checkpoint can make it equal) for `epochs_after` more: returns the whole run's and the
-/// resumed run's checksums, and the resumed trainer's counters.
+/// Trains `epochs_before` epochs, saves, and resumes in a new trainer (the same options, as a
+/// resumed run needs, but a fresh optimizer with another learning rate, which the checkpoint's
+/// must replace) for `epochs_after` more: returns the whole run's and the resumed run's
+/// checksums, and the resumed trainer's counters.
 struct Resumed {
     std::uint64_t whole = 0, resumed = 0, model_only = 0;
     std::uint64_t whole_steps = 0, resumed_steps = 0;
@@ -625,6 +627,7 @@ TEMPLATE_TEST_CASE("A run resumed from a checkpoint continues bit for bit", "[po
     SECTION("TensorParallel, 2 threads") {
         const Resumed r = resume_run<WideMlp, TensorParallel, TestType>(make_blobs(100, 40, 5, 9), 2, 2, 1);
         CHECK(r.resumed == r.whole);
+        CHECK(r.resumed_steps == r.whole_steps);
         CHECK(r.resumed_epochs == 3);
         CHECK(r.model_only != r.whole);
     }
@@ -703,4 +706,53 @@ TEST_CASE("A regression set trains with MSE under every in-process policy alike"
     Trainer<SmallMlp, MSE, SGD, OpenMP> omp(SGD({.lr = 0.01f}), o);
     omp.fit(data, &data, 3);
     CHECK(testing::max_relative_difference(omp.parameters(), serial.parameters()) <= 1e-5);
+}
+
+TEST_CASE("A failed or model-only load leaves the optimizer, its rate and the counters alone",
+          "[policy][checkpoint]") {
+    const std::filesystem::path dir = std::filesystem::temp_directory_path();
+    const std::string tag = std::to_string(std::random_device{}());
+    const std::filesystem::path good = dir / ("pardl_keep_" + tag + ".ckpt"),
+                                bad = dir / ("pardl_bad_" + tag + ".ckpt");
+    const Dataset data = make_blobs(64, 12, 4, 3);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> other(sgd(), quiet_options(16));
+    other.fit(data, nullptr, 1);
+    other.save(good);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), quiet_options(16));
+    trainer.fit(data, nullptr, 2);
+    trainer.optimizer().set_learning_rate(0.02f);
+    const auto velocity = [&] {
+        const std::span<float> v = trainer.optimizer().state_buffers().at(0);
+        return std::vector<float>(v.begin(), v.end());
+    };
+    const std::vector<float> before = velocity();
+    const std::uint64_t params = trainer.checksum(), steps = trainer.steps_done();
+    const auto unchanged = [&](bool same_params) {
+        CHECK(velocity() == before);
+        CHECK(trainer.optimizer().learning_rate() == 0.02f);
+        CHECK(trainer.steps_done() == steps);
+        CHECK(trainer.epochs_trained() == 2);
+        CHECK((trainer.checksum() == params) == same_params);
+    };
+    SECTION("a corrupt file: nothing changes") {
+        std::ifstream in(good, std::ios::binary);
+        std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        bytes[bytes.size() - 3] = static_cast<char>(bytes[bytes.size() - 3] ^ 0x20); // in the optimizer state
+        std::ofstream(bad, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        CHECK_THROWS_WITH(trainer.load(bad), Catch::Contains("checksum"));
+        unchanged(true);
+    }
+    SECTION("a model-only file (format version 1): the parameters change, nothing else") {
+        save_checkpoint(bad, SmallMlp::signature(), other.parameters(), {});
+        trainer.load(bad);
+        unchanged(false);
+        CHECK(trainer.checksum() == other.checksum());
+    }
+    SECTION("load_model: the parameters change, nothing else") {
+        trainer.load_model(good);
+        unchanged(false);
+        CHECK(trainer.checksum() == other.checksum());
+    }
+    std::filesystem::remove(good);
+    std::filesystem::remove(bad);
 }

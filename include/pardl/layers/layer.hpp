@@ -188,7 +188,10 @@ inline constexpr bool splits_inputs_v = requires {
 
 /// A layer spec is what users write in Sequential<...>: it has `bind<InputShape>` giving a
 /// BoundLayer, and `accepts<InputShape>` saying whether that input is valid (checked with a
-/// readable static_assert before bind is instantiated).
+/// readable static_assert before bind is instantiated). A layer that can reject an input may say
+/// why in its own words: a member template `reject_input<In>` whose body is
+/// `static_assert(accepts<In>, "...")`, which Sequential instantiates for a rejected input only
+/// (without the static_assert nothing would stop the build: it must assert).
 template <class Spec>
 concept LayerSpec = requires {
     Spec::is_pardl_layer;

@@ -11,6 +11,7 @@
 #include <zlib.h>
 
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -82,11 +83,15 @@ inline std::vector<char> progress_bytes(const TrainingProgress& t) {
 }
 } // namespace detail
 
-/// Writes parameters, state and (when given) the training progress for the model named
-/// `signature` to `path`, atomically.
+/// Writes parameters and state for the model named `signature` to `path`, atomically: with a
+/// training progress in format version 2, without one (the model alone) in version 1, which
+/// Trainer::load then takes as the model alone too.
 inline void save_checkpoint(const std::filesystem::path& path, const std::string& signature,
                             std::span<const float> params, std::span<const float> state,
-                            const TrainingProgress& progress = {}) {
+                            const TrainingProgress* progress = nullptr) {
+    PARDL_REQUIRE(progress == nullptr || progress->optimizer.size() < 256, CheckpointError,
+                  "cannot write checkpoint ", path.string(), ": an optimizer name of ",
+                  progress ? progress->optimizer.size() : 0, " bytes (at most 255)");
     namespace fs = std::filesystem;
     const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
     std::string tmpl = (dir / (path.filename().string() + ".tmp-XXXXXX")).string();
@@ -117,8 +122,11 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
     };
     const auto sig_len = static_cast<std::uint32_t>(signature.size());
     const std::uint64_t np = params.size(), ns = state.size();
-    const std::vector<char> section = detail::progress_bytes(progress);
-    const std::span<const float> opt_state(progress.optimizer_state);
+    const std::uint32_t version = progress != nullptr ? checkpoint_version : 1;
+    const std::vector<char> section =
+        progress != nullptr ? detail::progress_bytes(*progress) : std::vector<char>{};
+    const std::span<const float> opt_state =
+        progress != nullptr ? std::span<const float>(progress->optimizer_state) : std::span<const float>{};
     detail::Crc sum;
     sum.add(params.data(), params.size_bytes());
     sum.add(state.data(), state.size_bytes());
@@ -126,7 +134,7 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
     sum.add(opt_state.data(), opt_state.size_bytes());
     const std::uint32_t crc = sum.value();
     put(checkpoint_magic, sizeof checkpoint_magic);
-    put(&checkpoint_version, sizeof checkpoint_version);
+    put(&version, sizeof version);
     put(&sig_len, sizeof sig_len);
     put(signature.data(), signature.size());
     put(&np, sizeof np);
@@ -157,13 +165,20 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
 
 /// Reads a checkpoint written by save_checkpoint into params/state, whose sizes must match, and
 /// its training progress into `progress` where given (left as default for a version-1 file).
-/// Every mismatch (other model, unknown version, truncation, corruption) is a CheckpointError.
+/// Every mismatch (other model, unknown version, truncation, corruption, values no run writes)
+/// is a CheckpointError; params and state may then hold part of the file (Trainer::load reads
+/// into scratch buffers). What a file's sizes claim is checked against its length before any
+/// allocation.
 inline void load_checkpoint(const std::filesystem::path& path, const std::string& signature,
                             std::span<float> params, std::span<float> state,
                             TrainingProgress* progress = nullptr) {
     std::ifstream in(path, std::ios::binary);
     PARDL_REQUIRE(in, CheckpointError, "cannot open checkpoint ", path);
     const std::string where = "checkpoint " + path.string();
+    std::error_code size_error;
+    const std::uintmax_t file_bytes = std::filesystem::file_size(path, size_error);
+    PARDL_REQUIRE(!size_error, CheckpointError, "cannot read the size of ", where, ": ",
+                  size_error.message());
     auto get = [&](void* p, std::size_t n, const char* what) {
         in.read(static_cast<char*>(p), static_cast<std::streamsize>(n));
         PARDL_REQUIRE(static_cast<std::size_t>(in.gcount()) == n, CheckpointError, where,
@@ -210,10 +225,24 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
         get(&read.learning_rate, sizeof read.learning_rate, "training progress");
         get(&read.optimizer_steps, sizeof read.optimizer_steps, "training progress");
         get(&n_state, sizeof n_state, "training progress");
-        // An optimizer keeps a few values per parameter (Adam two): more is a corrupt size, which
-        // must not become a huge allocation.
+        // An optimizer keeps a few values per parameter (Adam two): more is a corrupt size, and
+        // so is one the rest of the file cannot hold. Neither may become an allocation.
         PARDL_REQUIRE(n_state <= 8 * np, CheckpointError, where, " is corrupt (", n_state,
                       " optimizer state values for ", np, " parameters)");
+        const auto at = static_cast<std::uintmax_t>(in.tellg());
+        PARDL_REQUIRE(at <= file_bytes && n_state * sizeof(float) <= file_bytes - at, CheckpointError, where,
+                      " is truncated (in optimizer state: ", n_state, " values announced, ",
+                      at <= file_bytes ? (file_bytes - at) / sizeof(float) : 0, " in the file)");
+        // Values no run writes (a rate that is not a positive number, counts past 2^53): a
+        // consistent checksum does not make them usable.
+        constexpr std::uint64_t count_limit = 1ULL << 53;
+        PARDL_REQUIRE(read.step < count_limit && read.epochs < count_limit &&
+                          read.optimizer_steps < count_limit,
+                      CheckpointError, where, " is corrupt (step ", read.step, ", epoch ", read.epochs,
+                      ", optimizer step ", read.optimizer_steps, ")");
+        PARDL_REQUIRE(read.optimizer.empty() ||
+                          (std::isfinite(read.learning_rate) && read.learning_rate > 0.0f),
+                      CheckpointError, where, " is corrupt (learning rate ", read.learning_rate, ")");
         read.optimizer_state.resize(n_state);
         const std::vector<char> section = detail::progress_bytes(read);
         sum.add(section.data(), section.size());

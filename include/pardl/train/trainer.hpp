@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <span>
@@ -49,7 +50,7 @@ struct StepResult {
 /// Mean loss and accuracy over a dataset (every sample counted once across ranks).
 struct Evaluation {
     double loss = 0;
-    double accuracy = 0; ///< argmax against the labels; 0 for data without labels (regression)
+    double accuracy = 0; ///< rows whose argmax is their label: meaningful for classification data only
     std::size_t samples = 0;
 };
 
@@ -523,6 +524,11 @@ public:
     /// diverged run) are not saved: NumericalError, and the file is untouched. A collective.
     void save(const std::filesystem::path& path) {
         require_finite_parameters("(checkpoint " + path.string() + " not written)");
+        if constexpr (SavesState<Opt>)
+            for (std::span<float> b : opt_.state_buffers())
+                PARDL_REQUIRE(b.size() == param_count, ConfigError, "save: optimizer ", opt_.name(),
+                              " has a state buffer of ", b.size(),
+                              " values; SavesState needs one per parameter (", param_count, ")");
         share_optimizer_state();
         on_rank0_for_all(
             [&] {
@@ -536,18 +542,21 @@ public:
                     for (std::span<float> b : opt_.state_buffers())
                         progress.optimizer_state.insert(progress.optimizer_state.end(), b.begin(), b.end());
                 }
-                save_checkpoint(path, Model::signature(), params_.span(), state_.span(), progress);
+                save_checkpoint(path, Model::signature(), params_.span(), state_.span(), &progress);
             },
             "rank 0 could not write checkpoint " + path.string());
     }
 
-    /// Resumes from a checkpoint: everything save() wrote, so that training on continues as the
-    /// run that wrote it would have (the same bits, under the same policy and worker count). The
-    /// learning rate is the saved one (set_learning_rate after load to change it). A checkpoint
-    /// that holds another optimizer's state is refused (load_model takes its model alone); one
-    /// without optimizer state (format version 1, or an optimizer that does not save it) leaves
-    /// the optimizer as it is. Rank 0 reads the file into scratch buffers and checks it whole
-    /// (length, checksum, optimizer) before anything changes: a load that fails leaves the
+    /// Resumes from a checkpoint: everything save() wrote. Training on then continues bit for bit
+    /// as the run that saved it would have, when this trainer is built as that one was (the same
+    /// model, policy, rank and worker count, TrainerOptions, data, and optimizer options: momentum,
+    /// weight decay, Adam's betas and eps are not in the file) and the save was at an epoch's end
+    /// (after fit or train_epoch: fit starts the next epoch). The learning rate is the saved one
+    /// (set_learning_rate after load to change it). A checkpoint that holds another optimizer's
+    /// state is refused (load_model takes its model alone); one without optimizer state (an
+    /// optimizer that does not save it) leaves the optimizer as it is, and one of format version
+    /// 1 (the model alone) the optimizer and the counters. Rank 0 reads the file into scratch buffers and
+    /// checks it whole (length, checksum, optimizer) before anything changes: a load that fails leaves the
     /// trainer, on every rank, as it was. A collective.
     void load(const std::filesystem::path& path) { read_checkpoint(path, /*resume=*/true); }
 
@@ -770,9 +779,9 @@ private:
         return e;
     }
 
-    /// Runs fn on rank 0 alone; if it throws there, every rank throws a CheckpointError (rank 0
-    /// with fn's message, the others with `elsewhere`) instead of waiting in the next collective.
-    /// A collective.
+    /// Runs fn on rank 0 alone; if it throws there (a pardl error, or any other: an allocation or
+    /// a file system failure), every rank throws a CheckpointError (rank 0 with fn's message, the
+    /// others with `elsewhere`) instead of waiting in the next collective. A collective.
     template <class Fn>
     void on_rank0_for_all(Fn&& fn, const std::string& elsewhere) {
         int failed = 0;
@@ -780,7 +789,7 @@ private:
         if (comm_.rank() == 0) {
             try {
                 fn();
-            } catch (const Error& e) {
+            } catch (const std::exception& e) {
                 failed = 1;
                 why = e.what();
             }
