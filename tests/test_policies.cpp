@@ -600,36 +600,33 @@ Resumed resume_run(const Dataset& data, std::size_t threads, std::size_t epochs_
 }
 } // namespace
 
+namespace {
+/// What a resumed run must show: the whole run's parameters and counters, and (load_model's
+/// run) that without the optimizer's state the run is another.
+void check_exact(const Resumed& r) {
+    CHECK(r.resumed == r.whole);
+    CHECK(r.resumed_steps == r.whole_steps);
+    CHECK(r.resumed_epochs == 3);
+    CHECK(r.model_only != r.whole);
+}
+} // namespace
+
 TEMPLATE_TEST_CASE("A run resumed from a checkpoint continues bit for bit", "[policy][checkpoint]", SGD,
                    Adam) {
     const Dataset data = make_blobs(100, 12, 4, 9); // batches of 16: the last epoch's last is 4 rows
+    const Dataset wide = make_blobs(100, 40, 5, 9);
     SECTION("Serial") {
-        const Resumed r = resume_run<SmallMlp, Serial, TestType>(data, 1, 2, 1);
-        CHECK(r.resumed == r.whole);
-        CHECK(r.resumed_steps == r.whole_steps);
-        CHECK(r.resumed_epochs == 3);
-        CHECK(r.model_only != r.whole); // what the optimizer's state is worth: without it, another run
+        check_exact(resume_run<SmallMlp, Serial, TestType>(data, 1, 2, 1));
     }
     SECTION("Serial, a model with batch norm (its statistics) and dropout (masks keyed by the step)") {
         using NormDropMlp = Sequential<Input<12>, Dense<16>, SyncBatchNorm, ReLU, Dropout<200>, Dense<4>>;
-        const Resumed r = resume_run<NormDropMlp, Serial, TestType>(data, 1, 2, 1);
-        CHECK(r.resumed == r.whole);
-        CHECK(r.resumed_epochs == 3);
-        CHECK(r.model_only != r.whole);
+        check_exact(resume_run<NormDropMlp, Serial, TestType>(data, 1, 2, 1));
     }
     SECTION("OpenMP, 3 threads") {
-        const Resumed r = resume_run<WideMlp, OpenMP, TestType>(make_blobs(100, 40, 5, 9), 3, 1, 2);
-        CHECK(r.resumed == r.whole);
-        CHECK(r.resumed_steps == r.whole_steps);
-        CHECK(r.resumed_epochs == 3);
-        CHECK(r.model_only != r.whole);
+        check_exact(resume_run<WideMlp, OpenMP, TestType>(wide, 3, 1, 2));
     }
     SECTION("TensorParallel, 2 threads") {
-        const Resumed r = resume_run<WideMlp, TensorParallel, TestType>(make_blobs(100, 40, 5, 9), 2, 2, 1);
-        CHECK(r.resumed == r.whole);
-        CHECK(r.resumed_steps == r.whole_steps);
-        CHECK(r.resumed_epochs == 3);
-        CHECK(r.model_only != r.whole);
+        check_exact(resume_run<WideMlp, TensorParallel, TestType>(wide, 2, 2, 1));
     }
 }
 

@@ -96,7 +96,8 @@ struct sequential_layer_rejects_input_shape {
     static constexpr bool value = !LayerSpec<Layer> || spec_accepts<Layer, InputShape>();
     /// Whether the layer says itself what it needs (every pardl layer that can reject an input).
     static constexpr bool explains = requires { typename Layer::template reject_input<InputShape>; };
-    static_assert(sizeof(layer_explains_rejection < !value && explains, Layer, InputShape >) > 0);
+    static constexpr bool layer_explains = !value && explains;
+    static_assert(sizeof(layer_explains_rejection<layer_explains, Layer, InputShape>) > 0);
     static_assert(value || explains,
                   "pardl::Sequential: this layer cannot take its input shape (its index, type and input "
                   "shape are the template arguments of sequential_layer_rejects_input_shape<LayerIndex, "
@@ -161,7 +162,6 @@ class Sequential {
 template <std::size_t... Dims, class... Specs>
 class Sequential<Input<Dims...>, Specs...> {
     static_assert(sizeof...(Specs) > 0, "pardl::Sequential: a model needs at least one layer after Input");
-
     static_assert(sizeof(detail::input_dims_are_positive<Dims...>) > 0);
 
 public:

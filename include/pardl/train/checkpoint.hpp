@@ -63,7 +63,8 @@ private:
     uLong crc_ = crc32(0L, Z_NULL, 0);
 };
 
-/// The version-2 training section as bytes (the checksum covers them; load parses them back).
+/// The version-2 training section as written (the checksum covers it), field by field in the order
+/// load_checkpoint reads them.
 inline std::vector<char> progress_bytes(const TrainingProgress& t) {
     std::vector<char> out;
     const auto put = [&](const void* p, std::size_t n) {
@@ -206,25 +207,28 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
     PARDL_REQUIRE(np == params.size() && ns == state.size(), CheckpointError, where, " holds ", np,
                   " parameters and ", ns, " state values; the model has ", params.size(), " and ",
                   state.size());
-    get(params.data(), params.size_bytes(), "parameters");
-    get(state.data(), state.size_bytes(), "state");
+    // Everything after the header is the checksummed payload, summed as it is read.
     detail::Crc sum;
-    sum.add(params.data(), params.size_bytes());
-    sum.add(state.data(), state.size_bytes());
+    auto take = [&](void* p, std::size_t n, const char* what) {
+        get(p, n, what);
+        sum.add(p, n);
+    };
+    take(params.data(), params.size_bytes(), "parameters");
+    take(state.data(), state.size_bytes(), "state");
     TrainingProgress read;
     if (version >= 2) {
         std::uint32_t name_len = 0;
         std::uint64_t n_state = 0;
-        get(&read.step, sizeof read.step, "training progress");
-        get(&read.epochs, sizeof read.epochs, "training progress");
-        get(&name_len, sizeof name_len, "training progress");
+        take(&read.step, sizeof read.step, "training progress");
+        take(&read.epochs, sizeof read.epochs, "training progress");
+        take(&name_len, sizeof name_len, "training progress");
         PARDL_REQUIRE(name_len < 256, CheckpointError, where, " is corrupt (optimizer name of ", name_len,
                       " bytes)");
         read.optimizer.assign(name_len, '\0');
-        get(read.optimizer.data(), name_len, "training progress");
-        get(&read.learning_rate, sizeof read.learning_rate, "training progress");
-        get(&read.optimizer_steps, sizeof read.optimizer_steps, "training progress");
-        get(&n_state, sizeof n_state, "training progress");
+        take(read.optimizer.data(), name_len, "training progress");
+        take(&read.learning_rate, sizeof read.learning_rate, "training progress");
+        take(&read.optimizer_steps, sizeof read.optimizer_steps, "training progress");
+        take(&n_state, sizeof n_state, "training progress");
         // An optimizer keeps a few values per parameter (Adam two): more is a corrupt size, and
         // so is one the rest of the file cannot hold. Neither may become an allocation.
         PARDL_REQUIRE(n_state <= 8 * np, CheckpointError, where, " is corrupt (", n_state,
@@ -244,10 +248,7 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
                           (std::isfinite(read.learning_rate) && read.learning_rate > 0.0f),
                       CheckpointError, where, " is corrupt (learning rate ", read.learning_rate, ")");
         read.optimizer_state.resize(n_state);
-        const std::vector<char> section = detail::progress_bytes(read);
-        sum.add(section.data(), section.size());
-        get(read.optimizer_state.data(), n_state * sizeof(float), "optimizer state");
-        sum.add(read.optimizer_state.data(), n_state * sizeof(float));
+        take(read.optimizer_state.data(), n_state * sizeof(float), "optimizer state");
     }
     PARDL_REQUIRE(in.peek() == std::char_traits<char>::eof(), CheckpointError, where, " has trailing bytes");
     PARDL_REQUIRE(sum.value() == crc, CheckpointError, where, " is corrupt (checksum mismatch)");

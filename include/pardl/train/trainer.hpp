@@ -815,17 +815,25 @@ private:
         if (!state_.empty()) comm_.broadcast(state_.span(), 0);
         param_copies_current_ = false;
         if (!resume) return;
-        // Rank 0's values to every rank: a max over ranks where the others offer 0.
-        const auto from_root = [&](std::uint64_t v) { return comm_.max(comm_.rank() == 0 ? v : 0); };
-        if (from_root(progress.present ? 1 : 0) == 0) return; // version 1: the model alone
-        step_ = from_root(progress.step);
-        epochs_trained_ = static_cast<std::size_t>(from_root(progress.epochs));
+        // Rank 0's progress to every rank in one sum where the others add zeros: every count is
+        // below 2^53 (load_checkpoint refuses more) and the rate a float, so doubles hold them exactly.
+        double got[6] = {};
+        if (comm_.rank() == 0) {
+            got[0] = progress.present ? 1 : 0;
+            got[1] = static_cast<double>(progress.step);
+            got[2] = static_cast<double>(progress.epochs);
+            got[3] = progress.optimizer.empty() ? 0 : 1;
+            got[4] = static_cast<double>(progress.optimizer_steps);
+            got[5] = progress.learning_rate;
+        }
+        comm_.allreduce_sum(std::span<double>(got, 6));
+        if (got[0] == 0) return; // version 1: the model alone
+        step_ = static_cast<std::uint64_t>(got[1]);
+        epochs_trained_ = static_cast<std::size_t>(got[2]);
         if constexpr (SavesState<Opt>) {
-            if (from_root(progress.optimizer.empty() ? 0 : 1) == 0) return;
-            opt_.set_steps(from_root(progress.optimizer_steps));
-            float lr = progress.learning_rate;
-            comm_.broadcast(std::span<float>(&lr, 1), 0);
-            opt_.set_learning_rate(lr);
+            if (got[3] == 0) return;
+            opt_.set_steps(static_cast<std::uint64_t>(got[4]));
+            opt_.set_learning_rate(static_cast<float>(got[5]));
             std::size_t at = 0;
             for (std::span<float> b : opt_.state_buffers()) {
                 if (comm_.rank() == 0)
