@@ -1,6 +1,7 @@
 # Checks that --resume continues a run exactly: PROGRAM trains 3 epochs in one run, and 2 epochs,
 # a checkpoint and 1 more epoch resumed from it; both end with the same checksum and write the
-# same checkpoint, byte for byte (parameters, optimizer state, counters).
+# same checkpoint, byte for byte (parameters, optimizer state, counters, settings). A resume with
+# another --batch must name it (Trainer::load's report).
 #   cmake -DPROGRAM=<exe> -DOUT=<folder> "-DARGS=<flags;...>" -P check_resume.cmake
 # An MPI program runs under LAUNCH (a list, e.g. "mpiexec.mpich;-n;2") when it is given.
 
@@ -27,6 +28,9 @@ run_program(resumed --epochs 1 --resume ${OUT}/part.ckpt --save ${OUT}/resumed.c
 if(NOT out_resumed MATCHES "resumed from .* after epoch 2")
     message(FATAL_ERROR "the resumed run does not say where it resumed:\n${out_resumed}")
 endif()
+if(out_resumed MATCHES "note: checkpoint")
+    message(FATAL_ERROR "a resume under the same settings reports a difference:\n${out_resumed}")
+endif()
 if(NOT out_resumed MATCHES "epoch +3")
     message(FATAL_ERROR "the resumed run does not number its epoch 3:\n${out_resumed}")
 endif()
@@ -37,5 +41,10 @@ execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${OUT}/whole.ckpt ${OU
                 RESULT_VARIABLE differ)
 if(NOT differ EQUAL 0)
     message(FATAL_ERROR "the resumed run's checkpoint differs from the whole run's")
+endif()
+# Another batch size resumes all the same, and says which setting differs.
+run_program(other_batch --epochs 1 --resume ${OUT}/part.ckpt --batch 32)
+if(NOT out_other_batch MATCHES "note: checkpoint .* under other settings \\(batch: 64 in the checkpoint, 32 here\\): .*not bit for bit")
+    message(FATAL_ERROR "a resume with another --batch does not name it:\n${out_other_batch}")
 endif()
 message(STATUS "resumed run = whole run: checksum ${checksum_whole}, identical checkpoints")

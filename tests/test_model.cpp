@@ -434,9 +434,12 @@ size_t header_size(const std::string& sig) {
     return 8 + 4 + 4 + sig.size() + 8 + 8 + 4;
 }
 // After the parameters and state (version 2): step 8, epochs 8, optimizer name length 4, name,
-// learning rate 4, optimizer steps 8, optimizer state count 8, the state's floats.
+// learning rate 4, optimizer steps 8, optimizer state count 8, the state's floats; then (version
+// 3) the settings: count 4, and per setting a length byte and the name, a length byte and the value.
 size_t progress_size(const TrainingProgress& t) {
-    return 8 + 8 + 4 + t.optimizer.size() + 4 + 8 + 8 + 4 * t.optimizer_state.size();
+    size_t settings = 4;
+    for (const auto& [name, value] : t.settings) settings += 1 + name.size() + 1 + value.size();
+    return 8 + 8 + 4 + t.optimizer.size() + 4 + 8 + 8 + 4 * t.optimizer_state.size() + settings;
 }
 
 } // namespace
@@ -568,7 +571,7 @@ TEST_CASE("checkpoint: corrupt files are rejected with specific messages", "[mod
         std::memcpy(bad.data() + 8, &v, 4);
         write_bytes(file, bad);
         const std::string msg = load_error(file, sig, p, s);
-        CHECK_THAT(msg, Catch::Contains("version 7") && Catch::Contains("versions 1 to 2"));
+        CHECK_THAT(msg, Catch::Contains("version 7") && Catch::Contains("versions 1 to 3"));
     }
     SECTION("trailing bytes") {
         std::vector<char> bad = good;
@@ -604,7 +607,8 @@ TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer si
                            .optimizer = "adam",
                            .learning_rate = 3e-4f,
                            .optimizer_steps = 99,
-                           .optimizer_state = sample_values(2 * Small::param_count, 9)};
+                           .optimizer_state = sample_values(2 * Small::param_count, 9),
+                           .settings = {{"batch", "64"}, {"beta1", "0.9"}, {"empty", ""}}};
     save_checkpoint(file, sig, params, {}, &saved);
     CHECK(fs::file_size(file) == header_size(sig) + 4 * params.size() + progress_size(saved));
     std::vector<float> p(Small::param_count);
@@ -618,6 +622,7 @@ TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer si
     CHECK(read.learning_rate == saved.learning_rate);
     CHECK(read.optimizer_steps == 99);
     CHECK(read.optimizer_state == saved.optimizer_state);
+    CHECK(read.settings == saved.settings);
 
     // An optimizer state count far beyond any optimizer's is corrupt, not an allocation.
     std::vector<char> bad = read_bytes(file);
@@ -628,7 +633,7 @@ TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer si
     CHECK_THAT(load_error(file, sig, p, {}),
                Catch::Contains("corrupt") && Catch::Contains("optimizer state"));
     // A count within the cap that the file cannot hold: truncated, found before any allocation.
-    const std::uint64_t more = 2 * Small::param_count + 3;
+    const std::uint64_t more = 2 * Small::param_count + 64; // past the settings after the state too
     save_checkpoint(file, sig, params, {}, &saved);
     bad = read_bytes(file);
     std::memcpy(bad.data() + count_at, &more, 8);
@@ -651,6 +656,24 @@ TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer si
     const fs::path other = dir.path / "long.ckpt";
     CHECK_THROWS_WITH(save_checkpoint(other, sig, params, {}, &odd), Catch::Contains("at most 255"));
     CHECK_FALSE(fs::exists(other));
+    // So are settings it cannot hold: a name or value of 256 bytes or more, more than 64 of them.
+    odd = saved;
+    odd.settings.emplace_back("long", std::string(256, 'v'));
+    CHECK_THROWS_WITH(save_checkpoint(other, sig, params, {}, &odd),
+                      Catch::Contains("setting long") && Catch::Contains("at most 255"));
+    odd.settings.assign(65, {"k", "v"});
+    CHECK_THROWS_WITH(save_checkpoint(other, sig, params, {}, &odd), Catch::Contains("at most 64"));
+    CHECK_FALSE(fs::exists(other));
+    // A settings count no writer makes: corrupt, found as it is read (before the checksum, which
+    // it would fail too), not 1000 reads.
+    save_checkpoint(file, sig, params, {}, &saved);
+    bad = read_bytes(file);
+    size_t settings_bytes = 4;
+    for (const auto& [name, value] : saved.settings) settings_bytes += 2 + name.size() + value.size();
+    const std::uint32_t many = 1000;
+    std::memcpy(bad.data() + bad.size() - settings_bytes, &many, 4);
+    write_bytes(file, bad);
+    CHECK_THAT(load_error(file, sig, p, {}), Catch::Contains("corrupt") && Catch::Contains("1000 settings"));
 }
 
 TEST_CASE("checkpoint: a version-1 file (the model alone) still loads", "[model][checkpoint]") {

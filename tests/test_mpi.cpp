@@ -459,12 +459,22 @@ bool resumes_exactly(const Dataset& data, std::size_t threads, MakeComm&& make_c
     first.fit(data, nullptr, 2);
     first.save(file);
     Trainer<SmallMlp, SoftmaxCrossEntropy, Opt, Policy> resumed(make_opt<Opt>(), o, make_comm());
-    resumed.load(file);
+    const bool nothing_differs = resumed.load(file).empty();
     resumed.fit(data, nullptr, 1);
     const bool same = resumed.checksum() == whole.checksum() && resumed.steps_done() == whole.steps_done() &&
                       resumed.epochs_trained() == 3;
+    // Another seed is reported, alike on every rank (rank 0 reads the file and shares the text).
+    TrainerOptions reseeded_options = o;
+    reseeded_options.seed = 7;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, Opt, Policy> reseeded(make_opt<Opt>(), reseeded_options,
+                                                                 make_comm());
+    const bool seed_reported =
+        reseeded.load(file) == std::vector<std::string>{"seed: 42 in the checkpoint, 7 here"};
     world.barrier();
     if (world.rank() == 0) std::filesystem::remove_all(dir);
+    INFO("settings reported where none differ: " << !nothing_differs << "; seed reported: " << seed_reported);
+    CHECK(nothing_differs);
+    CHECK(seed_reported);
     return same;
 }
 } // namespace

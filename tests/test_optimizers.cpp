@@ -9,8 +9,11 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdlib>
 #include <limits>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -432,4 +435,22 @@ TEST_CASE("a gradient scaled inside update() gives the bits of a gradient scaled
     // 1/64 is exact; 1/3 and 1/7 round, as the last batch of an epoch does.
     for (float scale : {1.0f / 64.0f, 1.0f / 3.0f, 1.0f / 7.0f})
         for_each_configuration([scale]<class Opt>(typename Opt::Options o) { check_scaled<Opt>(o, scale); });
+}
+
+TEST_CASE("Optimizers name their settings; each reads back as the same float", "[optimizers][settings]") {
+    using Settings = std::vector<std::pair<std::string, std::string>>;
+    STATIC_REQUIRE(pardl::OptimizerSettings<pardl::SGD>);
+    STATIC_REQUIRE(pardl::OptimizerSettings<pardl::Adam>);
+    CHECK(pardl::SGD({.lr = 0.1f, .momentum = 0.9f, .weight_decay = 5e-4f}).settings() ==
+          Settings{{"momentum", "0.9"}, {"weight decay", "0.0005"}});
+    CHECK(pardl::AdamW().settings() ==
+          Settings{{"beta1", "0.9"}, {"beta2", "0.999"}, {"eps", "1e-08"}, {"weight decay", "0.01"}});
+    // The shortest text (6 to 9 significant digits) that is the same float.
+    for (float v : {0.9f, std::nextafter(0.9f, 1.0f), 1.0f / 3.0f, 1e-8f, 0.0f, 123456789.0f}) {
+        const std::string text = pardl::setting_text(v);
+        INFO(text);
+        CHECK(std::strtof(text.c_str(), nullptr) == v);
+        CHECK(text.size() <= 15);
+    }
+    CHECK(pardl::setting_text(std::nextafter(0.9f, 1.0f)) == "0.90000004"); // 8 digits
 }

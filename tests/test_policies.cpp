@@ -1,6 +1,7 @@
 // Policy equivalence in one process: OpenMP with 2 and 3 threads must reproduce Serial's
 // parameters (same seed, same global batches) up to summation-order rounding: <= 1e-5 relative.
 #include <catch2/catch.hpp>
+#include <zlib.h>
 
 #include <pardl/pardl.hpp>
 #include <pardl/policies/openmp.hpp>
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -22,6 +24,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace pardl;
@@ -585,7 +588,7 @@ Resumed resume_run(const Dataset& data, std::size_t threads, std::size_t epochs_
     Opt other = make_opt<Opt>();
     other.set_learning_rate(other.learning_rate() * 3.0f);
     Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> resumed(std::move(other), o);
-    resumed.load(file);
+    CHECK(resumed.load(file).empty()); // the same settings (the rate is progress, not a setting)
     resumed.fit(data, nullptr, epochs_after);
     r.resumed = resumed.checksum();
     r.resumed_steps = resumed.steps_done();
@@ -654,6 +657,90 @@ TEST_CASE("A checkpoint of one optimizer is refused by another; load_model takes
     momentum.save(file);
     Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> plain(SGD({.lr = 0.05f}), quiet_options(16));
     CHECK_THROWS_WITH(plain.load(file), Catch::Contains("values") && Catch::Contains("load_model"));
+    std::filesystem::remove(file);
+}
+
+TEST_CASE("A resume under other settings names each one that differs, on load and in the log",
+          "[policy][checkpoint]") {
+    const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                       ("pardl_settings_" + std::to_string(std::random_device{}()) + ".ckpt");
+    const Dataset data = make_blobs(64, 12, 4, 3);
+    TrainerOptions o = quiet_options(16);
+    o.threads = 3;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> saved(sgd(), o); // momentum 0.9, wd 1e-4
+    saved.fit(data, nullptr, 1);
+    saved.save(file);
+    const auto settings = saved.run_settings();
+    REQUIRE(settings.size() == 7);
+    CHECK(settings[0] == std::pair<std::string, std::string>{"policy", "openmp"});
+    CHECK(settings[2] == std::pair<std::string, std::string>{"workers per rank", "3"});
+    CHECK(settings[5] == std::pair<std::string, std::string>{"momentum", "0.9"});
+
+    SECTION("the same settings: nothing to report, nothing logged") {
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> same(sgd(), o);
+        CHECK(same.load(file).empty());
+    }
+    SECTION("another batch, seed, worker count and momentum: each named, the log says so") {
+        std::FILE* out = std::tmpfile();
+        REQUIRE(out != nullptr);
+        TrainerOptions changed = quiet_options(32);
+        changed.seed = 8;
+        changed.threads = 2;
+        changed.log = true;
+        changed.progress = false;
+        changed.out = out;
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> other(
+            SGD({.lr = 0.05f, .momentum = 0.5f, .weight_decay = 1e-4f}), changed);
+        const std::vector<std::string> report = other.load(file);
+        CHECK(report == std::vector<std::string>{"workers per rank: 3 in the checkpoint, 2 here",
+                                                 "batch: 16 in the checkpoint, 32 here",
+                                                 "seed: 3 in the checkpoint, 8 here",
+                                                 "momentum: 0.9 in the checkpoint, 0.5 here"});
+        CHECK(other.steps_done() == saved.steps_done()); // it resumed all the same
+        CHECK(other.checksum() == saved.checksum());
+        std::rewind(out);
+        std::string text;
+        for (int c; (c = std::fgetc(out)) != EOF;) text.push_back(static_cast<char>(c));
+        std::fclose(out);
+        CHECK_THAT(text, Catch::Contains("note: checkpoint") &&
+                             Catch::Contains("batch: 16 in the checkpoint") &&
+                             Catch::Contains("not bit for bit"));
+    }
+    SECTION("another policy") {
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> serial(sgd(), quiet_options(16));
+        CHECK(serial.load(file) == std::vector<std::string>{"policy: openmp in the checkpoint, serial here",
+                                                            "workers per rank: 3 in the checkpoint, 1 here"});
+    }
+    SECTION("a checkpoint without settings (format version 2): nothing to compare") {
+        // Version 3 with no settings is version 2 plus a zero count: drop it, relabel, re-sum.
+        TrainingProgress progress;
+        progress.step = saved.steps_done();
+        progress.epochs = 1;
+        progress.optimizer = "sgd";
+        progress.learning_rate = 0.05f;
+        progress.optimizer_steps = saved.steps_done();
+        const std::span<float> velocity = saved.optimizer().state_buffers().at(0);
+        progress.optimizer_state.assign(velocity.begin(), velocity.end());
+        save_checkpoint(file, SmallMlp::signature(), saved.parameters(), {}, &progress);
+        std::vector<char> bytes;
+        {
+            std::ifstream in(file, std::ios::binary);
+            bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        }
+        bytes.resize(bytes.size() - 4);
+        const std::uint32_t version = 2;
+        std::memcpy(bytes.data() + 8, &version, 4);
+        const std::size_t payload = 8 + 4 + 4 + SmallMlp::signature().size() + 8 + 8 + 4;
+        const auto crc = static_cast<std::uint32_t>(
+            crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data() + payload),
+                  static_cast<uInt>(bytes.size() - payload)));
+        std::memcpy(bytes.data() + payload - 4, &crc, 4);
+        std::ofstream(file, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> old(sgd(), quiet_options(64));
+        CHECK(old.load(file).empty());
+        CHECK(old.steps_done() == saved.steps_done());
+        CHECK(old.checksum() == saved.checksum());
+    }
     std::filesystem::remove(file);
 }
 
@@ -734,7 +821,7 @@ TEST_CASE("A failed or model-only load leaves the optimizer, its rate and the co
     SECTION("a corrupt file: nothing changes") {
         std::ifstream in(good, std::ios::binary);
         std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        bytes[bytes.size() - 3] = static_cast<char>(bytes[bytes.size() - 3] ^ 0x20); // in the optimizer state
+        bytes[bytes.size() - 3] = static_cast<char>(bytes[bytes.size() - 3] ^ 0x20); // in the settings
         std::ofstream(bad, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
         CHECK_THROWS_WITH(trainer.load(bad), Catch::Contains("checksum"));
         unchanged(true);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pardl/core/errors.hpp"
@@ -87,6 +88,13 @@ public:
     void set_learning_rate(float lr) { opt_.lr = lr; }
     const Options& options() const { return opt_; }
     static std::string name() { return Decoupled ? "adamw" : "adam"; }
+    /// OptimizerSettings.
+    std::vector<std::pair<std::string, std::string>> settings() const {
+        return {{"beta1", setting_text(opt_.beta1)},
+                {"beta2", setting_text(opt_.beta2)},
+                {"eps", setting_text(opt_.eps)},
+                {"weight decay", setting_text(opt_.weight_decay)}};
+    }
 
 private:
     Options opt_;

@@ -5,8 +5,11 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pardl {
@@ -50,6 +53,25 @@ concept SavesState = Optimizer<O> && requires(O& o) {
     { o.state_buffers() } -> std::convertible_to<std::vector<std::span<float>>>;
     { o.steps() } -> std::convertible_to<std::uint64_t>;
     o.set_steps(std::uint64_t{});
+};
+
+/// An optimizer's setting as checkpoint text (OptimizerSettings): the fewest significant digits
+/// (at least 6, at most 9) that read back as the same float, so 0.9f is "0.9".
+inline std::string setting_text(float v) {
+    char buf[32];
+    for (int digits = 6;; ++digits) {
+        std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
+        if (digits == 9 || std::strtof(buf, nullptr) == v) return buf;
+    }
+}
+
+/// Whether optimizer O names its options (`settings()`: (name, value) text pairs, e.g. momentum,
+/// weight decay, Adam's betas and eps; not the learning rate, which a checkpoint holds as
+/// progress). Trainer::save writes them into the checkpoint, and Trainer::load reports those that
+/// differ from this optimizer's: a resumed run continues exactly only with the same ones.
+template <class O>
+concept OptimizerSettings = Optimizer<O> && requires(const O& o) {
+    { o.settings() } -> std::convertible_to<std::vector<std::pair<std::string, std::string>>>;
 };
 
 } // namespace pardl

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pardl/core/errors.hpp"
@@ -88,6 +89,10 @@ public:
     void set_learning_rate(float lr) { opt_.lr = lr; }
     const Options& options() const { return opt_; }
     std::string name() const { return opt_.nesterov ? "sgd-nesterov" : "sgd"; }
+    /// OptimizerSettings (Nesterov is in the name).
+    std::vector<std::pair<std::string, std::string>> settings() const {
+        return {{"momentum", setting_text(opt_.momentum)}, {"weight decay", setting_text(opt_.weight_decay)}};
+    }
 
 private:
     Options opt_;

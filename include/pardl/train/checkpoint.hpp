@@ -1,7 +1,9 @@
 // Checkpoint files: a versioned header (magic, format version, model signature, sizes, CRC-32)
 // followed by the flat parameter and state buffers and, from version 2, the training progress
 // (step and epoch counters, the optimizer's kind, learning rate, step count and per-parameter
-// state) that resuming a run needs. Written atomically (temporary file in the same directory,
+// state) that resuming a run needs; from version 3 also the settings of the run that wrote it
+// (batch, seed, policy, ranks, workers, the optimizer's options), which a resumed run compares
+// with its own. Written atomically (temporary file in the same directory,
 // fsync, rename), so a crash never leaves a half-written checkpoint behind.
 #pragma once
 
@@ -19,6 +21,7 @@
 #include <fstream>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pardl/core/errors.hpp"
@@ -26,7 +29,7 @@
 namespace pardl {
 
 inline constexpr char checkpoint_magic[8] = {'P', 'A', 'R', 'D', 'L', 'C', 'K', 'P'};
-inline constexpr std::uint32_t checkpoint_version = 2;
+inline constexpr std::uint32_t checkpoint_version = 3;
 
 /// What a checkpoint holds besides the model: where training stood, so that a run resumed from it
 /// continues exactly as the uninterrupted run would (Trainer::save / load). `optimizer` empty:
@@ -39,8 +42,14 @@ struct TrainingProgress {
     float learning_rate = 0;
     std::uint64_t optimizer_steps = 0;
     std::vector<float> optimizer_state; ///< its per-parameter buffers, back to back
-    bool present = false;               ///< load_checkpoint: the file had this section (version >= 2)
+    /// The settings of the run that wrote it, as (name, value) text: what a resumed run must share
+    /// with it to continue bit for bit (Trainer::load reports any that differ). Empty in a
+    /// version-2 file. At most 64 pairs, names and values under 256 bytes each.
+    std::vector<std::pair<std::string, std::string>> settings{};
+    bool present = false; ///< load_checkpoint: the file had this section (version >= 2)
 };
+
+inline constexpr std::size_t checkpoint_max_settings = 64;
 
 namespace detail {
 static_assert(std::endian::native == std::endian::little, "pardl checkpoints assume a little-endian host");
@@ -63,8 +72,8 @@ private:
     uLong crc_ = crc32(0L, Z_NULL, 0);
 };
 
-/// The version-2 training section as written (the checksum covers it), field by field in the order
-/// load_checkpoint reads them.
+/// The training section as written before the optimizer's state (the checksum covers it), field
+/// by field in the order load_checkpoint reads them.
 inline std::vector<char> progress_bytes(const TrainingProgress& t) {
     std::vector<char> out;
     const auto put = [&](const void* p, std::size_t n) {
@@ -82,10 +91,28 @@ inline std::vector<char> progress_bytes(const TrainingProgress& t) {
     put(&n_state, sizeof n_state);
     return out;
 }
+
+/// The settings section (version 3), after the optimizer's state: a count (4 bytes), then per
+/// setting its name and its value, each a length byte and the text.
+inline std::vector<char> settings_bytes(const TrainingProgress& t) {
+    std::vector<char> out;
+    const auto count = static_cast<std::uint32_t>(t.settings.size());
+    const char* c = reinterpret_cast<const char*>(&count);
+    out.insert(out.end(), c, c + sizeof count);
+    const auto text = [&](const std::string& s) {
+        out.push_back(static_cast<char>(static_cast<unsigned char>(s.size())));
+        out.insert(out.end(), s.begin(), s.end());
+    };
+    for (const auto& [name, value] : t.settings) {
+        text(name);
+        text(value);
+    }
+    return out;
+}
 } // namespace detail
 
 /// Writes parameters and state for the model named `signature` to `path`, atomically: with a
-/// training progress in format version 2, without one (the model alone) in version 1, which
+/// training progress in format version 3, without one (the model alone) in version 1, which
 /// Trainer::load then takes as the model alone too.
 inline void save_checkpoint(const std::filesystem::path& path, const std::string& signature,
                             std::span<const float> params, std::span<const float> state,
@@ -93,6 +120,15 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
     PARDL_REQUIRE(progress == nullptr || progress->optimizer.size() < 256, CheckpointError,
                   "cannot write checkpoint ", path.string(), ": an optimizer name of ",
                   progress ? progress->optimizer.size() : 0, " bytes (at most 255)");
+    if (progress != nullptr) {
+        PARDL_REQUIRE(progress->settings.size() <= checkpoint_max_settings, CheckpointError,
+                      "cannot write checkpoint ", path.string(), ": ", progress->settings.size(),
+                      " settings (at most ", checkpoint_max_settings, ")");
+        for (const auto& [name, value] : progress->settings)
+            PARDL_REQUIRE(name.size() < 256 && value.size() < 256, CheckpointError,
+                          "cannot write checkpoint ", path.string(), ": setting ", name.substr(0, 40),
+                          " is too long (at most 255 bytes)");
+    }
     namespace fs = std::filesystem;
     const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
     std::string tmpl = (dir / (path.filename().string() + ".tmp-XXXXXX")).string();
@@ -128,11 +164,14 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
         progress != nullptr ? detail::progress_bytes(*progress) : std::vector<char>{};
     const std::span<const float> opt_state =
         progress != nullptr ? std::span<const float>(progress->optimizer_state) : std::span<const float>{};
+    const std::vector<char> settings =
+        progress != nullptr ? detail::settings_bytes(*progress) : std::vector<char>{};
     detail::Crc sum;
     sum.add(params.data(), params.size_bytes());
     sum.add(state.data(), state.size_bytes());
     sum.add(section.data(), section.size());
     sum.add(opt_state.data(), opt_state.size_bytes());
+    sum.add(settings.data(), settings.size());
     const std::uint32_t crc = sum.value();
     put(checkpoint_magic, sizeof checkpoint_magic);
     put(&version, sizeof version);
@@ -145,6 +184,7 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
     put(state.data(), state.size_bytes());
     put(section.data(), section.size());
     put(opt_state.data(), opt_state.size_bytes());
+    put(settings.data(), settings.size());
     if (::fsync(fd) != 0) fail(std::string("fsync: ") + std::strerror(errno));
     if (::close(fd) != 0) {
         std::remove(tmp.c_str());
@@ -191,7 +231,7 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
                   " is not a pardl checkpoint (bad magic)");
     std::uint32_t version = 0, sig_len = 0;
     get(&version, sizeof version, "header");
-    PARDL_REQUIRE(version == 1 || version == checkpoint_version, CheckpointError, where,
+    PARDL_REQUIRE(version >= 1 && version <= checkpoint_version, CheckpointError, where,
                   " has format version ", version, "; this build reads versions 1 to ", checkpoint_version);
     get(&sig_len, sizeof sig_len, "header");
     PARDL_REQUIRE(sig_len < (1u << 20), CheckpointError, where, " has a corrupt header");
@@ -249,6 +289,23 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
                       CheckpointError, where, " is corrupt (learning rate ", read.learning_rate, ")");
         read.optimizer_state.resize(n_state);
         take(read.optimizer_state.data(), n_state * sizeof(float), "optimizer state");
+    }
+    if (version >= 3) {
+        std::uint32_t count = 0;
+        take(&count, sizeof count, "settings");
+        PARDL_REQUIRE(count <= checkpoint_max_settings, CheckpointError, where, " is corrupt (", count,
+                      " settings)");
+        const auto text = [&] {
+            unsigned char len = 0;
+            take(&len, 1, "settings");
+            std::string t(len, '\0');
+            take(t.data(), len, "settings");
+            return t;
+        };
+        for (std::uint32_t i = 0; i < count; ++i) {
+            std::string name = text();
+            read.settings.emplace_back(std::move(name), text());
+        }
     }
     PARDL_REQUIRE(in.peek() == std::char_traits<char>::eof(), CheckpointError, where, " has trailing bytes");
     PARDL_REQUIRE(sum.value() == crc, CheckpointError, where, " is corrupt (checksum mismatch)");

@@ -520,7 +520,8 @@ public:
     /// Rank 0 writes the checkpoint atomically; other ranks wait for it. It holds what resuming
     /// needs: the parameters and batch-norm statistics, the step and epoch counters, and the
     /// optimizer's kind, learning rate, step count and state (momentum, Adam's moments; an
-    /// optimizer that is not SavesState leaves it out). Parameters that are no longer finite (a
+    /// optimizer that is not SavesState leaves it out), and the run's settings (run_settings),
+    /// which load compares with its own. Parameters that are no longer finite (a
     /// diverged run) are not saved: NumericalError, and the file is untouched. A collective.
     void save(const std::filesystem::path& path) {
         require_finite_parameters("(checkpoint " + path.string() + " not written)");
@@ -542,6 +543,7 @@ public:
                     for (std::span<float> b : opt_.state_buffers())
                         progress.optimizer_state.insert(progress.optimizer_state.end(), b.begin(), b.end());
                 }
+                progress.settings = run_settings();
                 save_checkpoint(path, Model::signature(), params_.span(), state_.span(), &progress);
             },
             "rank 0 could not write checkpoint " + path.string());
@@ -549,21 +551,43 @@ public:
 
     /// Resumes from a checkpoint: everything save() wrote. Training on then continues bit for bit
     /// as the run that saved it would have, when this trainer is built as that one was (the same
-    /// model, policy, rank and worker count, TrainerOptions, data, and optimizer options: momentum,
-    /// weight decay, Adam's betas and eps are not in the file) and the save was at an epoch's end
-    /// (after fit or train_epoch: fit starts the next epoch). The learning rate is the saved one
-    /// (set_learning_rate after load to change it). A checkpoint that holds another optimizer's
+    /// model, policy, rank and worker count, batch, seed, data, and optimizer options such as
+    /// momentum, weight decay, Adam's betas and eps) and the save was at an epoch's end (after fit
+    /// or train_epoch: fit starts the next epoch). Returns the settings that differ from those
+    /// the checkpoint recorded (run_settings), one line each, e.g. "batch: 64 in the checkpoint,
+    /// 128 here", the same on every rank, and with TrainerOptions::log rank 0 prints them: the
+    /// run goes on from the checkpoint (another batch or rank count is a legitimate choice) but
+    /// not bit for bit. The data is not recorded. Empty for a checkpoint written before settings
+    /// were recorded (format version 2). The learning rate is the saved one (set_learning_rate
+    /// after load to change it). A checkpoint that holds another optimizer's
     /// state is refused (load_model takes its model alone); one without optimizer state (an
     /// optimizer that does not save it) leaves the optimizer as it is, and one of format version
     /// 1 (the model alone) the optimizer and the counters. Rank 0 reads the file into scratch buffers and
     /// checks it whole (length, checksum, optimizer) before anything changes: a load that fails leaves the
     /// trainer, on every rank, as it was. A collective.
-    void load(const std::filesystem::path& path) { read_checkpoint(path, /*resume=*/true); }
+    std::vector<std::string> load(const std::filesystem::path& path) {
+        return read_checkpoint(path, /*resume=*/true);
+    }
 
     /// The model alone from a checkpoint (parameters and batch-norm statistics): the optimizer and
     /// the step and epoch counters stay as they are, as PyTorch's `model.load_state_dict` without
     /// the optimizer's. For fine-tuning with another optimizer, or inference. A collective.
     void load_model(const std::filesystem::path& path) { read_checkpoint(path, /*resume=*/false); }
+
+    /// What a checkpoint records of this run beyond its progress, as (name, value) text: the
+    /// policy, ranks, workers per rank, batch, seed and the optimizer's options
+    /// (OptimizerSettings). The same on every rank.
+    std::vector<std::pair<std::string, std::string>> run_settings() const {
+        std::vector<std::pair<std::string, std::string>> s{
+            {"policy", P::name()},
+            {"ranks", std::to_string(comm_.size())},
+            {"workers per rank", std::to_string(exec_.workers())},
+            {"batch", std::to_string(options_.batch)},
+            {"seed", std::to_string(options_.seed)}};
+        if constexpr (OptimizerSettings<Opt>)
+            for (auto& setting : opt_.settings()) s.push_back(std::move(setting));
+        return s;
+    }
 
 private:
     struct Worker {
@@ -798,15 +822,17 @@ private:
             throw CheckpointError(comm_.rank() == 0 ? why : elsewhere);
     }
 
-    /// load and load_model (see there).
-    void read_checkpoint(const std::filesystem::path& path, bool resume) {
+    /// load and load_model (see there); returns load's list of settings that differ.
+    std::vector<std::string> read_checkpoint(const std::filesystem::path& path, bool resume) {
         TrainingProgress progress;
+        std::string differences; // rank 0's, one per line, then shared
         on_rank0_for_all(
             [&] {
                 std::vector<float> params(param_count), state(state_.size());
                 load_checkpoint(path, Model::signature(), std::span<float>(params), std::span<float>(state),
                                 &progress);
                 if (resume) require_optimizer_fits(progress, path);
+                if (resume) differences = settings_differences(progress.settings);
                 std::copy(params.begin(), params.end(), params_.span().begin());
                 std::copy(state.begin(), state.end(), state_.span().begin());
             },
@@ -814,7 +840,23 @@ private:
         comm_.broadcast(params_.span(), 0);
         if (!state_.empty()) comm_.broadcast(state_.span(), 0);
         param_copies_current_ = false;
-        if (!resume) return;
+        if (!resume) return {};
+        share_text(differences);
+        std::vector<std::string> report;
+        for (std::size_t at = 0; at < differences.size();) {
+            const std::size_t end = std::min(differences.find('\n', at), differences.size());
+            report.push_back(differences.substr(at, end - at));
+            at = end + 1;
+        }
+        if (!report.empty() && options_.log && comm_.rank() == 0) {
+            std::fprintf(options_.out, "note: checkpoint %s was written under other settings (",
+                         path.c_str());
+            for (std::size_t i = 0; i < report.size(); ++i)
+                std::fprintf(options_.out, "%s%s", i ? "; " : "", report[i].c_str());
+            std::fprintf(options_.out,
+                         "): training goes on from it, but not bit for bit as that run would have\n");
+            std::fflush(options_.out);
+        }
         // Rank 0's progress to every rank in one sum where the others add zeros: every count is
         // below 2^53 (load_checkpoint refuses more) and the rate a float, so doubles hold them exactly.
         double got[6] = {};
@@ -827,11 +869,11 @@ private:
             got[5] = progress.learning_rate;
         }
         comm_.allreduce_sum(std::span<double>(got, 6));
-        if (got[0] == 0) return; // version 1: the model alone
+        if (got[0] == 0) return report; // version 1: the model alone
         step_ = static_cast<std::uint64_t>(got[1]);
         epochs_trained_ = static_cast<std::size_t>(got[2]);
         if constexpr (SavesState<Opt>) {
-            if (got[3] == 0) return;
+            if (got[3] == 0) return report;
             opt_.set_steps(static_cast<std::uint64_t>(got[4]));
             opt_.set_learning_rate(static_cast<float>(got[5]));
             std::size_t at = 0;
@@ -843,6 +885,48 @@ private:
                 at += b.size();
             }
         }
+        return report;
+    }
+
+    /// The settings of `saved` (a checkpoint's run_settings) that differ from this run's, one line
+    /// each ("name: saved in the checkpoint, now here"), in the checkpoint's order, then those
+    /// this run has and the checkpoint lacks. None for a checkpoint that recorded none.
+    std::string settings_differences(const std::vector<std::pair<std::string, std::string>>& saved) const {
+        if (saved.empty()) return {};
+        const auto mine = run_settings();
+        const auto find = [](const auto& list, const std::string& name) -> const std::string* {
+            for (const auto& [n, v] : list)
+                if (n == name) return &v;
+            return nullptr;
+        };
+        std::string out;
+        for (const auto& [name, value] : saved) {
+            const std::string* now = find(mine, name);
+            if (now == nullptr)
+                out += name + ": " + value + " in the checkpoint, not set here\n";
+            else if (*now != value)
+                out += name + ": " + value + " in the checkpoint, " + *now + " here\n";
+        }
+        for (const auto& [name, value] : mine)
+            if (find(saved, name) == nullptr) out += name + ": not in the checkpoint, " + value + " here\n";
+        return out;
+    }
+
+    /// Gives every rank rank 0's `text`. A collective; nothing to do for one process.
+    void share_text(std::string& text) {
+        if (comm_.size() == 1) return;
+        const std::uint64_t n = comm_.max(comm_.rank() == 0 ? text.size() : std::uint64_t{0});
+        if (n == 0) {
+            text.clear();
+            return;
+        }
+        // Bytes as floats (each exact): the communicator broadcasts floats.
+        std::vector<float> bytes(n);
+        if (comm_.rank() == 0)
+            for (std::size_t i = 0; i < n; ++i) bytes[i] = static_cast<unsigned char>(text[i]);
+        comm_.broadcast(std::span<float>(bytes), 0);
+        text.resize(n);
+        for (std::size_t i = 0; i < n; ++i) text[i] = static_cast<char>(static_cast<unsigned char>(bytes[i]));
     }
 
     /// Refuses (CheckpointError) optimizer state that is not this optimizer's: another kind, or
