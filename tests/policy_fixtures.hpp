@@ -48,10 +48,13 @@ Opt make_opt() {
 /// from seed 1234.
 template <class Policy, class Opt, class Model = SmallMlp>
 testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads,
-                        std::size_t steps, std::size_t check_replicas = 0) {
-    return testing::train_fresh<Model, Policy>(
-        data, std::move(opt),
-        {.batch = batch, .threads = threads, .steps = steps, .check_replicas = check_replicas});
+                        std::size_t steps, std::size_t check_replicas = 0, Schedule schedule = {}) {
+    return testing::train_fresh<Model, Policy>(data, std::move(opt),
+                                               {.batch = batch,
+                                                .threads = threads,
+                                                .steps = steps,
+                                                .check_replicas = check_replicas,
+                                                .schedule = std::move(schedule)});
 }
 
 } // namespace policy_fixtures

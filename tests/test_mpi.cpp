@@ -105,6 +105,13 @@ TEST_CASE("MPI reproduces Serial with one worker per rank taken in turn, bit for
     // only to float precision.
     for (std::size_t s = 0; s < serial.losses.size(); ++s)
         CHECK(mpi.losses[s] == Approx(serial.losses[s]).epsilon(1e-6));
+    // With a learning-rate schedule every rank takes the same rate at every step: still the same bits,
+    // and not those of the constant rate.
+    const Schedule curve = schedule::warmup(5, schedule::cosine(0.05f, 25));
+    const auto serial_curve = run<Serial>(data, sgd(), 50, ranks, 25, 0, curve);
+    const auto mpi_curve = run<MPI>(data, sgd(), 50, 1, 25, /*check_replicas=*/5, curve);
+    CHECK(mpi_curve.params == serial_curve.params);
+    CHECK(mpi_curve.params != mpi.params);
 }
 
 TEST_CASE("A last batch smaller than the rank count neither hangs nor miscounts", "[mpi]") {

@@ -3,6 +3,7 @@
 // slice-invariance contract of update(), and option validation.
 #include "pardl/core/errors.hpp"
 #include "pardl/optimizers/adam.hpp"
+#include "pardl/optimizers/schedule.hpp"
 #include "pardl/optimizers/sgd.hpp"
 
 #include <catch2/catch.hpp>
@@ -453,4 +454,43 @@ TEST_CASE("Optimizers name their settings; each reads back as the same float", "
         CHECK(text.size() <= 15);
     }
     CHECK(pardl::setting_text(std::nextafter(0.9f, 1.0f)) == "0.90000004"); // 8 digits
+}
+
+TEST_CASE("Learning-rate schedules follow their formulas", "[optimizers][schedule]") {
+    using namespace pardl;
+    SECTION("step_decay: lr * gamma^floor(step / every)") {
+        const Schedule s = schedule::step_decay(0.1f, 10, 0.5f);
+        CHECK(s(0) == 0.1f);
+        CHECK(s(9) == 0.1f);
+        CHECK(s(10) == 0.05f);
+        CHECK(s(25) == 0.025f);
+    }
+    SECTION("cosine: lr at 0, the midpoint halfway, min_lr from `steps` on, never rising") {
+        const Schedule s = schedule::cosine(0.1f, 100, 0.01f);
+        CHECK(s(0) == 0.1f);
+        CHECK(s(50) == Approx(0.055f).epsilon(1e-6));
+        CHECK(s(100) == 0.01f);
+        CHECK(s(1000) == 0.01f);
+        for (std::uint64_t t = 1; t <= 100; ++t) CHECK(s(t) <= s(t - 1));
+        CHECK(schedule::cosine(0.1f, 100)(99) > 0.0f); // every step before the end still learns
+    }
+    SECTION("warmup: linear up to the schedule after it, then that schedule") {
+        const Schedule s = schedule::warmup(4, schedule::step_decay(0.2f, 5, 0.1f));
+        CHECK(s(0) == Approx(0.05f));
+        CHECK(s(1) == Approx(0.10f));
+        CHECK(s(3) == 0.2f);
+        CHECK(s(4) == 0.2f);
+        CHECK(s(5) == Approx(0.02f));
+        CHECK(schedule::warmup(3, schedule::constant(0.3f))(1) == Approx(0.2f));
+    }
+    SECTION("arguments no schedule can use are refused by name") {
+        CHECK_THROWS_WITH(schedule::step_decay(0.1f, 0, 0.5f), Catch::Contains("every"));
+        CHECK_THROWS_WITH(schedule::step_decay(0.1f, 10, 1.5f), Catch::Contains("gamma"));
+        CHECK_THROWS_WITH(schedule::cosine(-1.0f, 10), Catch::Contains("lr"));
+        CHECK_THROWS_WITH(schedule::cosine(0.1f, 10, 0.2f), Catch::Contains("min_lr"));
+        CHECK_THROWS_WITH(schedule::cosine(0.1f, 0), Catch::Contains("steps"));
+        CHECK_THROWS_WITH(schedule::warmup(0, schedule::constant(0.1f)), Catch::Contains("steps"));
+        CHECK_THROWS_WITH(schedule::warmup(5, Schedule{}), Catch::Contains("empty"));
+        CHECK_THROWS_AS(schedule::constant(0.0f), ConfigError);
+    }
 }

@@ -389,6 +389,32 @@ TrainerOptions quiet_options(std::size_t batch) {
     o.log = false;
     return o;
 }
+
+/// A file a trainer logs into (options()) and the test then reads (text()).
+class CapturedLog {
+public:
+    CapturedLog() : file_(std::tmpfile()) { REQUIRE(file_ != nullptr); }
+    ~CapturedLog() { std::fclose(file_); }
+    CapturedLog(const CapturedLog&) = delete;
+    CapturedLog& operator=(const CapturedLog&) = delete;
+    /// quiet_options(batch), but logging into this file.
+    TrainerOptions options(std::size_t batch) const {
+        TrainerOptions o = quiet_options(batch);
+        o.log = true;
+        o.progress = false;
+        o.out = file_;
+        return o;
+    }
+    std::string text() const {
+        std::rewind(file_);
+        std::string t;
+        for (int c; (c = std::fgetc(file_)) != EOF;) t.push_back(static_cast<char>(c));
+        return t;
+    }
+
+private:
+    std::FILE* file_;
+};
 } // namespace
 
 TEST_CASE("A diverging run stops with NumericalError, whatever the learning rate", "[policy][diverge]") {
@@ -571,11 +597,12 @@ struct Resumed {
 };
 template <class Model, class Policy, class Opt>
 Resumed resume_run(const Dataset& data, std::size_t threads, std::size_t epochs_before,
-                   std::size_t epochs_after) {
+                   std::size_t epochs_after, Schedule schedule = {}) {
     const std::filesystem::path file = std::filesystem::temp_directory_path() /
                                        ("pardl_resume_" + std::to_string(std::random_device{}()) + ".ckpt");
     TrainerOptions o = quiet_options(16);
     o.threads = threads;
+    o.schedule = std::move(schedule);
     Resumed r;
     Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> whole(make_opt<Opt>(), o);
     whole.fit(data, nullptr, epochs_before + epochs_after);
@@ -631,6 +658,60 @@ TEMPLATE_TEST_CASE("A run resumed from a checkpoint continues bit for bit", "[po
     SECTION("TensorParallel, 2 threads") {
         check_exact(resume_run<WideMlp, TensorParallel, TestType>(wide, 2, 2, 1));
     }
+    SECTION("Serial and OpenMP with a learning-rate schedule: the resumed run stays on its curve") {
+        // 7 steps an epoch: the warm-up ends and the decay steps inside the epochs.
+        const Schedule curve = schedule::warmup(3, schedule::step_decay(0.02f, 5, 0.5f));
+        check_exact(resume_run<SmallMlp, Serial, TestType>(data, 1, 2, 1, curve));
+        check_exact(resume_run<WideMlp, OpenMP, TestType>(wide, 2, 2, 1, curve));
+    }
+}
+
+TEST_CASE("A learning-rate schedule sets every step's rate, alike under every policy", "[policy][schedule]") {
+    const Dataset data = make_blobs(64, 40, 5, 4); // batches of 16: 4 steps an epoch
+    TrainerOptions o = quiet_options(16);
+    o.schedule = schedule::step_decay(0.05f, 4, 0.5f);
+    Trainer<WideMlp, SoftmaxCrossEntropy, SGD, Serial> serial(sgd(), o);
+    const std::vector<EpochRecord> history = serial.fit(data, nullptr, 3);
+    CHECK(history[0].learning_rate == 0.05f); // steps 0-3
+    CHECK(history[1].learning_rate == 0.025f);
+    CHECK(history[2].learning_rate == 0.0125f);
+    CHECK(serial.optimizer().learning_rate() == 0.0125f);
+    // The schedule, not the optimizer's own rate, decides: the same run without it differs.
+    Trainer<WideMlp, SoftmaxCrossEntropy, SGD, Serial> constant(sgd(), quiet_options(16));
+    constant.fit(data, nullptr, 3);
+    CHECK(constant.checksum() != serial.checksum());
+    for (std::size_t threads : {2, 3}) {
+        o.threads = threads;
+        Trainer<WideMlp, SoftmaxCrossEntropy, SGD, OpenMP> omp(sgd(), o);
+        omp.fit(data, nullptr, 3);
+        INFO("OpenMP, " << threads << " threads");
+        CHECK(testing::max_relative_difference(omp.parameters(), serial.parameters()) <= 1e-5);
+    }
+    o.threads = 2;
+    Trainer<WideMlp, SoftmaxCrossEntropy, SGD, TensorParallel> tensor(sgd(), o);
+    tensor.fit(data, nullptr, 3);
+    CHECK(testing::max_relative_difference(tensor.parameters(), serial.parameters()) <= 1e-5);
+}
+
+TEST_CASE("A schedule that gives no usable rate stops the run by name; the log shows the rate",
+          "[policy][schedule]") {
+    const Dataset data = make_blobs(64, 12, 4, 4);
+    const CapturedLog log;
+    TrainerOptions o = log.options(16);
+    o.schedule = [](std::uint64_t step) {
+        return step < 6 ? 0.01f : std::numeric_limits<float>::quiet_NaN();
+    };
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), o);
+    trainer.fit(data, nullptr, 1);
+    const std::uint64_t before = trainer.checksum();
+    CHECK_THROWS_WITH(trainer.fit(data, nullptr, 1),
+                      Catch::Contains("schedule gave nan for step 6") && Catch::Contains(">= 0"));
+    CHECK(trainer.steps_done() == 6); // steps 4 and 5 ran; step 6 changed nothing
+    CHECK(trainer.checksum() != before);
+    o.schedule = [](std::uint64_t) { return -0.1f; };
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> negative(sgd(), o);
+    CHECK_THROWS_WITH(negative.fit(data, nullptr, 1), Catch::Contains("-0.1 for step 0"));
+    CHECK_THAT(log.text(), Catch::Contains("epoch   1  loss") && Catch::Contains("lr 0.01"));
 }
 
 TEST_CASE("A checkpoint of one optimizer is refused by another; load_model takes its model",
@@ -681,14 +762,10 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
         CHECK(same.load(file).empty());
     }
     SECTION("another batch, seed, worker count and momentum: each named, the log says so") {
-        std::FILE* out = std::tmpfile();
-        REQUIRE(out != nullptr);
-        TrainerOptions changed = quiet_options(32);
+        const CapturedLog log;
+        TrainerOptions changed = log.options(32);
         changed.seed = 8;
         changed.threads = 2;
-        changed.log = true;
-        changed.progress = false;
-        changed.out = out;
         Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> other(
             SGD({.lr = 0.05f, .momentum = 0.5f, .weight_decay = 1e-4f}), changed);
         const std::vector<std::string> report = other.load(file);
@@ -698,13 +775,9 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
                                                  "momentum: 0.9 in the checkpoint, 0.5 here"});
         CHECK(other.steps_done() == saved.steps_done()); // it resumed all the same
         CHECK(other.checksum() == saved.checksum());
-        std::rewind(out);
-        std::string text;
-        for (int c; (c = std::fgetc(out)) != EOF;) text.push_back(static_cast<char>(c));
-        std::fclose(out);
-        CHECK_THAT(text, Catch::Contains("note: checkpoint") &&
-                             Catch::Contains("batch: 16 in the checkpoint") &&
-                             Catch::Contains("not bit for bit"));
+        CHECK_THAT(log.text(), Catch::Contains("note: checkpoint") &&
+                                   Catch::Contains("batch: 16 in the checkpoint") &&
+                                   Catch::Contains("not bit for bit"));
     }
     SECTION("another policy") {
         Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> serial(sgd(), quiet_options(16));
@@ -747,19 +820,10 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
 TEST_CASE("The epoch log shows accuracy only for classification data", "[policy][log]") {
     // Accuracy is argmax against labels: for regression targets it would print a meaningless 0.
     const auto log_of = [](auto&& make_trainer, const Dataset& data) {
-        std::FILE* out = std::tmpfile();
-        REQUIRE(out != nullptr);
-        TrainerOptions o = quiet_options(16);
-        o.log = true;
-        o.progress = false;
-        o.out = out;
-        auto trainer = make_trainer(o);
+        const CapturedLog log;
+        auto trainer = make_trainer(log.options(16));
         trainer->fit(data, &data, 1);
-        std::rewind(out);
-        std::string text;
-        for (int c; (c = std::fgetc(out)) != EOF;) text.push_back(static_cast<char>(c));
-        std::fclose(out);
-        return text;
+        return log.text();
     };
     const std::string regression = log_of(
         [](const TrainerOptions& o) {

@@ -60,6 +60,7 @@ struct RunSpec {
     std::size_t steps = 10;         ///< training steps, cycling through epochs of the data
     std::uint64_t seed = 1234;      ///< initial parameters and batch order
     std::size_t check_replicas = 0; ///< TrainerOptions::check_replicas (distributed policies)
+    Schedule schedule{};            ///< TrainerOptions::schedule
 };
 
 /// Trains a freshly initialised Model under Policy as `spec` says and returns what train_steps
@@ -71,6 +72,7 @@ TrainedRun train_fresh(const Dataset& data, Opt opt, const RunSpec& spec) {
     o.seed = spec.seed;
     o.threads = spec.threads;
     o.check_replicas = spec.check_replicas;
+    o.schedule = spec.schedule;
     o.log = false;
     Trainer<Model, Loss, Opt, Policy> trainer(std::move(opt), o);
     return train_steps(trainer, data, spec.steps);

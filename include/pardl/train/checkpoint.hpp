@@ -277,7 +277,8 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
         PARDL_REQUIRE(at <= file_bytes && n_state * sizeof(float) <= file_bytes - at, CheckpointError, where,
                       " is truncated (in optimizer state: ", n_state, " values announced, ",
                       at <= file_bytes ? (file_bytes - at) / sizeof(float) : 0, " in the file)");
-        // Values no run writes (a rate that is not a positive number, counts past 2^53): a
+        // Values no run writes (a rate that is negative or not a number, counts past 2^53; a
+        // schedule may end at 0): a
         // consistent checksum does not make them usable.
         constexpr std::uint64_t count_limit = 1ULL << 53;
         PARDL_REQUIRE(read.step < count_limit && read.epochs < count_limit &&
@@ -285,7 +286,7 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
                       CheckpointError, where, " is corrupt (step ", read.step, ", epoch ", read.epochs,
                       ", optimizer step ", read.optimizer_steps, ")");
         PARDL_REQUIRE(read.optimizer.empty() ||
-                          (std::isfinite(read.learning_rate) && read.learning_rate > 0.0f),
+                          (std::isfinite(read.learning_rate) && read.learning_rate >= 0.0f),
                       CheckpointError, where, " is corrupt (learning rate ", read.learning_rate, ")");
         read.optimizer_state.resize(n_state);
         take(read.optimizer_state.data(), n_state * sizeof(float), "optimizer state");

@@ -28,6 +28,7 @@
 #include "pardl/metrics/timeline.hpp"
 #include "pardl/metrics/timer.hpp"
 #include "pardl/optimizers/optimizer.hpp"
+#include "pardl/optimizers/schedule.hpp"
 #include "pardl/policies/policy.hpp"
 #include "pardl/tensor/buffer.hpp"
 #include "pardl/tensor/vector_loop.hpp"
@@ -63,7 +64,8 @@ struct EpochRecord {
     double test_accuracy = 0;
     double seconds = 0; ///< training time of the epoch (evaluation excluded)
     double samples_per_second = 0;
-    PhaseTimes phases; ///< where this rank's first worker spent the epoch
+    float learning_rate = 0; ///< the optimizer's rate at the epoch's end (its last step's, with a schedule)
+    PhaseTimes phases;       ///< where this rank's first worker spent the epoch
 };
 
 struct TrainerOptions {
@@ -82,6 +84,10 @@ struct TrainerOptions {
     /// (core/subnormals.hpp says why); the calling thread's mode is restored afterwards. False:
     /// they run in the calling thread's mode, whatever it is.
     bool flush_subnormals = true;
+    /// When set, the optimizer's learning rate before each step is schedule(steps_done()) (see
+    /// optimizers/schedule.hpp: schedule::cosine, step_decay, warmup), on every rank alike; a
+    /// resumed run goes on along the same curve. Empty: the rate stays as set.
+    Schedule schedule;
 };
 
 template <class Model, Loss LossT, Optimizer Opt, PolicyType P = Serial>
@@ -226,6 +232,13 @@ public:
         const bool fused_update = fuses_update();
         // Scaled once by 1/N_global (N is the global batch: every rank knows it).
         const float scale = 1.0f / static_cast<float>(std::max<std::size_t>(1, global_rows));
+        if (options_.schedule) {
+            const float rate = options_.schedule(step_);
+            PARDL_REQUIRE(std::isfinite(rate) && rate >= 0.0f, ConfigError,
+                          "the learning-rate schedule gave ", rate, " for step ", step_,
+                          ": a rate must be a number >= 0");
+            opt_.set_learning_rate(rate);
+        }
         opt_.begin_step();
         // Whether the workers' parameter copies are current where they updated (see
         // Worker::param_copy); false until this step has succeeded.
@@ -506,6 +519,8 @@ public:
                 if (labelled(train)) std::fprintf(options_.out, "  train acc %.4f", rec.train_accuracy);
                 if (test) std::fprintf(options_.out, "  test loss %.4f", rec.test_loss);
                 if (test && labelled(*test)) std::fprintf(options_.out, "  test acc %.4f", rec.test_accuracy);
+                if (options_.schedule)
+                    std::fprintf(options_.out, "  lr %.4g", static_cast<double>(rec.learning_rate));
                 std::fprintf(options_.out, "  %.2f s  %.0f samples/s\n", rec.seconds, rec.samples_per_second);
                 std::fflush(options_.out);
             }
@@ -695,6 +710,7 @@ private:
         rec.train_loss = seen ? loss_sum / static_cast<double>(seen) : 0.0;
         rec.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
         rec.samples_per_second = static_cast<double>(seen) / rec.seconds;
+        rec.learning_rate = opt_.learning_rate();
         for (std::size_t i = 0; i < rec.phases.seconds.size(); ++i)
             rec.phases.seconds[i] = phases_.seconds[i] - phases_before.seconds[i];
         epochs_trained_ = std::max(epochs_trained_, epoch);

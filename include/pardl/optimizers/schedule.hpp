@@ -1,0 +1,74 @@
+// Learning-rate schedules: the rate as a function of the training step alone (TrainerOptions::
+// schedule), so that every rank and worker computes the same rate without a message, and a run
+// resumed from a checkpoint, which restores the step counter, continues on the same curve.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <numbers>
+#include <utility>
+
+#include "pardl/core/errors.hpp"
+
+namespace pardl {
+
+/// The learning rate of training step `step` (0 for the run's first; Trainer::steps_done counts
+/// them over every epoch, and a checkpoint keeps the count). The trainer sets it before each
+/// step's update; it must be finite and not negative.
+using Schedule = std::function<float(std::uint64_t step)>;
+
+/// The ready-made schedules: o.schedule = schedule::warmup(500, schedule::cosine(0.1f, 9380)).
+namespace schedule {
+
+/// lr * gamma^floor(step / every): torch.optim.lr_scheduler.StepLR, counted in steps (every =
+/// epochs * steps per epoch for a decay every few epochs).
+inline Schedule step_decay(float lr, std::uint64_t every, float gamma) {
+    PARDL_REQUIRE(lr > 0.0f && std::isfinite(lr), ConfigError, "step_decay: lr must be > 0 (got ", lr, ")");
+    PARDL_REQUIRE(every > 0, ConfigError, "step_decay: every must be at least 1 step");
+    PARDL_REQUIRE(gamma > 0.0f && gamma <= 1.0f, ConfigError, "step_decay: gamma must be in (0, 1] (got ",
+                  gamma, ")");
+    return [=](std::uint64_t step) {
+        return static_cast<float>(lr *
+                                  std::pow(static_cast<double>(gamma), static_cast<double>(step / every)));
+    };
+}
+
+/// Cosine annealing from lr at step 0 to min_lr at step `steps`, and min_lr after it:
+/// torch.optim.lr_scheduler.CosineAnnealingLR without restarts (T_max = steps, eta_min = min_lr).
+inline Schedule cosine(float lr, std::uint64_t steps, float min_lr = 0.0f) {
+    PARDL_REQUIRE(lr > 0.0f && std::isfinite(lr), ConfigError, "cosine: lr must be > 0 (got ", lr, ")");
+    PARDL_REQUIRE(steps > 0, ConfigError, "cosine: steps must be at least 1");
+    PARDL_REQUIRE(min_lr >= 0.0f && min_lr <= lr, ConfigError, "cosine: min_lr must be in [0, lr] (got ",
+                  min_lr, ")");
+    return [=](std::uint64_t step) {
+        if (step >= steps) return min_lr;
+        const double phase = std::numbers::pi * static_cast<double>(step) / static_cast<double>(steps);
+        return static_cast<float>(min_lr +
+                                  (static_cast<double>(lr) - min_lr) * 0.5 * (1.0 + std::cos(phase)));
+    };
+}
+
+/// Linear warm-up into `after`: after(step) * (step + 1) / steps for the first `steps` steps, then
+/// after(step). The usual companion of a large global batch (Goyal et al., "Accurate, Large
+/// Minibatch SGD"; Horovod's LearningRateWarmupCallback), which data parallelism over many
+/// workers tends to bring.
+inline Schedule warmup(std::uint64_t steps, Schedule after) {
+    PARDL_REQUIRE(steps > 0, ConfigError, "warmup: steps must be at least 1");
+    PARDL_REQUIRE(static_cast<bool>(after), ConfigError, "warmup: the schedule after it is empty");
+    return [steps, after = std::move(after)](std::uint64_t step) {
+        const float rate = after(step);
+        if (step >= steps) return rate;
+        return static_cast<float>(static_cast<double>(rate) * static_cast<double>(step + 1) /
+                                  static_cast<double>(steps));
+    };
+}
+
+/// The same rate at every step: a warm-up's `after` for a constant rate.
+inline Schedule constant(float lr) {
+    PARDL_REQUIRE(lr > 0.0f && std::isfinite(lr), ConfigError, "constant: lr must be > 0 (got ", lr, ")");
+    return [lr](std::uint64_t) { return lr; };
+}
+
+} // namespace schedule
+} // namespace pardl
