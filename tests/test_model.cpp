@@ -16,6 +16,8 @@
 #include "pardl/testing/gradcheck.hpp"
 #include "pardl/train/checkpoint.hpp"
 
+#include "checkpoint_layout.hpp"
+
 #include <catch2/catch.hpp>
 #include <zlib.h>
 
@@ -402,14 +404,11 @@ struct TempDir {
     }
 };
 
-std::vector<char> read_bytes(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_bytes(const fs::path& p, const std::vector<char>& b) {
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(b.data(), static_cast<std::streamsize>(b.size()));
-}
+using checkpoint_layout::header_size;
+using checkpoint_layout::progress_size;
+using checkpoint_layout::read_bytes;
+using checkpoint_layout::settings_size;
+using checkpoint_layout::write_bytes;
 
 std::vector<float> sample_values(size_t n, std::uint64_t seed) {
     std::vector<float> v(n);
@@ -429,18 +428,6 @@ std::string load_error(const fs::path& path, const std::string& sig, std::span<f
 }
 
 using Small = Sequential<Input<5>, Dense<4>, ReLU, Dense<3>>;
-// Header: magic 8, version 4, signature length 4, signature, counts 8 + 8, crc 4.
-size_t header_size(const std::string& sig) {
-    return 8 + 4 + 4 + sig.size() + 8 + 8 + 4;
-}
-// After the parameters and state (version 2): step 8, epochs 8, optimizer name length 4, name,
-// learning rate 4, optimizer steps 8, optimizer state count 8, the state's floats; then (version
-// 3) the settings: count 4, and per setting a length byte and the name, a length byte and the value.
-size_t progress_size(const TrainingProgress& t) {
-    size_t settings = 4;
-    for (const auto& [name, value] : t.settings) settings += 1 + name.size() + 1 + value.size();
-    return 8 + 8 + 4 + t.optimizer.size() + 4 + 8 + 8 + 4 * t.optimizer_state.size() + settings;
-}
 
 } // namespace
 
@@ -660,20 +647,79 @@ TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer si
     odd = saved;
     odd.settings.emplace_back("long", std::string(256, 'v'));
     CHECK_THROWS_WITH(save_checkpoint(other, sig, params, {}, &odd),
-                      Catch::Contains("setting long") && Catch::Contains("at most 255"));
+                      Catch::Contains("setting long") && Catch::Contains("at most 255 printable"));
     odd.settings.assign(65, {"k", "v"});
     CHECK_THROWS_WITH(save_checkpoint(other, sig, params, {}, &odd), Catch::Contains("at most 64"));
+    // A control character (a newline would split load's report) or a name twice: refused.
+    odd = saved;
+    odd.settings.emplace_back("two\nlines", "1");
+    CHECK_THROWS_WITH(save_checkpoint(other, sig, params, {}, &odd), Catch::Contains("printable"));
+    odd = saved;
+    odd.settings.emplace_back("batch", "32");
+    CHECK_THROWS_WITH(save_checkpoint(other, sig, params, {}, &odd), Catch::Contains("share a name"));
     CHECK_FALSE(fs::exists(other));
     // A settings count no writer makes: corrupt, found as it is read (before the checksum, which
     // it would fail too), not 1000 reads.
     save_checkpoint(file, sig, params, {}, &saved);
     bad = read_bytes(file);
-    size_t settings_bytes = 4;
-    for (const auto& [name, value] : saved.settings) settings_bytes += 2 + name.size() + value.size();
+    const size_t settings_at = bad.size() - settings_size(saved.settings);
     const std::uint32_t many = 1000;
-    std::memcpy(bad.data() + bad.size() - settings_bytes, &many, 4);
+    std::memcpy(bad.data() + settings_at, &many, 4);
     write_bytes(file, bad);
     CHECK_THAT(load_error(file, sig, p, {}), Catch::Contains("corrupt") && Catch::Contains("1000 settings"));
+    // A file that ends inside a setting's value: truncated, in the settings.
+    save_checkpoint(file, sig, params, {}, &saved);
+    bad = read_bytes(file);
+    bad.resize(bad.size() - 5);
+    checkpoint_layout::fix_checksum(bad, sig);
+    write_bytes(file, bad);
+    CHECK_THAT(load_error(file, sig, p, {}), Catch::Contains("truncated") && Catch::Contains("settings"));
+    // Under a valid checksum, a setting with a control character or a repeated name: corrupt.
+    // The settings are batch = 64, beta1 = 0.9, empty = "" (above), each text after its length byte.
+    save_checkpoint(file, sig, params, {}, &saved);
+    const std::vector<char> written = read_bytes(file);
+    const size_t batch_at = written.size() - settings_size(saved.settings) + 4 + 1;
+    const size_t beta1_at = batch_at + 5 + 1 + 2 + 1;
+    bad = written;
+    bad[batch_at + 2] = '\n';
+    checkpoint_layout::fix_checksum(bad, sig);
+    write_bytes(file, bad);
+    CHECK_THAT(load_error(file, sig, p, {}),
+               Catch::Contains("corrupt") && Catch::Contains("control character"));
+    bad = written;
+    std::memcpy(bad.data() + beta1_at, "batch", 5);
+    checkpoint_layout::fix_checksum(bad, sig);
+    write_bytes(file, bad);
+    CHECK_THAT(load_error(file, sig, p, {}), Catch::Contains("corrupt") && Catch::Contains("share a name"));
+    bad = written; // the untouched file loads: the edits above are what was refused
+    write_bytes(file, bad);
+    CHECK(load_error(file, sig, p, {}).empty());
+}
+
+TEST_CASE("checkpoint: a version-2 file (progress without settings) still loads", "[model][checkpoint]") {
+    TempDir dir;
+    const fs::path file = dir.path / "v2.ckpt";
+    const std::string sig = Small::signature();
+    const std::vector<float> params = sample_values(Small::param_count, 14);
+    const TrainingProgress saved{.step = 40,
+                                 .epochs = 2,
+                                 .optimizer = "sgd",
+                                 .learning_rate = 0.05f,
+                                 .optimizer_steps = 40,
+                                 .optimizer_state = sample_values(Small::param_count, 15),
+                                 .settings = {{"batch", "16"}}};
+    save_checkpoint(file, sig, params, {}, &saved);
+    std::vector<char> bytes = read_bytes(file);
+    checkpoint_layout::make_version_2(bytes, sig, settings_size(saved.settings));
+    write_bytes(file, bytes);
+    std::vector<float> p(Small::param_count);
+    TrainingProgress read;
+    load_checkpoint(file, sig, p, {}, &read);
+    CHECK(p == params);
+    CHECK(read.present);
+    CHECK(read.step == 40);
+    CHECK(read.optimizer_state == saved.optimizer_state);
+    CHECK(read.settings.empty());
 }
 
 TEST_CASE("checkpoint: a version-1 file (the model alone) still loads", "[model][checkpoint]") {

@@ -211,8 +211,10 @@ TEST_CASE("Checkpoints written by rank 0 load on every rank", "[mpi]") {
     bool missing_threw = false;
     try {
         b.load(dir / "does-not-exist.ckpt");
-    } catch (const CheckpointError&) {
-        missing_threw = true;
+    } catch (const CheckpointError& e) {
+        // Every rank says why, not only that rank 0 failed.
+        INFO(e.what());
+        missing_threw = std::string(e.what()).find("cannot open checkpoint") != std::string::npos;
     }
     comm.barrier();
     if (comm.rank() == 0) std::filesystem::remove_all(dir);
@@ -477,11 +479,20 @@ bool resumes_exactly(const Dataset& data, std::size_t threads, MakeComm&& make_c
                                                                  make_comm());
     const bool seed_reported =
         reseeded.load(file) == std::vector<std::string>{"seed: 42 in the checkpoint, 7 here"};
+    // Rank 0's settings match the file, but rank 1's seed does not: the ranks' own differ.
+    TrainerOptions mixed_options = o;
+    if (world.rank() == 1) mixed_options.seed = 7;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, Opt, Policy> mixed(make_opt<Opt>(), mixed_options, make_comm());
+    const bool ranks_reported =
+        mixed.load(file) ==
+        std::vector<std::string>{"the ranks' own settings differ (only rank 0's were compared)"};
     world.barrier();
     if (world.rank() == 0) std::filesystem::remove_all(dir);
-    INFO("settings reported where none differ: " << !nothing_differs << "; seed reported: " << seed_reported);
+    INFO("settings reported where none differ: " << !nothing_differs << "; seed reported: " << seed_reported
+                                                 << "; ranks that differ reported: " << ranks_reported);
     CHECK(nothing_differs);
     CHECK(seed_reported);
+    CHECK(ranks_reported);
     return same;
 }
 } // namespace

@@ -1,13 +1,13 @@
 // Policy equivalence in one process: OpenMP with 2 and 3 threads must reproduce Serial's
 // parameters (same seed, same global batches) up to summation-order rounding: <= 1e-5 relative.
 #include <catch2/catch.hpp>
-#include <zlib.h>
 
 #include <pardl/pardl.hpp>
 #include <pardl/policies/openmp.hpp>
 #include <pardl/policies/tensor_parallel.hpp>
 #include <pardl/testing/equivalence.hpp>
 
+#include "checkpoint_layout.hpp"
 #include "policy_fixtures.hpp"
 
 #include <algorithm>
@@ -752,14 +752,28 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
     saved.fit(data, nullptr, 1);
     saved.save(file);
     const auto settings = saved.run_settings();
-    REQUIRE(settings.size() == 7);
-    CHECK(settings[0] == std::pair<std::string, std::string>{"policy", "openmp"});
-    CHECK(settings[2] == std::pair<std::string, std::string>{"workers per rank", "3"});
-    CHECK(settings[5] == std::pair<std::string, std::string>{"momentum", "0.9"});
+    using Setting = std::pair<std::string, std::string>;
+    REQUIRE(settings.size() == 9);
+    CHECK(settings[0] == Setting{"policy", "openmp"});
+    CHECK(settings[2] == Setting{"workers per rank", "3"});
+    CHECK(settings[5] == Setting{"loss", "softmax-cross-entropy"});
+    CHECK(settings[6] == Setting{"flush subnormals", "yes"});
+    CHECK(settings[7] == Setting{"momentum", "0.9"});
 
     SECTION("the same settings: nothing to report, nothing logged") {
-        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> same(sgd(), o);
+        const CapturedLog log;
+        TrainerOptions same_options = log.options(16);
+        same_options.threads = 3;
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> same(sgd(), same_options);
         CHECK(same.load(file).empty());
+        CHECK(log.text().empty());
+    }
+    SECTION("keeping subnormals, where the saving run flushed them: named") {
+        TrainerOptions keep = o;
+        keep.flush_subnormals = false;
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> kept(sgd(), keep);
+        CHECK(kept.load(file) ==
+              std::vector<std::string>{"flush subnormals: yes in the checkpoint, no here"});
     }
     SECTION("another batch, seed, worker count and momentum: each named, the log says so") {
         const CapturedLog log;
@@ -776,7 +790,7 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
         CHECK(other.steps_done() == saved.steps_done()); // it resumed all the same
         CHECK(other.checksum() == saved.checksum());
         CHECK_THAT(log.text(), Catch::Contains("note: checkpoint") &&
-                                   Catch::Contains("batch: 16 in the checkpoint") &&
+                                   Catch::Contains("batch: 16 in the checkpoint, 32 here; seed") &&
                                    Catch::Contains("not bit for bit"));
     }
     SECTION("another policy") {
@@ -784,8 +798,7 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
         CHECK(serial.load(file) == std::vector<std::string>{"policy: openmp in the checkpoint, serial here",
                                                             "workers per rank: 3 in the checkpoint, 1 here"});
     }
-    SECTION("a checkpoint without settings (format version 2): nothing to compare") {
-        // Version 3 with no settings is version 2 plus a zero count: drop it, relabel, re-sum.
+    SECTION("a checkpoint without settings (format version 2): it says none were compared") {
         TrainingProgress progress;
         progress.step = saved.steps_done();
         progress.epochs = 1;
@@ -795,22 +808,12 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
         const std::span<float> velocity = saved.optimizer().state_buffers().at(0);
         progress.optimizer_state.assign(velocity.begin(), velocity.end());
         save_checkpoint(file, SmallMlp::signature(), saved.parameters(), {}, &progress);
-        std::vector<char> bytes;
-        {
-            std::ifstream in(file, std::ios::binary);
-            bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-        }
-        bytes.resize(bytes.size() - 4);
-        const std::uint32_t version = 2;
-        std::memcpy(bytes.data() + 8, &version, 4);
-        const std::size_t payload = 8 + 4 + 4 + SmallMlp::signature().size() + 8 + 8 + 4;
-        const auto crc = static_cast<std::uint32_t>(
-            crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data() + payload),
-                  static_cast<uInt>(bytes.size() - payload)));
-        std::memcpy(bytes.data() + payload - 4, &crc, 4);
-        std::ofstream(file, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        std::vector<char> bytes = checkpoint_layout::read_bytes(file);
+        checkpoint_layout::make_version_2(bytes, SmallMlp::signature(), checkpoint_layout::settings_size({}));
+        checkpoint_layout::write_bytes(file, bytes);
         Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> old(sgd(), quiet_options(64));
-        CHECK(old.load(file).empty());
+        CHECK(old.load(file) == std::vector<std::string>{
+                                    "settings: not recorded (checkpoint format version 2), so not compared"});
         CHECK(old.steps_done() == saved.steps_done());
         CHECK(old.checksum() == saved.checksum());
     }
@@ -883,12 +886,19 @@ TEST_CASE("A failed or model-only load leaves the optimizer, its rate and the co
         CHECK((trainer.checksum() == params) == same_params);
     };
     SECTION("a corrupt file: nothing changes") {
-        std::ifstream in(good, std::ios::binary);
-        std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        bytes[bytes.size() - 3] = static_cast<char>(bytes[bytes.size() - 3] ^ 0x20); // in the settings
-        std::ofstream(bad, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        CHECK_THROWS_WITH(trainer.load(bad), Catch::Contains("checksum"));
-        unchanged(true);
+        const std::vector<char> bytes = checkpoint_layout::read_bytes(good);
+        // A byte of the optimizer state (just before the settings), then one of the settings.
+        const std::size_t settings = checkpoint_layout::settings_size(other.run_settings());
+        for (const std::size_t at : {bytes.size() - settings - 3, bytes.size() - 3}) {
+            std::vector<char> flipped = bytes;
+            flipped[at] = static_cast<char>(flipped[at] ^ 0x20);
+            checkpoint_layout::write_bytes(bad, flipped);
+            INFO("byte " << at << " of " << bytes.size());
+            CHECK_THROWS_WITH(
+                trainer.load(bad),
+                Catch::Contains("is corrupt")); // the checksum, or a setting's control character
+            unchanged(true);
+        }
     }
     SECTION("a model-only file (format version 1): the parameters change, nothing else") {
         save_checkpoint(bad, SmallMlp::signature(), other.parameters(), {});

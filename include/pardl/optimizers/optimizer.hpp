@@ -2,11 +2,10 @@
 // averaged gradient. They work on slices so the executor can split the update over threads.
 #pragma once
 
+#include <charconv>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <span>
 #include <string>
 #include <utility>
@@ -55,20 +54,19 @@ concept SavesState = Optimizer<O> && requires(O& o) {
     o.set_steps(std::uint64_t{});
 };
 
-/// An optimizer's setting as checkpoint text (OptimizerSettings): the fewest significant digits
-/// (at least 6, at most 9) that read back as the same float, so 0.9f is "0.9".
+/// An optimizer's setting as checkpoint text (OptimizerSettings): the shortest text that reads
+/// back as the same float (std::to_chars: "0.9" for 0.9f), whatever the C locale says.
 inline std::string setting_text(float v) {
     char buf[32];
-    for (int digits = 6;; ++digits) {
-        std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
-        if (digits == 9 || std::strtof(buf, nullptr) == v) return buf;
-    }
+    const auto result = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, result.ptr);
 }
 
 /// Whether optimizer O names its options (`settings()`: (name, value) text pairs, e.g. momentum,
 /// weight decay, Adam's betas and eps; not the learning rate, which a checkpoint holds as
 /// progress). Trainer::save writes them into the checkpoint, and Trainer::load reports those that
-/// differ from this optimizer's: a resumed run continues exactly only with the same ones.
+/// differ from this optimizer's: a resumed run continues exactly only with the same ones. Names
+/// and values of at most 255 printable bytes, names distinct from the trainer's own settings.
 template <class O>
 concept OptimizerSettings = Optimizer<O> && requires(const O& o) {
     { o.settings() } -> std::convertible_to<std::vector<std::pair<std::string, std::string>>>;

@@ -51,6 +51,24 @@ struct TrainingProgress {
 
 inline constexpr std::size_t checkpoint_max_settings = 64;
 
+/// Whether `text` can be a setting's name or value in a checkpoint: under 256 bytes, none of them
+/// a control character (a newline would split Trainer::load's report into lines of its own).
+inline bool checkpoint_setting_text_ok(const std::string& text) {
+    for (const char c : text) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte < 0x20 || byte == 0x7F) return false;
+    }
+    return text.size() < 256;
+}
+
+/// Whether two settings share a name (only the first would ever be compared).
+inline bool checkpoint_settings_repeat_a_name(const std::vector<std::pair<std::string, std::string>>& s) {
+    for (std::size_t i = 0; i < s.size(); ++i)
+        for (std::size_t j = 0; j < i; ++j)
+            if (s[i].first == s[j].first) return true;
+    return false;
+}
+
 namespace detail {
 static_assert(std::endian::native == std::endian::little, "pardl checkpoints assume a little-endian host");
 
@@ -125,9 +143,11 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
                       "cannot write checkpoint ", path.string(), ": ", progress->settings.size(),
                       " settings (at most ", checkpoint_max_settings, ")");
         for (const auto& [name, value] : progress->settings)
-            PARDL_REQUIRE(name.size() < 256 && value.size() < 256, CheckpointError,
-                          "cannot write checkpoint ", path.string(), ": setting ", name.substr(0, 40),
-                          " is too long (at most 255 bytes)");
+            PARDL_REQUIRE(checkpoint_setting_text_ok(name) && checkpoint_setting_text_ok(value),
+                          CheckpointError, "cannot write checkpoint ", path.string(), ": setting ",
+                          name.substr(0, 40), " is not at most 255 printable bytes");
+        PARDL_REQUIRE(!checkpoint_settings_repeat_a_name(progress->settings), CheckpointError,
+                      "cannot write checkpoint ", path.string(), ": two settings share a name");
     }
     namespace fs = std::filesystem;
     const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
@@ -209,7 +229,7 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
 /// Every mismatch (other model, unknown version, truncation, corruption, values no run writes)
 /// is a CheckpointError; params and state may then hold part of the file (Trainer::load reads
 /// into scratch buffers). What a file's sizes claim is checked against its length before any
-/// allocation.
+/// allocation (the settings' texts, at most 64 x 2 x 255 bytes, are allocated as they are read).
 inline void load_checkpoint(const std::filesystem::path& path, const std::string& signature,
                             std::span<float> params, std::span<float> state,
                             TrainingProgress* progress = nullptr) {
@@ -306,7 +326,12 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
         for (std::uint32_t i = 0; i < count; ++i) {
             std::string name = text();
             read.settings.emplace_back(std::move(name), text());
+            PARDL_REQUIRE(checkpoint_setting_text_ok(read.settings.back().first) &&
+                              checkpoint_setting_text_ok(read.settings.back().second),
+                          CheckpointError, where, " is corrupt (a setting holds a control character)");
         }
+        PARDL_REQUIRE(!checkpoint_settings_repeat_a_name(read.settings), CheckpointError, where,
+                      " is corrupt (two settings share a name)");
     }
     PARDL_REQUIRE(in.peek() == std::char_traits<char>::eof(), CheckpointError, where, " has trailing bytes");
     PARDL_REQUIRE(sum.value() == crc, CheckpointError, where, " is corrupt (checksum mismatch)");

@@ -137,6 +137,17 @@ public:
           params_(comm_.allocate(param_count)), state_(Model::state_count),
           rank_buffer_(comm_.allocate(param_count + step_tail_floats)) {
         PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
+        // What save will write: found now, not at the first save hours into the run.
+        const auto settings = run_settings();
+        PARDL_REQUIRE(settings.size() <= checkpoint_max_settings, ConfigError, "the optimizer names ",
+                      settings.size(), " settings with the trainer's; a checkpoint holds at most ",
+                      checkpoint_max_settings);
+        for (const auto& [name, value] : settings)
+            PARDL_REQUIRE(checkpoint_setting_text_ok(name) && checkpoint_setting_text_ok(value), ConfigError,
+                          "setting ", name.substr(0, 40), " = ", value.substr(0, 40),
+                          ": a checkpoint holds names and values of at most 255 printable bytes");
+        PARDL_REQUIRE(!checkpoint_settings_repeat_a_name(settings), ConfigError,
+                      "the optimizer names a setting the trainer names too (run_settings)");
         const std::size_t ranks = static_cast<std::size_t>(comm_.size());
         const std::size_t workers = exec_.workers();
         PARDL_REQUIRE(!options_.timeline || options_.timeline->workers() >= workers, ConfigError,
@@ -566,15 +577,18 @@ public:
 
     /// Resumes from a checkpoint: everything save() wrote. Training on then continues bit for bit
     /// as the run that saved it would have, when this trainer is built as that one was (the same
-    /// model, policy, rank and worker count, batch, seed, data, and optimizer options such as
-    /// momentum, weight decay, Adam's betas and eps) and the save was at an epoch's end (after fit
-    /// or train_epoch: fit starts the next epoch). Returns the settings that differ from those
-    /// the checkpoint recorded (run_settings), one line each, e.g. "batch: 64 in the checkpoint,
-    /// 128 here", the same on every rank, and with TrainerOptions::log rank 0 prints them: the
-    /// run goes on from the checkpoint (another batch or rank count is a legitimate choice) but
-    /// not bit for bit. The data is not recorded. Empty for a checkpoint written before settings
-    /// were recorded (format version 2). The learning rate is the saved one (set_learning_rate
-    /// after load to change it). A checkpoint that holds another optimizer's
+    /// model, data, and run_settings: policy, ranks, workers, batch, seed, loss, subnormal mode,
+    /// and the optimizer's options such as momentum, weight decay, Adam's betas and eps) and the
+    /// save was at an epoch's end (after fit or train_epoch: fit starts the next epoch).
+    /// Returns what may keep it from that, one line each, the same on every rank, and with
+    /// TrainerOptions::log rank 0 prints them: each setting that differs from the checkpoint's
+    /// ("batch: 64 in the checkpoint, 128 here"), ranks whose own settings differ, and a
+    /// checkpoint of format version 2, which recorded none. The run goes on from the checkpoint
+    /// all the same (another batch or rank count is a legitimate choice), but not bit for bit.
+    /// The data is not recorded. The learning rate is progress, not a setting: it comes from the
+    /// checkpoint, as PyTorch's optimizer.load_state_dict takes it (set_learning_rate after load
+    /// to change it); the other options stay this trainer's, where PyTorch would take the
+    /// file's too. A checkpoint that holds another optimizer's
     /// state is refused (load_model takes its model alone); one without optimizer state (an
     /// optimizer that does not save it) leaves the optimizer as it is, and one of format version
     /// 1 (the model alone) the optimizer and the counters. Rank 0 reads the file into scratch buffers and
@@ -590,15 +604,18 @@ public:
     void load_model(const std::filesystem::path& path) { read_checkpoint(path, /*resume=*/false); }
 
     /// What a checkpoint records of this run beyond its progress, as (name, value) text: the
-    /// policy, ranks, workers per rank, batch, seed and the optimizer's options
-    /// (OptimizerSettings). The same on every rank.
+    /// policy, ranks, this rank's workers, batch, seed, loss, whether subnormals are flushed, and
+    /// the optimizer's options (OptimizerSettings). load compares rank 0's with the file, and
+    /// the ranks' with each other.
     std::vector<std::pair<std::string, std::string>> run_settings() const {
         std::vector<std::pair<std::string, std::string>> s{
             {"policy", P::name()},
             {"ranks", std::to_string(comm_.size())},
             {"workers per rank", std::to_string(exec_.workers())},
             {"batch", std::to_string(options_.batch)},
-            {"seed", std::to_string(options_.seed)}};
+            {"seed", std::to_string(options_.seed)},
+            {"loss", LossT::name()},
+            {"flush subnormals", options_.flush_subnormals ? "yes" : "no"}};
         if constexpr (OptimizerSettings<Opt>)
             for (auto& setting : opt_.settings()) s.push_back(std::move(setting));
         return s;
@@ -820,8 +837,9 @@ private:
     }
 
     /// Runs fn on rank 0 alone; if it throws there (a pardl error, or any other: an allocation or
-    /// a file system failure), every rank throws a CheckpointError (rank 0 with fn's message, the
-    /// others with `elsewhere`) instead of waiting in the next collective. A collective.
+    /// a file system failure), every rank throws a CheckpointError instead of waiting in the next
+    /// collective: rank 0 with fn's message, the others with `elsewhere` and that message (under
+    /// mpiexec the first rank to print is often not rank 0). A collective.
     template <class Fn>
     void on_rank0_for_all(Fn&& fn, const std::string& elsewhere) {
         int failed = 0;
@@ -834,8 +852,9 @@ private:
                 why = e.what();
             }
         }
-        if (comm_.max(static_cast<std::uint64_t>(failed)) != 0)
-            throw CheckpointError(comm_.rank() == 0 ? why : elsewhere);
+        if (comm_.max(static_cast<std::uint64_t>(failed)) == 0) return;
+        share_text(why); // every rank takes this path together
+        throw CheckpointError(comm_.rank() == 0 ? why : elsewhere + ": " + why);
     }
 
     /// load and load_model (see there); returns load's list of settings that differ.
@@ -848,7 +867,7 @@ private:
                 load_checkpoint(path, Model::signature(), std::span<float>(params), std::span<float>(state),
                                 &progress);
                 if (resume) require_optimizer_fits(progress, path);
-                if (resume) differences = settings_differences(progress.settings);
+                if (resume) differences = settings_differences(progress);
                 std::copy(params.begin(), params.end(), params_.span().begin());
                 std::copy(state.begin(), state.end(), state_.span().begin());
             },
@@ -858,6 +877,11 @@ private:
         param_copies_current_ = false;
         if (!resume) return {};
         share_text(differences);
+        // Rank 0's settings stood for every rank's: say so where a rank's own differ (a rank
+        // built with another momentum, or a node with another thread count).
+        const std::uint64_t mine = settings_fingerprint();
+        if (comm_.min(mine) != comm_.max(mine))
+            differences += "the ranks' own settings differ (only rank 0's were compared)\n";
         std::vector<std::string> report;
         for (std::size_t at = 0; at < differences.size();) {
             const std::size_t end = std::min(differences.find('\n', at), differences.size());
@@ -865,12 +889,12 @@ private:
             at = end + 1;
         }
         if (!report.empty() && options_.log && comm_.rank() == 0) {
-            std::fprintf(options_.out, "note: checkpoint %s was written under other settings (",
-                         path.c_str());
+            std::fprintf(options_.out, "note: checkpoint %s: ", path.c_str());
             for (std::size_t i = 0; i < report.size(); ++i)
                 std::fprintf(options_.out, "%s%s", i ? "; " : "", report[i].c_str());
             std::fprintf(options_.out,
-                         "): training goes on from it, but not bit for bit as that run would have\n");
+                         ". Training goes on from it, but where settings differ not bit for bit "
+                         "as the run that saved it would have\n");
             std::fflush(options_.out);
         }
         // Rank 0's progress to every rank in one sum where the others add zeros: every count is
@@ -904,11 +928,14 @@ private:
         return report;
     }
 
-    /// The settings of `saved` (a checkpoint's run_settings) that differ from this run's, one line
+    /// The settings of a checkpoint (its run_settings) that differ from this run's, one line
     /// each ("name: saved in the checkpoint, now here"), in the checkpoint's order, then those
-    /// this run has and the checkpoint lacks. None for a checkpoint that recorded none.
-    std::string settings_differences(const std::vector<std::pair<std::string, std::string>>& saved) const {
-        if (saved.empty()) return {};
+    /// this run has and the checkpoint lacks; one line for a checkpoint that recorded none
+    /// (version 2); nothing for the model alone (version 1), which resumes nothing.
+    std::string settings_differences(const TrainingProgress& progress) const {
+        if (!progress.present) return {};
+        const auto& saved = progress.settings;
+        if (saved.empty()) return "settings: not recorded (checkpoint format version 2), so not compared\n";
         const auto mine = run_settings();
         const auto find = [](const auto& list, const std::string& name) -> const std::string* {
             for (const auto& [n, v] : list)
@@ -926,6 +953,20 @@ private:
         for (const auto& [name, value] : mine)
             if (find(saved, name) == nullptr) out += name + ": not in the checkpoint, " + value + " here\n";
         return out;
+    }
+
+    /// A hash of run_settings (FNV-1a over names and values), for comparing ranks.
+    std::uint64_t settings_fingerprint() const {
+        std::uint64_t h = 1469598103934665603ULL;
+        const auto add = [&](const std::string& t) {
+            for (const char c : t) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+            h = (h ^ 0xFFu) * 1099511628211ULL; // a separator no text holds
+        };
+        for (const auto& [name, value] : run_settings()) {
+            add(name);
+            add(value);
+        }
+        return h;
     }
 
     /// Gives every rank rank 0's `text`. A collective; nothing to do for one process.
