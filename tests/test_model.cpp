@@ -633,6 +633,12 @@ TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer si
     odd.learning_rate = std::numeric_limits<float>::quiet_NaN();
     save_checkpoint(file, sig, params, {}, &odd);
     CHECK_THAT(load_error(file, sig, p, {}), Catch::Contains("learning rate"));
+    odd.learning_rate = -0.5f;
+    save_checkpoint(file, sig, params, {}, &odd);
+    CHECK_THAT(load_error(file, sig, p, {}), Catch::Contains("learning rate -0.5"));
+    odd.learning_rate = 0.0f; // where a schedule ended: a rate a run writes
+    save_checkpoint(file, sig, params, {}, &odd);
+    CHECK(load_error(file, sig, p, {}).empty());
     odd = saved;
     odd.optimizer_steps = 1ULL << 62;
     save_checkpoint(file, sig, params, {}, &odd);

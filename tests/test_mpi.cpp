@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,40 @@ TEST_CASE("MPI reproduces Serial with one worker per rank taken in turn, bit for
     const auto mpi_curve = run<MPI>(data, sgd(), 50, 1, 25, /*check_replicas=*/5, curve);
     CHECK(mpi_curve.params == serial_curve.params);
     CHECK(mpi_curve.params != mpi.params);
+}
+
+TEMPLATE_TEST_CASE("Ranks that disagree on the learning rate, or whose schedule fails on one rank, stop "
+                   "together",
+                   "[mpi][schedule]", MPI, Hybrid) {
+    // The replica check cannot see another rate (each rank updates its own slice and shares it),
+    // and a schedule that fails on one rank alone must not leave the others in the allreduce.
+    const Dataset data = make_blobs(64, 12, 4, 4); // 4 steps an epoch
+    const int rank = MpiComm{}.rank();
+    TrainerOptions o;
+    o.batch = 16;
+    o.threads = 1;
+    o.log = false;
+    o.check_replicas = 1;
+    SECTION("another rate on rank 1") {
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, TestType> t(
+            SGD({.lr = rank == 1 ? 0.01f : 0.05f, .momentum = 0.9f}), o);
+        CHECK_THROWS_WITH(t.fit(data, nullptr, 1),
+                          Catch::Contains("ranks disagree on the learning rate at step 0"));
+    }
+    SECTION("a schedule that gives NaN on rank 1 at step 2") {
+        o.schedule = [rank](std::uint64_t step) {
+            return rank == 1 && step == 2 ? std::numeric_limits<float>::quiet_NaN() : 0.05f;
+        };
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, TestType> t(sgd(), o);
+        CHECK_THROWS_WITH(t.fit(data, nullptr, 1),
+                          rank == 1 ? Catch::Contains("schedule gave nan for step 2")
+                                    : Catch::Contains("schedule failed on another rank at step 2"));
+    }
+    SECTION("the same schedule on every rank trains") {
+        o.schedule = schedule::warmup(2, schedule::cosine(0.05f, 6));
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, TestType> t(sgd(), o);
+        CHECK_NOTHROW(t.fit(data, nullptr, 2));
+    }
 }
 
 TEST_CASE("A last batch smaller than the rank count neither hangs nor miscounts", "[mpi]") {

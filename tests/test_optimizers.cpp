@@ -474,14 +474,21 @@ TEST_CASE("Learning-rate schedules follow their formulas", "[optimizers][schedul
         for (std::uint64_t t = 1; t <= 100; ++t) CHECK(s(t) <= s(t - 1));
         CHECK(schedule::cosine(0.1f, 100)(99) > 0.0f); // every step before the end still learns
     }
-    SECTION("warmup: linear up to the schedule after it, then that schedule") {
+    SECTION("warmup: linear up to the schedule's first rate, then the schedule from its own step 0") {
         const Schedule s = schedule::warmup(4, schedule::step_decay(0.2f, 5, 0.1f));
         CHECK(s(0) == Approx(0.05f));
         CHECK(s(1) == Approx(0.10f));
-        CHECK(s(3) == 0.2f);
-        CHECK(s(4) == 0.2f);
-        CHECK(s(5) == Approx(0.02f));
+        CHECK(s(3) == 0.2f);          // the warm-up's last step reaches after(0)
+        CHECK(s(4) == 0.2f);          // after(0)
+        CHECK(s(8) == 0.2f);          // after(4)
+        CHECK(s(9) == Approx(0.02f)); // after(5): the decay counts from the warm-up's end
         CHECK(schedule::warmup(3, schedule::constant(0.3f))(1) == Approx(0.2f));
+        // Into a cosine: the peak is the cosine's full rate, not a rate already decayed.
+        const Schedule c = schedule::warmup(500, schedule::cosine(0.1f, 1000));
+        CHECK(c(499) == 0.1f);
+        CHECK(c(500) == 0.1f);
+        CHECK(c(1000) == Approx(0.05f).epsilon(1e-6));
+        CHECK(c(1500) == 0.0f);
     }
     SECTION("arguments no schedule can use are refused by name") {
         CHECK_THROWS_WITH(schedule::step_decay(0.1f, 0, 0.5f), Catch::Contains("every"));

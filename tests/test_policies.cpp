@@ -698,20 +698,52 @@ TEST_CASE("A schedule that gives no usable rate stops the run by name; the log s
     const Dataset data = make_blobs(64, 12, 4, 4);
     const CapturedLog log;
     TrainerOptions o = log.options(16);
-    o.schedule = [](std::uint64_t step) {
+    using T = Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial>;
+    const T* watched = nullptr;
+    std::uint64_t before_step_6 = 0;
+    o.schedule = [&](std::uint64_t step) {
+        if (step == 6 && watched != nullptr) before_step_6 = watched->checksum();
         return step < 6 ? 0.01f : std::numeric_limits<float>::quiet_NaN();
     };
-    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), o);
+    T trainer(sgd(), o);
+    watched = &trainer;
     trainer.fit(data, nullptr, 1);
-    const std::uint64_t before = trainer.checksum();
+    const std::uint64_t after_epoch_1 = trainer.checksum();
     CHECK_THROWS_WITH(trainer.fit(data, nullptr, 1),
                       Catch::Contains("schedule gave nan for step 6") && Catch::Contains(">= 0"));
-    CHECK(trainer.steps_done() == 6); // steps 4 and 5 ran; step 6 changed nothing
-    CHECK(trainer.checksum() != before);
+    CHECK(trainer.steps_done() == 6);           // steps 4 and 5 ran
+    CHECK(trainer.optimizer().steps() == 6);    // step 6 never began
+    CHECK(trainer.checksum() == before_step_6); // and changed nothing
+    CHECK(trainer.checksum() != after_epoch_1);
     o.schedule = [](std::uint64_t) { return -0.1f; };
     Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> negative(sgd(), o);
     CHECK_THROWS_WITH(negative.fit(data, nullptr, 1), Catch::Contains("-0.1 for step 0"));
     CHECK_THAT(log.text(), Catch::Contains("epoch   1  loss") && Catch::Contains("lr 0.01"));
+}
+
+TEST_CASE("A checkpoint whose schedule ended at rate 0, loaded without a schedule, says so",
+          "[policy][schedule][checkpoint]") {
+    const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                       ("pardl_rate0_" + std::to_string(std::random_device{}()) + ".ckpt");
+    const Dataset data = make_blobs(64, 12, 4, 4); // 4 steps an epoch
+    TrainerOptions o = quiet_options(16);
+    o.schedule = schedule::cosine(0.05f, 4); // 0 from step 4 on
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> ended(sgd(), o);
+    ended.fit(data, nullptr, 2);
+    CHECK(ended.optimizer().learning_rate() == 0.0f);
+    ended.save(file); // a rate of 0 is a rate a run writes
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> plain(sgd(), quiet_options(16));
+    const std::vector<std::string> report = plain.load(file);
+    REQUIRE(report.size() == 2);
+    CHECK_THAT(report[0], Catch::StartsWith("learning rate: 0 in the checkpoint") &&
+                              Catch::Contains("would not move the parameters"));
+    CHECK_THAT(report[1], Catch::StartsWith("schedule: rates at steps 0, 10, ..., 1e5: 0.05 0 0 0 0 0 in the "
+                                            "checkpoint, none here"));
+    CHECK(plain.optimizer().learning_rate() == 0.0f);
+    // The same schedule: nothing to say, and training on stays at rate 0 as the saving run would.
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> same(sgd(), o);
+    CHECK(same.load(file).empty());
+    std::filesystem::remove(file);
 }
 
 TEST_CASE("A checkpoint of one optimizer is refused by another; load_model takes its model",
@@ -753,12 +785,13 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
     saved.save(file);
     const auto settings = saved.run_settings();
     using Setting = std::pair<std::string, std::string>;
-    REQUIRE(settings.size() == 9);
+    REQUIRE(settings.size() == 10);
     CHECK(settings[0] == Setting{"policy", "openmp"});
     CHECK(settings[2] == Setting{"workers per rank", "3"});
     CHECK(settings[5] == Setting{"loss", "softmax-cross-entropy"});
     CHECK(settings[6] == Setting{"flush subnormals", "yes"});
-    CHECK(settings[7] == Setting{"momentum", "0.9"});
+    CHECK(settings[7] == Setting{"schedule", "none"});
+    CHECK(settings[8] == Setting{"momentum", "0.9"});
 
     SECTION("the same settings: nothing to report, nothing logged") {
         const CapturedLog log;

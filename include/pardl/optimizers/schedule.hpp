@@ -35,7 +35,8 @@ inline Schedule step_decay(float lr, std::uint64_t every, float gamma) {
 }
 
 /// Cosine annealing from lr at step 0 to min_lr at step `steps`, and min_lr after it:
-/// torch.optim.lr_scheduler.CosineAnnealingLR without restarts (T_max = steps, eta_min = min_lr).
+/// torch.optim.lr_scheduler.CosineAnnealingLR (T_max = steps, eta_min = min_lr) up to T_max,
+/// which PyTorch's then climbs back from and this one does not.
 inline Schedule cosine(float lr, std::uint64_t steps, float min_lr = 0.0f) {
     PARDL_REQUIRE(lr > 0.0f && std::isfinite(lr), ConfigError, "cosine: lr must be > 0 (got ", lr, ")");
     PARDL_REQUIRE(steps > 0, ConfigError, "cosine: steps must be at least 1");
@@ -49,17 +50,19 @@ inline Schedule cosine(float lr, std::uint64_t steps, float min_lr = 0.0f) {
     };
 }
 
-/// Linear warm-up into `after`: after(step) * (step + 1) / steps for the first `steps` steps, then
-/// after(step). The usual companion of a large global batch (Goyal et al., "Accurate, Large
-/// Minibatch SGD"; Horovod's LearningRateWarmupCallback), which data parallelism over many
-/// workers tends to bring.
+/// A linear warm-up of `steps` steps, then `after` from its own step 0: the rate is
+/// after(0) * (step + 1) / steps for step < steps (reaching after(0) at the last of them), then
+/// after(step - steps). So `warmup(500, cosine(0.1f, n))` climbs to 0.1 in 500 steps and then
+/// decays over n more, as PyTorch's SequentialLR of a LinearLR (start_factor 1/500, 499 steps)
+/// and a CosineAnnealingLR with its milestone at step 500. The usual companion of a large global
+/// batch (Goyal et al., "Accurate, Large Minibatch SGD"; Horovod's LearningRateWarmupCallback),
+/// which data parallelism over many workers tends to bring.
 inline Schedule warmup(std::uint64_t steps, Schedule after) {
     PARDL_REQUIRE(steps > 0, ConfigError, "warmup: steps must be at least 1");
     PARDL_REQUIRE(static_cast<bool>(after), ConfigError, "warmup: the schedule after it is empty");
     return [steps, after = std::move(after)](std::uint64_t step) {
-        const float rate = after(step);
-        if (step >= steps) return rate;
-        return static_cast<float>(static_cast<double>(rate) * static_cast<double>(step + 1) /
+        if (step >= steps) return after(step - steps);
+        return static_cast<float>(static_cast<double>(after(0)) * static_cast<double>(step + 1) /
                                   static_cast<double>(steps));
     };
 }

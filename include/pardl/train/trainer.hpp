@@ -13,6 +13,7 @@
 #include <exception>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <span>
 #include <string>
 #include <utility>
@@ -37,9 +38,9 @@
 namespace pardl {
 
 /// Floats a rank's step reduces after the gradient, in the same buffer and the same collective:
-/// the loss sum, the sample count and the correct count. (Benchmarks of the gradient exchange
-/// size their messages with it.)
-inline constexpr std::size_t step_tail_floats = 3;
+/// the loss sum, the sample count, the correct count, and the learning rate (every rank's must
+/// be the same). (Benchmarks of the gradient exchange size their messages with it.)
+inline constexpr std::size_t step_tail_floats = 4;
 
 /// Result of one training step (global figures, identical on every rank).
 struct StepResult {
@@ -243,13 +244,23 @@ public:
         const bool fused_update = fuses_update();
         // Scaled once by 1/N_global (N is the global batch: every rank knows it).
         const float scale = 1.0f / static_cast<float>(std::max<std::size_t>(1, global_rows));
+        // A schedule that gives no usable rate stops the step before anything changes. With several
+        // ranks, one rank's failure must not leave the others waiting in the allreduce: the step
+        // runs on (at the previous rate), the rate it reduces is NaN, and every rank stops after.
+        std::string schedule_failure;
         if (options_.schedule) {
-            const float rate = options_.schedule(step_);
-            PARDL_REQUIRE(std::isfinite(rate) && rate >= 0.0f, ConfigError,
-                          "the learning-rate schedule gave ", rate, " for step ", step_,
-                          ": a rate must be a number >= 0");
-            opt_.set_learning_rate(rate);
+            try {
+                const float scheduled = options_.schedule(step_);
+                PARDL_REQUIRE(std::isfinite(scheduled) && scheduled >= 0.0f, ConfigError,
+                              "the learning-rate schedule gave ", scheduled, " for step ", step_,
+                              ": a rate must be a number >= 0");
+                opt_.set_learning_rate(scheduled);
+            } catch (const std::exception& e) {
+                if (comm_.size() == 1) throw;
+                schedule_failure = e.what();
+            }
         }
+        const float rate = opt_.learning_rate();
         opt_.begin_step();
         // Whether the workers' parameter copies are current where they updated (see
         // Worker::param_copy); false until this step has succeeded.
@@ -409,6 +420,7 @@ public:
         tail[0] = static_cast<float>(loss);
         tail[1] = static_cast<float>(mine.size());
         tail[2] = static_cast<float>(correct);
+        tail[3] = schedule_failure.empty() ? rate : std::numeric_limits<float>::quiet_NaN();
         // Several processes: one collective sums gradients and scalars; each slice's owner
         // scales and updates its parameters (threads split it) and the results are shared.
         double update_seconds = 0;
@@ -437,6 +449,7 @@ public:
         const auto samples = static_cast<std::size_t>(tail[1]);
         PARDL_REQUIRE(samples == global_rows, CommError, "ranks disagree on the batch: ", samples,
                       " rows summed, ", global_rows, " expected");
+        if (comm_.size() > 1) require_same_rate(tail[3], rate, schedule_failure);
         PARDL_REQUIRE(std::isfinite(total_loss), NumericalError, "the loss became ", total_loss, " at step ",
                       step_, ": training diverged (try a lower learning rate)");
 
@@ -587,9 +600,9 @@ public:
     /// all the same (another batch or rank count is a legitimate choice), but not bit for bit.
     /// The data is not recorded. The learning rate is progress, not a setting: it comes from the
     /// checkpoint, as PyTorch's optimizer.load_state_dict takes it (set_learning_rate after load
-    /// to change it); the other options stay this trainer's, where PyTorch would take the
-    /// file's too. A checkpoint that holds another optimizer's
-    /// state is refused (load_model takes its model alone); one without optimizer state (an
+    /// to change it, unless a TrainerOptions::schedule sets it at every step); the other options
+    /// stay this trainer's, where PyTorch would take the file's too. A checkpoint that holds another
+    /// optimizer's state is refused (load_model takes its model alone); one without optimizer state (an
     /// optimizer that does not save it) leaves the optimizer as it is, and one of format version
     /// 1 (the model alone) the optimizer and the counters. Rank 0 reads the file into scratch buffers and
     /// checks it whole (length, checksum, optimizer) before anything changes: a load that fails leaves the
@@ -604,8 +617,9 @@ public:
     void load_model(const std::filesystem::path& path) { read_checkpoint(path, /*resume=*/false); }
 
     /// What a checkpoint records of this run beyond its progress, as (name, value) text: the
-    /// policy, ranks, this rank's workers, batch, seed, loss, whether subnormals are flushed, and
-    /// the optimizer's options (OptimizerSettings). load compares rank 0's with the file, and
+    /// policy, ranks, this rank's workers, batch, seed, loss, whether subnormals are flushed, the
+    /// schedule (its rates at a few steps: a function cannot be compared), and the optimizer's
+    /// options (OptimizerSettings). load compares rank 0's with the file, and
     /// the ranks' with each other.
     std::vector<std::pair<std::string, std::string>> run_settings() const {
         std::vector<std::pair<std::string, std::string>> s{
@@ -615,7 +629,8 @@ public:
             {"batch", std::to_string(options_.batch)},
             {"seed", std::to_string(options_.seed)},
             {"loss", LossT::name()},
-            {"flush subnormals", options_.flush_subnormals ? "yes" : "no"}};
+            {"flush subnormals", options_.flush_subnormals ? "yes" : "no"},
+            {"schedule", schedule_fingerprint()}};
         if constexpr (OptimizerSettings<Opt>)
             for (auto& setting : opt_.settings()) s.push_back(std::move(setting));
         return s;
@@ -935,14 +950,19 @@ private:
     std::string settings_differences(const TrainingProgress& progress) const {
         if (!progress.present) return {};
         const auto& saved = progress.settings;
-        if (saved.empty()) return "settings: not recorded (checkpoint format version 2), so not compared\n";
+        std::string out;
+        if (!progress.optimizer.empty() && progress.learning_rate == 0.0f && !options_.schedule)
+            out += "learning rate: 0 in the checkpoint (where its schedule ended), and no schedule here: "
+                   "training "
+                   "on would not move the parameters (set_learning_rate after load)\n";
+        if (saved.empty())
+            return out + "settings: not recorded (checkpoint format version 2), so not compared\n";
         const auto mine = run_settings();
         const auto find = [](const auto& list, const std::string& name) -> const std::string* {
             for (const auto& [n, v] : list)
                 if (n == name) return &v;
             return nullptr;
         };
-        std::string out;
         for (const auto& [name, value] : saved) {
             const std::string* now = find(mine, name);
             if (now == nullptr)
@@ -953,6 +973,38 @@ private:
         for (const auto& [name, value] : mine)
             if (find(saved, name) == nullptr) out += name + ": not in the checkpoint, " + value + " here\n";
         return out;
+    }
+
+    /// TrainerOptions::schedule as a setting: "none", or its rates at steps 0, 10, 100, ..., 10^5.
+    std::string schedule_fingerprint() const {
+        if (!options_.schedule) return "none";
+        std::string text = "rates at steps 0, 10, ..., 1e5:";
+        try {
+            for (std::uint64_t step = 0; step <= 100000; step = step == 0 ? 10 : step * 10) {
+                text += ' '; // not " " + text: GCC 12 warns of a false overlap there (-Wrestrict)
+                text += setting_text(options_.schedule(step));
+            }
+        } catch (const std::exception&) {
+            return "a function that throws for one of steps 0, 10, ..., 1e5";
+        }
+        return text;
+    }
+
+    /// After a step's allreduce, whose tail summed every rank's learning rate (NaN from a rank whose
+    /// schedule failed): stops every rank alike (ConfigError) where one rank's schedule failed or
+    /// the ranks used different rates, which the replica check cannot see (each rank updates its
+    /// own slice and shares it). The sum of equal rates is exact up to the allreduce's rounding.
+    void require_same_rate(float summed, float mine, const std::string& my_failure) const {
+        const double ranks = comm_.size();
+        PARDL_REQUIRE(std::isfinite(summed), ConfigError,
+                      my_failure.empty() ? "the learning-rate schedule failed on another rank at step " +
+                                               std::to_string(step_) + " (that rank says why)"
+                                         : my_failure);
+        const double mean = summed / ranks;
+        PARDL_REQUIRE(std::abs(mean - mine) <= 1e-6 * std::abs(static_cast<double>(mine)), ConfigError,
+                      "ranks disagree on the learning rate at step ", step_, ": rank ", comm_.rank(),
+                      " used ", mine, ", the ranks' mean is ", mean,
+                      ": build every rank's optimizer and TrainerOptions::schedule alike");
     }
 
     /// A hash of run_settings (FNV-1a over names and values), for comparing ranks.
