@@ -38,10 +38,10 @@ inline constexpr std::uint32_t checkpoint_version = 3;
 struct TrainingProgress {
     std::uint64_t step = 0;   ///< training steps taken (Trainer::steps_done)
     std::uint64_t epochs = 0; ///< epochs trained (Trainer::epochs_trained)
-    std::string optimizer;    ///< the optimizer's name(), e.g. "sgd", "adam"
+    std::string optimizer{};  ///< the optimizer's name(), e.g. "sgd", "adam"
     float learning_rate = 0;
     std::uint64_t optimizer_steps = 0;
-    std::vector<float> optimizer_state; ///< its per-parameter buffers, back to back
+    std::vector<float> optimizer_state{}; ///< its per-parameter buffers, back to back
     /// The settings of the run that wrote it, as (name, value) text: what a resumed run must share
     /// with it to continue bit for bit (Trainer::load reports any that differ). Empty in a
     /// version-2 file. At most 64 pairs, names and values under 256 bytes each.

@@ -66,7 +66,7 @@ struct EpochRecord {
     double seconds = 0; ///< training time of the epoch (evaluation excluded)
     double samples_per_second = 0;
     float learning_rate = 0; ///< the optimizer's rate at the epoch's end (its last step's, with a schedule)
-    PhaseTimes phases;       ///< where this rank's first worker spent the epoch
+    PhaseTimes phases{};     ///< where this rank's first worker spent the epoch
 };
 
 struct TrainerOptions {
@@ -88,7 +88,7 @@ struct TrainerOptions {
     /// When set, the optimizer's learning rate before each step is schedule(steps_done()) (see
     /// optimizers/schedule.hpp: schedule::cosine, step_decay, warmup), on every rank alike; a
     /// resumed run goes on along the same curve. Empty: the rate stays as set.
-    Schedule schedule;
+    Schedule schedule{};
 };
 
 template <class Model, Loss LossT, Optimizer Opt, PolicyType P = Serial>
