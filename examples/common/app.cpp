@@ -183,7 +183,8 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
                    "Continue a run from a checkpoint that --save wrote: --epochs more epochs, at its "
                    "learning rate unless --lr is given. With the flags of the run that saved it (seed, "
                    "batch, optimizer, momentum, policy, ranks and workers, data flags) the result is that of "
-                   "one longer run, bit for bit; a note names the settings that differ (the data flags are not recorded)")
+                   "one longer run, bit for bit; a note names the settings that differ (the data flags are "
+                   "not recorded)")
         ->type_name("FILE")
         ->check(CLI::ExistingFile);
     app.add_option("--json", o.json, "Write the run record (timings, metrics, checksum) to FILE")

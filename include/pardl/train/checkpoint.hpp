@@ -51,22 +51,33 @@ struct TrainingProgress {
 
 inline constexpr std::size_t checkpoint_max_settings = 64;
 
-/// Whether `text` can be a setting's name or value in a checkpoint: under 256 bytes, none of them
-/// a control character (a newline would split Trainer::load's report into lines of its own).
-inline bool checkpoint_setting_text_ok(const std::string& text) {
-    for (const char c : text) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte < 0x20 || byte == 0x7F) return false;
-    }
-    return text.size() < 256;
-}
-
-/// Whether two settings share a name (only the first would ever be compared).
-inline bool checkpoint_settings_repeat_a_name(const std::vector<std::pair<std::string, std::string>>& s) {
-    for (std::size_t i = 0; i < s.size(); ++i)
+/// What keeps `settings` out of a checkpoint, or "" if nothing does: more than
+/// checkpoint_max_settings of them, a name or value of 256 bytes or more or with a control
+/// character (a newline would split Trainer::load's report into lines of its own), or a name twice
+/// (only the first would ever be compared). The one check of the writer, the reader and the
+/// Trainer's constructor, each of which says it in its own error.
+inline std::string
+checkpoint_settings_problem(const std::vector<std::pair<std::string, std::string>>& settings) {
+    if (settings.size() > checkpoint_max_settings)
+        return std::to_string(settings.size()) + " settings (at most " +
+               std::to_string(checkpoint_max_settings) + ")";
+    const auto text_ok = [](const std::string& text) {
+        for (const char c : text) {
+            const auto byte = static_cast<unsigned char>(c);
+            if (byte < 0x20 || byte == 0x7F) return false;
+        }
+        return text.size() < 256;
+    };
+    for (std::size_t i = 0; i < settings.size(); ++i) {
+        const auto& [name, value] = settings[i];
+        if (!text_ok(name) || !text_ok(value))
+            return "setting " + name.substr(0, 40) +
+                   " is not at most 255 printable bytes (a name or value is longer, or holds a control "
+                   "character)";
         for (std::size_t j = 0; j < i; ++j)
-            if (s[i].first == s[j].first) return true;
-    return false;
+            if (settings[j].first == name) return "two settings share a name (" + name.substr(0, 40) + ")";
+    }
+    return {};
 }
 
 namespace detail {
@@ -139,15 +150,9 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
                   "cannot write checkpoint ", path.string(), ": an optimizer name of ",
                   progress ? progress->optimizer.size() : 0, " bytes (at most 255)");
     if (progress != nullptr) {
-        PARDL_REQUIRE(progress->settings.size() <= checkpoint_max_settings, CheckpointError,
-                      "cannot write checkpoint ", path.string(), ": ", progress->settings.size(),
-                      " settings (at most ", checkpoint_max_settings, ")");
-        for (const auto& [name, value] : progress->settings)
-            PARDL_REQUIRE(checkpoint_setting_text_ok(name) && checkpoint_setting_text_ok(value),
-                          CheckpointError, "cannot write checkpoint ", path.string(), ": setting ",
-                          name.substr(0, 40), " is not at most 255 printable bytes");
-        PARDL_REQUIRE(!checkpoint_settings_repeat_a_name(progress->settings), CheckpointError,
-                      "cannot write checkpoint ", path.string(), ": two settings share a name");
+        const std::string problem = checkpoint_settings_problem(progress->settings);
+        PARDL_REQUIRE(problem.empty(), CheckpointError, "cannot write checkpoint ", path.string(), ": ",
+                      problem);
     }
     namespace fs = std::filesystem;
     const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
@@ -298,8 +303,7 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
                       " is truncated (in optimizer state: ", n_state, " values announced, ",
                       at <= file_bytes ? (file_bytes - at) / sizeof(float) : 0, " in the file)");
         // Values no run writes (a rate that is negative or not a number, counts past 2^53; a
-        // schedule may end at 0): a
-        // consistent checksum does not make them usable.
+        // schedule may end at 0): a consistent checksum does not make them usable.
         constexpr std::uint64_t count_limit = 1ULL << 53;
         PARDL_REQUIRE(read.step < count_limit && read.epochs < count_limit &&
                           read.optimizer_steps < count_limit,
@@ -326,12 +330,9 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
         for (std::uint32_t i = 0; i < count; ++i) {
             std::string name = text();
             read.settings.emplace_back(std::move(name), text());
-            PARDL_REQUIRE(checkpoint_setting_text_ok(read.settings.back().first) &&
-                              checkpoint_setting_text_ok(read.settings.back().second),
-                          CheckpointError, where, " is corrupt (a setting holds a control character)");
         }
-        PARDL_REQUIRE(!checkpoint_settings_repeat_a_name(read.settings), CheckpointError, where,
-                      " is corrupt (two settings share a name)");
+        const std::string problem = checkpoint_settings_problem(read.settings);
+        PARDL_REQUIRE(problem.empty(), CheckpointError, where, " is corrupt (", problem, ")");
     }
     PARDL_REQUIRE(in.peek() == std::char_traits<char>::eof(), CheckpointError, where, " has trailing bytes");
     PARDL_REQUIRE(sum.value() == crc, CheckpointError, where, " is corrupt (checksum mismatch)");

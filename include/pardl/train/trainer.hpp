@@ -42,6 +42,18 @@ namespace pardl {
 /// be the same). (Benchmarks of the gradient exchange size their messages with it.)
 inline constexpr std::size_t step_tail_floats = 4;
 
+namespace detail {
+/// FNV-1a, 64 bits, over bytes added in order: the trainer's parameter checksum and its settings
+/// fingerprint.
+struct Fnv1a {
+    std::uint64_t value = 1469598103934665603ULL;
+    void add(const void* data, std::size_t bytes) {
+        const auto* p = static_cast<const unsigned char*>(data);
+        for (std::size_t i = 0; i < bytes; ++i) value = (value ^ p[i]) * 1099511628211ULL;
+    }
+};
+} // namespace detail
+
 /// Result of one training step (global figures, identical on every rank).
 struct StepResult {
     double loss = 0;         ///< mean loss over the global batch
@@ -139,16 +151,10 @@ public:
           rank_buffer_(comm_.allocate(param_count + step_tail_floats)) {
         PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
         // What save will write: found now, not at the first save hours into the run.
-        const auto settings = run_settings();
-        PARDL_REQUIRE(settings.size() <= checkpoint_max_settings, ConfigError, "the optimizer names ",
-                      settings.size(), " settings with the trainer's; a checkpoint holds at most ",
-                      checkpoint_max_settings);
-        for (const auto& [name, value] : settings)
-            PARDL_REQUIRE(checkpoint_setting_text_ok(name) && checkpoint_setting_text_ok(value), ConfigError,
-                          "setting ", name.substr(0, 40), " = ", value.substr(0, 40),
-                          ": a checkpoint holds names and values of at most 255 printable bytes");
-        PARDL_REQUIRE(!checkpoint_settings_repeat_a_name(settings), ConfigError,
-                      "the optimizer names a setting the trainer names too (run_settings)");
+        const std::string settings_problem = checkpoint_settings_problem(run_settings());
+        PARDL_REQUIRE(settings_problem.empty(), ConfigError,
+                      "run_settings (the trainer's and the optimizer's) ",
+                      "cannot go into a checkpoint: ", settings_problem);
         const std::size_t ranks = static_cast<std::size_t>(comm_.size());
         const std::size_t workers = exec_.workers();
         PARDL_REQUIRE(!options_.timeline || options_.timeline->workers() >= workers, ConfigError,
@@ -215,12 +221,11 @@ public:
     /// A bit-exact fingerprint of the parameters (FNV-1a over their bytes, in buffer order,
     /// without the padding between layers' blocks).
     std::uint64_t checksum() const {
-        std::uint64_t h = 1469598103934665603ULL;
+        detail::Fnv1a h;
         Model::for_each_param_block([&](std::size_t first, std::size_t count) {
-            const auto* p = reinterpret_cast<const unsigned char*>(params_.data() + first);
-            for (std::size_t i = 0; i < count * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ULL;
+            h.add(params_.data() + first, count * sizeof(float));
         });
-        return h;
+        return h.value;
     }
 
     // ---- training --------------------------------------------------------------------------
@@ -1007,18 +1012,18 @@ private:
                       ": build every rank's optimizer and TrainerOptions::schedule alike");
     }
 
-    /// A hash of run_settings (FNV-1a over names and values), for comparing ranks.
+    /// A hash of run_settings (names and values, each ended by a byte no text holds), for
+    /// comparing ranks.
     std::uint64_t settings_fingerprint() const {
-        std::uint64_t h = 1469598103934665603ULL;
-        const auto add = [&](const std::string& t) {
-            for (const char c : t) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
-            h = (h ^ 0xFFu) * 1099511628211ULL; // a separator no text holds
-        };
+        detail::Fnv1a h;
+        const unsigned char end = 0xFF;
         for (const auto& [name, value] : run_settings()) {
-            add(name);
-            add(value);
+            h.add(name.data(), name.size());
+            h.add(&end, 1);
+            h.add(value.data(), value.size());
+            h.add(&end, 1);
         }
-        return h;
+        return h.value;
     }
 
     /// Gives every rank rank 0's `text`. A collective; nothing to do for one process.
