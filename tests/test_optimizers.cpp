@@ -465,6 +465,24 @@ TEST_CASE("Learning-rate schedules follow their formulas", "[optimizers][schedul
         CHECK(s(10) == 0.05f);
         CHECK(s(25) == 0.025f);
     }
+    SECTION("multi_step: lr * gamma^(milestones passed), as MultiStepLR") {
+        const Schedule s = schedule::multi_step(0.1f, {3, 5}, 0.1f);
+        // lr * gamma^n in double, rounded once to float, as step_decay.
+        const auto decayed = [](int n) {
+            return static_cast<float>(0.1f * std::pow(static_cast<double>(0.1f), n));
+        };
+        CHECK(s(0) == 0.1f);
+        CHECK(s(2) == 0.1f);
+        CHECK(s(3) == decayed(1)); // the milestone's own step already decayed
+        CHECK(s(4) == decayed(1));
+        CHECK(s(5) == decayed(2));
+        CHECK(s(1000) == decayed(2));
+        CHECK(s(3) == Approx(0.01f));
+        // One milestone every `every` steps is step_decay, bit for bit.
+        const Schedule d = schedule::step_decay(0.3f, 4, 0.5f);
+        const Schedule m = schedule::multi_step(0.3f, {4, 8, 12, 16}, 0.5f);
+        for (std::uint64_t t = 0; t < 20; ++t) CHECK(m(t) == d(t));
+    }
     SECTION("cosine: lr at 0, the midpoint halfway, min_lr from `steps` on, never rising") {
         const Schedule s = schedule::cosine(0.1f, 100, 0.01f);
         CHECK(s(0) == 0.1f);
@@ -493,6 +511,10 @@ TEST_CASE("Learning-rate schedules follow their formulas", "[optimizers][schedul
     SECTION("arguments no schedule can use are refused by name") {
         CHECK_THROWS_WITH(schedule::step_decay(0.1f, 0, 0.5f), Catch::Contains("every"));
         CHECK_THROWS_WITH(schedule::step_decay(0.1f, 10, 1.5f), Catch::Contains("gamma"));
+        CHECK_THROWS_WITH(schedule::multi_step(0.1f, {}, 0.5f), Catch::Contains("no milestones"));
+        CHECK_THROWS_WITH(schedule::multi_step(0.1f, {5, 5}, 0.5f),
+                          Catch::Contains("strictly increasing (5 then 5)"));
+        CHECK_THROWS_WITH(schedule::multi_step(0.1f, {5}, 0.0f), Catch::Contains("gamma"));
         CHECK_THROWS_WITH(schedule::cosine(-1.0f, 10), Catch::Contains("lr"));
         CHECK_THROWS_WITH(schedule::cosine(0.1f, 10, 0.2f), Catch::Contains("min_lr"));
         CHECK_THROWS_WITH(schedule::cosine(0.1f, 0), Catch::Contains("steps"));

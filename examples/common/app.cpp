@@ -131,6 +131,20 @@ std::string compiler_id() {
 #endif
 }
 
+/// A value parse_lr_schedule accepts.
+CLI::Validator lr_schedule_spec() {
+    return CLI::Validator(
+        [](std::string& s) -> std::string {
+            try {
+                parse_lr_schedule(s);
+            } catch (const pardl::ConfigError& e) {
+                return e.what();
+            }
+            return {};
+        },
+        "");
+}
+
 /// Registers the common flags on `app`, bound to `o`.
 void add_run_flags(CLI::App& app, RunOptions& o) {
     app.add_option("--data", o.data, "Directory holding the Fashion-MNIST IDX files")
@@ -147,6 +161,20 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
     app.add_option("--lr", o.lr, "Learning rate, > 0 (default 0.01 for sgd, 0.001 for adam)")
         ->type_name("X")
         ->check(positive_real());
+    app.add_option(
+           "--lr-schedule", o.lr_schedule,
+           "How the learning rate moves, in epochs from the base rate (--lr): constant, "
+           "step:EVERY[:GAMMA] (x GAMMA every EVERY epochs, default 0.1), multistep:E1,E2,...[:GAMMA] "
+           "(x GAMMA at each of those epochs), cosine:EPOCHS[:MIN_LR] (down to MIN_LR, default 0, "
+           "over EPOCHS epochs, then held there)")
+        ->type_name("SPEC")
+        ->check(lr_schedule_spec())
+        ->capture_default_str();
+    app.add_option("--warmup-epochs", o.warmup_epochs,
+                   "Linear warm-up of the learning rate over N epochs, before --lr-schedule (0 = none)")
+        ->type_name("N")
+        ->check(integer_at_least(0))
+        ->capture_default_str();
     app.add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")
         ->type_name("X")
         ->check(unit_interval_half_open())
@@ -181,8 +209,10 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->type_name("FILE");
     app.add_option("--resume", o.resume,
                    "Continue a run from a checkpoint that --save wrote: --epochs more epochs, at its "
-                   "learning rate unless --lr is given. With the flags of the run that saved it (seed, "
-                   "batch, optimizer, momentum, policy, ranks and workers, data flags) the result is that of "
+                   "learning rate unless --lr or a schedule is given (a schedule goes on from the "
+                   "checkpoint's step). With the flags of the run that saved it (seed, "
+                   "batch, optimizer, momentum, lr flags, policy, ranks and workers, data flags) the result "
+                   "is that of "
                    "one longer run, bit for bit; a note names the settings that differ (the data flags are "
                    "not recorded)")
         ->type_name("FILE")
@@ -210,7 +240,7 @@ nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
                                const std::vector<pardl::EpochRecord>& history) {
     using nlohmann::json;
     json epoch_seconds = json::array(), train_loss = json::array(), train_acc = json::array(),
-         test_loss = json::array(), test_acc = json::array();
+         test_loss = json::array(), test_acc = json::array(), learning_rate = json::array();
     std::vector<double> phase_sum(pardl::phase_names.size(), 0.0);
     double train_seconds = 0;
     std::size_t samples = 0;
@@ -220,6 +250,7 @@ nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
         train_acc.push_back(r.train_accuracy);
         test_loss.push_back(r.test_loss);
         test_acc.push_back(r.test_accuracy);
+        learning_rate.push_back(r.learning_rate);
         train_seconds += r.seconds;
         samples += info.train_images;
         for (std::size_t i = 0; i < phase_sum.size(); ++i) phase_sum[i] += r.phases.seconds[i];
@@ -253,6 +284,10 @@ nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
     rec["seed"] = o.seed;
     rec["flush_subnormals"] = !o.keep_subnormals;
     rec["lr"] = info.lr;
+    rec["lr_schedule"] = o.lr_schedule;
+    rec["warmup_epochs"] = o.warmup_epochs;
+    rec["learning_rate"] = std::move(learning_rate);
+    rec["learning_rate_note"] = "the rate of each epoch's last step";
     rec["momentum"] = o.optimizer == "sgd" ? o.momentum : 0.0;
     rec["optimizer"] = o.optimizer;
     rec["limit"] = o.limit;
@@ -267,6 +302,101 @@ nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
 }
 
 } // namespace
+
+LrScheduleSpec parse_lr_schedule(const std::string& spec) {
+    const auto fail = [&](const std::string& why) -> LrScheduleSpec {
+        throw pardl::ConfigError("'" + spec + "': " + why +
+                                 " (constant, step:EVERY[:GAMMA], multistep:E1,E2,...[:GAMMA] or "
+                                 "cosine:EPOCHS[:MIN_LR])");
+    };
+    std::vector<std::string> fields;
+    for (std::size_t start = 0;;) {
+        const std::size_t colon = spec.find(':', start);
+        fields.push_back(spec.substr(start, colon - start));
+        if (colon == std::string::npos) break;
+        start = colon + 1;
+    }
+    const auto epochs = [&](const std::string& text) {
+        std::size_t v = 0;
+        const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc{} || p != text.data() + text.size() || v < 1)
+            fail("'" + text + "' is not a number of epochs >= 1");
+        return v;
+    };
+    const auto real = [&](const std::string& text, const char* must, auto ok) {
+        const auto v = parse_number(text);
+        if (!v || !ok(*v)) fail(std::string(must) + " (got '" + text + "')");
+        return static_cast<double>(*v);
+    };
+    const auto gamma = [&](const std::string& text) {
+        return real(text, "GAMMA must be in (0, 1]", [](long double v) { return v > 0 && v <= 1; });
+    };
+    LrScheduleSpec s;
+    const std::string& kind = fields[0];
+    if (kind == "constant") {
+        if (fields.size() != 1) fail("constant takes no values");
+        return s;
+    }
+    if (kind == "step" || kind == "multistep") {
+        if (fields.size() < 2 || fields.size() > 3) fail(kind + " takes the epochs and an optional GAMMA");
+        s.kind = kind == "step" ? LrScheduleSpec::Kind::step : LrScheduleSpec::Kind::multistep;
+        if (s.kind == LrScheduleSpec::Kind::step) {
+            s.epochs = {epochs(fields[1])};
+        } else {
+            for (std::size_t start = 0;;) {
+                const std::size_t comma = fields[1].find(',', start);
+                s.epochs.push_back(epochs(fields[1].substr(start, comma - start)));
+                if (s.epochs.size() > 1 && s.epochs.back() <= s.epochs[s.epochs.size() - 2])
+                    fail("the milestones must be strictly increasing");
+                if (comma == std::string::npos) break;
+                start = comma + 1;
+            }
+        }
+        if (fields.size() == 3) s.gamma = gamma(fields[2]);
+        return s;
+    }
+    if (kind == "cosine") {
+        if (fields.size() < 2 || fields.size() > 3) fail("cosine takes EPOCHS and an optional MIN_LR");
+        s.kind = LrScheduleSpec::Kind::cosine;
+        s.epochs = {epochs(fields[1])};
+        if (fields.size() == 3) s.min_lr = real(fields[2], "MIN_LR must be a number >= 0", [](long double v) { return v >= 0; });
+        return s;
+    }
+    return fail("unknown schedule '" + kind + "'");
+}
+
+Schedule make_lr_schedule(const LrScheduleSpec& spec, std::size_t warmup_epochs, float lr,
+                          std::uint64_t steps_per_epoch) {
+    using Kind = LrScheduleSpec::Kind;
+    if (spec.kind == Kind::constant && warmup_epochs == 0) return {};
+    std::vector<std::uint64_t> steps;
+    for (std::size_t e : spec.epochs) steps.push_back(e * steps_per_epoch);
+    Schedule s;
+    switch (spec.kind) {
+    case Kind::constant:
+        s = schedule::constant(lr);
+        break;
+    case Kind::step:
+        s = schedule::step_decay(lr, steps[0], static_cast<float>(spec.gamma));
+        break;
+    case Kind::multistep:
+        s = schedule::multi_step(lr, std::move(steps), static_cast<float>(spec.gamma));
+        break;
+    case Kind::cosine: {
+        // The cosine checks min_lr <= lr; say which flag it came from.
+        if (!(spec.min_lr <= lr)) {
+            char why[160];
+            std::snprintf(why, sizeof why, "--lr-schedule cosine: MIN_LR %g is above the base rate %g (--lr)",
+                          spec.min_lr, static_cast<double>(lr));
+            throw pardl::ConfigError(why);
+        }
+        s = schedule::cosine(lr, steps[0], static_cast<float>(spec.min_lr));
+        break;
+    }
+    }
+    if (warmup_epochs > 0) s = schedule::warmup(warmup_epochs * steps_per_epoch, std::move(s));
+    return s;
+}
 
 CommandLine::CommandLine(const std::string& description, RunOptions& options)
     : options_(options), app_(std::make_unique<CLI::App>(description)) {

@@ -34,6 +34,8 @@ struct RunOptions {
     std::filesystem::path data = pardl::default_fashion_mnist_dir;
     std::size_t epochs = 5, batch = 64, limit = 0, test_limit = 0, threads = 0, check_replicas = 0;
     double lr = 0.01, momentum = 0.9;
+    std::string lr_schedule = "constant"; ///< --lr-schedule (LrScheduleSpec)
+    std::size_t warmup_epochs = 0;        ///< --warmup-epochs
     std::string optimizer = "sgd";
     std::uint64_t seed = 42;
     std::string save, json;
@@ -43,6 +45,29 @@ struct RunOptions {
     bool keep_subnormals = false; ///< TrainerOptions::flush_subnormals = false
     int fail_on_rank = -1;        ///< test hook: this rank throws DataError("injected failure") after loading
 };
+
+/// --lr-schedule: how the learning rate moves, counted in epochs (steps per epoch = ceil(images /
+/// batch)), from the base rate (--lr or the optimizer's default). The schedule is a function of the
+/// step count alone, which a checkpoint keeps: a run resumed with the same flags goes on along the
+/// same curve, and one given another schedule gets a note from Trainer::load.
+struct LrScheduleSpec {
+    enum class Kind { constant, step, multistep, cosine };
+    Kind kind = Kind::constant;
+    std::vector<std::size_t> epochs; ///< step: {every}; multistep: the milestones; cosine: {length}
+    double gamma = 0.1;              ///< step and multistep: the factor at each decay
+    double min_lr = 0.0;             ///< cosine: the rate it ends at
+};
+
+/// Parses "constant", "step:EVERY[:GAMMA]", "multistep:E1,E2,...[:GAMMA]" or
+/// "cosine:EPOCHS[:MIN_LR]". @throws ConfigError saying what is wrong.
+LrScheduleSpec parse_lr_schedule(const std::string& spec);
+
+/// The Schedule for `spec` at base rate lr, after `warmup_epochs` of linear warm-up (a warm-up
+/// delays the schedule: its epochs count from the warm-up's end, as PyTorch's SequentialLR).
+/// Empty for a constant rate without warm-up: the optimizer keeps its own rate, so that a resumed
+/// run takes the checkpoint's. @throws ConfigError for values the schedule cannot use.
+Schedule make_lr_schedule(const LrScheduleSpec& spec, std::size_t warmup_epochs, float lr,
+                          std::uint64_t steps_per_epoch);
 
 /// An example's command line: the common flags, bound to a RunOptions, and the example's own.
 class CommandLine {

@@ -40,6 +40,11 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     topt.check_replicas = o.check_replicas;
     topt.progress = !o.quiet;
     topt.flush_subnormals = !o.keep_subnormals;
+    // Epochs to steps: every epoch runs ceil(images / batch) steps (the last batch may be short).
+    const std::uint64_t steps_per_epoch = (train_set.rows + o.batch - 1) / o.batch;
+    topt.schedule = make_lr_schedule(parse_lr_schedule(o.lr_schedule), o.warmup_epochs,
+                                     static_cast<float>(lr), steps_per_epoch);
+    const bool scheduled = static_cast<bool>(topt.schedule);
     // The timeline needs the trainer's worker count, which the executor resolves: ask it first.
     std::unique_ptr<Timeline> timeline;
     if (!o.timeline.empty()) {
@@ -49,8 +54,9 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(optimizer), topt);
     if (!o.resume.empty()) {
         trainer.load(o.resume); // the parameters, the optimizer's state and rate, the counters
-        if (lr_from_flag) trainer.optimizer().set_learning_rate(static_cast<float>(lr));
-        lr = trainer.optimizer().learning_rate();
+        // A schedule sets every step's rate from the step count, which the checkpoint restored.
+        if (lr_from_flag && !scheduled) trainer.optimizer().set_learning_rate(static_cast<float>(lr));
+        if (!scheduled) lr = trainer.optimizer().learning_rate();
     }
 
     if (rank == 0) {
@@ -62,9 +68,17 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
                           trainer.threads() == 1 ? "" : "s");
         else
             std::snprintf(workers, sizeof workers, "%zu workers taken in turn", trainer.workers());
-        std::printf("%s  policy %s  %d rank%s x %s  batch %zu  %s lr %g%s  seed %llu\n", model_name.c_str(),
+        std::string lr_moves;
+        if (scheduled) {
+            lr_moves = " " + o.lr_schedule;
+            if (o.warmup_epochs > 0)
+                lr_moves += " after " + std::to_string(o.warmup_epochs) + " warm-up epoch" +
+                            (o.warmup_epochs == 1 ? "" : "s");
+        }
+        std::printf("%s  policy %s  %d rank%s x %s  batch %zu  %s lr %g%s%s  seed %llu\n", model_name.c_str(),
                     Policy::name().c_str(), ranks, ranks == 1 ? "" : "s", workers, o.batch,
-                    o.optimizer.c_str(), lr, momentum, static_cast<unsigned long long>(o.seed));
+                    o.optimizer.c_str(), lr, lr_moves.c_str(), momentum,
+                    static_cast<unsigned long long>(o.seed));
         std::printf("data %s: %zu training images, %zu test images\n", o.data.string().c_str(),
                     train_set.rows, test_set.rows);
         if (!o.resume.empty())

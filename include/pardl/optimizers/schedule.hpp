@@ -3,11 +3,13 @@
 // resumed from a checkpoint, which restores the step counter, continues on the same curve.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <numbers>
 #include <utility>
+#include <vector>
 
 #include "pardl/core/errors.hpp"
 
@@ -31,6 +33,24 @@ inline Schedule step_decay(float lr, std::uint64_t every, float gamma) {
     return [=](std::uint64_t step) {
         return static_cast<float>(lr *
                                   std::pow(static_cast<double>(gamma), static_cast<double>(step / every)));
+    };
+}
+
+/// lr * gamma^(how many milestones are <= step): torch.optim.lr_scheduler.MultiStepLR, counted in
+/// steps. The milestones must be strictly increasing (PyTorch counts a repeated milestone twice;
+/// here a repeat is refused as a likely typo).
+inline Schedule multi_step(float lr, std::vector<std::uint64_t> milestones, float gamma) {
+    PARDL_REQUIRE(lr > 0.0f && std::isfinite(lr), ConfigError, "multi_step: lr must be > 0 (got ", lr, ")");
+    PARDL_REQUIRE(!milestones.empty(), ConfigError, "multi_step: no milestones");
+    for (std::size_t i = 1; i < milestones.size(); ++i)
+        PARDL_REQUIRE(milestones[i] > milestones[i - 1], ConfigError,
+                      "multi_step: the milestones must be strictly increasing (", milestones[i - 1], " then ",
+                      milestones[i], ")");
+    PARDL_REQUIRE(gamma > 0.0f && gamma <= 1.0f, ConfigError, "multi_step: gamma must be in (0, 1] (got ",
+                  gamma, ")");
+    return [=, milestones = std::move(milestones)](std::uint64_t step) {
+        const auto passed = std::upper_bound(milestones.begin(), milestones.end(), step) - milestones.begin();
+        return static_cast<float>(lr * std::pow(static_cast<double>(gamma), static_cast<double>(passed)));
     };
 }
 
