@@ -359,7 +359,8 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
         if (fields.size() < 2 || fields.size() > 3) fail("cosine takes EPOCHS and an optional MIN_LR");
         s.kind = LrScheduleSpec::Kind::cosine;
         s.epochs = {epochs(fields[1])};
-        if (fields.size() == 3) s.min_lr = real(fields[2], "MIN_LR must be a number >= 0", [](long double v) { return v >= 0; });
+        if (fields.size() == 3)
+            s.min_lr = real(fields[2], "MIN_LR must be a number >= 0", [](long double v) { return v >= 0; });
         return s;
     }
     return fail("unknown schedule '" + kind + "'");
