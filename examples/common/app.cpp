@@ -14,6 +14,7 @@
 #include <fstream>
 #include <initializer_list>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -65,14 +66,16 @@ std::optional<long double> parse_number(const std::string& s) {
     return v;
 }
 
-/// An integer >= lo.
-CLI::Validator integer_at_least(long long lo) {
+/// An integer >= lo (and <= hi).
+CLI::Validator integer_at_least(long long lo, long long hi = std::numeric_limits<long long>::max()) {
     return CLI::Validator(
-        [lo](std::string& s) -> std::string {
+        [lo, hi](std::string& s) -> std::string {
             long long v = 0;
             const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-            if (ec != std::errc{} || p != s.data() + s.size() || v < lo)
-                return "must be an integer >= " + std::to_string(lo) + " (got '" + s + "')";
+            if (ec != std::errc{} || p != s.data() + s.size() || v < lo || v > hi)
+                return "must be an integer >= " + std::to_string(lo) +
+                       (hi < std::numeric_limits<long long>::max() ? " and <= " + std::to_string(hi) : "") +
+                       " (got '" + s + "')";
             return {};
         },
         "");
@@ -163,17 +166,19 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->check(positive_real());
     app.add_option(
            "--lr-schedule", o.lr_schedule,
-           "How the learning rate moves, in epochs from the base rate (--lr): constant, "
-           "step:EVERY[:GAMMA] (x GAMMA every EVERY epochs, default 0.1), multistep:E1,E2,...[:GAMMA] "
-           "(x GAMMA at each of those epochs), cosine:EPOCHS[:MIN_LR] (down to MIN_LR, default 0, "
-           "over EPOCHS epochs, then held there)")
+           "How the learning rate moves from the base rate (--lr, else the optimizer's default), set at "
+           "every step: constant, step:EVERY[:GAMMA] (x GAMMA after every EVERY epochs), "
+           "multistep:E1,E2,...[:GAMMA] (x GAMMA after epoch E1, again after E2, ...), "
+           "cosine:EPOCHS[:MIN_LR] (down to MIN_LR over EPOCHS epochs, then held there). GAMMA "
+           "defaults to 0.1, MIN_LR to 0")
         ->type_name("SPEC")
         ->check(lr_schedule_spec())
         ->capture_default_str();
     app.add_option("--warmup-epochs", o.warmup_epochs,
-                   "Linear warm-up of the learning rate over N epochs, before --lr-schedule (0 = none)")
+                   "Linear warm-up of the learning rate over N epochs up to the base rate (0 = none); "
+                   "--lr-schedule's epochs count from the warm-up's end")
         ->type_name("N")
-        ->check(integer_at_least(0))
+        ->check(integer_at_least(0, max_schedule_epochs))
         ->capture_default_str();
     app.add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")
         ->type_name("X")
@@ -319,8 +324,8 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
     const auto epochs = [&](const std::string& text) {
         std::size_t v = 0;
         const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-        if (ec != std::errc{} || p != text.data() + text.size() || v < 1)
-            fail("'" + text + "' is not a number of epochs >= 1");
+        if (ec != std::errc{} || p != text.data() + text.size() || v < 1 || v > max_schedule_epochs)
+            fail("'" + text + "' is not a number of epochs from 1 to " + std::to_string(max_schedule_epochs));
         return v;
     };
     const auto real = [&](const std::string& text, const char* must, auto ok) {
@@ -329,7 +334,9 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
         return static_cast<double>(*v);
     };
     const auto gamma = [&](const std::string& text) {
-        return real(text, "GAMMA must be in (0, 1]", [](long double v) { return v > 0 && v <= 1; });
+        // As a float, as the optimizer takes it: 1e-50 would be 0.
+        return real(text, "GAMMA must be in (0, 1]",
+                    [](long double v) { return static_cast<float>(v) > 0 && v <= 1; });
     };
     LrScheduleSpec s;
     const std::string& kind = fields[0];
@@ -360,7 +367,8 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
         s.kind = LrScheduleSpec::Kind::cosine;
         s.epochs = {epochs(fields[1])};
         if (fields.size() == 3)
-            s.min_lr = real(fields[2], "MIN_LR must be a number >= 0", [](long double v) { return v >= 0; });
+            s.min_lr = real(fields[2], "MIN_LR must be a number >= 0",
+                            [](long double v) { return v >= 0 && std::isfinite(static_cast<float>(v)); });
         return s;
     }
     return fail("unknown schedule '" + kind + "'");
@@ -385,7 +393,7 @@ Schedule make_lr_schedule(const LrScheduleSpec& spec, std::size_t warmup_epochs,
         break;
     case Kind::cosine: {
         // The cosine checks min_lr <= lr; say which flag it came from.
-        if (!(spec.min_lr <= lr)) {
+        if (!(static_cast<float>(spec.min_lr) <= lr)) { // both as the schedule takes them
             char why[160];
             std::snprintf(why, sizeof why, "--lr-schedule cosine: MIN_LR %g is above the base rate %g (--lr)",
                           spec.min_lr, static_cast<double>(lr));

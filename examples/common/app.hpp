@@ -58,6 +58,10 @@ struct LrScheduleSpec {
     double min_lr = 0.0;             ///< cosine: the rate it ends at
 };
 
+/// The most epochs --lr-schedule and --warmup-epochs take: enough for any run, and small enough
+/// that epochs x steps per epoch cannot overflow the step count.
+inline constexpr std::size_t max_schedule_epochs = 1000000;
+
 /// Parses "constant", "step:EVERY[:GAMMA]", "multistep:E1,E2,...[:GAMMA]" or
 /// "cosine:EPOCHS[:MIN_LR]". @throws ConfigError saying what is wrong.
 LrScheduleSpec parse_lr_schedule(const std::string& spec);
