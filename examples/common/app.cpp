@@ -208,10 +208,17 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->type_name("T")
         ->check(integer_at_least(0))
         ->capture_default_str();
-    app.add_option("--save", o.save,
-                   "Save a checkpoint to FILE: the parameters, and the optimizer's state and the epoch "
-                   "count, which --resume continues from")
-        ->type_name("FILE");
+    CLI::Option* save = app.add_option("--save", o.save,
+                                       "Save a checkpoint to FILE: the parameters, and the optimizer's state "
+                                       "and the epoch count, which --resume continues from")
+                            ->type_name("FILE");
+    app.add_option("--save-every", o.save_every,
+                   "Also save the --save checkpoint after every N epochs, each write atomic (the old file "
+                   "stays whole until the new one is complete): a run stopped by a crash or a time limit "
+                   "loses at most N epochs, and --resume goes on from the last one saved")
+        ->type_name("N")
+        ->check(integer_at_least(1))
+        ->needs(save);
     app.add_option("--resume", o.resume,
                    "Continue a run from a checkpoint that --save wrote: --epochs more epochs, at its "
                    "learning rate unless --lr or a schedule is given (a schedule goes on from the "
@@ -238,6 +245,9 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
                  "slower in long runs)");
     // Test hook, hidden from --help: lets the test suite check that one failing rank ends the job.
     app.add_option("--fail-on-rank", o.fail_on_rank, "")->group("");
+    // Test hook, hidden: every rank stops with an error after this epoch (and after --save-every's
+    // save), as a run killed there would; the tests then resume from the checkpoint.
+    app.add_option("--fail-after-epoch", o.fail_after_epoch, "")->group("");
 }
 
 /// The run record as JSON.

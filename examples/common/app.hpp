@@ -43,7 +43,9 @@ struct RunOptions {
     std::string timeline; ///< Chrome trace of every step's phases (all ranks in one file)
     bool quiet = false;
     bool keep_subnormals = false; ///< TrainerOptions::flush_subnormals = false
+    std::size_t save_every = 0;   ///< --save-every: also save after every N epochs (0 = at the end only)
     int fail_on_rank = -1;        ///< test hook: this rank throws DataError("injected failure") after loading
+    std::size_t fail_after_epoch = 0; ///< test hook: every rank throws after this epoch (and its save)
 };
 
 /// --lr-schedule: how the learning rate moves, counted in epochs (steps per epoch = ceil(images /

@@ -88,7 +88,24 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
         std::fflush(stdout);
     }
 
-    const std::vector<EpochRecord> history = trainer.fit(train_set, &test_set, o.epochs);
+    // --save-every: the checkpoint after every N epochs (numbered as the log numbers them, so a
+    // resumed run keeps the rhythm), written as the final one is; fit calls this on every rank
+    // (save is a collective) at an epoch's end, where a resume goes on exactly. The last epoch's
+    // save is the one after fit.
+    const std::size_t last_epoch = trainer.epochs_trained() + o.epochs;
+    const auto after_epoch = [&](const EpochRecord& record) {
+        if (o.save_every > 0 && record.epoch % o.save_every == 0 && record.epoch < last_epoch) {
+            trainer.save(o.save);
+            if (rank == 0) {
+                std::printf("checkpoint saved to %s after epoch %zu\n", o.save.c_str(), record.epoch);
+                std::fflush(stdout);
+            }
+        }
+        if (o.fail_after_epoch > 0 && record.epoch == o.fail_after_epoch)
+            throw DataError("injected failure after epoch " + std::to_string(record.epoch) +
+                            " (--fail-after-epoch)");
+    };
+    const std::vector<EpochRecord> history = trainer.fit(train_set, &test_set, o.epochs, after_epoch);
 
     if (!o.save.empty()) trainer.save(o.save);
     if (timeline) write_timeline(*timeline, trainer.communicator(), o.timeline); // every rank
