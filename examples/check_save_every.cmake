@@ -1,7 +1,9 @@
-# Checks that --save-every keeps what a stopped run trained: PROGRAM trains 3 epochs in one run;
-# a second run saves after every epoch and is stopped by an injected failure after epoch 2 (as a
-# crash or a time limit would stop it); 1 epoch resumed from its checkpoint ends with the
-# 3-epoch run's checksum.
+# Checks that --save-every keeps what a stopped run trained. PROGRAM trains 3 epochs in one run.
+# Two more runs are stopped by an injected failure, as a crash or a time limit would stop them:
+# one saving after every epoch, stopped after epoch 2; one saving after every 2 epochs, stopped
+# after epoch 3 (its last epoch, before the final save), so its checkpoint is epoch 2's and epoch 1
+# wrote none. One epoch resumed from each checkpoint ends with the 3-epoch run's checksum and
+# writes the same checkpoint, byte for byte.
 #   cmake -DPROGRAM=<exe> -DOUT=<folder> "-DARGS=<flags;...>" -P check_save_every.cmake
 # An MPI program runs under LAUNCH (a list, e.g. "mpiexec.mpich;-n;2") when it is given.
 
@@ -20,23 +22,44 @@ function(run_program label expect_ok)
     set(err_${label} "${err}" PARENT_SCOPE)
 endfunction()
 
-file(MAKE_DIRECTORY ${OUT})
-file(REMOVE ${OUT}/periodic.ckpt)
-run_program(whole TRUE --epochs 3)
-run_program(stopped FALSE --epochs 3 --save ${OUT}/periodic.ckpt --save-every 1 --fail-after-epoch 2)
-foreach(epoch 1 2)
-    if(NOT out_stopped MATCHES "checkpoint saved to [^\n]*periodic.ckpt after epoch ${epoch}\n")
-        message(FATAL_ERROR "the stopped run does not report its save after epoch ${epoch}:\n${out_stopped}")
+# stopped_run(label every stop_after saved_epochs unsaved_epochs): the stopped run and its resume.
+function(stopped_run label every stop_after saved unsaved)
+    set(ckpt ${OUT}/${label}.ckpt)
+    file(REMOVE ${ckpt} ${OUT}/${label}_resumed.ckpt)
+    run_program(stopped FALSE --epochs 3 --save ${ckpt} --save-every ${every} --fail-after-epoch ${stop_after})
+    foreach(epoch ${saved})
+        if(NOT out_stopped MATCHES "checkpoint saved to [^\n]*${label}.ckpt after epoch ${epoch}\n")
+            message(FATAL_ERROR "${label}: no save reported after epoch ${epoch}:\n${out_stopped}")
+        endif()
+    endforeach()
+    foreach(epoch ${unsaved})
+        if(out_stopped MATCHES "after epoch ${epoch}\n")
+            message(FATAL_ERROR "${label}: a save after epoch ${epoch}, which --save-every ${every} skips:\n${out_stopped}")
+        endif()
+    endforeach()
+    if(NOT err_stopped MATCHES "injected failure on rank [0-9]+ after epoch ${stop_after}")
+        message(FATAL_ERROR "${label}: the run did not stop by the injected failure:\n${err_stopped}")
     endif()
-endforeach()
-if(NOT err_stopped MATCHES "injected failure after epoch 2")
-    message(FATAL_ERROR "the stopped run did not stop by the injected failure:\n${err_stopped}")
+    run_program(resumed TRUE --epochs 1 --resume ${ckpt} --save ${OUT}/${label}_resumed.ckpt)
+    if(NOT out_resumed MATCHES "resumed from .* after epoch 2")
+        message(FATAL_ERROR "${label}: the resumed run does not say it resumed after epoch 2:\n${out_resumed}")
+    endif()
+    if(NOT checksum_resumed STREQUAL checksum_whole)
+        message(FATAL_ERROR "${label}: resumed from the periodic checkpoint, checksum '${checksum_resumed}'; the whole run's '${checksum_whole}'")
+    endif()
+    execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${OUT}/whole.ckpt ${OUT}/${label}_resumed.ckpt
+                    RESULT_VARIABLE differ)
+    if(NOT differ EQUAL 0)
+        message(FATAL_ERROR "${label}: the resumed run's checkpoint differs from the whole run's")
+    endif()
+endfunction()
+
+file(MAKE_DIRECTORY ${OUT})
+file(REMOVE ${OUT}/whole.ckpt)
+run_program(whole TRUE --epochs 3 --save ${OUT}/whole.ckpt)
+if(NOT checksum_whole)
+    message(FATAL_ERROR "the whole run printed no checksum:\n${out_whole}")
 endif()
-run_program(resumed TRUE --epochs 1 --resume ${OUT}/periodic.ckpt)
-if(NOT out_resumed MATCHES "resumed from .* after epoch 2")
-    message(FATAL_ERROR "the resumed run does not say it resumed after epoch 2:\n${out_resumed}")
-endif()
-if(NOT checksum_whole OR NOT checksum_resumed STREQUAL checksum_whole)
-    message(FATAL_ERROR "resumed from the periodic checkpoint: checksum '${checksum_resumed}', the whole run's '${checksum_whole}'")
-endif()
-message(STATUS "stopped after epoch 2 and resumed = whole run: checksum ${checksum_whole}")
+stopped_run(every1 1 2 "1;2" "")
+stopped_run(every2 2 3 "2" "1;3")
+message(STATUS "stopped runs resumed = whole run: checksum ${checksum_whole}, identical checkpoints")

@@ -245,9 +245,10 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
                  "slower in long runs)");
     // Test hook, hidden from --help: lets the test suite check that one failing rank ends the job.
     app.add_option("--fail-on-rank", o.fail_on_rank, "")->group("");
-    // Test hook, hidden: every rank stops with an error after this epoch (and after --save-every's
-    // save), as a run killed there would; the tests then resume from the checkpoint.
-    app.add_option("--fail-after-epoch", o.fail_after_epoch, "")->group("");
+    // Test hook, hidden: every rank (or the --fail-on-rank one) stops with an error after this epoch
+    // (and --save-every's save of it), as a run killed there would; the tests resume from the
+    // checkpoint, or check that one rank's failure ends the job.
+    app.add_option("--fail-after-epoch", o.fail_after_epoch, "")->group("")->check(integer_at_least(1));
 }
 
 /// The run record as JSON.

@@ -45,7 +45,9 @@ struct RunOptions {
     bool keep_subnormals = false; ///< TrainerOptions::flush_subnormals = false
     std::size_t save_every = 0;   ///< --save-every: also save after every N epochs (0 = at the end only)
     int fail_on_rank = -1;        ///< test hook: this rank throws DataError("injected failure") after loading
-    std::size_t fail_after_epoch = 0; ///< test hook: every rank throws after this epoch (and its save)
+    /// Test hook: after this epoch (and --save-every's save of it; the final save comes after fit)
+    /// every rank throws, or the --fail-on-rank rank alone.
+    std::size_t fail_after_epoch = 0;
 };
 
 /// --lr-schedule: how the learning rate moves, counted in epochs (steps per epoch = ceil(images /

@@ -26,7 +26,7 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     // Every rank loads the data (each then takes its slice of every batch).
     const Dataset train_set = load_fashion_mnist(o.data, /*train=*/true, o.limit);
     const Dataset test_set = load_fashion_mnist(o.data, /*train=*/false, o.test_limit);
-    maybe_inject_failure(o, rank);
+    if (o.fail_after_epoch == 0) maybe_inject_failure(o, rank); // else after that epoch, below
     // The trainer sizes its buffers for a whole batch: one larger than the data only costs memory.
     if (o.batch > train_set.rows)
         throw ConfigError("--batch " + std::to_string(o.batch) + " is larger than the training set (" +
@@ -51,80 +51,95 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
         timeline = std::make_unique<Timeline>(typename Policy::executor(o.threads).workers());
         topt.timeline = timeline.get();
     }
-    Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(optimizer), topt);
-    if (!o.resume.empty()) {
-        trainer.load(o.resume); // the parameters, the optimizer's state and rate, the counters
-        // A schedule sets every step's rate from the step count, which the checkpoint restored.
-        if (lr_from_flag && !scheduled) trainer.optimizer().set_learning_rate(static_cast<float>(lr));
-        if (!scheduled) lr = trainer.optimizer().learning_rate();
-    }
-
-    if (rank == 0) {
-        char momentum[32] = "";
-        if (o.optimizer == "sgd") std::snprintf(momentum, sizeof momentum, " momentum %g", o.momentum);
-        char workers[64];
-        if (trainer.threads() == trainer.workers())
-            std::snprintf(workers, sizeof workers, "%zu thread%s", trainer.threads(),
-                          trainer.threads() == 1 ? "" : "s");
-        else
-            std::snprintf(workers, sizeof workers, "%zu workers taken in turn", trainer.workers());
-        std::string lr_moves;
-        if (scheduled) {
-            lr_moves = " " + o.lr_schedule;
-            if (o.warmup_epochs > 0)
-                lr_moves += " after " + std::to_string(o.warmup_epochs) + " warm-up epoch" +
-                            (o.warmup_epochs == 1 ? "" : "s");
+    // Under MPI the trainer's destructor is a collective (it frees a shared-memory window with the
+    // other ranks). An exception on one rank alone (out of memory on one node, say) must not run
+    // it: that rank would wait there for ranks still training, and they for it, for ever. With
+    // several ranks a failure therefore leaves the trainer undestroyed, and run_example prints the
+    // error and ends the whole job (MPI_Abort).
+    auto owner =
+        std::make_unique<Trainer<Model, SoftmaxCrossEntropy, Opt, Policy>>(std::move(optimizer), topt);
+    auto& trainer = *owner;
+    try {
+        if (!o.resume.empty()) {
+            trainer.load(o.resume); // the parameters, the optimizer's state and rate, the counters
+            // A schedule sets every step's rate from the step count, which the checkpoint restored.
+            if (lr_from_flag && !scheduled) trainer.optimizer().set_learning_rate(static_cast<float>(lr));
+            if (!scheduled) lr = trainer.optimizer().learning_rate();
         }
-        std::printf("%s  policy %s  %d rank%s x %s  batch %zu  %s lr %g%s%s  seed %llu\n", model_name.c_str(),
-                    Policy::name().c_str(), ranks, ranks == 1 ? "" : "s", workers, o.batch,
-                    o.optimizer.c_str(), lr, lr_moves.c_str(), momentum,
-                    static_cast<unsigned long long>(o.seed));
-        std::printf("data %s: %zu training images, %zu test images\n", o.data.string().c_str(),
-                    train_set.rows, test_set.rows);
-        if (!o.resume.empty())
-            std::printf("resumed from %s after epoch %zu (step %llu)\n", o.resume.c_str(),
-                        trainer.epochs_trained(), static_cast<unsigned long long>(trainer.steps_done()));
-        if (!o.quiet) std::printf("%s", describe<Model>().c_str());
-        std::fflush(stdout);
-    }
 
-    // --save-every: the checkpoint after every N epochs (numbered as the log numbers them, so a
-    // resumed run keeps the rhythm), written as the final one is; fit calls this on every rank
-    // (save is a collective) at an epoch's end, where a resume goes on exactly. The last epoch's
-    // save is the one after fit.
-    const std::size_t last_epoch = trainer.epochs_trained() + o.epochs;
-    const auto after_epoch = [&](const EpochRecord& record) {
-        if (o.save_every > 0 && record.epoch % o.save_every == 0 && record.epoch < last_epoch) {
-            trainer.save(o.save);
-            if (rank == 0) {
-                std::printf("checkpoint saved to %s after epoch %zu\n", o.save.c_str(), record.epoch);
-                std::fflush(stdout);
+        if (rank == 0) {
+            char momentum[32] = "";
+            if (o.optimizer == "sgd") std::snprintf(momentum, sizeof momentum, " momentum %g", o.momentum);
+            char workers[64];
+            if (trainer.threads() == trainer.workers())
+                std::snprintf(workers, sizeof workers, "%zu thread%s", trainer.threads(),
+                              trainer.threads() == 1 ? "" : "s");
+            else
+                std::snprintf(workers, sizeof workers, "%zu workers taken in turn", trainer.workers());
+            std::string lr_moves;
+            if (scheduled) {
+                lr_moves = " " + o.lr_schedule;
+                if (o.warmup_epochs > 0)
+                    lr_moves += " after " + std::to_string(o.warmup_epochs) + " warm-up epoch" +
+                                (o.warmup_epochs == 1 ? "" : "s");
             }
+            std::printf("%s  policy %s  %d rank%s x %s  batch %zu  %s lr %g%s%s  seed %llu\n",
+                        model_name.c_str(), Policy::name().c_str(), ranks, ranks == 1 ? "" : "s", workers,
+                        o.batch, o.optimizer.c_str(), lr, lr_moves.c_str(), momentum,
+                        static_cast<unsigned long long>(o.seed));
+            std::printf("data %s: %zu training images, %zu test images\n", o.data.string().c_str(),
+                        train_set.rows, test_set.rows);
+            if (!o.resume.empty())
+                std::printf("resumed from %s after epoch %zu (step %llu)\n", o.resume.c_str(),
+                            trainer.epochs_trained(), static_cast<unsigned long long>(trainer.steps_done()));
+            if (!o.quiet) std::printf("%s", describe<Model>().c_str());
+            std::fflush(stdout);
         }
-        if (o.fail_after_epoch > 0 && record.epoch == o.fail_after_epoch)
-            throw DataError("injected failure after epoch " + std::to_string(record.epoch) +
-                            " (--fail-after-epoch)");
-    };
-    const std::vector<EpochRecord> history = trainer.fit(train_set, &test_set, o.epochs, after_epoch);
 
-    if (!o.save.empty()) trainer.save(o.save);
-    if (timeline) write_timeline(*timeline, trainer.communicator(), o.timeline); // every rank
-    if (rank == 0) {
-        double seconds = 0;
-        for (const EpochRecord& r : history) seconds += r.seconds;
-        std::printf("final test accuracy %.4f  (test loss %.4f)  training %.2f s  checksum %016llx\n",
-                    history.back().test_accuracy, history.back().test_loss, seconds,
-                    static_cast<unsigned long long>(trainer.checksum()));
-        if (!o.save.empty()) std::printf("checkpoint saved to %s\n", o.save.c_str());
-        if (timeline) std::printf("timeline written to %s\n", o.timeline.c_str());
-        if (!o.json.empty()) {
-            write_run_record(o.json, o, run_info(model_name, trainer, lr, train_set.rows, test_set.rows),
-                             history);
-            std::printf("run record written to %s\n", o.json.c_str());
+        // --save-every: the checkpoint after every N epochs (numbered as the log numbers them, so a
+        // resumed run keeps the rhythm), written as the final one is; fit calls this on every rank
+        // (save is a collective) at an epoch's end, where a resume goes on exactly. The last epoch's
+        // save is the one after fit.
+        const std::size_t last_epoch = trainer.epochs_trained() + o.epochs;
+        const auto after_epoch = [&](const EpochRecord& record) {
+            if (o.save_every > 0 && record.epoch % o.save_every == 0 && record.epoch < last_epoch) {
+                trainer.save(o.save);
+                if (rank == 0) {
+                    std::printf("checkpoint saved to %s after epoch %zu\n", o.save.c_str(), record.epoch);
+                    std::fflush(stdout);
+                }
+            }
+            if (o.fail_after_epoch > 0 && record.epoch == o.fail_after_epoch &&
+                (o.fail_on_rank < 0 || o.fail_on_rank == rank))
+                throw DataError("injected failure on rank " + std::to_string(rank) + " after epoch " +
+                                std::to_string(record.epoch) + " (--fail-after-epoch)");
+        };
+        const std::vector<EpochRecord> history = trainer.fit(train_set, &test_set, o.epochs, after_epoch);
+
+        if (!o.save.empty()) trainer.save(o.save);
+        if (timeline) write_timeline(*timeline, trainer.communicator(), o.timeline); // every rank
+        if (rank == 0) {
+            double seconds = 0;
+            for (const EpochRecord& r : history) seconds += r.seconds;
+            std::printf("final test accuracy %.4f  (test loss %.4f)  training %.2f s  checksum %016llx\n",
+                        history.back().test_accuracy, history.back().test_loss, seconds,
+                        static_cast<unsigned long long>(trainer.checksum()));
+            if (!o.save.empty())
+                std::printf("checkpoint saved to %s after epoch %zu\n", o.save.c_str(),
+                            trainer.epochs_trained());
+            if (timeline) std::printf("timeline written to %s\n", o.timeline.c_str());
+            if (!o.json.empty()) {
+                write_run_record(o.json, o, run_info(model_name, trainer, lr, train_set.rows, test_set.rows),
+                                 history);
+                std::printf("run record written to %s\n", o.json.c_str());
+            }
+            std::fflush(stdout);
         }
-        std::fflush(stdout);
+        return 0;
+    } catch (...) {
+        if (ranks > 1) static_cast<void>(owner.release()); // left to the job's end, on purpose
+        throw;
     }
-    return 0;
 }
 
 /// Builds the optimizer the flags ask for (SGD with momentum, or Adam) and trains Model.
