@@ -5,25 +5,13 @@
 #   cmake -DPROGRAM=<exe> -DOUT=<folder> "-DARGS=<flags;...>" -P check_resume.cmake
 # An MPI program runs under LAUNCH (a list, e.g. "mpiexec.mpich;-n;2") when it is given.
 
-function(run_program label)
-    execute_process(COMMAND ${LAUNCH} ${PROGRAM} ${ARGS} ${ARGN}
-                    RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 300)
-    if(NOT code EQUAL 0)
-        message(FATAL_ERROR "${label}: exit ${code}\n${out}\n${err}")
-    endif()
-    string(REGEX MATCH "checksum ([0-9a-f]+)" _ "${out}")
-    if(NOT CMAKE_MATCH_1)
-        message(FATAL_ERROR "${label}: no checksum in its output\n${out}")
-    endif()
-    set(checksum_${label} ${CMAKE_MATCH_1} PARENT_SCOPE)
-    set(out_${label} "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/check_runs.cmake)
 
 file(MAKE_DIRECTORY ${OUT})
 file(REMOVE ${OUT}/whole.ckpt ${OUT}/part.ckpt ${OUT}/resumed.ckpt)
-run_program(whole --epochs 3 --save ${OUT}/whole.ckpt)
-run_program(part --epochs 2 --save ${OUT}/part.ckpt)
-run_program(resumed --epochs 1 --resume ${OUT}/part.ckpt --save ${OUT}/resumed.ckpt)
+run_program(whole TRUE --epochs 3 --save ${OUT}/whole.ckpt)
+run_program(part TRUE --epochs 2 --save ${OUT}/part.ckpt)
+run_program(resumed TRUE --epochs 1 --resume ${OUT}/part.ckpt --save ${OUT}/resumed.ckpt)
 
 if(NOT out_resumed MATCHES "resumed from .* after epoch 2")
     message(FATAL_ERROR "the resumed run does not say where it resumed:\n${out_resumed}")
@@ -34,16 +22,9 @@ endif()
 if(NOT out_resumed MATCHES "epoch +3")
     message(FATAL_ERROR "the resumed run does not number its epoch 3:\n${out_resumed}")
 endif()
-if(NOT checksum_resumed STREQUAL checksum_whole)
-    message(FATAL_ERROR "resumed run ends with checksum ${checksum_resumed}, the whole run with ${checksum_whole}")
-endif()
-execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${OUT}/whole.ckpt ${OUT}/resumed.ckpt
-                RESULT_VARIABLE differ)
-if(NOT differ EQUAL 0)
-    message(FATAL_ERROR "the resumed run's checkpoint differs from the whole run's")
-endif()
+require_same_end("the resumed run" "${checksum_resumed}" "${checksum_whole}" ${OUT}/resumed.ckpt ${OUT}/whole.ckpt)
 # Another batch size resumes all the same, and says which setting differs.
-run_program(other_batch --epochs 1 --resume ${OUT}/part.ckpt --batch 32)
+run_program(other_batch TRUE --epochs 1 --resume ${OUT}/part.ckpt --batch 32)
 # (With a schedule in epochs the steps per epoch change too, and the note names the schedule after it.)
 if(NOT out_other_batch MATCHES "note: checkpoint [^\n]*: batch: 64 in the checkpoint, 32 here(; schedule[^\n]*)?\\. Training goes on from it, but where settings differ not bit for bit")
     message(FATAL_ERROR "a resume with another --batch does not name it:\n${out_other_batch}")

@@ -7,20 +7,7 @@
 #   cmake -DPROGRAM=<exe> -DOUT=<folder> "-DARGS=<flags;...>" -P check_save_every.cmake
 # An MPI program runs under LAUNCH (a list, e.g. "mpiexec.mpich;-n;2") when it is given.
 
-function(run_program label expect_ok)
-    execute_process(COMMAND ${LAUNCH} ${PROGRAM} ${ARGS} ${ARGN}
-                    RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 300)
-    if(expect_ok AND NOT code EQUAL 0)
-        message(FATAL_ERROR "${label}: exit ${code}\n${out}\n${err}")
-    endif()
-    if(NOT expect_ok AND code EQUAL 0)
-        message(FATAL_ERROR "${label}: exit 0 where the injected failure should have stopped it\n${out}")
-    endif()
-    string(REGEX MATCH "checksum ([0-9a-f]+)" _ "${out}")
-    set(checksum_${label} "${CMAKE_MATCH_1}" PARENT_SCOPE)
-    set(out_${label} "${out}" PARENT_SCOPE)
-    set(err_${label} "${err}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/check_runs.cmake)
 
 # stopped_run(label every stop_after saved_epochs unsaved_epochs): the stopped run and its resume.
 function(stopped_run label every stop_after saved unsaved)
@@ -44,22 +31,13 @@ function(stopped_run label every stop_after saved unsaved)
     if(NOT out_resumed MATCHES "resumed from .* after epoch 2")
         message(FATAL_ERROR "${label}: the resumed run does not say it resumed after epoch 2:\n${out_resumed}")
     endif()
-    if(NOT checksum_resumed STREQUAL checksum_whole)
-        message(FATAL_ERROR "${label}: resumed from the periodic checkpoint, checksum '${checksum_resumed}'; the whole run's '${checksum_whole}'")
-    endif()
-    execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${OUT}/whole.ckpt ${OUT}/${label}_resumed.ckpt
-                    RESULT_VARIABLE differ)
-    if(NOT differ EQUAL 0)
-        message(FATAL_ERROR "${label}: the resumed run's checkpoint differs from the whole run's")
-    endif()
+    require_same_end("${label}, resumed" "${checksum_resumed}" "${checksum_whole}" ${OUT}/${label}_resumed.ckpt
+                     ${OUT}/whole.ckpt)
 endfunction()
 
 file(MAKE_DIRECTORY ${OUT})
 file(REMOVE ${OUT}/whole.ckpt)
 run_program(whole TRUE --epochs 3 --save ${OUT}/whole.ckpt)
-if(NOT checksum_whole)
-    message(FATAL_ERROR "the whole run printed no checksum:\n${out_whole}")
-endif()
 stopped_run(every1 1 2 "1;2" "")
 stopped_run(every2 2 3 "2" "1;3")
 message(STATUS "stopped runs resumed = whole run: checksum ${checksum_whole}, identical checkpoints")
