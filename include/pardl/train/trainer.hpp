@@ -193,6 +193,9 @@ public:
     }
 
     // The executor and the communicator hold callbacks into this object: it stays where it is.
+    // Under MPI its destruction is a collective (the gradient buffer's shared-memory window): a
+    // rank that fails alone must end the job (MpiEnvironment::abort) before destroying it, or it
+    // waits there for ranks that wait for it in the next step (docs/architecture.md).
     Trainer(const Trainer&) = delete;
     Trainer& operator=(const Trainer&) = delete;
 
