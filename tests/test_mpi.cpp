@@ -226,6 +226,23 @@ TEST_CASE("Ranks told different epochs or data stop together with ConfigError in
     CHECK_NOTHROW(trainer.fit(data, &data, 1)); // alike on every rank: trains
 }
 
+TEST_CASE("A trainer that cannot be built on one rank fails on every rank instead of hanging", "[mpi]") {
+    // Rank 1 alone is given a batch of 0. Throwing there alone would free the trainer's shared
+    // windows (a collective) while rank 0 waited in the parameters' broadcast.
+    const int rank = MpiComm{}.rank();
+    TrainerOptions o;
+    o.batch = rank == 1 ? 0 : 16;
+    o.log = false;
+    const auto build = [&] { Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> t(sgd(), o); };
+    if (rank == 1)
+        CHECK_THROWS_WITH(build(), Catch::Contains("batch size must be >= 1"));
+    else
+        CHECK_THROWS_WITH(build(), Catch::Contains("another rank could not build its trainer"));
+    // And every rank can build one afterwards: nothing was left half-made.
+    o.batch = 16;
+    CHECK_NOTHROW(build());
+}
+
 TEST_CASE("Checkpoints written by rank 0 load on every rank", "[mpi]") {
     MpiComm comm;
     const auto dir = std::filesystem::temp_directory_path() / "pardl-test-mpi-ckpt";

@@ -406,7 +406,7 @@ Schedule make_lr_schedule(const LrScheduleSpec& spec, std::size_t warmup_epochs,
         // The cosine checks min_lr <= lr; say which flag it came from.
         if (!(static_cast<float>(spec.min_lr) <= lr)) { // both as the schedule takes them
             char why[160];
-            std::snprintf(why, sizeof why, "--lr-schedule cosine: MIN_LR %g is above the base rate %g (--lr)",
+            std::snprintf(why, sizeof why, "--lr-schedule cosine: MIN_LR %g is above the base rate %g",
                           spec.min_lr, static_cast<double>(lr));
             throw pardl::ConfigError(why);
         }

@@ -43,7 +43,7 @@ struct RunOptions {
     std::string timeline; ///< Chrome trace of every step's phases (all ranks in one file)
     bool quiet = false;
     bool keep_subnormals = false; ///< TrainerOptions::flush_subnormals = false
-    std::size_t save_every = 0;   ///< --save-every: also save after every N epochs (0 = at the end only)
+    std::size_t save_every = 0;   ///< --save-every: also save after every N epochs (unset: at the end only)
     int fail_on_rank = -1;        ///< test hook: this rank throws DataError("injected failure") after loading
     /// Test hook: after this epoch (and --save-every's save of it; the final save comes after fit)
     /// every rank throws, or the --fail-on-rank rank alone.

@@ -98,7 +98,7 @@ struct TrainerOptions {
     /// they run in the calling thread's mode, whatever it is.
     bool flush_subnormals = true;
     /// When set, the optimizer's learning rate before each step is schedule(steps_done()) (see
-    /// optimizers/schedule.hpp: schedule::cosine, step_decay, warmup), on every rank alike; a
+    /// optimizers/schedule.hpp: schedule::cosine, step_decay, multi_step, warmup), on every rank alike; a
     /// resumed run goes on along the same curve. Empty: the rate stays as set.
     Schedule schedule{};
 };
@@ -149,38 +149,51 @@ public:
         : opt_(std::move(optimizer)), options_(options), comm_(std::move(comm)), exec_(options.threads),
           params_(comm_.allocate(param_count)), state_(Model::state_count),
           rank_buffer_(comm_.allocate(param_count + step_tail_floats)) {
-        PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
-        // What save will write: found now, not at the first save hours into the run.
-        const std::string settings_problem = checkpoint_settings_problem(run_settings());
-        PARDL_REQUIRE(settings_problem.empty(), ConfigError,
-                      "run_settings (the trainer's and the optimizer's) ",
-                      "cannot go into a checkpoint: ", settings_problem);
-        const std::size_t ranks = static_cast<std::size_t>(comm_.size());
+        // Every rank leaves the constructor together, returning or throwing. A rank that threw alone
+        // (out of memory on one node, options that differ on one rank) would unwind into freeing
+        // the shared windows above, a collective, while the others waited in the broadcast below.
         const std::size_t workers = exec_.workers();
-        PARDL_REQUIRE(!options_.timeline || options_.timeline->workers() >= workers, ConfigError,
-                      "the timeline has ", options_.timeline ? options_.timeline->workers() : 0,
-                      " worker lanes but the trainer runs ", workers, " workers");
-        rank_rows_ = max_part_size(options_.batch, ranks);
-        const std::size_t worker_rows = std::max<std::size_t>(1, max_part_size(rank_rows_, workers));
-        workers_.reserve(workers);
-        if constexpr (team_step) {
-            // One workspace for the whole team and the rank's whole batch, in a single block (the
-            // members split rows of it, see Sequential::forward_team); the others evaluate only.
-            // With a data-parallel prefix (Model::team_prefix) member w > 0 runs its rows of it in
-            // worker w's workspace, into worker w's gradients, and member 0 in the team's
-            // workspace, block by block as usual.
-            workers_.emplace_back(std::max<std::size_t>(1, rank_rows_), 0, 0);
-            if constexpr (Model::team_prefix == 0) workers_[0].ws.set_block_rows(0);
-            workers_[0].ws.set_team(workers);
-            for (std::size_t w = 1; w < workers; ++w)
-                workers_.emplace_back(worker_rows, Model::team_prefix > 0 ? param_count : 0, 0);
-            for (Worker& wk : workers_) team_workspaces_.push_back(&wk.ws);
-        } else {
-            // Threads of their own, and an update that keeps their copies current (see
-            // Worker::param_copy).
-            const bool copies = workers > 1 && exec_.threads() > 1 && fuses_update();
-            for (std::size_t w = 0; w < workers; ++w)
-                workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count, copies ? param_count : 0);
+        std::exception_ptr failure;
+        try {
+            PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
+            // What save will write: found now, not at the first save hours into the run.
+            const std::string settings_problem = checkpoint_settings_problem(run_settings());
+            PARDL_REQUIRE(settings_problem.empty(), ConfigError,
+                          "run_settings (the trainer's and the optimizer's) ",
+                          "cannot go into a checkpoint: ", settings_problem);
+            const std::size_t ranks = static_cast<std::size_t>(comm_.size());
+            PARDL_REQUIRE(!options_.timeline || options_.timeline->workers() >= workers, ConfigError,
+                          "the timeline has ", options_.timeline ? options_.timeline->workers() : 0,
+                          " worker lanes but the trainer runs ", workers, " workers");
+            rank_rows_ = max_part_size(options_.batch, ranks);
+            const std::size_t worker_rows = std::max<std::size_t>(1, max_part_size(rank_rows_, workers));
+            workers_.reserve(workers);
+            if constexpr (team_step) {
+                // One workspace for the whole team and the rank's whole batch, in a single block (the
+                // members split rows of it, see Sequential::forward_team); the others evaluate only.
+                // With a data-parallel prefix (Model::team_prefix) member w > 0 runs its rows of it in
+                // worker w's workspace, into worker w's gradients, and member 0 in the team's
+                // workspace, block by block as usual.
+                workers_.emplace_back(std::max<std::size_t>(1, rank_rows_), 0, 0);
+                if constexpr (Model::team_prefix == 0) workers_[0].ws.set_block_rows(0);
+                workers_[0].ws.set_team(workers);
+                for (std::size_t w = 1; w < workers; ++w)
+                    workers_.emplace_back(worker_rows, Model::team_prefix > 0 ? param_count : 0, 0);
+                for (Worker& wk : workers_) team_workspaces_.push_back(&wk.ws);
+            } else {
+                // Threads of their own, and an update that keeps their copies current (see
+                // Worker::param_copy).
+                const bool copies = workers > 1 && exec_.threads() > 1 && fuses_update();
+                for (std::size_t w = 0; w < workers; ++w)
+                    workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count, copies ? param_count : 0);
+            }
+            opt_.reset(param_count);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        if (comm_.max(failure ? 1 : 0) != 0) {
+            if (failure) std::rethrow_exception(failure);
+            throw CommError("another rank could not build its trainer (that rank's error says why)");
         }
         grad_views_.reserve(workers);
         grad_views_.push_back(rank_grads());
@@ -188,12 +201,11 @@ public:
         if (comm_.rank() == 0) Model::initialize(params_.span(), state_.span(), options_.seed);
         comm_.broadcast(params_.span(), 0);
         if (!state_.empty()) comm_.broadcast(state_.span(), 0);
-        opt_.reset(param_count);
         exec_.set_rank_reduce([this](std::span<double> v) { comm_.allreduce_sum(v); });
     }
 
     // The executor and the communicator hold callbacks into this object: it stays where it is.
-    // Under MPI its destruction is a collective (the gradient buffer's shared-memory window): a
+    // Under MPI its destruction is a collective (its shared-memory windows, parameters and gradients): a
     // rank that fails alone must end the job (MpiEnvironment::abort) before destroying it, or it
     // waits there for ranks that wait for it in the next step (docs/architecture.md).
     Trainer(const Trainer&) = delete;
@@ -626,9 +638,9 @@ public:
 
     /// What a checkpoint records of this run beyond its progress, as (name, value) text: the
     /// policy, ranks, this rank's workers, batch, seed, loss, whether subnormals are flushed, the
-    /// schedule (its rates at a few steps: a function cannot be compared), and the optimizer's
-    /// options (OptimizerSettings). load compares rank 0's with the file, and
-    /// the ranks' with each other.
+    /// schedule (its rates at a few steps and a hash of every step's below 2^17: a function cannot
+    /// be compared), and the optimizer's options (OptimizerSettings). load compares rank 0's with
+    /// the file, and the ranks' with each other.
     std::vector<std::pair<std::string, std::string>> run_settings() const {
         std::vector<std::pair<std::string, std::string>> s{
             {"policy", P::name()},
@@ -989,7 +1001,8 @@ private:
     /// TrainerOptions::schedule as a setting: "none", or its rates at steps 0, 10, 100, ..., 10^5
     /// (readable in a report) and a hash of its rate at every step below schedule_hashed_steps,
     /// which tells apart schedules that agree at those few steps (milestones at other epochs).
-    /// About 4 ms for a warm-up into a cosine, once when the trainer is built, saves or loads.
+    /// About 4 ms for a warm-up into a cosine, at each call of run_settings: when the trainer is
+    /// built, saves or loads.
     std::string schedule_fingerprint() const {
         if (!options_.schedule) return "none";
         std::string text = "rates at steps 0, 10, ..., 1e5:";
