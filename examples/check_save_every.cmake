@@ -3,7 +3,8 @@
 # one saving after every epoch, stopped after epoch 2; one saving after every 2 epochs, stopped
 # after epoch 3 (its last epoch, before the final save), so its checkpoint is epoch 2's and epoch 1
 # wrote none. One epoch resumed from each checkpoint ends with the 3-epoch run's checksum and
-# writes the same checkpoint, byte for byte.
+# writes the same checkpoint, byte for byte. Last, the same for a job resubmitted with one command line
+# (--auto-resume, --total-epochs).
 #   cmake -DPROGRAM=<exe> -DOUT=<folder> "-DARGS=<flags;...>" -P check_save_every.cmake
 # An MPI program runs under LAUNCH (a list, e.g. "mpiexec.mpich;-n;2") when it is given.
 
@@ -40,4 +41,23 @@ file(REMOVE ${OUT}/whole.ckpt)
 run_program(whole TRUE --epochs 3 --save ${OUT}/whole.ckpt)
 stopped_run(every1 1 2 "1;2" "")
 stopped_run(every2 2 3 "2" "1;3")
-message(STATUS "stopped runs resumed = whole run: checksum ${checksum_whole}, identical checkpoints")
+
+# A job that a batch system stops and resubmits with one command line: the first submission finds
+# no checkpoint and starts afresh, and is stopped after epoch 2; the second resumes from the
+# checkpoint and finishes the 3 epochs; a third has nothing left to train.
+set(job --total-epochs 3 --save ${OUT}/job.ckpt --save-every 1 --auto-resume)
+file(REMOVE ${OUT}/job.ckpt)
+run_program(first FALSE ${job} --fail-after-epoch 2)
+if(out_first MATCHES "resumed from")
+    message(FATAL_ERROR "the first submission resumed, with no checkpoint there:\n${out_first}")
+endif()
+run_program(second TRUE ${job})
+if(NOT out_second MATCHES "resumed from [^\n]*job.ckpt after epoch 2")
+    message(FATAL_ERROR "the resubmitted job did not resume after epoch 2:\n${out_second}")
+endif()
+require_same_end("the resubmitted job" "${checksum_second}" "${checksum_whole}" ${OUT}/job.ckpt ${OUT}/whole.ckpt)
+run_program(third TRUE ${job})
+if(NOT out_third MATCHES "nothing to train: 3 epochs done, --total-epochs 3" OR NOT checksum_third STREQUAL checksum_whole)
+    message(FATAL_ERROR "a finished job, resubmitted, did not stop with its checksum:\n${out_third}")
+endif()
+message(STATUS "stopped runs resumed, and a resubmitted job = whole run: checksum ${checksum_whole}, identical checkpoints")

@@ -153,10 +153,17 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
     app.add_option("--data", o.data, "Directory holding the Fashion-MNIST IDX files")
         ->type_name("DIR")
         ->capture_default_str();
-    app.add_option("--epochs", o.epochs, "Training epochs (>= 1)")
+    CLI::Option* epochs = app.add_option("--epochs", o.epochs, "Training epochs (>= 1)")
+                              ->type_name("N")
+                              ->check(integer_at_least(1))
+                              ->capture_default_str();
+    app.add_option("--total-epochs", o.total_epochs,
+                   "Train until N epochs in all, counting those a resumed checkpoint holds (instead of "
+                   "--epochs more): the same command line then finishes a run however often it was "
+                   "stopped and resubmitted")
         ->type_name("N")
         ->check(integer_at_least(1))
-        ->capture_default_str();
+        ->excludes(epochs);
     app.add_option("--batch", o.batch, "Global batch size, shared by all ranks and threads (>= 1)")
         ->type_name("B")
         ->check(integer_at_least(1))
@@ -219,16 +226,24 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->type_name("N")
         ->check(integer_at_least(1))
         ->needs(save);
-    app.add_option("--resume", o.resume,
-                   "Continue a run from a checkpoint that --save wrote: --epochs more epochs, at its "
-                   "learning rate unless --lr or a schedule is given (a schedule goes on from the "
-                   "checkpoint's step). With the flags of the run that saved it (seed, "
-                   "batch, optimizer, momentum, lr flags, policy, ranks and workers, data flags) the result "
-                   "is that of "
-                   "one longer run, bit for bit; a note names the settings that differ (the data flags are "
-                   "not recorded)")
-        ->type_name("FILE")
-        ->check(CLI::ExistingFile);
+    CLI::Option* resume =
+        app.add_option(
+               "--resume", o.resume,
+               "Continue a run from a checkpoint that --save wrote: --epochs more epochs, at its "
+               "learning rate unless --lr or a schedule is given (a schedule goes on from the "
+               "checkpoint's step). With the flags of the run that saved it (seed, "
+               "batch, optimizer, momentum, lr flags, policy, ranks and workers, data flags) the result "
+               "is that of "
+               "one longer run, bit for bit; a note names the settings that differ (the data flags are "
+               "not recorded)")
+            ->type_name("FILE")
+            ->check(CLI::ExistingFile);
+    app.add_flag("--auto-resume", o.auto_resume,
+                 "Resume from the --save checkpoint if it exists, else start afresh: for a job that a "
+                 "batch system may stop and resubmit with the same command line (with --save-every and "
+                 "--total-epochs)")
+        ->needs(save)
+        ->excludes(resume);
     app.add_option("--json", o.json, "Write the run record (timings, metrics, checksum) to FILE")
         ->type_name("FILE");
     app.add_option("--timeline", o.timeline,

@@ -39,8 +39,10 @@ struct RunOptions {
     std::string optimizer = "sgd";
     std::uint64_t seed = 42;
     std::string save, json;
-    std::string resume;   ///< checkpoint to continue from (Trainer::load)
-    std::string timeline; ///< Chrome trace of every step's phases (all ranks in one file)
+    std::string resume;           ///< checkpoint to continue from (Trainer::load)
+    bool auto_resume = false;     ///< --auto-resume: resume from the --save file when it exists
+    std::size_t total_epochs = 0; ///< --total-epochs: train up to this many in all (0: --epochs more)
+    std::string timeline;         ///< Chrome trace of every step's phases (all ranks in one file)
     bool quiet = false;
     bool keep_subnormals = false; ///< TrainerOptions::flush_subnormals = false
     std::size_t save_every = 0;   ///< --save-every: also save after every N epochs (unset: at the end only)
@@ -124,10 +126,17 @@ inline double effective_lr(const CommandLine& cli) {
 /// training, so that a typo in a path does not cost the run it was meant to keep.
 void require_writable_outputs(const RunOptions& o);
 
-/// Throws the test hook's DataError on the chosen rank.
-inline void maybe_inject_failure(const RunOptions& o, int rank) {
-    if (o.fail_on_rank >= 0 && o.fail_on_rank == rank)
-        throw pardl::DataError("injected failure on rank " + std::to_string(rank) + " (--fail-on-rank)");
+/// Throws the test hooks' DataError. Called with after_epoch 0 once the data is loaded: fails the
+/// --fail-on-rank rank unless --fail-after-epoch is given. Called after each epoch: fails after
+/// the --fail-after-epoch epoch, on the --fail-on-rank rank or, if none is given, on every rank.
+inline void maybe_inject_failure(const RunOptions& o, int rank, std::size_t after_epoch = 0) {
+    if (after_epoch != o.fail_after_epoch) return;
+    const bool here = o.fail_on_rank == rank || (after_epoch > 0 && o.fail_on_rank < 0);
+    if (!here) return;
+    throw pardl::DataError("injected failure on rank " + std::to_string(rank) +
+                           (after_epoch > 0
+                                ? " after epoch " + std::to_string(after_epoch) + " (--fail-after-epoch)"
+                                : std::string(" (--fail-on-rank)")));
 }
 
 /// Parses the flags, starts the policy's process environment (MPI_Init for MPI policies), runs

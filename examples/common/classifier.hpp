@@ -5,7 +5,9 @@
 
 #include <pardl/pardl.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <string>
@@ -26,7 +28,7 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     // Every rank loads the data (each then takes its slice of every batch).
     const Dataset train_set = load_fashion_mnist(o.data, /*train=*/true, o.limit);
     const Dataset test_set = load_fashion_mnist(o.data, /*train=*/false, o.test_limit);
-    if (o.fail_after_epoch == 0) maybe_inject_failure(o, rank); // else after that epoch, below
+    maybe_inject_failure(o, rank);
     // The trainer sizes its buffers for a whole batch: one larger than the data only costs memory.
     if (o.batch > train_set.rows)
         throw ConfigError("--batch " + std::to_string(o.batch) + " is larger than the training set (" +
@@ -60,8 +62,12 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
         std::make_unique<Trainer<Model, SoftmaxCrossEntropy, Opt, Policy>>(std::move(optimizer), topt);
     auto& trainer = *owner;
     try {
-        if (!o.resume.empty()) {
-            trainer.load(o.resume); // the parameters, the optimizer's state and rate, the counters
+        // --auto-resume: rank 0, which reads checkpoints, decides for every rank whether one is there.
+        const bool resume_saved =
+            o.auto_resume && Env::max_over_ranks(rank == 0 && std::filesystem::exists(o.save) ? 1 : 0) != 0;
+        const std::string resume_from = resume_saved ? o.save : o.resume;
+        if (!resume_from.empty()) {
+            trainer.load(resume_from); // the parameters, the optimizer's state and rate, the counters
             // A schedule sets every step's rate from the step count, which the checkpoint restored.
             if (lr_from_flag && !scheduled) trainer.optimizer().set_learning_rate(static_cast<float>(lr));
             if (!scheduled) lr = trainer.optimizer().learning_rate();
@@ -89,34 +95,42 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
                         static_cast<unsigned long long>(o.seed));
             std::printf("data %s: %zu training images, %zu test images\n", o.data.string().c_str(),
                         train_set.rows, test_set.rows);
-            if (!o.resume.empty())
-                std::printf("resumed from %s after epoch %zu (step %llu)\n", o.resume.c_str(),
+            if (!resume_from.empty())
+                std::printf("resumed from %s after epoch %zu (step %llu)\n", resume_from.c_str(),
                             trainer.epochs_trained(), static_cast<unsigned long long>(trainer.steps_done()));
             if (!o.quiet) std::printf("%s", describe<Model>().c_str());
             std::fflush(stdout);
         }
 
+        // --total-epochs counts the checkpoint's epochs too: what is still to go, maybe nothing.
+        const std::size_t done = trainer.epochs_trained();
+        const std::size_t epochs =
+            o.total_epochs == 0 ? o.epochs : o.total_epochs - std::min(done, o.total_epochs);
+        if (epochs == 0) {
+            if (rank == 0)
+                std::printf("nothing to train: %zu epochs done, --total-epochs %zu  checksum %016llx\n", done,
+                            o.total_epochs, static_cast<unsigned long long>(trainer.checksum()));
+            return 0;
+        }
+        const std::size_t last_epoch = done + epochs;
+        const auto save = [&] { // a collective: every rank calls it
+            trainer.save(o.save);
+            if (rank == 0) {
+                std::printf("checkpoint saved to %s after epoch %zu\n", o.save.c_str(),
+                            trainer.epochs_trained());
+                std::fflush(stdout);
+            }
+        };
         // --save-every: the checkpoint after every N epochs (numbered as the log numbers them, so a
         // resumed run keeps the rhythm), written as the final one is; fit calls this on every rank
-        // (save is a collective) at an epoch's end, where a resume goes on exactly. The last epoch's
-        // save is the one after fit.
-        const std::size_t last_epoch = trainer.epochs_trained() + o.epochs;
+        // at an epoch's end, where a resume goes on exactly. The last epoch's save follows fit.
         const auto after_epoch = [&](const EpochRecord& record) {
-            if (o.save_every > 0 && record.epoch % o.save_every == 0 && record.epoch < last_epoch) {
-                trainer.save(o.save);
-                if (rank == 0) {
-                    std::printf("checkpoint saved to %s after epoch %zu\n", o.save.c_str(), record.epoch);
-                    std::fflush(stdout);
-                }
-            }
-            if (o.fail_after_epoch > 0 && record.epoch == o.fail_after_epoch &&
-                (o.fail_on_rank < 0 || o.fail_on_rank == rank))
-                throw DataError("injected failure on rank " + std::to_string(rank) + " after epoch " +
-                                std::to_string(record.epoch) + " (--fail-after-epoch)");
+            if (o.save_every > 0 && record.epoch % o.save_every == 0 && record.epoch < last_epoch) save();
+            maybe_inject_failure(o, rank, record.epoch);
         };
-        const std::vector<EpochRecord> history = trainer.fit(train_set, &test_set, o.epochs, after_epoch);
+        const std::vector<EpochRecord> history = trainer.fit(train_set, &test_set, epochs, after_epoch);
 
-        if (!o.save.empty()) trainer.save(o.save);
+        if (!o.save.empty()) save();
         if (timeline) write_timeline(*timeline, trainer.communicator(), o.timeline); // every rank
         if (rank == 0) {
             double seconds = 0;
@@ -124,9 +138,6 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
             std::printf("final test accuracy %.4f  (test loss %.4f)  training %.2f s  checksum %016llx\n",
                         history.back().test_accuracy, history.back().test_loss, seconds,
                         static_cast<unsigned long long>(trainer.checksum()));
-            if (!o.save.empty())
-                std::printf("checkpoint saved to %s after epoch %zu\n", o.save.c_str(),
-                            trainer.epochs_trained());
             if (timeline) std::printf("timeline written to %s\n", o.timeline.c_str());
             if (!o.json.empty()) {
                 write_run_record(o.json, o, run_info(model_name, trainer, lr, train_set.rows, test_set.rows),

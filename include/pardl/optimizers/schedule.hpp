@@ -23,34 +23,45 @@ using Schedule = std::function<float(std::uint64_t step)>;
 /// The ready-made schedules: o.schedule = schedule::warmup(500, schedule::cosine(0.1f, 9380)).
 namespace schedule {
 
+namespace detail {
+/// The checks every schedule makes of its starting rate (and a decaying one of its factor), each
+/// message naming the schedule.
+inline void require_rate(const char* schedule, float lr) {
+    PARDL_REQUIRE(lr > 0.0f && std::isfinite(lr), ConfigError, schedule, ": lr must be > 0 (got ", lr, ")");
+}
+inline void require_gamma(const char* schedule, float gamma) {
+    PARDL_REQUIRE(gamma > 0.0f && gamma <= 1.0f, ConfigError, schedule, ": gamma must be in (0, 1] (got ",
+                  gamma, ")");
+}
+/// lr * gamma^decays, in double, rounded once to float: step_decay's and multi_step's rate.
+inline float decayed(float lr, float gamma, std::uint64_t decays) {
+    return static_cast<float>(lr * std::pow(static_cast<double>(gamma), static_cast<double>(decays)));
+}
+} // namespace detail
+
 /// lr * gamma^floor(step / every): torch.optim.lr_scheduler.StepLR, counted in steps (every =
 /// epochs * steps per epoch for a decay every few epochs).
 inline Schedule step_decay(float lr, std::uint64_t every, float gamma) {
-    PARDL_REQUIRE(lr > 0.0f && std::isfinite(lr), ConfigError, "step_decay: lr must be > 0 (got ", lr, ")");
+    detail::require_rate("step_decay", lr);
     PARDL_REQUIRE(every > 0, ConfigError, "step_decay: every must be at least 1 step");
-    PARDL_REQUIRE(gamma > 0.0f && gamma <= 1.0f, ConfigError, "step_decay: gamma must be in (0, 1] (got ",
-                  gamma, ")");
-    return [=](std::uint64_t step) {
-        return static_cast<float>(lr *
-                                  std::pow(static_cast<double>(gamma), static_cast<double>(step / every)));
-    };
+    detail::require_gamma("step_decay", gamma);
+    return [=](std::uint64_t step) { return detail::decayed(lr, gamma, step / every); };
 }
 
 /// lr * gamma^(how many milestones are <= step): torch.optim.lr_scheduler.MultiStepLR, counted in
 /// steps. The milestones must be strictly increasing (PyTorch counts a repeated milestone twice;
 /// here a repeat is refused as a likely typo).
 inline Schedule multi_step(float lr, std::vector<std::uint64_t> milestones, float gamma) {
-    PARDL_REQUIRE(lr > 0.0f && std::isfinite(lr), ConfigError, "multi_step: lr must be > 0 (got ", lr, ")");
+    detail::require_rate("multi_step", lr);
     PARDL_REQUIRE(!milestones.empty(), ConfigError, "multi_step: no milestones");
     for (std::size_t i = 1; i < milestones.size(); ++i)
         PARDL_REQUIRE(milestones[i] > milestones[i - 1], ConfigError,
                       "multi_step: the milestones must be strictly increasing (", milestones[i - 1], " then ",
                       milestones[i], ")");
-    PARDL_REQUIRE(gamma > 0.0f && gamma <= 1.0f, ConfigError, "multi_step: gamma must be in (0, 1] (got ",
-                  gamma, ")");
+    detail::require_gamma("multi_step", gamma);
     return [=, milestones = std::move(milestones)](std::uint64_t step) {
         const auto passed = std::upper_bound(milestones.begin(), milestones.end(), step) - milestones.begin();
-        return static_cast<float>(lr * std::pow(static_cast<double>(gamma), static_cast<double>(passed)));
+        return detail::decayed(lr, gamma, static_cast<std::uint64_t>(passed));
     };
 }
 
@@ -58,7 +69,7 @@ inline Schedule multi_step(float lr, std::vector<std::uint64_t> milestones, floa
 /// torch.optim.lr_scheduler.CosineAnnealingLR (T_max = steps, eta_min = min_lr) up to T_max,
 /// which PyTorch's then climbs back from and this one does not.
 inline Schedule cosine(float lr, std::uint64_t steps, float min_lr = 0.0f) {
-    PARDL_REQUIRE(lr > 0.0f && std::isfinite(lr), ConfigError, "cosine: lr must be > 0 (got ", lr, ")");
+    detail::require_rate("cosine", lr);
     PARDL_REQUIRE(steps > 0, ConfigError, "cosine: steps must be at least 1");
     PARDL_REQUIRE(min_lr >= 0.0f && min_lr <= lr, ConfigError, "cosine: min_lr must be in [0, lr] (got ",
                   min_lr, ")");
@@ -89,7 +100,7 @@ inline Schedule warmup(std::uint64_t steps, Schedule after) {
 
 /// The same rate at every step: a warm-up's `after` for a constant rate.
 inline Schedule constant(float lr) {
-    PARDL_REQUIRE(lr > 0.0f && std::isfinite(lr), ConfigError, "constant: lr must be > 0 (got ", lr, ")");
+    detail::require_rate("constant", lr);
     return [lr](std::uint64_t) { return lr; };
 }
 
