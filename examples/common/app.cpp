@@ -66,13 +66,31 @@ std::optional<long double> parse_number(const std::string& s) {
     return v;
 }
 
+/// The whole of `s` as a decimal integer, or nothing.
+std::optional<long long> parse_integer(const std::string& s) {
+    long long v = 0;
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+/// `text` cut at every `separator` ("a:b:" gives "a", "b" and "").
+std::vector<std::string> split(const std::string& text, char separator) {
+    std::vector<std::string> parts;
+    for (std::size_t start = 0;;) {
+        const std::size_t at = text.find(separator, start);
+        parts.push_back(text.substr(start, at - start));
+        if (at == std::string::npos) return parts;
+        start = at + 1;
+    }
+}
+
 /// An integer >= lo (and <= hi).
 CLI::Validator integer_at_least(long long lo, long long hi = std::numeric_limits<long long>::max()) {
     return CLI::Validator(
         [lo, hi](std::string& s) -> std::string {
-            long long v = 0;
-            const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-            if (ec != std::errc{} || p != s.data() + s.size() || v < lo || v > hi)
+            const auto v = parse_integer(s);
+            if (!v || *v < lo || *v > hi)
                 return "must be an integer >= " + std::to_string(lo) +
                        (hi < std::numeric_limits<long long>::max() ? " and <= " + std::to_string(hi) : "") +
                        " (got '" + s + "')";
@@ -340,19 +358,12 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
                                  " (constant, step:EVERY[:GAMMA], multistep:E1,E2,...[:GAMMA] or "
                                  "cosine:EPOCHS[:MIN_LR])");
     };
-    std::vector<std::string> fields;
-    for (std::size_t start = 0;;) {
-        const std::size_t colon = spec.find(':', start);
-        fields.push_back(spec.substr(start, colon - start));
-        if (colon == std::string::npos) break;
-        start = colon + 1;
-    }
+    const std::vector<std::string> fields = split(spec, ':');
     const auto epochs = [&](const std::string& text) {
-        std::size_t v = 0;
-        const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-        if (ec != std::errc{} || p != text.data() + text.size() || v < 1 || v > max_schedule_epochs)
+        const auto v = parse_integer(text);
+        if (!v || *v < 1 || static_cast<unsigned long long>(*v) > max_schedule_epochs)
             fail("'" + text + "' is not a number of epochs from 1 to " + std::to_string(max_schedule_epochs));
-        return v;
+        return static_cast<std::size_t>(*v);
     };
     const auto real = [&](const std::string& text, const char* must, auto ok) {
         const auto v = parse_number(text);
@@ -376,13 +387,10 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
         if (s.kind == LrScheduleSpec::Kind::step) {
             s.epochs = {epochs(fields[1])};
         } else {
-            for (std::size_t start = 0;;) {
-                const std::size_t comma = fields[1].find(',', start);
-                s.epochs.push_back(epochs(fields[1].substr(start, comma - start)));
+            for (const std::string& milestone : split(fields[1], ',')) {
+                s.epochs.push_back(epochs(milestone));
                 if (s.epochs.size() > 1 && s.epochs.back() <= s.epochs[s.epochs.size() - 2])
                     fail("the milestones must be strictly increasing");
-                if (comma == std::string::npos) break;
-                start = comma + 1;
             }
         }
         if (fields.size() == 3) s.gamma = gamma(fields[2]);

@@ -42,8 +42,8 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     topt.check_replicas = o.check_replicas;
     topt.progress = !o.quiet;
     topt.flush_subnormals = !o.keep_subnormals;
-    // Epochs to steps: every epoch runs ceil(images / batch) steps (the last batch may be short).
-    const std::uint64_t steps_per_epoch = (train_set.rows + o.batch - 1) / o.batch;
+    // Epochs to steps: fit runs one step per batch, the last one maybe short.
+    const std::uint64_t steps_per_epoch = BatchLoader::batches_per_epoch(train_set.rows, o.batch);
     topt.schedule = make_lr_schedule(parse_lr_schedule(o.lr_schedule), o.warmup_epochs,
                                      static_cast<float>(lr), steps_per_epoch);
     const bool scheduled = static_cast<bool>(topt.schedule);

@@ -36,10 +36,14 @@ public:
         start_epoch(0);
     }
 
-    /// Number of batches in one epoch: ceil(rows / batch), or floor when drop_last.
+    /// Number of batches in one epoch of `rows` rows: ceil(rows / batch), or floor when drop_last.
+    /// (Trainer::fit runs one step per batch, without drop_last.)
+    static constexpr std::size_t batches_per_epoch(std::size_t rows, std::size_t batch_size,
+                                                   bool drop_last = false) noexcept {
+        return drop_last ? rows / batch_size : (rows + batch_size - 1) / batch_size;
+    }
     std::size_t batches_per_epoch() const noexcept {
-        const std::size_t n = data_->rows;
-        return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
+        return batches_per_epoch(data_->rows, batch_size_, drop_last_);
     }
     /// Samples visited per epoch (rows, less the dropped tail when drop_last).
     std::size_t samples_per_epoch() const noexcept {

@@ -146,8 +146,9 @@ public:
 
     /// Initialises the parameters from options.seed on rank 0 and broadcasts them.
     Trainer(Opt optimizer, TrainerOptions options, Comm comm = Comm{})
-        : opt_(std::move(optimizer)), options_(options), comm_(std::move(comm)), exec_(options.threads),
-          params_(comm_.allocate(param_count)), state_(Model::state_count),
+        : opt_(std::move(optimizer)), options_(options),
+          schedule_setting_(schedule_fingerprint(options_.schedule)), comm_(std::move(comm)),
+          exec_(options.threads), params_(comm_.allocate(param_count)), state_(Model::state_count),
           rank_buffer_(comm_.allocate(param_count + step_tail_floats)) {
         // Every rank leaves the constructor together, returning or throwing. A rank that threw alone
         // (out of memory on one node, options that differ on one rank) would unwind into freeing
@@ -650,7 +651,7 @@ public:
             {"seed", std::to_string(options_.seed)},
             {"loss", LossT::name()},
             {"flush subnormals", options_.flush_subnormals ? "yes" : "no"},
-            {"schedule", schedule_fingerprint()}};
+            {"schedule", schedule_setting_}};
         if constexpr (OptimizerSettings<Opt>)
             for (auto& setting : opt_.settings()) s.push_back(std::move(setting));
         return s;
@@ -973,8 +974,7 @@ private:
         std::string out;
         if (!progress.optimizer.empty() && progress.learning_rate == 0.0f && !options_.schedule)
             out += "learning rate: 0 in the checkpoint (where its schedule ended), and no schedule here: "
-                   "training "
-                   "on would not move the parameters (set_learning_rate after load)\n";
+                   "training on would not move the parameters (set_learning_rate after load)\n";
         if (saved.empty())
             return out + "settings: not recorded (checkpoint format version 2), so not compared\n";
         const auto mine = run_settings();
@@ -1001,19 +1001,19 @@ private:
     /// TrainerOptions::schedule as a setting: "none", or its rates at steps 0, 10, 100, ..., 10^5
     /// (readable in a report) and a hash of its rate at every step below schedule_hashed_steps,
     /// which tells apart schedules that agree at those few steps (milestones at other epochs).
-    /// About 4 ms for a warm-up into a cosine, at each call of run_settings: when the trainer is
-    /// built, saves or loads.
-    std::string schedule_fingerprint() const {
-        if (!options_.schedule) return "none";
+    /// That is 2^17 calls of the schedule, so the trainer makes them once, when it is built (its
+    /// options do not change after), not at every save and load.
+    static std::string schedule_fingerprint(const Schedule& schedule) {
+        if (!schedule) return "none";
         std::string text = "rates at steps 0, 10, ..., 1e5:";
         detail::Fnv1a every_step;
         try {
             for (std::uint64_t step = 0; step <= 100000; step = step == 0 ? 10 : step * 10) {
                 text += ' '; // not " " + text: GCC 12 warns of a false overlap there (-Wrestrict)
-                text += setting_text(options_.schedule(step));
+                text += setting_text(schedule(step));
             }
             for (std::uint64_t step = 0; step < schedule_hashed_steps; ++step) {
-                const float rate = options_.schedule(step);
+                const float rate = schedule(step);
                 every_step.add(&rate, sizeof rate);
             }
         } catch (const std::exception&) {
@@ -1156,6 +1156,7 @@ private:
 
     Opt opt_;
     TrainerOptions options_;
+    std::string schedule_setting_; ///< the "schedule" run setting (schedule_fingerprint)
     Comm comm_;
     Executor exec_;
     bool param_copies_current_ = false;  ///< see step() and Worker::param_copy
