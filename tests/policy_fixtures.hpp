@@ -45,16 +45,18 @@ Opt make_opt() {
 }
 
 /// `steps` steps of Model under Policy, global batch `batch`, `threads` workers (or team members),
-/// from seed 1234.
+/// from seed 1234 (clip_grad_norm > 0: gradient clipping by global norm).
 template <class Policy, class Opt, class Model = SmallMlp>
 testing::TrainedRun run(const Dataset& data, Opt opt, std::size_t batch, std::size_t threads,
-                        std::size_t steps, std::size_t check_replicas = 0, Schedule schedule = {}) {
+                        std::size_t steps, std::size_t check_replicas = 0, Schedule schedule = {},
+                        float clip_grad_norm = 0) {
     return testing::train_fresh<Model, Policy>(data, std::move(opt),
                                                {.batch = batch,
                                                 .threads = threads,
                                                 .steps = steps,
                                                 .check_replicas = check_replicas,
-                                                .schedule = std::move(schedule)});
+                                                .schedule = std::move(schedule),
+                                                .clip_grad_norm = clip_grad_norm});
 }
 
 } // namespace policy_fixtures

@@ -448,6 +448,52 @@ TEST_CASE("MPI training without the shared path reproduces Serial", "[mpi][polic
     CHECK(testing::max_relative_difference(mpi.params, serial.params) <= tolerance);
 }
 
+TEST_CASE("Clipped training under MPI, Hybrid and tensor+mpi reproduces Serial", "[mpi][policy][clip]") {
+    // Every rank reduces the whole gradient and takes the same clipping factor from it; uneven
+    // shards (50 rows over 3 ranks, 3-row batches at each epoch's end).
+    const Dataset data = make_blobs(203, 40, 5, 99);
+    const std::size_t ranks = static_cast<std::size_t>(world_size());
+    // A bound well below the first step's gradient norm (checked below, reported by a bound no
+    // gradient reaches), so that clipping changes the run.
+    constexpr float bound = 0.3f;
+    using TensorMpi = Policy<TensorParallelExecutor, MpiComm>;
+    const auto serial = run<Serial, SGD, WideMlp>(data, sgd(), 50, 1, 25, 0, {}, bound);
+    const auto mpi = run<MPI, SGD, WideMlp>(data, sgd(), 50, 1, 25, /*check_replicas=*/5, {}, bound);
+    const auto hybrid = run<Hybrid, SGD, WideMlp>(data, sgd(), 50, 2, 25, 5, {}, bound);
+    const auto tensor = run<TensorMpi, SGD, WideMlp>(data, sgd(), 50, 2, 25, 5, {}, bound);
+    // Same split of every batch, same order of the sums: the same norm and the same bits.
+    const auto serial_turns = run<Serial, SGD, WideMlp>(data, sgd(), 50, ranks, 25, 0, {}, bound);
+    const auto unclipped = run<MPI, SGD, WideMlp>(data, sgd(), 50, 1, 25);
+    testing::TrainedRun unshared;
+    {
+        ScopedShmEnv off("0");
+        unshared = run<MPI, SGD, WideMlp>(data, sgd(), 50, 1, 25, 5, {}, bound);
+    }
+    // The norms the bound is set against.
+    TrainerOptions o;
+    o.batch = 50;
+    o.seed = 1234;
+    o.log = false;
+    o.clip_grad_norm = 1e30f;
+    Trainer<WideMlp, SoftmaxCrossEntropy, SGD, MPI> probe(sgd(), o);
+    BatchLoader loader(data, 50, o.seed, true, false);
+    loader.start_epoch(1);
+    const StepResult first = probe.step(data, loader.batch_indices(0));
+    INFO("ranks " << ranks);
+    CHECK(first.grad_norm > 2 * bound);
+    CHECK_FALSE(first.clipped);
+    CHECK(testing::max_relative_difference(mpi.params, serial.params) <= tolerance);
+    CHECK(testing::max_relative_difference(hybrid.params, serial.params) <= tolerance);
+    CHECK(testing::max_relative_difference(tensor.params, serial.params) <= tolerance);
+    CHECK(testing::max_relative_difference(unshared.params, serial.params) <= tolerance);
+    CHECK(mpi.params == serial_turns.params);
+    CHECK(testing::max_relative_difference(unclipped.params, serial.params) > 100 * tolerance);
+    for (std::size_t s = 0; s < serial.losses.size(); ++s) {
+        CHECK(mpi.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
+        CHECK(hybrid.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
+    }
+}
+
 TEST_CASE("write_timeline joins every rank's events into one trace file", "[mpi][timeline]") {
     MpiComm comm;
     const int n = comm.size();

@@ -105,12 +105,13 @@ using Cnn = Sequential<Input<1, 10, 10>, Conv2D<4, 3, 1, 1>, BatchNorm<>, ReLU, 
 /// Allocations during `steps` steps that follow two warm-up steps.
 template <class Model, class Policy, class Opt>
 long allocations_in_steps(const Dataset& data, Opt opt, std::size_t threads, std::size_t steps,
-                          Timeline* timeline = nullptr) {
+                          Timeline* timeline = nullptr, float clip_grad_norm = 0) {
     TrainerOptions o;
     o.batch = 24;
     o.threads = threads;
     o.log = false;
     o.timeline = timeline;
+    o.clip_grad_norm = clip_grad_norm;
     Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> trainer(std::move(opt), o);
     BatchLoader loader(data, o.batch, o.seed);
     loader.start_epoch(1);
@@ -147,6 +148,8 @@ TEST_CASE("A serial training step allocates nothing after the first", "[alloc]")
     CHECK(allocations_in_steps<Mlp, Serial>(mlp_data, Adam(), 1, 10) == 0);
     const Dataset cnn_data = make_images(100, 1, 10, 10, 6, 2);
     CHECK(allocations_in_steps<Cnn, Serial>(cnn_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 1, 10) == 0);
+    // Gradient clipping's own update path.
+    CHECK(allocations_in_steps<Mlp, Serial>(mlp_data, Adam(), 1, 10, nullptr, 1e-3f) == 0);
 }
 
 #if defined(PARDL_HAS_OPENMP)
@@ -155,6 +158,8 @@ TEST_CASE("An OpenMP training step allocates nothing after the first", "[alloc][
     CHECK(allocations_in_steps<Mlp, OpenMP>(mlp_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2, 10) == 0);
     const Dataset cnn_data = make_images(100, 1, 10, 10, 6, 2);
     CHECK(allocations_in_steps<Cnn, OpenMP>(cnn_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2, 10) == 0);
+    CHECK(allocations_in_steps<Cnn, OpenMP>(cnn_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2, 10, nullptr,
+                                            1e-3f) == 0);
 }
 
 TEST_CASE("A TensorParallel training step allocates nothing after the first", "[alloc][tensor]") {

@@ -721,6 +721,104 @@ TEST_CASE("A schedule that gives no usable rate stops the run by name; the log s
     CHECK_THAT(log.text(), Catch::Contains("epoch   1  loss") && Catch::Contains("lr 0.01"));
 }
 
+TEST_CASE("Gradient clipping scales the mean gradient to the bound, and only where its norm exceeds it",
+          "[policy][clip]") {
+    const Dataset data = make_blobs(64, 12, 4, 4);
+    BatchLoader loader(data, 16, 3, /*shuffle=*/true, /*drop_last=*/false);
+    loader.start_epoch(1);
+    const auto batch = loader.batch_indices(0);
+    // Plain SGD: the step moves the parameters by -lr times the (clipped) mean gradient.
+    const float lr = 0.1f;
+    using T = Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial>;
+    auto moved = [&](T& trainer, StepResult& result) {
+        const std::vector<float> before(trainer.parameters().begin(), trainer.parameters().end());
+        result = trainer.step(data, batch);
+        std::vector<float> delta(before.size());
+        for (std::size_t i = 0; i < before.size(); ++i) delta[i] = trainer.parameters()[i] - before[i];
+        return delta;
+    };
+    auto norm = [](const std::vector<float>& v) {
+        double s = 0;
+        for (float x : v) s += static_cast<double>(x) * x;
+        return std::sqrt(s);
+    };
+    TrainerOptions o = quiet_options(16);
+    T plain(SGD({.lr = lr}), o);
+    StepResult plain_result;
+    const std::vector<float> full = moved(plain, plain_result);
+    CHECK(std::isnan(plain_result.grad_norm)); // not computed without clipping
+    CHECK_FALSE(plain_result.clipped);
+    const double gradient_norm = norm(full) / lr;
+    REQUIRE(gradient_norm > 0.01);
+
+    SECTION("a bound above the norm: the unclipped step's bits, and the norm reported") {
+        o.clip_grad_norm = static_cast<float>(2 * gradient_norm);
+        T loose(SGD({.lr = lr}), o);
+        StepResult r;
+        CHECK(moved(loose, r) == full);
+        CHECK_FALSE(r.clipped);
+        CHECK(r.grad_norm == Approx(gradient_norm).epsilon(1e-4));
+        CHECK(loose.checksum() == plain.checksum());
+    }
+    SECTION("a bound below it: the same direction, the bound's length") {
+        const double bound = 0.25 * gradient_norm;
+        o.clip_grad_norm = static_cast<float>(bound);
+        T tight(SGD({.lr = lr}), o);
+        StepResult r;
+        const std::vector<float> clipped = moved(tight, r);
+        CHECK(r.clipped);
+        CHECK(r.grad_norm == Approx(gradient_norm).epsilon(1e-4));
+        CHECK(norm(clipped) / lr == Approx(static_cast<double>(o.clip_grad_norm)).epsilon(1e-4));
+        std::vector<float> scaled(full.size());
+        const double factor = static_cast<double>(o.clip_grad_norm) / r.grad_norm;
+        for (std::size_t i = 0; i < full.size(); ++i) scaled[i] = static_cast<float>(full[i] * factor);
+        CHECK(testing::max_relative_difference(clipped, scaled) <= 1e-5);
+    }
+    SECTION("a bound that is not a number > 0 is refused") {
+        for (float bad :
+             {-1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+            o.clip_grad_norm = bad;
+            INFO("clip_grad_norm " << bad);
+            CHECK_THROWS_AS(T(SGD({.lr = lr}), o), ConfigError);
+        }
+        o.clip_grad_norm = -1.0f;
+        CHECK_THROWS_WITH(T(SGD({.lr = lr}), o), Catch::Contains("clip_grad_norm is -1"));
+    }
+}
+
+TEST_CASE("Clipped training is alike under every in-process policy, and a loose bound changes nothing",
+          "[policy][clip]") {
+    const Dataset data = make_blobs(203, 40, 5, 99); // batch 50: each epoch ends with 3 rows
+    // The first step's gradient norm, reported by a bound no gradient reaches.
+    TrainerOptions o = quiet_options(50);
+    o.clip_grad_norm = 1e30f;
+    Trainer<WideMlp, SoftmaxCrossEntropy, SGD, Serial> probe(sgd(), o);
+    BatchLoader loader(data, 50, o.seed, true, false);
+    loader.start_epoch(1);
+    const double first_norm = probe.step(data, loader.batch_indices(0)).grad_norm;
+    REQUIRE(std::isfinite(first_norm));
+    const auto bound = static_cast<float>(0.5 * first_norm);
+    const auto serial = run<Serial, SGD, WideMlp>(data, sgd(), 50, 1, 25, 0, {}, bound);
+    const auto unclipped = run<Serial, SGD, WideMlp>(data, sgd(), 50, 1, 25);
+    // The bound mattered: far more than rounding apart.
+    CHECK(testing::max_relative_difference(serial.params, unclipped.params) > 100 * tolerance);
+    for (std::size_t threads : {2, 3}) {
+        INFO("threads " << threads);
+        const auto omp = run<OpenMP, SGD, WideMlp>(data, sgd(), 50, threads, 25, 0, {}, bound);
+        CHECK(testing::max_relative_difference(omp.params, serial.params) <= tolerance);
+        // W workers taken in turn sum as W threads do: the same norm, the same bits.
+        CHECK(omp.params == run<Serial, SGD, WideMlp>(data, sgd(), 50, threads, 25, 0, {}, bound).params);
+        // A bound no gradient reaches is the unclipped run, bit for bit (its own update path).
+        CHECK(run<OpenMP, SGD, WideMlp>(data, sgd(), 50, threads, 25, 0, {}, 1e30f).params ==
+              run<OpenMP, SGD, WideMlp>(data, sgd(), 50, threads, 25).params);
+    }
+    const auto tensor = run<TensorParallel, SGD, WideMlp>(data, sgd(), 50, 2, 25, 0, {}, bound);
+    CHECK(testing::max_relative_difference(tensor.params, serial.params) <= tolerance);
+    const auto adam_serial = run<Serial, Adam, WideMlp>(data, adam(), 50, 1, 25, 0, {}, bound);
+    const auto adam_omp = run<OpenMP, Adam, WideMlp>(data, adam(), 50, 2, 25, 0, {}, bound);
+    CHECK(testing::max_relative_difference(adam_omp.params, adam_serial.params) <= tolerance);
+}
+
 TEST_CASE("A checkpoint whose schedule ended at rate 0, loaded without a schedule, says so",
           "[policy][schedule][checkpoint]") {
     const std::filesystem::path file = std::filesystem::temp_directory_path() /
@@ -799,13 +897,14 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
     saved.save(file);
     const auto settings = saved.run_settings();
     using Setting = std::pair<std::string, std::string>;
-    REQUIRE(settings.size() == 10);
+    REQUIRE(settings.size() == 11);
     CHECK(settings[0] == Setting{"policy", "openmp"});
     CHECK(settings[2] == Setting{"workers per rank", "3"});
     CHECK(settings[5] == Setting{"loss", "softmax-cross-entropy"});
     CHECK(settings[6] == Setting{"flush subnormals", "yes"});
     CHECK(settings[7] == Setting{"schedule", "none"});
-    CHECK(settings[8] == Setting{"momentum", "0.9"});
+    CHECK(settings[8] == Setting{"clip gradient norm", "off"});
+    CHECK(settings[9] == Setting{"momentum", "0.9"});
 
     SECTION("the same settings: nothing to report, nothing logged") {
         const CapturedLog log;
@@ -814,6 +913,13 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
         Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> same(sgd(), same_options);
         CHECK(same.load(file).empty());
         CHECK(log.text().empty());
+    }
+    SECTION("clipping the gradient, where the saving run did not: named") {
+        TrainerOptions clip = o;
+        clip.clip_grad_norm = 0.3f;
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> clipped(sgd(), clip);
+        CHECK(clipped.load(file) ==
+              std::vector<std::string>{"clip gradient norm: off in the checkpoint, 0.3 here"});
     }
     SECTION("keeping subnormals, where the saving run flushed them: named") {
         TrainerOptions keep = o;

@@ -111,9 +111,15 @@ CLI::Validator real_number(Ok ok, std::string what) {
         "");
 }
 
-/// A finite real number > 0.
-CLI::Validator positive_real() {
-    return real_number([](long double v) { return v > 0; }, "a number > 0");
+/// A real number > 0 in the range of the float the library takes (normal floats): 1e-50 would
+/// become 0 and 1e39 infinity.
+CLI::Validator positive_float() {
+    constexpr long double lowest = std::numeric_limits<float>::min(),
+                          highest = std::numeric_limits<float>::max();
+    char what[96];
+    std::snprintf(what, sizeof what, "a number in the range of a float, %g to %g",
+                  static_cast<double>(lowest), static_cast<double>(highest));
+    return real_number([=](long double v) { return v >= lowest && v <= highest; }, what);
 }
 
 /// A real number in [0, 1).
@@ -188,7 +194,7 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->capture_default_str();
     app.add_option("--lr", o.lr, "Learning rate, > 0 (default 0.01 for sgd, 0.001 for adam)")
         ->type_name("X")
-        ->check(positive_real());
+        ->check(positive_float());
     app.add_option(
            "--lr-schedule", o.lr_schedule,
            "How the learning rate moves from the base rate (--lr, else the optimizer's default), set at "
@@ -205,6 +211,14 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->type_name("N")
         ->check(integer_at_least(0, max_schedule_epochs))
         ->capture_default_str();
+    app.add_option("--clip-grad-norm", o.clip_grad_norm,
+                   "Clip the gradient by its global norm before each update, as PyTorch's clip_grad_norm_: "
+                   "where the L2 norm of a batch's mean gradient (all parameters) exceeds MAX, the update "
+                   "uses it scaled down to MAX (unset: no clipping). The epoch log counts the clipped "
+                   "steps. Every rank then sums the whole gradient and updates every parameter, which "
+                   "costs some speed")
+        ->type_name("MAX")
+        ->check(positive_float());
     app.add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")
         ->type_name("X")
         ->check(unit_interval_half_open())
@@ -289,7 +303,8 @@ nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
                                const std::vector<pardl::EpochRecord>& history) {
     using nlohmann::json;
     json epoch_seconds = json::array(), train_loss = json::array(), train_acc = json::array(),
-         test_loss = json::array(), test_acc = json::array(), learning_rate = json::array();
+         test_loss = json::array(), test_acc = json::array(), learning_rate = json::array(),
+         clipped_steps = json::array();
     std::vector<double> phase_sum(pardl::phase_names.size(), 0.0);
     double train_seconds = 0;
     std::size_t samples = 0;
@@ -300,6 +315,7 @@ nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
         test_loss.push_back(r.test_loss);
         test_acc.push_back(r.test_accuracy);
         learning_rate.push_back(r.learning_rate);
+        clipped_steps.push_back(r.clipped_steps);
         train_seconds += r.seconds;
         samples += info.train_images;
         for (std::size_t i = 0; i < phase_sum.size(); ++i) phase_sum[i] += r.phases.seconds[i];
@@ -335,6 +351,8 @@ nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
     rec["lr"] = info.lr;
     rec["lr_schedule"] = o.lr_schedule;
     rec["warmup_epochs"] = o.warmup_epochs;
+    rec["clip_grad_norm"] = o.clip_grad_norm; // 0: no clipping
+    rec["clipped_steps"] = std::move(clipped_steps);
     rec["learning_rate"] = std::move(learning_rate);
     rec["learning_rate_note"] = "the rate of each epoch's last step";
     rec["momentum"] = o.optimizer == "sgd" ? o.momentum : 0.0;

@@ -36,6 +36,7 @@ struct RunOptions {
     double lr = 0.01, momentum = 0.9;
     std::string lr_schedule = "constant"; ///< --lr-schedule (LrScheduleSpec)
     std::size_t warmup_epochs = 0;        ///< --warmup-epochs
+    double clip_grad_norm = 0;            ///< --clip-grad-norm (0: no clipping)
     std::string optimizer = "sgd";
     std::uint64_t seed = 42;
     std::string save, json;

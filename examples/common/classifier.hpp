@@ -42,6 +42,7 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     topt.check_replicas = o.check_replicas;
     topt.progress = !o.quiet;
     topt.flush_subnormals = !o.keep_subnormals;
+    topt.clip_grad_norm = static_cast<float>(o.clip_grad_norm);
     // Epochs to steps: fit runs one step per batch, the last one maybe short.
     const std::uint64_t steps_per_epoch = BatchLoader::batches_per_epoch(train_set.rows, o.batch);
     topt.schedule = make_lr_schedule(parse_lr_schedule(o.lr_schedule), o.warmup_epochs,
@@ -89,9 +90,13 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
                     lr_moves += " after " + std::to_string(o.warmup_epochs) + " warm-up epoch" +
                                 (o.warmup_epochs == 1 ? "" : "s");
             }
-            std::printf("%s  policy %s  %d rank%s x %s  batch %zu  %s lr %g%s%s  seed %llu\n",
+            char clip[48] = "";
+            if (o.clip_grad_norm > 0)
+                std::snprintf(clip, sizeof clip, "  clip-grad-norm %g",
+                              static_cast<double>(topt.clip_grad_norm));
+            std::printf("%s  policy %s  %d rank%s x %s  batch %zu  %s lr %g%s%s%s  seed %llu\n",
                         model_name.c_str(), Policy::name().c_str(), ranks, ranks == 1 ? "" : "s", workers,
-                        o.batch, o.optimizer.c_str(), lr, lr_moves.c_str(), momentum,
+                        o.batch, o.optimizer.c_str(), lr, lr_moves.c_str(), momentum, clip,
                         static_cast<unsigned long long>(o.seed));
             std::printf("data %s: %zu training images, %zu test images\n", o.data.string().c_str(),
                         train_set.rows, test_set.rows);
@@ -157,15 +162,7 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
 template <class Model, class Policy>
 int train_with_flags(const CommandLine& cli, const std::string& model_name) {
     const RunOptions& opts = cli.options();
-    const double lr = effective_lr(cli);
-    // The optimizers take a float: a rate it cannot hold would become 0 or infinity.
-    constexpr double lowest = std::numeric_limits<float>::min(), highest = std::numeric_limits<float>::max();
-    if (!(lr >= lowest && lr <= highest)) {
-        char why[160];
-        std::snprintf(why, sizeof why, "--lr %g is outside the range of a float (%g to %g)", lr, lowest,
-                      highest);
-        throw ConfigError(why);
-    }
+    const double lr = effective_lr(cli); // --lr is a float's (positive_float), else the optimizer's default
     if (opts.optimizer == "adam") {
         Adam::Options a;
         a.lr = static_cast<float>(lr);

@@ -61,6 +61,7 @@ struct RunSpec {
     std::uint64_t seed = 1234;      ///< initial parameters and batch order
     std::size_t check_replicas = 0; ///< TrainerOptions::check_replicas (distributed policies)
     Schedule schedule{};            ///< TrainerOptions::schedule
+    float clip_grad_norm = 0;       ///< TrainerOptions::clip_grad_norm
 };
 
 /// Trains a freshly initialised Model under Policy as `spec` says and returns what train_steps
@@ -73,6 +74,7 @@ TrainedRun train_fresh(const Dataset& data, Opt opt, const RunSpec& spec) {
     o.threads = spec.threads;
     o.check_replicas = spec.check_replicas;
     o.schedule = spec.schedule;
+    o.clip_grad_norm = spec.clip_grad_norm;
     o.log = false;
     Trainer<Model, Loss, Opt, Policy> trainer(std::move(opt), o);
     return train_steps(trainer, data, spec.steps);

@@ -52,6 +52,20 @@ struct Fnv1a {
         for (std::size_t i = 0; i < bytes; ++i) value = (value ^ p[i]) * 1099511628211ULL;
     }
 };
+
+/// The sum of v[i]^2 in double, over 8 interleaved partial sums added in a fixed order: the same
+/// bits on every rank and at every thread count (one chain would wait on every add's latency).
+inline double sum_of_squares(std::span<const float> v) {
+    constexpr std::size_t parts = 8;
+    double part[parts] = {};
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const double x = v[i];
+        part[i % parts] += x * x;
+    }
+    double total = 0;
+    for (double s : part) total += s;
+    return total;
+}
 } // namespace detail
 
 /// Result of one training step (global figures, identical on every rank).
@@ -59,6 +73,11 @@ struct StepResult {
     double loss = 0;         ///< mean loss over the global batch
     std::size_t samples = 0; ///< rows in the global batch
     std::size_t correct = 0; ///< rows whose prediction matched the label
+    /// With TrainerOptions::clip_grad_norm: the L2 norm of the batch's mean gradient over all
+    /// parameters, before clipping (what PyTorch's clip_grad_norm_ returns). NaN without it (not
+    /// computed).
+    double grad_norm = std::numeric_limits<double>::quiet_NaN();
+    bool clipped = false; ///< the update was scaled down: grad_norm exceeded clip_grad_norm
 };
 
 /// Mean loss and accuracy over a dataset (every sample counted once across ranks).
@@ -78,7 +97,8 @@ struct EpochRecord {
     double seconds = 0; ///< training time of the epoch (evaluation excluded)
     double samples_per_second = 0;
     float learning_rate = 0; ///< the optimizer's rate at the epoch's end (its last step's, with a schedule)
-    PhaseTimes phases{};     ///< where this rank's first worker spent the epoch
+    std::size_t clipped_steps = 0; ///< steps whose gradient TrainerOptions::clip_grad_norm scaled down
+    PhaseTimes phases{};           ///< where this rank's first worker spent the epoch
 };
 
 struct TrainerOptions {
@@ -101,6 +121,13 @@ struct TrainerOptions {
     /// optimizers/schedule.hpp: schedule::cosine, step_decay, multi_step, warmup), on every rank alike; a
     /// resumed run goes on along the same curve. Empty: the rate stays as set.
     Schedule schedule{};
+    /// When > 0, gradient clipping by global norm (PyTorch's clip_grad_norm_ before each step):
+    /// where the L2 norm of the batch's mean gradient, over all parameters, exceeds it, the update
+    /// uses that gradient scaled by clip_grad_norm / (norm + 1e-6). Every rank reduces the whole
+    /// gradient and updates every parameter (as DDP does), since the norm needs the sum complete
+    /// before any update: slower than the unclipped step, which fuses or shares the update.
+    /// 0: no clipping, and the norm is not computed.
+    float clip_grad_norm = 0;
 };
 
 template <class Model, Loss LossT, Optimizer Opt, PolicyType P = Serial>
@@ -157,6 +184,9 @@ public:
         std::exception_ptr failure;
         try {
             PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
+            PARDL_REQUIRE(std::isfinite(options_.clip_grad_norm) && options_.clip_grad_norm >= 0, ConfigError,
+                          "clip_grad_norm is ", options_.clip_grad_norm,
+                          ": the largest gradient norm must be a finite number > 0 (0: no clipping)");
             // What save will write: found now, not at the first save hours into the run.
             const std::string settings_problem = checkpoint_settings_problem(run_settings());
             PARDL_REQUIRE(settings_problem.empty(), ConfigError,
@@ -444,8 +474,30 @@ public:
         tail[3] = schedule_failure.empty() ? rate : std::numeric_limits<float>::quiet_NaN();
         // Several processes: one collective sums gradients and scalars; each slice's owner
         // scales and updates its parameters (threads split it) and the results are shared.
+        // Clipping: every rank holds the whole sum, then clips and updates every parameter.
         double update_seconds = 0;
-        if (!fused_update) {
+        double grad_norm = std::numeric_limits<double>::quiet_NaN();
+        bool clipped = false;
+        if (clipping()) {
+            comm_.allreduce_sum(rank_buffer_.span());
+            const auto tu = Clock::now();
+            // Every rank sums the same bits in the same order, so all take the same factor.
+            double squares = 0;
+            Model::for_each_param_block([&](std::size_t first, std::size_t count) {
+                squares += detail::sum_of_squares({g + first, count});
+            });
+            grad_norm = static_cast<double>(scale) * std::sqrt(squares);
+            // PyTorch's factor, max_norm / (norm + 1e-6); a gradient within the bound keeps the
+            // unclipped step's bits. A NaN norm clips nothing: the loss check below stops the run.
+            const double factor = static_cast<double>(options_.clip_grad_norm) / (grad_norm + 1e-6);
+            clipped = factor < 1.0;
+            const float by = clipped ? static_cast<float>(static_cast<double>(scale) * factor) : scale;
+            optimizer_owned_ = {0, param_count};
+            exec_.for_chunks(param_count, [&](Range c) { scale_and_update(c, by, g + c.begin, p); });
+            const auto tu_end = Clock::now();
+            update_seconds += seconds_between(tu, tu_end);
+            if (timeline) timeline->record(timeline->master(), Phase::update, tu, tu_end);
+        } else if (!fused_update) {
             optimizer_owned_ = {0, 0}; // a rank given no slice updates nothing
             comm_.allreduce_apply(rank_buffer_.span(), param_count, params_.span(), [&](Range owned) {
                 optimizer_owned_ = owned;
@@ -481,7 +533,11 @@ public:
         ++step_;
         if (options_.check_replicas && step_ % options_.check_replicas == 0) check_replicas();
         if (timeline) timeline->record(timeline->master(), "step", t0, Clock::now());
-        return {total_loss / static_cast<double>(samples), samples, static_cast<std::size_t>(tail[2])};
+        return {.loss = total_loss / static_cast<double>(samples),
+                .samples = samples,
+                .correct = static_cast<std::size_t>(tail[2]),
+                .grad_norm = grad_norm,
+                .clipped = clipped};
     }
 
     /// Stops with NumericalError if the ranks' parameters are not bit-identical.
@@ -566,6 +622,7 @@ public:
                 if (test && labelled(*test)) std::fprintf(options_.out, "  test acc %.4f", rec.test_accuracy);
                 if (options_.schedule)
                     std::fprintf(options_.out, "  lr %.4g", static_cast<double>(rec.learning_rate));
+                if (clipping()) std::fprintf(options_.out, "  clipped %zu steps", rec.clipped_steps);
                 std::fprintf(options_.out, "  %.2f s  %.0f samples/s\n", rec.seconds, rec.samples_per_second);
                 std::fflush(options_.out);
             }
@@ -651,7 +708,9 @@ public:
             {"seed", std::to_string(options_.seed)},
             {"loss", LossT::name()},
             {"flush subnormals", options_.flush_subnormals ? "yes" : "no"},
-            {"schedule", schedule_setting_}};
+            {"schedule", schedule_setting_},
+            {"clip gradient norm",
+             options_.clip_grad_norm > 0 ? setting_text(options_.clip_grad_norm) : "off"}};
         if constexpr (OptimizerSettings<Opt>)
             for (auto& setting : opt_.settings()) s.push_back(std::move(setting));
         return s;
@@ -722,8 +781,11 @@ private:
 
     /// One process: nothing to wait for between the worker sum and the update, so the update of
     /// each slice runs right after its sum, in the same parallel region (one memory pass), and
-    /// writes what it produced into the updating worker's parameter copy.
-    bool fuses_update() const { return comm_.size() == 1; }
+    /// writes what it produced into the updating worker's parameter copy. Not when clipping, which
+    /// needs the norm of the whole sum before any update.
+    bool fuses_update() const { return comm_.size() == 1 && !clipping(); }
+    /// Gradient clipping by global norm (TrainerOptions::clip_grad_norm): its own update path.
+    bool clipping() const { return options_.clip_grad_norm > 0; }
 
     /// The floating-point mode of steps and evaluations (TrainerOptions::flush_subnormals).
     SubnormalMode subnormal_mode() const {
@@ -745,13 +807,14 @@ private:
         const PhaseTimes phases_before = phases_;
         const auto t0 = Clock::now();
         double loss_sum = 0;
-        std::size_t seen = 0, correct = 0;
+        std::size_t seen = 0, correct = 0, clipped = 0;
         const std::size_t batches = loader.batches_per_epoch();
         for (std::size_t b = 0; b < batches; ++b) {
             const StepResult r = step(data, loader.batch_indices(b));
             loss_sum += r.loss * static_cast<double>(r.samples);
             seen += r.samples;
             correct += r.correct;
+            clipped += r.clipped ? 1 : 0;
             progress.update(epoch, epochs, b + 1, batches, loss_sum / static_cast<double>(seen),
                             static_cast<double>(seen) / seconds_since(t0));
         }
@@ -764,6 +827,7 @@ private:
         rec.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
         rec.samples_per_second = static_cast<double>(seen) / rec.seconds;
         rec.learning_rate = opt_.learning_rate();
+        rec.clipped_steps = clipped;
         for (std::size_t i = 0; i < rec.phases.seconds.size(); ++i)
             rec.phases.seconds[i] = phases_.seconds[i] - phases_before.seconds[i];
         epochs_trained_ = std::max(epochs_trained_, epoch);
