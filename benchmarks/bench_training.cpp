@@ -31,6 +31,7 @@ struct Config {
     double baseline = 0;
     bool header = false;
     bool keep_subnormals = false;
+    float clip_grad_norm = 0;
     std::uint64_t seed = 42;
 };
 
@@ -48,6 +49,7 @@ int run(const Config& cfg) {
     o.threads = cfg.threads;
     o.log = false;
     o.flush_subnormals = !cfg.keep_subnormals;
+    o.clip_grad_norm = cfg.clip_grad_norm;
     Trainer<Model, SoftmaxCrossEntropy, SGD, Policy> trainer(SGD({.lr = 0.01f, .momentum = 0.9f}), o);
     // Cores in use: Serial's workers taken in turn share one.
     const std::size_t cores_used = trainer.threads() * static_cast<std::size_t>(trainer.ranks());
@@ -117,6 +119,10 @@ int main(int argc, char** argv) {
     app.add_flag("--keep-subnormals", cfg.keep_subnormals,
                  "compute with IEEE subnormals instead of flushing them (TrainerOptions::flush_subnormals = "
                  "false), to measure what flushing saves");
+    app.add_option("--clip-grad-norm", cfg.clip_grad_norm,
+                   "clip the gradient by global norm (TrainerOptions::clip_grad_norm), to measure what "
+                   "clipping's own update path costs (1e30: its path, no step clipped)")
+        ->check(CLI::PositiveNumber);
     CLI11_PARSE(app, argc, argv);
     using Env = typename pardl::PARDL_POLICY::communicator::Environment;
     try {

@@ -463,6 +463,28 @@ TEST_CASE("for_each_vector visits every element once, the tail through the same 
     }
 }
 
+TEST_CASE("sum_of_squares matches a double-precision sum, and gives the same bits wherever the array lies",
+          "[core][simd]") {
+    const std::size_t w = pardl::simd::float_lanes;
+    for (std::size_t n :
+         {std::size_t{0}, std::size_t{1}, w - 1, 4 * w, 4 * w + 3, 12 * w + 5, std::size_t{10007}}) {
+        INFO("n " << n << ", lanes " << w);
+        std::vector<float> v(n + 3);
+        double reference = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            v[i] = std::sin(static_cast<float>(i) * 0.37f) * (1.0f + static_cast<float>(i % 7));
+            reference += static_cast<double>(v[i]) * v[i];
+        }
+        const double sum = pardl::simd::sum_of_squares(v.data(), n);
+        CHECK(sum == Approx(reference).epsilon(1e-6));
+        if (n == 0) CHECK(sum == 0.0);
+        // Shifted by 3 floats (another alignment): the same bits.
+        std::copy_backward(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n),
+                           v.begin() + static_cast<std::ptrdiff_t>(n + 3));
+        CHECK(pardl::simd::sum_of_squares(v.data() + 3, n) == sum);
+    }
+}
+
 TEST_CASE("A subnormal-mode scope flushes subnormals to zero and restores the mode it found",
           "[core][subnormals]") {
     REQUIRE(pardl::SubnormalMode::can_flush); // the machines pardl is tested on are x86-64

@@ -241,6 +241,14 @@ TEST_CASE("A trainer that cannot be built on one rank fails on every rank instea
     // And every rank can build one afterwards: nothing was left half-made.
     o.batch = 16;
     CHECK_NOTHROW(build());
+    // Clipping bounds that differ (rank 1 alone clips, or clips elsewhere) fail on every rank.
+    for (float other : {0.0f, 2.0f}) {
+        o.clip_grad_norm = rank == 1 ? other : 1.0f;
+        INFO("rank 1's bound " << other);
+        CHECK_THROWS_WITH(build(), Catch::Contains("the ranks were given different clip_grad_norm bounds"));
+    }
+    o.clip_grad_norm = 1.0f;
+    CHECK_NOTHROW(build());
 }
 
 TEST_CASE("Checkpoints written by rank 0 load on every rank", "[mpi]") {
@@ -464,6 +472,8 @@ TEST_CASE("Clipped training under MPI, Hybrid and tensor+mpi reproduces Serial",
     // Same split of every batch, same order of the sums: the same norm and the same bits.
     const auto serial_turns = run<Serial, SGD, WideMlp>(data, sgd(), 50, ranks, 25, 0, {}, bound);
     const auto unclipped = run<MPI, SGD, WideMlp>(data, sgd(), 50, 1, 25);
+    const auto adam_serial = run<Serial, Adam, WideMlp>(data, adam(), 50, 1, 25, 0, {}, bound);
+    const auto adam_mpi = run<MPI, Adam, WideMlp>(data, adam(), 50, 1, 25, 5, {}, bound);
     testing::TrainedRun unshared;
     {
         ScopedShmEnv off("0");
@@ -488,6 +498,7 @@ TEST_CASE("Clipped training under MPI, Hybrid and tensor+mpi reproduces Serial",
     CHECK(testing::max_relative_difference(unshared.params, serial.params) <= tolerance);
     CHECK(mpi.params == serial_turns.params);
     CHECK(testing::max_relative_difference(unclipped.params, serial.params) > 100 * tolerance);
+    CHECK(testing::max_relative_difference(adam_mpi.params, adam_serial.params) <= tolerance);
     for (std::size_t s = 0; s < serial.losses.size(); ++s) {
         CHECK(mpi.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
         CHECK(hybrid.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));

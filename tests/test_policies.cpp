@@ -59,6 +59,11 @@ TEST_CASE("An optimizer that does not scale the gradient itself trains to the sa
         INFO("threads " << threads);
         CHECK(plain.params == fused.params);
         CHECK(plain.losses == fused.losses);
+        // Clipping (a bound every step exceeds) scales the gradient in place for it alike.
+        const auto fused_clipped = run<OpenMP>(data, sgd(), 50, threads, 25, 0, {}, 1e-3f);
+        const auto plain_clipped = run<OpenMP>(data, PlainSgd{sgd()}, 50, threads, 25, 0, {}, 1e-3f);
+        CHECK(plain_clipped.params == fused_clipped.params);
+        CHECK(testing::max_relative_difference(plain_clipped.params, plain.params) > 100 * tolerance);
     }
 }
 
@@ -817,6 +822,10 @@ TEST_CASE("Clipped training is alike under every in-process policy, and a loose 
     const auto adam_serial = run<Serial, Adam, WideMlp>(data, adam(), 50, 1, 25, 0, {}, bound);
     const auto adam_omp = run<OpenMP, Adam, WideMlp>(data, adam(), 50, 2, 25, 0, {}, bound);
     CHECK(testing::max_relative_difference(adam_omp.params, adam_serial.params) <= tolerance);
+    // Adam divides by the gradient's running magnitude, which undoes a constant factor, but not
+    // factors that change from step to step: clipping still changes the run.
+    const auto adam_unclipped = run<Serial, Adam, WideMlp>(data, adam(), 50, 1, 25);
+    CHECK(testing::max_relative_difference(adam_serial.params, adam_unclipped.params) > 100 * tolerance);
 }
 
 TEST_CASE("A checkpoint whose schedule ended at rate 0, loaded without a schedule, says so",
@@ -913,6 +922,23 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
         Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> same(sgd(), same_options);
         CHECK(same.load(file).empty());
         CHECK(log.text().empty());
+    }
+    SECTION("a checkpoint from before the clipping setting existed: not clipping is no difference") {
+        // Rewritten without the setting, as a checkpoint written before it existed.
+        std::vector<float> params(saved.parameters().begin(), saved.parameters().end());
+        std::vector<float> state;
+        TrainingProgress progress;
+        load_checkpoint(file, SmallMlp::signature(), params, state, &progress);
+        std::erase_if(progress.settings, [](const Setting& s) { return s.first == "clip gradient norm"; });
+        REQUIRE(progress.settings.size() == 10);
+        save_checkpoint(file, SmallMlp::signature(), params, state, &progress);
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> same(sgd(), o);
+        CHECK(same.load(file).empty());
+        TrainerOptions clip = o;
+        clip.clip_grad_norm = 0.3f;
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> clipped(sgd(), clip);
+        CHECK(clipped.load(file) ==
+              std::vector<std::string>{"clip gradient norm: not in the checkpoint, 0.3 here"});
     }
     SECTION("clipping the gradient, where the saving run did not: named") {
         TrainerOptions clip = o;

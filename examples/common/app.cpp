@@ -111,15 +111,20 @@ CLI::Validator real_number(Ok ok, std::string what) {
         "");
 }
 
-/// A real number > 0 in the range of the float the library takes (normal floats): 1e-50 would
-/// become 0 and 1e39 infinity.
-CLI::Validator positive_float() {
+/// A real number > 0 in the range of the float the library takes (normal floats: 1e-50 would
+/// become 0 and 1e39 infinity), or 0 too where `zero` says what 0 means.
+CLI::Validator positive_float(const char* zero = nullptr) {
     constexpr long double lowest = std::numeric_limits<float>::min(),
                           highest = std::numeric_limits<float>::max();
-    char what[96];
-    std::snprintf(what, sizeof what, "a number in the range of a float, %g to %g",
-                  static_cast<double>(lowest), static_cast<double>(highest));
-    return real_number([=](long double v) { return v >= lowest && v <= highest; }, what);
+    char what[128];
+    if (zero)
+        std::snprintf(what, sizeof what, "0 (%s) or a number in the range of a float, %g to %g", zero,
+                      static_cast<double>(lowest), static_cast<double>(highest));
+    else
+        std::snprintf(what, sizeof what, "a number > 0 in the range of a float, %g to %g",
+                      static_cast<double>(lowest), static_cast<double>(highest));
+    return real_number([=](long double v) { return (zero && v == 0) || (v >= lowest && v <= highest); },
+                       what);
 }
 
 /// A real number in [0, 1).
@@ -214,11 +219,12 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
     app.add_option("--clip-grad-norm", o.clip_grad_norm,
                    "Clip the gradient by its global norm before each update, as PyTorch's clip_grad_norm_: "
                    "where the L2 norm of a batch's mean gradient (all parameters) exceeds MAX, the update "
-                   "uses it scaled down to MAX (unset: no clipping). The epoch log counts the clipped "
-                   "steps. Every rank then sums the whole gradient and updates every parameter, which "
-                   "costs some speed")
+                   "uses it scaled down to MAX (0, the default: no clipping). The epoch log counts the "
+                   "clipped steps. Every rank then sums the whole gradient and updates every parameter, "
+                   "which costs some speed")
         ->type_name("MAX")
-        ->check(positive_float());
+        ->check(positive_float("no clipping"))
+        ->capture_default_str();
     app.add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")
         ->type_name("X")
         ->check(unit_interval_half_open())

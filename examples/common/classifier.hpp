@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,7 +90,7 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
                                 (o.warmup_epochs == 1 ? "" : "s");
             }
             char clip[48] = "";
-            if (o.clip_grad_norm > 0)
+            if (topt.clip_grad_norm > 0)
                 std::snprintf(clip, sizeof clip, "  clip-grad-norm %g",
                               static_cast<double>(topt.clip_grad_norm));
             std::printf("%s  policy %s  %d rank%s x %s  batch %zu  %s lr %g%s%s%s  seed %llu\n",

@@ -160,4 +160,30 @@ void for_each_vector(std::size_t n, Fn&& fn, T*... arrays) {
     if (i < n) detail::partial_step(fn, lanes, n - i, (arrays + i)...);
 }
 
+/// The sum of p[i]^2 over [0, n): four chains of vector fused multiply-adds, each over a quarter
+/// of the array (the rest on the first), their lanes then added in double in a fixed order. The
+/// same bits for the same array wherever it lies; one chain would wait on each FMA's latency.
+inline double sum_of_squares(const float* p, std::size_t n) {
+    const std::size_t quarter = n / (4 * float_lanes) * float_lanes;
+    FloatVector acc[4] = {broadcast(0.0f), broadcast(0.0f), broadcast(0.0f), broadcast(0.0f)};
+    for_each_vector(
+        quarter,
+        [&](const FloatVector& a, const FloatVector& b, const FloatVector& c, const FloatVector& d) {
+            acc[0] = fma(a, a, acc[0]);
+            acc[1] = fma(b, b, acc[1]);
+            acc[2] = fma(c, c, acc[2]);
+            acc[3] = fma(d, d, acc[3]);
+        },
+        p, p + quarter, p + 2 * quarter, p + 3 * quarter);
+    for_each_vector(
+        n - 4 * quarter, [&](const FloatVector& a) { acc[0] = fma(a, a, acc[0]); }, p + 4 * quarter);
+    double total = 0;
+    for (const FloatVector& v : acc) {
+        alignas(64) float lanes[float_lanes];
+        detail::store_lanes(lanes, v);
+        for (float x : lanes) total += x;
+    }
+    return total;
+}
+
 } // namespace pardl::simd

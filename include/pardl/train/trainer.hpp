@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cmath>
 #include <cstdint>
@@ -52,20 +53,6 @@ struct Fnv1a {
         for (std::size_t i = 0; i < bytes; ++i) value = (value ^ p[i]) * 1099511628211ULL;
     }
 };
-
-/// The sum of v[i]^2 in double, over 8 interleaved partial sums added in a fixed order: the same
-/// bits on every rank and at every thread count (one chain would wait on every add's latency).
-inline double sum_of_squares(std::span<const float> v) {
-    constexpr std::size_t parts = 8;
-    double part[parts] = {};
-    for (std::size_t i = 0; i < v.size(); ++i) {
-        const double x = v[i];
-        part[i % parts] += x * x;
-    }
-    double total = 0;
-    for (double s : part) total += s;
-    return total;
-}
 } // namespace detail
 
 /// Result of one training step (global figures, identical on every rank).
@@ -213,7 +200,8 @@ public:
                 for (Worker& wk : workers_) team_workspaces_.push_back(&wk.ws);
             } else {
                 // Threads of their own, and an update that keeps their copies current (see
-                // Worker::param_copy).
+                // Worker::param_copy; not with clipping, whose update is not fused: copies refreshed
+                // whole at every step measured slower than none, benchmarks/performance_notes.md).
                 const bool copies = workers > 1 && exec_.threads() > 1 && fuses_update();
                 for (std::size_t w = 0; w < workers; ++w)
                     workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count, copies ? param_count : 0);
@@ -226,6 +214,12 @@ public:
             if (failure) std::rethrow_exception(failure);
             throw CommError("another rank could not build its trainer (that rank's error says why)");
         }
+        // Ranks that clipped at different bounds would take different paths through the step's
+        // collectives, or updates from different factors: found here, on every rank together.
+        const std::uint64_t bound = std::bit_cast<std::uint32_t>(options_.clip_grad_norm);
+        PARDL_REQUIRE(comm_.min(bound) == comm_.max(bound), ConfigError, "the ranks were given different ",
+                      "clip_grad_norm bounds (this rank: ", options_.clip_grad_norm,
+                      "): every rank must clip alike");
         grad_views_.reserve(workers);
         grad_views_.push_back(rank_grads());
         for (std::size_t w = 1; w < workers; ++w) grad_views_.push_back(workers_[w].grads.span());
@@ -370,7 +364,8 @@ public:
         };
         // The tensor-parallel step: the team computes the rank's batch together, every member
         // its share of each layer, and writes the gradients of the parameters it owns straight
-        // into the rank buffer; with one process each member then updates what it owns.
+        // into the rank buffer; with one process each member then updates what it owns (not when
+        // clipping, whose update follows the step: see below).
         auto team_work = [&](auto& team) {
             Worker& wk = workers_[0];
             const std::size_t member = team.index(), n = mine.size();
@@ -476,47 +471,54 @@ public:
         // scales and updates its parameters (threads split it) and the results are shared.
         // Clipping: every rank holds the whole sum, then clips and updates every parameter.
         double update_seconds = 0;
-        double grad_norm = std::numeric_limits<double>::quiet_NaN();
-        bool clipped = false;
-        if (clipping()) {
-            comm_.allreduce_sum(rank_buffer_.span());
+        auto timed_update = [&](auto&& update) {
             const auto tu = Clock::now();
-            // Every rank sums the same bits in the same order, so all take the same factor.
-            double squares = 0;
-            Model::for_each_param_block([&](std::size_t first, std::size_t count) {
-                squares += detail::sum_of_squares({g + first, count});
-            });
-            grad_norm = static_cast<double>(scale) * std::sqrt(squares);
-            // PyTorch's factor, max_norm / (norm + 1e-6); a gradient within the bound keeps the
-            // unclipped step's bits. A NaN norm clips nothing: the loss check below stops the run.
-            const double factor = static_cast<double>(options_.clip_grad_norm) / (grad_norm + 1e-6);
-            clipped = factor < 1.0;
-            const float by = clipped ? static_cast<float>(static_cast<double>(scale) * factor) : scale;
-            optimizer_owned_ = {0, param_count};
-            exec_.for_chunks(param_count, [&](Range c) { scale_and_update(c, by, g + c.begin, p); });
+            update();
             const auto tu_end = Clock::now();
             update_seconds += seconds_between(tu, tu_end);
             if (timeline) timeline->record(timeline->master(), Phase::update, tu, tu_end);
+        };
+        double grad_norm = std::numeric_limits<double>::quiet_NaN();
+        bool clipped = false;
+        auto t_summed = t_reduced; // the end of the collective, where the update follows it
+        if (clipping()) {
+            comm_.allreduce_sum(rank_buffer_.span());
+            t_summed = Clock::now();
+            timed_update([&] {
+                // Every rank sums the same bits in the same order, so all take the same factor.
+                double squares = 0;
+                Model::for_each_param_block([&](std::size_t first, std::size_t count) {
+                    squares += simd::sum_of_squares(g + first, count);
+                });
+                grad_norm = static_cast<double>(scale) * std::sqrt(squares);
+                // PyTorch's factor, max_norm / (norm + 1e-6); a gradient within the bound keeps the
+                // unclipped step's bits. As in PyTorch (error_if_nonfinite = false), a norm that is
+                // not finite reaches the parameters as NaN: the next step's loss check, or the
+                // epoch's check of the parameters, stops the run.
+                const double factor = static_cast<double>(options_.clip_grad_norm) / (grad_norm + 1e-6);
+                clipped = factor < 1.0;
+                const float by = clipped ? static_cast<float>(static_cast<double>(scale) * factor) : scale;
+                exec_.for_chunks(param_count, [&](Range c) { scale_and_update(c, by, g + c.begin, p); });
+            });
         } else if (!fused_update) {
             optimizer_owned_ = {0, 0}; // a rank given no slice updates nothing
             comm_.allreduce_apply(rank_buffer_.span(), param_count, params_.span(), [&](Range owned) {
                 optimizer_owned_ = owned;
-                const auto tu = Clock::now();
-                exec_.for_chunks(owned.size(), [&](Range c) {
-                    scale_and_update(Range{owned.begin + c.begin, owned.begin + c.end}, scale,
-                                     g + owned.begin + c.begin, p);
-                });
-                const auto tu_end = Clock::now();
-                update_seconds += seconds_between(tu, tu_end);
                 // Nested inside the allreduce event below (the update runs within the collective).
-                if (timeline) timeline->record(timeline->master(), Phase::update, tu, tu_end);
+                timed_update([&] {
+                    exec_.for_chunks(owned.size(), [&](Range c) {
+                        scale_and_update(Range{owned.begin + c.begin, owned.begin + c.end}, scale,
+                                         g + owned.begin + c.begin, p);
+                    });
+                });
             });
         }
         const auto t_allreduced = Clock::now();
         phases_[Phase::allreduce] += seconds_between(t_reduced, t_allreduced) - update_seconds;
         phases_[Phase::update] += update_seconds;
-        if (timeline && !fused_update)
-            timeline->record(timeline->master(), Phase::allreduce, t_reduced, t_allreduced);
+        if (timeline && comm_.size() > 1)
+            timeline->record(timeline->master(), Phase::allreduce, t_reduced,
+                             clipping() ? t_summed : t_allreduced);
 
         const double total_loss = tail[0];
         const auto samples = static_cast<std::size_t>(tail[1]);
@@ -622,7 +624,9 @@ public:
                 if (test && labelled(*test)) std::fprintf(options_.out, "  test acc %.4f", rec.test_accuracy);
                 if (options_.schedule)
                     std::fprintf(options_.out, "  lr %.4g", static_cast<double>(rec.learning_rate));
-                if (clipping()) std::fprintf(options_.out, "  clipped %zu steps", rec.clipped_steps);
+                if (clipping())
+                    std::fprintf(options_.out, "  clipped %zu step%s", rec.clipped_steps,
+                                 rec.clipped_steps == 1 ? "" : "s");
                 std::fprintf(options_.out, "  %.2f s  %.0f samples/s\n", rec.seconds, rec.samples_per_second);
                 std::fflush(options_.out);
             }
@@ -669,8 +673,8 @@ public:
     /// Resumes from a checkpoint: everything save() wrote. Training on then continues bit for bit
     /// as the run that saved it would have, when this trainer is built as that one was (the same
     /// model, data, and run_settings: policy, ranks, workers, batch, seed, loss, subnormal mode,
-    /// and the optimizer's options such as momentum, weight decay, Adam's betas and eps) and the
-    /// save was at an epoch's end (after fit or train_epoch: fit starts the next epoch).
+    /// schedule, gradient clipping, and the optimizer's options such as momentum, weight decay, Adam's betas
+    /// and eps) and the save was at an epoch's end (after fit or train_epoch: fit starts the next epoch).
     /// Returns what may keep it from that, one line each, the same on every rank, and with
     /// TrainerOptions::log rank 0 prints them: each setting that differs from the checkpoint's
     /// ("batch: 64 in the checkpoint, 128 here"), ranks whose own settings differ, and a
@@ -697,8 +701,8 @@ public:
     /// What a checkpoint records of this run beyond its progress, as (name, value) text: the
     /// policy, ranks, this rank's workers, batch, seed, loss, whether subnormals are flushed, the
     /// schedule (its rates at a few steps and a hash of every step's below 2^17: a function cannot
-    /// be compared), and the optimizer's options (OptimizerSettings). load compares rank 0's with
-    /// the file, and the ranks' with each other.
+    /// be compared), the clipping bound, and the optimizer's options (OptimizerSettings). load compares rank
+    /// 0's with the file, and the ranks' with each other.
     std::vector<std::pair<std::string, std::string>> run_settings() const {
         std::vector<std::pair<std::string, std::string>> s{
             {"policy", P::name()},
@@ -727,15 +731,15 @@ private:
         AlignedBuffer<float> targets;
         AlignedBuffer<float> grads; ///< empty for worker 0, which writes the rank buffer
         /// A private copy of the parameters for workers on threads of their own in a single
-        /// process (empty otherwise), refreshed at the start of every step. The threads update
-        /// the shared parameters in shares, so a thread that read them in place fetched the
-        /// others' shares from their cores one cache line at a time, as the products asked for
-        /// them; one sequential copy moves them faster. The update runs on the updating worker's
-        /// copy and then copies its results to the shared parameters, so the refresh copies only
-        /// what the others updated. Costs one more copy of the parameters per thread. With several
-        /// processes the allreduce writes most of the parameters (the other ranks' slices), and a
-        /// private copy per MPI rank measured slower, so Hybrid's threads read them in place there
-        /// (benchmarks/performance_notes.md has the timings).
+        /// process that fuses its update (empty otherwise, and when clipping), refreshed at the start of
+        /// every step. The threads update the shared parameters in shares, so a thread that read them in
+        /// place fetched the others' shares from their cores one cache line at a time, as the products asked
+        /// for them; one sequential copy moves them faster. The update runs on the updating worker's copy and
+        /// then copies its results to the shared parameters, so the refresh copies only what the others
+        /// updated. Costs one more copy of the parameters per thread. With several processes the allreduce
+        /// writes most of the parameters (the other ranks' slices), and a private copy per MPI rank measured
+        /// slower, so Hybrid's threads read them in place there (benchmarks/performance_notes.md has the
+        /// timings).
         AlignedBuffer<float> param_copy;
         Range updated{}; ///< the parameters this worker's fused update wrote in the last step
         double loss = 0;
@@ -1054,8 +1058,14 @@ private:
             else if (*now != value)
                 out += name + ": " + value + " in the checkpoint, " + *now + " here\n";
         }
-        for (const auto& [name, value] : mine)
-            if (find(saved, name) == nullptr) out += name + ": not in the checkpoint, " + value + " here\n";
+        // Settings added since some checkpoints were written, with what those checkpoints' runs did.
+        static const std::vector<std::pair<std::string, std::string>> added_later{
+            {"clip gradient norm", "off"}};
+        for (const auto& [name, value] : mine) {
+            const std::string* implied = find(added_later, name);
+            if (find(saved, name) == nullptr && (implied == nullptr || *implied != value))
+                out += name + ": not in the checkpoint, " + value + " here\n";
+        }
         return out;
     }
 
@@ -1094,8 +1104,8 @@ private:
 
     /// After a step's allreduce, whose tail summed every rank's learning rate (NaN from a rank whose
     /// schedule failed): stops every rank alike (ConfigError) where one rank's schedule failed or
-    /// the ranks used different rates, which the replica check cannot see (each rank updates its
-    /// own slice and shares it). The sum of equal rates is exact up to the allreduce's rounding.
+    /// the ranks used different rates, which the replica check cannot see where each rank updates
+    /// its own slice and shares it. The sum of equal rates is exact up to the allreduce's rounding.
     void require_same_rate(float summed, float mine, const std::string& my_failure) const {
         const double ranks = comm_.size();
         PARDL_REQUIRE(std::isfinite(summed), ConfigError,
