@@ -194,7 +194,8 @@ cat <<ALLREDUCE
 
 \`MpiComm::allreduce_sum\` between the ranks of this node: through the MPI-3 shared-memory window
 (\`shm\`, the path training uses) and with plain \`MPI_Allreduce\` (\`mpi\`); median seconds per call.
-$(thousands "$mlp_grad_bytes") bytes is the W-MLP gradient, $(thousands "$cnn_grad_bytes") bytes the W-CNN gradient.
+$(thousands "$mlp_grad_bytes") bytes is a W-MLP step's message, $(thousands "$cnn_grad_bytes") bytes a W-CNN step's: the gradient and the
+step's tail floats (\`step_tail_floats\`), as the pass's code sent them.
 
 | ranks | bytes | shm µs | shm GB/s | MPI_Allreduce µs | MPI_Allreduce GB/s |
 |---:|---:|---:|---:|---:|---:|

@@ -1,7 +1,7 @@
 # Checks that --resume continues a run exactly: PROGRAM trains 3 epochs in one run, and 2 epochs,
 # a checkpoint and 1 more epoch resumed from it; both end with the same checksum and write the
 # same checkpoint, byte for byte (parameters, optimizer state, counters, settings). A resume with
-# another --batch must name it (Trainer::load's report).
+# another --batch or other training data (--limit) must name it (Trainer::load's report).
 #   cmake -DPROGRAM=<exe> -DOUT=<folder> "-DARGS=<flags;...>" -P check_resume.cmake
 # An MPI program runs under LAUNCH (a list, e.g. "mpiexec.mpich;-n;2") when it is given.
 
@@ -28,5 +28,18 @@ run_program(other_batch TRUE --epochs 1 --resume ${OUT}/part.ckpt --batch 32)
 # (With a schedule in epochs the steps per epoch change too, and the note names the schedule after it.)
 if(NOT out_other_batch MATCHES "note: checkpoint [^\n]*: batch: 64 in the checkpoint, 32 here(; schedule[^\n]*)?\\. Training goes on from it, but where settings differ not bit for bit")
     message(FATAL_ERROR "a resume with another --batch does not name it:\n${out_other_batch}")
+endif()
+# Other training data (here another --limit) resumes too, and the note names it.
+list(FIND ARGS "--limit" limit_at)
+if(limit_at GREATER_EQUAL 0)
+    math(EXPR value_at "${limit_at} + 1")
+    list(GET ARGS ${value_at} limit)
+    math(EXPR other_limit "${limit} - 100")
+    list(REMOVE_AT ARGS ${value_at})
+    list(INSERT ARGS ${value_at} ${other_limit})
+    run_program(other_data TRUE --epochs 1 --resume ${OUT}/part.ckpt)
+    if(NOT out_other_data MATCHES "note: checkpoint [^\n]*training data: ${limit} images, labels hash [0-9a-f]+ in the checkpoint, ${other_limit} images, labels hash [0-9a-f]+ here")
+        message(FATAL_ERROR "a resume from other training data does not name it:\n${out_other_data}")
+    endif()
 endif()
 message(STATUS "resumed run = whole run: checksum ${checksum_whole}, identical checkpoints")

@@ -940,6 +940,20 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
         CHECK(clipped.load(file) ==
               std::vector<std::string>{"clip gradient norm: not in the checkpoint, 0.3 here"});
     }
+    SECTION("the program's own settings: recorded after the others, compared alike, checked") {
+        TrainerOptions mine = o;
+        mine.settings = {{"training data", "64 images"}};
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> with_data(sgd(), mine);
+        CHECK(with_data.run_settings().back() == Setting{"training data", "64 images"});
+        with_data.save(file);
+        mine.settings = {{"training data", "32 images"}};
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> other_data(sgd(), mine);
+        CHECK(other_data.load(file) ==
+              std::vector<std::string>{"training data: 64 images in the checkpoint, 32 images here"});
+        mine.settings = {{"batch", "8"}};
+        CHECK_THROWS_WITH((Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP>(sgd(), mine)),
+                          Catch::Contains("two settings share a name (batch)"));
+    }
     SECTION("clipping the gradient, where the saving run did not: named") {
         TrainerOptions clip = o;
         clip.clip_grad_norm = 0.3f;

@@ -272,8 +272,8 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
                "checkpoint's step). With the flags of the run that saved it (seed, "
                "batch, optimizer, momentum, lr flags, policy, ranks and workers, data flags) the result "
                "is that of "
-               "one longer run, bit for bit; a note names the settings that differ (the data flags are "
-               "not recorded)")
+               "one longer run, bit for bit; a note names the settings that differ (of the data, the "
+               "image count and a hash of the labels are recorded)")
             ->type_name("FILE")
             ->check(CLI::ExistingFile);
     app.add_flag("--auto-resume", o.auto_resume,
@@ -430,6 +430,12 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
         return s;
     }
     return fail("unknown schedule '" + kind + "'");
+}
+
+std::string data_fingerprint(const Dataset& data) {
+    pardl::detail::Fnv1a labels;
+    labels.add(data.labels.data(), data.labels.size() * sizeof(data.labels[0]));
+    return std::to_string(data.rows) + " images, labels hash " + hex64(labels.value);
 }
 
 Schedule make_lr_schedule(const LrScheduleSpec& spec, std::size_t warmup_epochs, float lr,

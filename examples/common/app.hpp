@@ -73,6 +73,10 @@ inline constexpr std::size_t max_schedule_epochs = 1000000;
 /// "cosine:EPOCHS[:MIN_LR]". @throws ConfigError saying what is wrong.
 LrScheduleSpec parse_lr_schedule(const std::string& spec);
 
+/// A training set as checkpoint text: its image count and a hash of its labels (FNV-1a over their
+/// bytes), which tell another --limit or another data set apart without reading every pixel.
+std::string data_fingerprint(const Dataset& data);
+
 /// The Schedule for `spec` at base rate lr, after `warmup_epochs` of linear warm-up (a warm-up
 /// delays the schedule: its epochs count from the warm-up's end, as PyTorch's SequentialLR).
 /// Empty for a constant rate without warm-up: the optimizer keeps its own rate, so that a resumed

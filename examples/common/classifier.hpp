@@ -42,6 +42,8 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     topt.progress = !o.quiet;
     topt.flush_subnormals = !o.keep_subnormals;
     topt.clip_grad_norm = static_cast<float>(o.clip_grad_norm);
+    // Which images it trains on (--data, --limit): a resume from other data is named.
+    topt.settings = {{"training data", data_fingerprint(train_set)}};
     // Epochs to steps: fit runs one step per batch, the last one maybe short.
     const std::uint64_t steps_per_epoch = BatchLoader::batches_per_epoch(train_set.rows, o.batch);
     topt.schedule = make_lr_schedule(parse_lr_schedule(o.lr_schedule), o.warmup_epochs,

@@ -115,6 +115,11 @@ struct TrainerOptions {
     /// before any update: slower than the unclipped step, which fuses or shares the update.
     /// 0: no clipping, and the norm is not computed.
     float clip_grad_norm = 0;
+    /// The program's own settings that a resumed run must share to go on exactly, such as which
+    /// data it trains on, as (name, value) text: recorded with run_settings, after the trainer's
+    /// and the optimizer's, and compared by load as they are. Printable, at most 255 bytes each,
+    /// names distinct from the others (the trainer refuses them otherwise).
+    std::vector<std::pair<std::string, std::string>> settings{};
 };
 
 template <class Model, Loss LossT, Optimizer Opt, PolicyType P = Serial>
@@ -701,7 +706,8 @@ public:
     /// What a checkpoint records of this run beyond its progress, as (name, value) text: the
     /// policy, ranks, this rank's workers, batch, seed, loss, whether subnormals are flushed, the
     /// schedule (its rates at a few steps and a hash of every step's below 2^17: a function cannot
-    /// be compared), the clipping bound, and the optimizer's options (OptimizerSettings). load compares rank
+    /// be compared), the clipping bound, the optimizer's options (OptimizerSettings), and the
+    /// program's own (TrainerOptions::settings). load compares rank
     /// 0's with the file, and the ranks' with each other.
     std::vector<std::pair<std::string, std::string>> run_settings() const {
         std::vector<std::pair<std::string, std::string>> s{
@@ -717,6 +723,7 @@ public:
              options_.clip_grad_norm > 0 ? setting_text(options_.clip_grad_norm) : "off"}};
         if constexpr (OptimizerSettings<Opt>)
             for (auto& setting : opt_.settings()) s.push_back(std::move(setting));
+        s.insert(s.end(), options_.settings.begin(), options_.settings.end());
         return s;
     }
 
