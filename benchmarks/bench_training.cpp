@@ -121,8 +121,8 @@ int main(int argc, char** argv) {
                  "false), to measure what flushing saves");
     app.add_option("--clip-grad-norm", cfg.clip_grad_norm,
                    "clip the gradient by global norm (TrainerOptions::clip_grad_norm), to measure what "
-                   "clipping's own update path costs (1e30: its path, no step clipped)")
-        ->check(CLI::PositiveNumber);
+                   "clipping's own update path costs (1e30: its path, no step clipped; 0: no clipping)")
+        ->check(CLI::NonNegativeNumber);
     CLI11_PARSE(app, argc, argv);
     using Env = typename pardl::PARDL_POLICY::communicator::Environment;
     try {

@@ -483,6 +483,9 @@ TEST_CASE("sum_of_squares matches a double-precision sum, and gives the same bit
                            v.begin() + static_cast<std::ptrdiff_t>(n + 3));
         CHECK(pardl::simd::sum_of_squares(v.data() + 3, n) == sum);
     }
+    // Squares beyond a float's range: summed in double instead, still finite.
+    const std::vector<float> huge(100, 1e20f);
+    CHECK(pardl::simd::sum_of_squares(huge.data(), huge.size()) == Approx(100 * 1e40));
 }
 
 TEST_CASE("A subnormal-mode scope flushes subnormals to zero and restores the mode it found",

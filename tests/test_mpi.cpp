@@ -241,7 +241,7 @@ TEST_CASE("A trainer that cannot be built on one rank fails on every rank instea
     // And every rank can build one afterwards: nothing was left half-made.
     o.batch = 16;
     CHECK_NOTHROW(build());
-    // Clipping bounds that differ (rank 1 alone clips, or clips elsewhere) fail on every rank.
+    // Clipping bounds that differ (rank 1 alone does not clip, or clips elsewhere) fail on every rank.
     for (float other : {0.0f, 2.0f}) {
         o.clip_grad_norm = rank == 1 ? other : 1.0f;
         INFO("rank 1's bound " << other);

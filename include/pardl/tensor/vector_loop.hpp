@@ -163,6 +163,7 @@ void for_each_vector(std::size_t n, Fn&& fn, T*... arrays) {
 /// The sum of p[i]^2 over [0, n): four chains of vector fused multiply-adds, each over a quarter
 /// of the array (the rest on the first), their lanes then added in double in a fixed order. The
 /// same bits for the same array wherever it lies; one chain would wait on each FMA's latency.
+/// Where a float lane overflows (values beyond about 1.8e19), the sum is made again in double.
 inline double sum_of_squares(const float* p, std::size_t n) {
     const std::size_t quarter = n / (4 * float_lanes) * float_lanes;
     FloatVector acc[4] = {broadcast(0.0f), broadcast(0.0f), broadcast(0.0f), broadcast(0.0f)};
@@ -182,6 +183,10 @@ inline double sum_of_squares(const float* p, std::size_t n) {
         alignas(64) float lanes[float_lanes];
         detail::store_lanes(lanes, v);
         for (float x : lanes) total += x;
+    }
+    if (!std::isfinite(total)) {
+        total = 0;
+        for (std::size_t i = 0; i < n; ++i) total += static_cast<double>(p[i]) * p[i];
     }
     return total;
 }

@@ -117,8 +117,10 @@ struct TrainerOptions {
     float clip_grad_norm = 0;
     /// The program's own settings that a resumed run must share to go on exactly, such as which
     /// data it trains on, as (name, value) text: recorded with run_settings, after the trainer's
-    /// and the optimizer's, and compared by load as they are. Printable, at most 255 bytes each,
-    /// names distinct from the others (the trainer refuses them otherwise).
+    /// and the optimizer's, and compared by load as they are. The same on every rank (load also
+    /// compares the ranks' settings); printable, at most 255 bytes each, names distinct from the
+    /// others, and at most 64 settings with the trainer's and the optimizer's (about a dozen):
+    /// the trainer refuses them otherwise.
     std::vector<std::pair<std::string, std::string>> settings{};
 };
 
@@ -182,7 +184,7 @@ public:
             // What save will write: found now, not at the first save hours into the run.
             const std::string settings_problem = checkpoint_settings_problem(run_settings());
             PARDL_REQUIRE(settings_problem.empty(), ConfigError,
-                          "run_settings (the trainer's and the optimizer's) ",
+                          "run_settings (the trainer's, the optimizer's and TrainerOptions::settings) ",
                           "cannot go into a checkpoint: ", settings_problem);
             const std::size_t ranks = static_cast<std::size_t>(comm_.size());
             PARDL_REQUIRE(!options_.timeline || options_.timeline->workers() >= workers, ConfigError,
@@ -221,8 +223,10 @@ public:
         }
         // Ranks that clipped at different bounds would take different paths through the step's
         // collectives, or updates from different factors: found here, on every rank together.
-        const std::uint64_t bound = std::bit_cast<std::uint32_t>(options_.clip_grad_norm);
-        PARDL_REQUIRE(comm_.min(bound) == comm_.max(bound), ConfigError, "the ranks were given different ",
+        // (-0 is 0: no clipping.)
+        const std::uint64_t bound = clipping() ? std::bit_cast<std::uint32_t>(options_.clip_grad_norm) : 0;
+        const std::uint64_t lowest_bound = comm_.min(bound), highest_bound = comm_.max(bound);
+        PARDL_REQUIRE(lowest_bound == highest_bound, ConfigError, "the ranks were given different ",
                       "clip_grad_norm bounds (this rank: ", options_.clip_grad_norm,
                       "): every rank must clip alike");
         grad_views_.reserve(workers);
@@ -685,15 +689,16 @@ public:
     /// ("batch: 64 in the checkpoint, 128 here"), ranks whose own settings differ, and a
     /// checkpoint of format version 2, which recorded none. The run goes on from the checkpoint
     /// all the same (another batch or rank count is a legitimate choice), but not bit for bit.
-    /// The data is not recorded. The learning rate is progress, not a setting: it comes from the
-    /// checkpoint, as PyTorch's optimizer.load_state_dict takes it (set_learning_rate after load
-    /// to change it, unless a TrainerOptions::schedule sets it at every step); the other options
-    /// stay this trainer's, where PyTorch would take the file's too. A checkpoint that holds another
-    /// optimizer's state is refused (load_model takes its model alone); one without optimizer state (an
-    /// optimizer that does not save it) leaves the optimizer as it is, and one of format version
-    /// 1 (the model alone) the optimizer and the counters. Rank 0 reads the file into scratch buffers and
-    /// checks it whole (length, checksum, optimizer) before anything changes: a load that fails leaves the
-    /// trainer, on every rank, as it was. A collective.
+    /// The data is recorded only where the program names it (TrainerOptions::settings; the examples
+    /// record the image count and a hash of the labels). The learning rate is progress, not a setting: it
+    /// comes from the checkpoint, as PyTorch's optimizer.load_state_dict takes it (set_learning_rate after
+    /// load to change it, unless a TrainerOptions::schedule sets it at every step); the other options stay
+    /// this trainer's, where PyTorch would take the file's too. A checkpoint that holds another optimizer's
+    /// state is refused (load_model takes its model alone); one without optimizer state (an optimizer that
+    /// does not save it) leaves the optimizer as it is, and one of format version 1 (the model alone) the
+    /// optimizer and the counters. Rank 0 reads the file into scratch buffers and checks it whole (length,
+    /// checksum, optimizer) before anything changes: a load that fails leaves the trainer, on every rank, as
+    /// it was. A collective.
     std::vector<std::string> load(const std::filesystem::path& path) {
         return read_checkpoint(path, /*resume=*/true);
     }
@@ -991,7 +996,9 @@ private:
         // Rank 0's settings stood for every rank's: say so where a rank's own differ (a rank
         // built with another momentum, or a node with another thread count).
         const std::uint64_t mine = settings_fingerprint();
-        if (comm_.min(mine) != comm_.max(mine))
+        const std::uint64_t lowest = comm_.min(mine),
+                            highest = comm_.max(mine); // in this order on every rank
+        if (lowest != highest)
             differences += "the ranks' own settings differ (only rank 0's were compared)\n";
         std::vector<std::string> report;
         for (std::size_t at = 0; at < differences.size();) {
@@ -1251,7 +1258,7 @@ private:
     std::size_t rank_rows_ = 0;
     std::uint64_t step_ = 0;
     /// The parameters this rank's optimizer updated in the last step (allreduce_apply's slice);
-    /// all of them for one process, or before the first step.
+    /// all of them for one process, when clipping, or before the first step.
     Range optimizer_owned_{0, param_count};
     std::size_t epochs_trained_ = 0; ///< the highest epoch number trained (fit numbers on from it)
     PhaseTimes phases_;
