@@ -602,12 +602,13 @@ struct Resumed {
 };
 template <class Model, class Policy, class Opt>
 Resumed resume_run(const Dataset& data, std::size_t threads, std::size_t epochs_before,
-                   std::size_t epochs_after, Schedule schedule = {}) {
+                   std::size_t epochs_after, Schedule schedule = {}, float clip_grad_norm = 0) {
     const std::filesystem::path file = std::filesystem::temp_directory_path() /
                                        ("pardl_resume_" + std::to_string(std::random_device{}()) + ".ckpt");
     TrainerOptions o = quiet_options(16);
     o.threads = threads;
     o.schedule = std::move(schedule);
+    o.clip_grad_norm = clip_grad_norm;
     Resumed r;
     Trainer<Model, SoftmaxCrossEntropy, Opt, Policy> whole(make_opt<Opt>(), o);
     whole.fit(data, nullptr, epochs_before + epochs_after);
@@ -668,6 +669,11 @@ TEMPLATE_TEST_CASE("A run resumed from a checkpoint continues bit for bit", "[po
         const Schedule curve = schedule::warmup(3, schedule::step_decay(0.02f, 5, 0.5f));
         check_exact(resume_run<SmallMlp, Serial, TestType>(data, 1, 2, 1, curve));
         check_exact(resume_run<WideMlp, OpenMP, TestType>(wide, 2, 2, 1, curve));
+    }
+    SECTION("Serial, OpenMP and TensorParallel with gradient clipping (a bound every step exceeds)") {
+        check_exact(resume_run<SmallMlp, Serial, TestType>(data, 1, 2, 1, {}, 1e-3f));
+        check_exact(resume_run<WideMlp, OpenMP, TestType>(wide, 2, 2, 1, {}, 1e-3f));
+        check_exact(resume_run<WideMlp, TensorParallel, TestType>(wide, 2, 1, 2, {}, 1e-3f));
     }
 }
 
@@ -826,6 +832,11 @@ TEST_CASE("Clipped training is alike under every in-process policy, and a loose 
     // factors that change from step to step: clipping still changes the run.
     const auto adam_unclipped = run<Serial, Adam, WideMlp>(data, adam(), 50, 1, 25);
     CHECK(testing::max_relative_difference(adam_serial.params, adam_unclipped.params) > 100 * tolerance);
+    // AdamW: the weight decay acts on the parameters, past the clipped gradient.
+    const AdamW::Options adamw{.lr = 3e-3f, .weight_decay = 0.05f};
+    const auto adamw_serial = run<Serial, AdamW, WideMlp>(data, AdamW(adamw), 50, 1, 25, 0, {}, bound);
+    const auto adamw_omp = run<OpenMP, AdamW, WideMlp>(data, AdamW(adamw), 50, 3, 25, 0, {}, bound);
+    CHECK(testing::max_relative_difference(adamw_omp.params, adamw_serial.params) <= tolerance);
 }
 
 TEST_CASE("A checkpoint whose schedule ended at rate 0, loaded without a schedule, says so",
