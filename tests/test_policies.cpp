@@ -925,6 +925,13 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
     CHECK(settings[7] == Setting{"schedule", "none"});
     CHECK(settings[8] == Setting{"clip gradient norm", "off"});
     CHECK(settings[9] == Setting{"momentum", "0.9"});
+    // What a trainer built with `changed` (and the same optimizer) reports as it loads the file.
+    const auto report_with = [&](const TrainerOptions& changed) {
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> loading(sgd(), changed);
+        return loading.load(file);
+    };
+    TrainerOptions clipping = o; // the saving run's options, but clipping at 0.3
+    clipping.clip_grad_norm = 0.3f;
 
     SECTION("the same settings: nothing to report, nothing logged") {
         const CapturedLog log;
@@ -943,12 +950,8 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
         std::erase_if(progress.settings, [](const Setting& s) { return s.first == "clip gradient norm"; });
         REQUIRE(progress.settings.size() == 10);
         save_checkpoint(file, SmallMlp::signature(), params, state, &progress);
-        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> same(sgd(), o);
-        CHECK(same.load(file).empty());
-        TrainerOptions clip = o;
-        clip.clip_grad_norm = 0.3f;
-        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> clipped(sgd(), clip);
-        CHECK(clipped.load(file) ==
+        CHECK(report_with(o).empty());
+        CHECK(report_with(clipping) ==
               std::vector<std::string>{"clip gradient norm: not in the checkpoint, 0.3 here"});
     }
     SECTION("the program's own settings: recorded after the others, compared alike, checked") {
@@ -958,25 +961,20 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
         CHECK(with_data.run_settings().back() == Setting{"training data", "64 images"});
         with_data.save(file);
         mine.settings = {{"training data", "32 images"}};
-        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> other_data(sgd(), mine);
-        CHECK(other_data.load(file) ==
+        CHECK(report_with(mine) ==
               std::vector<std::string>{"training data: 64 images in the checkpoint, 32 images here"});
         mine.settings = {{"batch", "8"}};
         CHECK_THROWS_WITH((Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP>(sgd(), mine)),
                           Catch::Contains("two settings share a name (batch)"));
     }
     SECTION("clipping the gradient, where the saving run did not: named") {
-        TrainerOptions clip = o;
-        clip.clip_grad_norm = 0.3f;
-        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> clipped(sgd(), clip);
-        CHECK(clipped.load(file) ==
+        CHECK(report_with(clipping) ==
               std::vector<std::string>{"clip gradient norm: off in the checkpoint, 0.3 here"});
     }
     SECTION("keeping subnormals, where the saving run flushed them: named") {
         TrainerOptions keep = o;
         keep.flush_subnormals = false;
-        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> kept(sgd(), keep);
-        CHECK(kept.load(file) ==
+        CHECK(report_with(keep) ==
               std::vector<std::string>{"flush subnormals: yes in the checkpoint, no here"});
     }
     SECTION("another batch, seed, worker count and momentum: each named, the log says so") {
