@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -24,6 +25,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -324,7 +326,53 @@ TEST_CASE("A fused finish gets every chunk's sum once, from the worker that owns
         CHECK(std::count(seen.begin(), seen.end(), 1) == static_cast<std::ptrdiff_t>(n));
         CHECK(got == plain[0]);
         if (workers > 1) CHECK(fused == data); // the buffers are only read
+        // Whole blocks per worker, whatever the worker count: the clipping norm's partial sums,
+        // one per block, then have the same bits under every thread count.
+        for (const Range r : owned) CHECK(r.begin % reduction_block == 0);
+
+        // With a `then`, each worker that finished chunks gets their range once, after every
+        // finish of the call has returned.
+        std::atomic<std::size_t> finished{0};
+        std::atomic<bool> after_all{true};
+        std::vector<Range> then_got(workers);
+        std::vector<int> then_calls(workers, 0);
+        OpenMPExecutor(workers).run(
+            0, [](std::size_t, Range) {}, std::span<const std::span<float>>(fused_spans),
+            [&](std::size_t, Range r, float*) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(1)); // a slow finish
+                finished += r.size();
+            },
+            [&](std::size_t w, Range r) {
+                if (finished.load() != n) after_all = false;
+                then_got[w] = r;
+                ++then_calls[w];
+            });
+        CHECK(after_all.load());
+        CHECK(then_got == owned);
+        CHECK(then_calls == std::vector<int>(workers, 1));
     }
+}
+
+TEST_CASE("Workers taken in turn: one finish pass over the whole gradient, then one `then`", "[policy]") {
+    const std::size_t n = 2 * reduction_block + 5;
+    std::vector<std::vector<float>> data(3, std::vector<float>(n, 1.0f));
+    std::vector<std::span<float>> spans(data.begin(), data.end());
+    std::size_t finished = 0;
+    std::vector<Range> then_got;
+    SerialExecutor(3).run(
+        0, [](std::size_t, Range) {}, std::span<const std::span<float>>(spans),
+        [&](std::size_t w, Range r, float* sums) {
+            CHECK(w == 0);
+            CHECK(r.begin == finished); // in order, from 0
+            CHECK(sums[0] == 3.0f);
+            finished += r.size();
+        },
+        [&](std::size_t w, Range r) {
+            CHECK(w == 0);
+            CHECK(finished == n);
+            then_got.push_back(r);
+        });
+    CHECK(then_got == std::vector<Range>{Range{0, n}});
 }
 
 TEST_CASE("A CNN with synchronized batch norm under OpenMP reproduces Serial", "[policy][openmp][cnn]") {

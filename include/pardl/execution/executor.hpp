@@ -22,9 +22,22 @@ struct NoFinish {
     void operator()(std::size_t, Range, float*) const noexcept {}
 };
 
+/// The default `then` of Executor::run: nothing after the finishes.
+struct NoThen {
+    void operator()(std::size_t, Range) const noexcept {}
+};
+
 /// Gradient sums run in blocks of this many floats: small enough that a fused epilogue (the
 /// optimizer update) reads what was just summed from L1.
 inline constexpr std::size_t reduction_block = 2048;
+
+/// Worker `part` of `parts`'s share of a gradient of n floats in the worker sum: whole blocks of
+/// reduction_block floats, so that every block (the unit of the sum's epilogues, and of the
+/// clipping norm's partial sums) is summed by one thread, whatever the thread count, and no two
+/// threads write the same cache line.
+constexpr Range reduction_share(std::size_t n, std::size_t part, std::size_t parts) noexcept {
+    return unit_share(n, part, parts, reduction_block);
+}
 
 /// out[i - r.begin] = buffers[0][i] + buffers[1][i] + ... (added in that order) for i in r, for
 /// two or more buffers; `out` may be buffers[0].data() + r.begin. The one worker-sum of every
@@ -44,9 +57,9 @@ inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range 
             r.size(), [](simd::FloatVector& o, const simd::FloatVector& s) { o += s; }, out, at(b));
 }
 
-/// Worker `w`'s share `r` of the reduction, block by block. Without a finish each block's sum
-/// goes into buffers[0]. With one, each block's sum goes to finish(w, block, sums) right after
-/// it is made, in a buffer on this thread's stack, so the fused epilogue reads it from L1 and no
+/// Worker `w`'s share `r` of the reduction (r.begin a multiple of reduction_block), block by block. Without a
+/// finish each block's sum goes into buffers[0]. With one, each block's sum goes to finish(w, block, sums)
+/// right after it is made, in a buffer on this thread's stack, so the fused epilogue reads it from L1 and no
 /// worker writes a line of another worker's buffer: the sum of two threads' gradients then moves
 /// each line between the cores once, where writing it into buffers[0] also took the other
 /// thread's lines over and gave them back at its next backward. With a single buffer there is
@@ -82,9 +95,13 @@ void sum_and_finish(std::span<const std::span<float>> buffers, Range r, std::siz
 ///    chunk, in memory finish may overwrite, and buffers[0] need not receive the sums (with W = 1,
 ///    sums points into buffers[0]). w is the worker whose thread runs that finish (0 where the workers take
 ///    turns), and each worker's chunks come in increasing order and together make one contiguous range (the
-///    trainer relies on this to know which parameters a worker updated). An exception thrown by
-///    any work call is rethrown after all workers finish (finish is then skipped). One parallel
-///    region per call. Every thread runs work and finish under the calling thread's
+///    trainer relies on this to know which parameters a worker updated). Every chunk but a
+///    worker's last holds reduction_block floats, and chunks begin at multiples of it, whatever W.
+///    With a `then` as well (a second epilogue pass that needs every chunk finished, e.g. the
+///    update after the clipping norm's partial sums), then(w, range) runs once per worker that
+///    finished chunks, with the range they made, after every finish of the call has returned. An
+///    exception thrown by any work call is rethrown after all workers finish (finish and then are
+///    skipped). One parallel region per call. Every thread runs work and finish under the calling thread's
 ///    SubnormalMode (core/subnormals.hpp); for_chunks' body too.
 ///  - `for_chunks(n, body)`: calls body(range) over a partition of [0, n) (each index once).
 ///  - `reducer(w)`: the WorkerReducer worker w hands to its layers; a sum over all workers of the

@@ -15,6 +15,7 @@
 #include <functional>
 #include <mutex>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "pardl/core/errors.hpp"
@@ -39,9 +40,9 @@ public:
     std::size_t threads() const { return threads_; }
     static const char* name() { return "openmp"; }
 
-    template <class Work, class Finish = NoFinish>
+    template <class Work, class Finish = NoFinish, class Then = NoThen>
     void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {},
-             Finish&& finish = {}) {
+             Finish&& finish = {}, Then&& then = {}) {
         std::exception_ptr failure;
         std::mutex failure_mutex;
         const std::size_t team = threads_;
@@ -61,8 +62,14 @@ public:
             }
 #pragma omp barrier
             if (!buffers.empty() && !failure) {
-                // Each thread sums (and finishes) its own slice of the gradient.
-                sum_and_finish(buffers, line_share(buffers[0].size(), w, team), w, finish);
+                // Each thread sums (and finishes) its own slice of the gradient, and after the
+                // whole team's finishes, passes over the same slice again while it is in its cache.
+                const Range share = reduction_share(buffers[0].size(), w, team);
+                sum_and_finish(buffers, share, w, finish);
+                if constexpr (!std::is_same_v<std::decay_t<Then>, NoThen>) {
+#pragma omp barrier
+                    if (!share.empty()) then(w, share);
+                }
             }
         }
         if (failure) std::rethrow_exception(failure);

@@ -34,15 +34,20 @@ constexpr std::size_t max_part_size(std::size_t total, std::size_t parts) noexce
     return (total + parts - 1) / parts;
 }
 
-/// Part `part` of `parts` of [0, n) floats, cut at whole cache lines (cache_line_floats): balanced_range
-/// over the lines, so no two parts share a line. Threads that write their parts of one buffer
-/// (the gradient sum's chunks, a tensor-parallel layer's columns) never write the same line, and
-/// a buffer shorter than a line (Dense<10>'s ten columns) stays in the first part.
-constexpr Range line_share(std::size_t n, std::size_t part, std::size_t parts) noexcept {
-    constexpr std::size_t line = cache_line_floats;
-    const Range lines = balanced_range((n + line - 1) / line, part, parts);
-    const std::size_t begin = lines.begin * line, end = lines.end * line;
+/// Part `part` of `parts` of [0, n), cut at multiples of `unit`: balanced_range over the units,
+/// so no two parts share one (the last unit may be short, and n < unit stays in the first part).
+constexpr Range unit_share(std::size_t n, std::size_t part, std::size_t parts, std::size_t unit) noexcept {
+    const Range units = balanced_range((n + unit - 1) / unit, part, parts);
+    const std::size_t begin = units.begin * unit, end = units.end * unit;
     return {begin < n ? begin : n, end < n ? end : n};
+}
+
+/// Part `part` of `parts` of [0, n) floats, cut at whole cache lines (cache_line_floats), so no two
+/// parts share a line. Threads that write their parts of one buffer (a tensor-parallel layer's
+/// columns) never write the same line, and a buffer shorter than a line (Dense<10>'s ten columns)
+/// stays in the first part.
+constexpr Range line_share(std::size_t n, std::size_t part, std::size_t parts) noexcept {
+    return unit_share(n, part, parts, cache_line_floats);
 }
 
 } // namespace pardl

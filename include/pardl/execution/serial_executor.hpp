@@ -27,11 +27,14 @@ public:
     static constexpr std::size_t threads() { return 1; }
     static const char* name() { return "serial"; }
 
-    template <class Work, class Finish = NoFinish>
+    template <class Work, class Finish = NoFinish, class Then = NoThen>
     void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {},
-             Finish&& finish = {}) {
+             Finish&& finish = {}, Then&& then = {}) {
         for (std::size_t w = 0; w < workers_; ++w) work(w, balanced_range(rows, w, workers_));
-        if (!buffers.empty()) sum_and_finish(buffers, Range{0, buffers[0].size()}, 0, finish);
+        if (buffers.empty()) return;
+        const Range all{0, buffers[0].size()};
+        sum_and_finish(buffers, all, 0, finish);
+        if (!all.empty()) then(0, all);
     }
 
     template <class Body>

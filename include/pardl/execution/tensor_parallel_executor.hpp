@@ -111,10 +111,11 @@ public:
 
     // Evaluation and the update after a cross-rank allreduce: data parallelism over rows and
     // chunks, exactly as the OpenMP executor (see Executor in executor.hpp).
-    template <class Work, class Finish = NoFinish>
+    template <class Work, class Finish = NoFinish, class Then = NoThen>
     void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {},
-             Finish&& finish = {}) {
-        rows_.run(rows, std::forward<Work>(work), buffers, std::forward<Finish>(finish));
+             Finish&& finish = {}, Then&& then = {}) {
+        rows_.run(rows, std::forward<Work>(work), buffers, std::forward<Finish>(finish),
+                  std::forward<Then>(then));
     }
     template <class Body>
     void for_chunks(std::size_t n, Body&& body) {

@@ -110,10 +110,10 @@ struct TrainerOptions {
     Schedule schedule{};
     /// When > 0, gradient clipping by global norm (PyTorch's clip_grad_norm_ before each step):
     /// where the L2 norm of the batch's mean gradient, over all parameters, exceeds it, the update
-    /// uses that gradient scaled by clip_grad_norm / (norm + 1e-6). Every rank reduces the whole
-    /// gradient and updates every parameter (as DDP does), since the norm needs the sum complete
-    /// before any update: slower than the unclipped step, which fuses or shares the update.
-    /// 0: no clipping, and the norm is not computed.
+    /// uses that gradient scaled by clip_grad_norm / (norm + 1e-6). The norm needs the sum complete
+    /// before any update: one process updates in a second pass over the sum; with several, every
+    /// rank reduces the whole gradient and updates every parameter (as DDP does) instead of
+    /// sharing the update. 0: no clipping, and the norm is not computed.
     float clip_grad_norm = 0;
     /// The program's own settings that a resumed run must share to go on exactly, such as which
     /// data it trains on, as (name, value) text: recorded with run_settings, after the trainer's
@@ -207,13 +207,13 @@ public:
                 for (Worker& wk : workers_) team_workspaces_.push_back(&wk.ws);
             } else {
                 // Threads of their own, and an update that keeps their copies current (see
-                // Worker::param_copy; not with clipping, whose update is not fused: copies refreshed
-                // whole at every step measured slower than none, benchmarks/performance_notes.md).
+                // Worker::param_copy).
                 const bool copies = workers > 1 && exec_.threads() > 1 && fuses_update();
                 for (std::size_t w = 0; w < workers; ++w)
                     workers_.emplace_back(worker_rows, w == 0 ? 0 : param_count, copies ? param_count : 0);
             }
             opt_.reset(param_count);
+            if (clipping()) clip_squares_.assign((param_count + reduction_block - 1) / reduction_block, 0.0);
         } catch (...) {
             failure = std::current_exception();
         }
@@ -339,6 +339,26 @@ public:
                 }
             }
         };
+        // The fused update of worker w's chunk r, from its gradient sum `sums` (sums[0] is r.begin's).
+        auto update_share = [&](std::size_t w, Range r, float by, float* sums) {
+            Worker& wk = workers_[w];
+            if (wk.param_copy.empty()) {
+                scale_and_update(r, by, sums, p);
+                return;
+            }
+            // The worker updates its own copy (current: this step's forward refreshed it), where
+            // the next step's refresh skips the range (the executor gives a worker one contiguous
+            // range, in order), and then copies the results to the shared parameters. Updating the
+            // shared ones in place and copying them here was slower: the other workers read those
+            // lines in their refresh, so each store of the update waited for their copies to be
+            // taken back, and the update with it (2-thread W-MLP 0.39 -> 0.31 s per epoch on the
+            // AMD EPYC (Zen 5) guest of docs/performance.md).
+            float* const copy = wk.param_copy.data();
+            scale_and_update(r, by, sums, copy);
+            std::copy(copy + r.begin, copy + r.end, p + r.begin);
+            assert(wk.updated.empty() || wk.updated.end == r.begin);
+            wk.updated = wk.updated.empty() ? r : Range{wk.updated.begin, r.end};
+        };
         auto work = [&](std::size_t w, Range r) {
             Worker& wk = workers_[w];
             const std::span<float> grads = grad_views_[w];
@@ -432,26 +452,28 @@ public:
         const std::span<const std::span<float>> buffers(grad_views_);
         if constexpr (team_step)
             exec_.run_team(team_work);
+        else if (fused_update && !clipping())
+            exec_.run(mine.size(), work, buffers,
+                      [&](std::size_t w, Range r, float* sums) { update_share(w, r, scale, sums); });
         else if (fused_update)
-            exec_.run(mine.size(), work, buffers, [&](std::size_t w, Range r, float* sums) {
-                Worker& wk = workers_[w];
-                if (wk.param_copy.empty()) {
-                    scale_and_update(r, scale, sums, p);
-                    return;
-                }
-                // The worker updates its own copy (current: this step's forward refreshed it),
-                // where the next step's refresh skips the range (the executor gives a worker one
-                // contiguous range, in order), and then copies the results to the shared
-                // parameters. Updating the shared ones in place and copying them here was slower:
-                // the other workers read those lines in their refresh, so each store of the update
-                // waited for their copies to be taken back, and the update with it (2-thread
-                // W-MLP 0.39 -> 0.31 s per epoch on the AMD EPYC (Zen 5) guest of docs/performance.md).
-                float* const copy = wk.param_copy.data();
-                scale_and_update(r, scale, sums, copy);
-                std::copy(copy + r.begin, copy + r.end, p + r.begin);
-                assert(wk.updated.empty() || wk.updated.end == r.begin);
-                wk.updated = wk.updated.empty() ? r : Range{wk.updated.begin, r.end};
-            });
+            // Clipping in one process: the update waits for the norm, so the finish keeps each
+            // block's sum (in the summing worker's own buffer, which its next backward overwrites)
+            // with the block's sum of squares, and once every block is summed each worker scales
+            // and updates the blocks it summed, from its cache, keeping its parameter copy current.
+            exec_.run(
+                mine.size(), work, buffers,
+                [&](std::size_t w, Range piece, float* sums) {
+                    float* const kept = grad_views_[w].data() + piece.begin;
+                    if (sums != kept) std::copy(sums, sums + piece.size(), kept);
+                    clip_squares_[piece.begin / reduction_block] = squares_in(piece, kept);
+                },
+                [&](std::size_t w, Range r) {
+                    const float by = clip_from_squares(scale).by;
+                    for (std::size_t b = r.begin; b < r.end; b += reduction_block) {
+                        const Range piece{b, std::min(r.end, b + reduction_block)};
+                        update_share(w, piece, by, grad_views_[w].data() + piece.begin);
+                    }
+                });
         else
             exec_.run(mine.size(), work, buffers);
         param_copies_current_ = fused_update;
@@ -490,24 +512,23 @@ public:
         double grad_norm = std::numeric_limits<double>::quiet_NaN();
         bool clipped = false;
         auto t_summed = t_reduced; // the end of the collective, where the update follows it
-        if (clipping()) {
+        if (clipping() && fused_update) {
+            const ClipFactor clip = clip_from_squares(scale); // as the workers computed it
+            grad_norm = clip.norm;
+            clipped = clip.clipped;
+        } else if (clipping()) {
             comm_.allreduce_sum(rank_buffer_.span());
             t_summed = Clock::now();
             timed_update([&] {
                 // Every rank sums the same bits in the same order, so all take the same factor.
-                double squares = 0;
-                Model::for_each_param_block([&](std::size_t first, std::size_t count) {
-                    squares += simd::sum_of_squares(g + first, count);
-                });
-                grad_norm = static_cast<double>(scale) * std::sqrt(squares);
-                // PyTorch's factor, max_norm / (norm + 1e-6); a gradient within the bound keeps the
-                // unclipped step's bits. As in PyTorch (error_if_nonfinite = false), a norm that is
-                // not finite reaches the parameters as NaN: the next step's loss check, or the
-                // epoch's check of the parameters, stops the run.
-                const double factor = static_cast<double>(options_.clip_grad_norm) / (grad_norm + 1e-6);
-                clipped = factor < 1.0;
-                const float by = clipped ? static_cast<float>(static_cast<double>(scale) * factor) : scale;
-                exec_.for_chunks(param_count, [&](Range c) { scale_and_update(c, by, g + c.begin, p); });
+                for (std::size_t b = 0; b < param_count; b += reduction_block) {
+                    const Range piece{b, std::min(param_count, b + reduction_block)};
+                    clip_squares_[b / reduction_block] = squares_in(piece, g + b);
+                }
+                const ClipFactor clip = clip_from_squares(scale);
+                grad_norm = clip.norm;
+                clipped = clip.clipped;
+                exec_.for_chunks(param_count, [&](Range c) { scale_and_update(c, clip.by, g + c.begin, p); });
             });
         } else if (!fused_update) {
             optimizer_owned_ = {0, 0}; // a rank given no slice updates nothing
@@ -743,7 +764,7 @@ private:
         AlignedBuffer<float> targets;
         AlignedBuffer<float> grads; ///< empty for worker 0, which writes the rank buffer
         /// A private copy of the parameters for workers on threads of their own in a single
-        /// process that fuses its update (empty otherwise, and when clipping), refreshed at the start of
+        /// process that fuses its update (empty otherwise), refreshed at the start of
         /// every step. The threads update the shared parameters in shares, so a thread that read them in
         /// place fetched the others' shares from their cores one cache line at a time, as the products asked
         /// for them; one sequential copy moves them faster. The update runs on the updating worker's copy and
@@ -796,12 +817,45 @@ private:
     std::span<float> rank_grads() { return {rank_buffer_.data(), param_count}; }
 
     /// One process: nothing to wait for between the worker sum and the update, so the update of
-    /// each slice runs right after its sum, in the same parallel region (one memory pass), and
-    /// writes what it produced into the updating worker's parameter copy. Not when clipping, which
-    /// needs the norm of the whole sum before any update.
-    bool fuses_update() const { return comm_.size() == 1 && !clipping(); }
-    /// Gradient clipping by global norm (TrainerOptions::clip_grad_norm): its own update path.
+    /// each slice runs in the same parallel region as its sum, and writes what it produced into the
+    /// updating worker's parameter copy: right after the slice's sum (one memory pass), or, when
+    /// clipping, in a second pass over the worker's slices once the whole sum and its norm are
+    /// known. Not for a tensor-parallel team clipping, whose members update as they finish backward.
+    bool fuses_update() const { return comm_.size() == 1 && !(team_step && clipping()); }
+    /// Gradient clipping by global norm (TrainerOptions::clip_grad_norm).
     bool clipping() const { return options_.clip_grad_norm > 0; }
+
+    /// The sum of squares of the gradient's parameters in `piece`, one reduction block (sums[0] is
+    /// piece.begin's), in the model's block order: the clipping norm's partial sum for that block.
+    /// Every path computes it per block alike, so the norm's bits depend neither on the policy nor
+    /// on the thread count.
+    static double squares_in(Range piece, const float* sums) {
+        double squares = 0;
+        Model::for_each_param_block([&](std::size_t first, std::size_t count) {
+            const std::size_t begin = std::max(first, piece.begin), end = std::min(first + count, piece.end);
+            if (begin < end) squares += simd::sum_of_squares(sums + (begin - piece.begin), end - begin);
+        });
+        return squares;
+    }
+    struct ClipFactor {
+        double norm;  ///< the L2 norm of the mean gradient
+        bool clipped; ///< norm > clip_grad_norm
+        float by;     ///< what to multiply the summed gradient by: scale, times the clip factor if clipped
+    };
+    /// The norm from clip_squares_ (added in block order) and the multiplier it gives the summed
+    /// gradient, whose mean is the sum times `scale`.
+    ClipFactor clip_from_squares(float scale) const {
+        double squares = 0;
+        for (const double s : clip_squares_) squares += s;
+        const double norm = static_cast<double>(scale) * std::sqrt(squares);
+        // PyTorch's factor, max_norm / (norm + 1e-6); a gradient within the bound keeps the
+        // unclipped step's bits. As in PyTorch (error_if_nonfinite = false), a norm that is not
+        // finite reaches the parameters as NaN: the next step's loss check, or the epoch's check of
+        // the parameters, stops the run.
+        const double factor = static_cast<double>(options_.clip_grad_norm) / (norm + 1e-6);
+        const bool clipped = factor < 1.0;
+        return {norm, clipped, clipped ? static_cast<float>(static_cast<double>(scale) * factor) : scale};
+    }
 
     /// The floating-point mode of steps and evaluations (TrainerOptions::flush_subnormals).
     SubnormalMode subnormal_mode() const {
@@ -1255,6 +1309,8 @@ private:
     std::vector<std::span<float>> grad_views_;
     /// Every worker's workspace, in order: a team's members' for a data-parallel prefix.
     std::vector<typename Model::Workspace*> team_workspaces_;
+    /// With clipping: the gradient's sum of squares per reduction block (squares_in).
+    std::vector<double> clip_squares_;
     std::size_t rank_rows_ = 0;
     std::uint64_t step_ = 0;
     /// The parameters this rank's optimizer updated in the last step (allreduce_apply's slice);
