@@ -32,6 +32,7 @@ struct Config {
     bool header = false;
     bool keep_subnormals = false;
     float clip_grad_norm = 0;
+    float clip_grad_value = 0;
     std::uint64_t seed = 42;
 };
 
@@ -50,6 +51,7 @@ int run(const Config& cfg) {
     o.log = false;
     o.flush_subnormals = !cfg.keep_subnormals;
     o.clip_grad_norm = cfg.clip_grad_norm;
+    o.clip_grad_value = cfg.clip_grad_value;
     Trainer<Model, SoftmaxCrossEntropy, SGD, Policy> trainer(SGD({.lr = 0.01f, .momentum = 0.9f}), o);
     // Cores in use: Serial's workers taken in turn share one.
     const std::size_t cores_used = trainer.threads() * static_cast<std::size_t>(trainer.ranks());
@@ -122,6 +124,10 @@ int main(int argc, char** argv) {
     app.add_option("--clip-grad-norm", cfg.clip_grad_norm,
                    "clip the gradient by global norm (TrainerOptions::clip_grad_norm), to measure what "
                    "clipping's own update path costs (1e30: its path, no step clipped; 0: no clipping)")
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--clip-grad-value", cfg.clip_grad_value,
+                   "clip the gradient by value (TrainerOptions::clip_grad_value), to measure what the clamp "
+                   "inside the update costs (1e30: the clamp, no element clipped; 0: no clipping)")
         ->check(CLI::NonNegativeNumber);
     CLI11_PARSE(app, argc, argv);
     using Env = typename pardl::PARDL_POLICY::communicator::Environment;

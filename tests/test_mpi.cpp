@@ -241,14 +241,18 @@ TEST_CASE("A trainer that cannot be built on one rank fails on every rank instea
     // And every rank can build one afterwards: nothing was left half-made.
     o.batch = 16;
     CHECK_NOTHROW(build());
-    // Clipping bounds that differ (rank 1 alone does not clip, or clips elsewhere) fail on every rank.
-    for (float other : {0.0f, 2.0f}) {
-        o.clip_grad_norm = rank == 1 ? other : 1.0f;
-        INFO("rank 1's bound " << other);
-        CHECK_THROWS_WITH(build(), Catch::Contains("the ranks were given different clip_grad_norm bounds"));
+    // Clipping bounds that differ (rank 1 alone does not clip, or clips elsewhere) fail on every
+    // rank, by norm and by value alike.
+    for (float TrainerOptions::*bound : {&TrainerOptions::clip_grad_norm, &TrainerOptions::clip_grad_value}) {
+        for (float other : {0.0f, 2.0f}) {
+            o.*bound = rank == 1 ? other : 1.0f;
+            INFO("rank 1's bound " << other);
+            CHECK_THROWS_WITH(build(), Catch::Contains("the ranks were given different clipping bounds"));
+        }
+        o.*bound = 1.0f;
+        CHECK_NOTHROW(build());
+        o.*bound = 0.0f;
     }
-    o.clip_grad_norm = 1.0f;
-    CHECK_NOTHROW(build());
 }
 
 TEST_CASE("Checkpoints written by rank 0 load on every rank", "[mpi]") {
@@ -503,6 +507,40 @@ TEST_CASE("Clipped training under MPI, Hybrid and tensor+mpi reproduces Serial",
         CHECK(mpi.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
         CHECK(hybrid.losses[s] == Approx(serial.losses[s]).epsilon(1e-5));
     }
+}
+
+TEST_CASE("Training clipped by value under MPI, Hybrid and tensor+mpi reproduces Serial",
+          "[mpi][policy][clip]") {
+    // Each slice's owner clamps its slice of the mean gradient inside the update; uneven shards.
+    const Dataset data = make_blobs(203, 40, 5, 99);
+    const std::size_t ranks = static_cast<std::size_t>(world_size());
+    const auto clamped = [&]<class Policy>(std::size_t threads, float bound) {
+        return testing::train_fresh<WideMlp, Policy>(
+            data, sgd(),
+            {.batch = 50, .threads = threads, .steps = 25, .check_replicas = 5, .clip_grad_value = bound});
+    };
+    constexpr float bound = 2e-3f; // below the largest elements of the mean gradients
+    using TensorMpi = Policy<TensorParallelExecutor, MpiComm>;
+    const auto serial = clamped.template operator()<Serial>(1, bound);
+    const auto mpi = clamped.template operator()<MPI>(1, bound);
+    const auto hybrid = clamped.template operator()<Hybrid>(2, bound);
+    const auto tensor = clamped.template operator()<TensorMpi>(2, bound);
+    testing::TrainedRun unshared;
+    {
+        ScopedShmEnv off("0");
+        unshared = clamped.template operator()<MPI>(1, bound);
+    }
+    INFO("ranks " << ranks);
+    CHECK(testing::max_relative_difference(mpi.params, serial.params) <= tolerance);
+    CHECK(testing::max_relative_difference(hybrid.params, serial.params) <= tolerance);
+    CHECK(testing::max_relative_difference(tensor.params, serial.params) <= tolerance);
+    CHECK(testing::max_relative_difference(unshared.params, serial.params) <= tolerance);
+    // Same split of every batch, same order of the sums: the same bits.
+    CHECK(mpi.params == clamped.template operator()<Serial>(ranks, bound).params);
+    // The bound mattered, and one no element reaches is the unclipped run, bit for bit.
+    const auto unclipped = run<MPI, SGD, WideMlp>(data, sgd(), 50, 1, 25);
+    CHECK(testing::max_relative_difference(unclipped.params, mpi.params) > 100 * tolerance);
+    CHECK(clamped.template operator()<MPI>(1, 1e30f).params == unclipped.params);
 }
 
 TEST_CASE("write_timeline joins every rank's events into one trace file", "[mpi][timeline]") {

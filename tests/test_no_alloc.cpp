@@ -148,7 +148,7 @@ TEST_CASE("A serial training step allocates nothing after the first", "[alloc]")
     CHECK(allocations_in_steps<Mlp, Serial>(mlp_data, Adam(), 1, 10) == 0);
     const Dataset cnn_data = make_images(100, 1, 10, 10, 6, 2);
     CHECK(allocations_in_steps<Cnn, Serial>(cnn_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 1, 10) == 0);
-    // Gradient clipping's own update path.
+    // Gradient clipping: the norm's partial sums in the worker sum, the update in a second pass.
     CHECK(allocations_in_steps<Mlp, Serial>(mlp_data, Adam(), 1, 10, nullptr, 1e-3f) == 0);
 }
 
@@ -171,6 +171,8 @@ TEST_CASE("A TensorParallel training step allocates nothing after the first", "[
     const Dataset cnn_data = make_images(100, 1, 10, 10, 6, 2);
     CHECK(allocations_in_steps<TeamCnn, TensorParallel>(cnn_data, SGD({.lr = 0.01f, .momentum = 0.9f}), 2,
                                                         10) == 0);
+    // Gradient clipping in a team: the whole sum's norm, then the update of every parameter.
+    CHECK(allocations_in_steps<Mlp, TensorParallel>(mlp_data, Adam(), 2, 10, nullptr, 1e-3f) == 0);
 }
 #endif
 

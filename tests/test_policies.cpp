@@ -291,8 +291,8 @@ TEST_CASE("A fused finish gets every chunk's sum once, from the worker that owns
     // With a finish the executor hands each chunk's sum to it instead of writing buffers[0]: the
     // same bits as the plain sum, every element once, each worker's chunks one contiguous range
     // in increasing order (what the trainer's parameter copies rely on), no buffer written.
-    const std::size_t n = 2 * reduction_block + 777; // several blocks per worker, a ragged end
-    for (std::size_t workers : {1, 2, 3}) {
+    const std::size_t n = 2 * reduction_block + 777; // 3 blocks, the last one short
+    for (std::size_t workers : {1, 2, 3, 5}) {
         INFO(workers << " workers");
         std::vector<std::vector<float>> data(workers, std::vector<float>(n));
         for (std::size_t w = 0; w < workers; ++w)
@@ -326,20 +326,20 @@ TEST_CASE("A fused finish gets every chunk's sum once, from the worker that owns
         CHECK(std::count(seen.begin(), seen.end(), 1) == static_cast<std::ptrdiff_t>(n));
         CHECK(got == plain[0]);
         if (workers > 1) CHECK(fused == data); // the buffers are only read
-        // Whole blocks per worker, whatever the worker count: the clipping norm's partial sums,
-        // one per block, then have the same bits under every thread count.
-        for (const Range r : owned) CHECK(r.begin % reduction_block == 0);
 
-        // With a `then`, each worker that finished chunks gets their range once, after every
-        // finish of the call has returned.
+        // With a `then`: whole blocks per worker, whatever the worker count (the clipping norm's
+        // partial sums, one per block, then have the same bits under every thread count), and
+        // each worker that finished chunks gets their range once, after every finish of the call
+        // has returned; with more workers than blocks, some get none.
         std::atomic<std::size_t> finished{0};
         std::atomic<bool> after_all{true};
-        std::vector<Range> then_got(workers);
+        std::vector<Range> blocks_owned(workers), then_got(workers);
         std::vector<int> then_calls(workers, 0);
         OpenMPExecutor(workers).run(
             0, [](std::size_t, Range) {}, std::span<const std::span<float>>(fused_spans),
-            [&](std::size_t, Range r, float*) {
+            [&](std::size_t w, Range r, float*) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(1)); // a slow finish
+                blocks_owned[w] = blocks_owned[w].empty() ? r : Range{blocks_owned[w].begin, r.end};
                 finished += r.size();
             },
             [&](std::size_t w, Range r) {
@@ -348,8 +348,13 @@ TEST_CASE("A fused finish gets every chunk's sum once, from the worker that owns
                 ++then_calls[w];
             });
         CHECK(after_all.load());
-        CHECK(then_got == owned);
-        CHECK(then_calls == std::vector<int>(workers, 1));
+        CHECK(then_got == blocks_owned);
+        for (std::size_t w = 0; w < workers; ++w) {
+            CHECK(blocks_owned[w].begin % reduction_block == 0);
+            CHECK(then_calls[w] == (blocks_owned[w].empty() ? 0 : 1));
+        }
+        CHECK(std::count(then_calls.begin(), then_calls.end(), 1) ==
+              static_cast<std::ptrdiff_t>(std::min<std::size_t>(workers, 3))); // 3 blocks
     }
 }
 
@@ -780,22 +785,43 @@ TEST_CASE("A schedule that gives no usable rate stops the run by name; the log s
     CHECK_THAT(log.text(), Catch::Contains("epoch   1  loss") && Catch::Contains("lr 0.01"));
 }
 
-TEST_CASE("Gradient clipping scales the mean gradient to the bound, and only where its norm exceeds it",
-          "[policy][clip]") {
-    const Dataset data = make_blobs(64, 12, 4, 4);
-    BatchLoader loader(data, 16, 3, /*shuffle=*/true, /*drop_last=*/false);
-    loader.start_epoch(1);
-    const auto batch = loader.batch_indices(0);
-    // Plain SGD: the step moves the parameters by -lr times the (clipped) mean gradient.
-    const float lr = 0.1f;
+/// A clipping bound (o.*bound) that is not a number >= 0 stops trainer T's construction, by name.
+template <class T>
+void check_bad_bounds_refused(TrainerOptions o, float TrainerOptions::*bound, const std::string& name) {
+    for (float bad :
+         {-1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+        o.*bound = bad;
+        INFO(name << " " << bad);
+        CHECK_THROWS_AS(T(SGD{}, o), ConfigError);
+    }
+    o.*bound = -1.0f;
+    CHECK_THROWS_WITH(T(SGD{}, o), Catch::Contains(name + " is -1"));
+}
+
+/// One step of Serial SmallMlp with plain SGD on a fixed batch of 16 rows, and how far it moved
+/// each parameter: -lr times the (clipped) mean gradient, what the clipping rules are checked on.
+struct OneSgdStep {
     using T = Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial>;
-    auto moved = [&](T& trainer, StepResult& result) {
+    static constexpr float lr = 0.1f;
+    Dataset data = make_blobs(64, 12, 4, 4);
+    BatchLoader loader{data, 16, 3, /*shuffle=*/true, /*drop_last=*/false};
+    OneSgdStep() { loader.start_epoch(1); }
+    std::vector<float> moved(T& trainer, StepResult* result = nullptr) {
         const std::vector<float> before(trainer.parameters().begin(), trainer.parameters().end());
-        result = trainer.step(data, batch);
+        const StepResult r = trainer.step(data, loader.batch_indices(0));
+        if (result != nullptr) *result = r;
         std::vector<float> delta(before.size());
         for (std::size_t i = 0; i < before.size(); ++i) delta[i] = trainer.parameters()[i] - before[i];
         return delta;
-    };
+    }
+};
+
+TEST_CASE("Gradient clipping scales the mean gradient to the bound, and only where its norm exceeds it",
+          "[policy][clip]") {
+    OneSgdStep one;
+    using T = OneSgdStep::T;
+    const float lr = OneSgdStep::lr;
+    auto moved = [&](T& trainer, StepResult& result) { return one.moved(trainer, &result); };
     auto norm = [](const std::vector<float>& v) {
         double s = 0;
         for (float x : v) s += static_cast<double>(x) * x;
@@ -834,14 +860,7 @@ TEST_CASE("Gradient clipping scales the mean gradient to the bound, and only whe
         CHECK(testing::max_relative_difference(clipped, scaled) <= 1e-5);
     }
     SECTION("a bound that is not a number > 0 is refused") {
-        for (float bad :
-             {-1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
-            o.clip_grad_norm = bad;
-            INFO("clip_grad_norm " << bad);
-            CHECK_THROWS_AS(T(SGD({.lr = lr}), o), ConfigError);
-        }
-        o.clip_grad_norm = -1.0f;
-        CHECK_THROWS_WITH(T(SGD({.lr = lr}), o), Catch::Contains("clip_grad_norm is -1"));
+        check_bad_bounds_refused<T>(o, &TrainerOptions::clip_grad_norm, "clip_grad_norm");
     }
 }
 
@@ -861,7 +880,11 @@ TEST_CASE("Clipped training is alike under every in-process policy, and a loose 
     const auto unclipped = run<Serial, SGD, WideMlp>(data, sgd(), 50, 1, 25);
     // The bound mattered: far more than rounding apart.
     CHECK(testing::max_relative_difference(serial.params, unclipped.params) > 100 * tolerance);
-    for (std::size_t threads : {2, 3}) {
+    // A team of one takes the several-process path (the whole sum, its norm, then the update),
+    // Serial the one-process path (the norm's partial sums kept in the worker sum, the update in
+    // a second pass): from the same sums, the same norm and the same bits.
+    CHECK(run<TensorParallel, SGD, WideMlp>(data, sgd(), 50, 1, 25, 0, {}, bound).params == serial.params);
+    for (std::size_t threads : {2, 3, 5}) { // 5: more threads than WideMlp's 3 blocks of the sum
         INFO("threads " << threads);
         const auto omp = run<OpenMP, SGD, WideMlp>(data, sgd(), 50, threads, 25, 0, {}, bound);
         CHECK(testing::max_relative_difference(omp.params, serial.params) <= tolerance);
@@ -885,6 +908,88 @@ TEST_CASE("Clipped training is alike under every in-process policy, and a loose 
     const auto adamw_serial = run<Serial, AdamW, WideMlp>(data, AdamW(adamw), 50, 1, 25, 0, {}, bound);
     const auto adamw_omp = run<OpenMP, AdamW, WideMlp>(data, AdamW(adamw), 50, 3, 25, 0, {}, bound);
     CHECK(testing::max_relative_difference(adamw_omp.params, adamw_serial.params) <= tolerance);
+}
+
+TEST_CASE("Clipping by value clamps each element of the mean gradient, and only those beyond the bound",
+          "[policy][clip]") {
+    OneSgdStep one;
+    using T = OneSgdStep::T;
+    const float lr = OneSgdStep::lr;
+    auto moved = [&](T& trainer) { return one.moved(trainer); };
+    TrainerOptions o = quiet_options(16);
+    T plain(SGD({.lr = lr}), o);
+    const std::vector<float> full = moved(plain);
+    float largest = 0; // the largest step of one parameter, lr times the largest gradient element
+    for (float d : full) largest = std::max(largest, std::abs(d));
+    REQUIRE(largest > 1e-4f);
+
+    SECTION("a bound above every element: the unclipped step's bits") {
+        o.clip_grad_value = 2 * largest / lr;
+        T loose(SGD({.lr = lr}), o);
+        CHECK(moved(loose) == full);
+        CHECK(loose.checksum() == plain.checksum());
+    }
+    SECTION("a bound below some: those elements at the bound, the others as they were") {
+        o.clip_grad_value = 0.25f * largest / lr;
+        T tight(SGD({.lr = lr}), o);
+        const std::vector<float> clamped = moved(tight);
+        const float step_bound = lr * o.clip_grad_value;
+        std::vector<float> expected(full.size());
+        std::size_t at_bound = 0, untouched = 0;
+        for (std::size_t i = 0; i < full.size(); ++i) {
+            expected[i] = std::clamp(full[i], -step_bound, step_bound);
+            (expected[i] == full[i] ? untouched : at_bound) += 1;
+        }
+        CHECK(at_bound > 0);
+        CHECK(untouched > at_bound);
+        CHECK(testing::max_relative_difference(clamped, expected) <= 1e-5);
+    }
+    SECTION("a bound that is not a number > 0 is refused, and so is clipping by norm as well") {
+        check_bad_bounds_refused<T>(o, &TrainerOptions::clip_grad_value, "clip_grad_value");
+        o.clip_grad_value = 1.0f;
+        o.clip_grad_norm = 1.0f;
+        CHECK_THROWS_WITH(T(SGD({.lr = lr}), o), Catch::Contains("are both set"));
+    }
+}
+
+/// 25 steps of WideMlp under Policy, batch 50, clipping by value at `bound`.
+template <class Policy, class Opt>
+testing::TrainedRun clamped(const Dataset& data, Opt opt, std::size_t threads, float bound) {
+    return testing::train_fresh<WideMlp, Policy>(
+        data, std::move(opt), {.batch = 50, .threads = threads, .steps = 25, .clip_grad_value = bound});
+}
+
+TEST_CASE(
+    "Training clipped by value is alike under every in-process policy, and a loose bound changes nothing",
+    "[policy][clip]") {
+    const Dataset data = make_blobs(203, 40, 5, 99); // batch 50: each epoch ends with 3 rows
+    const float bound = 2e-3f; // below the largest elements of every step's mean gradient
+    const auto serial = clamped<Serial>(data, sgd(), 1, bound);
+    const auto unclipped = run<Serial, SGD, WideMlp>(data, sgd(), 50, 1, 25);
+    // The bound mattered: far more than rounding apart.
+    CHECK(testing::max_relative_difference(serial.params, unclipped.params) > 100 * tolerance);
+    // The optimizer that scales its gradient itself and the one that is handed it scaled take
+    // the same clamped gradient.
+    CHECK(clamped<Serial>(data, PlainSgd{sgd()}, 1, bound).params == serial.params);
+    for (std::size_t threads : {2, 3}) {
+        INFO("threads " << threads);
+        const auto omp = clamped<OpenMP>(data, sgd(), threads, bound);
+        CHECK(testing::max_relative_difference(omp.params, serial.params) <= tolerance);
+        // W workers taken in turn sum as W threads do: the same bits.
+        CHECK(omp.params == clamped<Serial>(data, sgd(), threads, bound).params);
+        // A bound no element reaches is the unclipped run, bit for bit.
+        CHECK(clamped<OpenMP>(data, sgd(), threads, 1e30f).params ==
+              run<OpenMP, SGD, WideMlp>(data, sgd(), 50, threads, 25).params);
+    }
+    const auto tensor = clamped<TensorParallel>(data, sgd(), 2, bound);
+    CHECK(testing::max_relative_difference(tensor.params, serial.params) <= tolerance);
+    const auto adam_serial = clamped<Serial>(data, adam(), 1, bound);
+    CHECK(testing::max_relative_difference(clamped<OpenMP>(data, adam(), 2, bound).params,
+                                           adam_serial.params) <= tolerance);
+    const auto adam_unclipped = run<Serial, Adam, WideMlp>(data, adam(), 50, 1, 25);
+    CHECK(testing::max_relative_difference(adam_serial.params, adam_unclipped.params) > 100 * tolerance);
+    CHECK(clamped<OpenMP>(data, adam(), 2, 1e30f).params ==
+          run<OpenMP, Adam, WideMlp>(data, adam(), 50, 2, 25).params);
 }
 
 TEST_CASE("A checkpoint whose schedule ended at rate 0, loaded without a schedule, says so",
@@ -965,14 +1070,15 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
     saved.save(file);
     const auto settings = saved.run_settings();
     using Setting = std::pair<std::string, std::string>;
-    REQUIRE(settings.size() == 11);
+    REQUIRE(settings.size() == 12);
     CHECK(settings[0] == Setting{"policy", "openmp"});
     CHECK(settings[2] == Setting{"workers per rank", "3"});
     CHECK(settings[5] == Setting{"loss", "softmax-cross-entropy"});
     CHECK(settings[6] == Setting{"flush subnormals", "yes"});
     CHECK(settings[7] == Setting{"schedule", "none"});
     CHECK(settings[8] == Setting{"clip gradient norm", "off"});
-    CHECK(settings[9] == Setting{"momentum", "0.9"});
+    CHECK(settings[9] == Setting{"clip gradient value", "off"});
+    CHECK(settings[10] == Setting{"momentum", "0.9"});
     // What a trainer built with `changed` (and the same optimizer) reports as it loads the file.
     const auto report_with = [&](const TrainerOptions& changed) {
         Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> loading(sgd(), changed);
@@ -980,6 +1086,8 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
     };
     TrainerOptions clipping = o; // the saving run's options, but clipping at 0.3
     clipping.clip_grad_norm = 0.3f;
+    TrainerOptions clamping = o; // the same, clipping by value at 0.5
+    clamping.clip_grad_value = 0.5f;
 
     SECTION("the same settings: nothing to report, nothing logged") {
         const CapturedLog log;
@@ -989,18 +1097,21 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
         CHECK(same.load(file).empty());
         CHECK(log.text().empty());
     }
-    SECTION("a checkpoint from before the clipping setting existed: not clipping is no difference") {
+    SECTION("a checkpoint from before the clipping settings existed: not clipping is no difference") {
         // Rewritten without the setting, as a checkpoint written before it existed.
         std::vector<float> params(saved.parameters().begin(), saved.parameters().end());
         std::vector<float> state;
         TrainingProgress progress;
         load_checkpoint(file, SmallMlp::signature(), params, state, &progress);
-        std::erase_if(progress.settings, [](const Setting& s) { return s.first == "clip gradient norm"; });
+        std::erase_if(progress.settings,
+                      [](const Setting& s) { return s.first.starts_with("clip gradient "); });
         REQUIRE(progress.settings.size() == 10);
         save_checkpoint(file, SmallMlp::signature(), params, state, &progress);
         CHECK(report_with(o).empty());
         CHECK(report_with(clipping) ==
               std::vector<std::string>{"clip gradient norm: not in the checkpoint, 0.3 here"});
+        CHECK(report_with(clamping) ==
+              std::vector<std::string>{"clip gradient value: not in the checkpoint, 0.5 here"});
     }
     SECTION("the program's own settings: recorded after the others, compared alike, checked") {
         TrainerOptions mine = o;
@@ -1018,6 +1129,8 @@ TEST_CASE("A resume under other settings names each one that differs, on load an
     SECTION("clipping the gradient, where the saving run did not: named") {
         CHECK(report_with(clipping) ==
               std::vector<std::string>{"clip gradient norm: off in the checkpoint, 0.3 here"});
+        CHECK(report_with(clamping) ==
+              std::vector<std::string>{"clip gradient value: off in the checkpoint, 0.5 here"});
     }
     SECTION("keeping subnormals, where the saving run flushed them: named") {
         TrainerOptions keep = o;

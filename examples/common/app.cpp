@@ -216,14 +216,24 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->type_name("N")
         ->check(integer_at_least(0, max_schedule_epochs))
         ->capture_default_str();
-    app.add_option("--clip-grad-norm", o.clip_grad_norm,
-                   "Clip the gradient by its global norm before each update, as PyTorch's clip_grad_norm_: "
-                   "where the L2 norm of a batch's mean gradient (all parameters) exceeds MAX, the update "
-                   "uses it scaled down to MAX (0, the default: no clipping). The epoch log counts the "
-                   "clipped steps. Every rank then sums the whole gradient and updates every parameter, "
-                   "which costs some speed")
+    CLI::Option* clip_norm =
+        app.add_option(
+               "--clip-grad-norm", o.clip_grad_norm,
+               "Clip the gradient by its global norm before each update, as PyTorch's clip_grad_norm_: "
+               "where the L2 norm of a batch's mean gradient (all parameters) exceeds MAX, the update "
+               "uses it scaled down to MAX (0, the default: no clipping). The epoch log counts the "
+               "clipped steps. Every rank then sums the whole gradient and updates every parameter, "
+               "which costs some speed")
+            ->type_name("MAX")
+            ->check(positive_float("no clipping"))
+            ->capture_default_str();
+    app.add_option("--clip-grad-value", o.clip_grad_value,
+                   "Clip the gradient by value before each update, as PyTorch's clip_grad_value_: every "
+                   "element of a batch's mean gradient is clamped to [-MAX, MAX] (0, the default: no "
+                   "clipping). Done inside the update, at no visible cost")
         ->type_name("MAX")
         ->check(positive_float("no clipping"))
+        ->excludes(clip_norm)
         ->capture_default_str();
     app.add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")
         ->type_name("X")
@@ -357,7 +367,8 @@ nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
     rec["lr"] = info.lr;
     rec["lr_schedule"] = o.lr_schedule;
     rec["warmup_epochs"] = o.warmup_epochs;
-    rec["clip_grad_norm"] = o.clip_grad_norm; // 0: no clipping
+    rec["clip_grad_norm"] = o.clip_grad_norm;   // 0: no clipping
+    rec["clip_grad_value"] = o.clip_grad_value; // 0: no clipping
     rec["clipped_steps"] = std::move(clipped_steps);
     rec["learning_rate"] = std::move(learning_rate);
     rec["learning_rate_note"] = "the rate of each epoch's last step";

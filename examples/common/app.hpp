@@ -37,6 +37,7 @@ struct RunOptions {
     std::string lr_schedule = "constant"; ///< --lr-schedule (LrScheduleSpec)
     std::size_t warmup_epochs = 0;        ///< --warmup-epochs
     double clip_grad_norm = 0;            ///< --clip-grad-norm (0: no clipping)
+    double clip_grad_value = 0;           ///< --clip-grad-value (0: no clipping)
     std::string optimizer = "sgd";
     std::uint64_t seed = 42;
     std::string save, json;

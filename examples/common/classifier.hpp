@@ -42,6 +42,7 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     topt.progress = !o.quiet;
     topt.flush_subnormals = !o.keep_subnormals;
     topt.clip_grad_norm = static_cast<float>(o.clip_grad_norm);
+    topt.clip_grad_value = static_cast<float>(o.clip_grad_value);
     // Which images it trains on (--data, --limit): a resume from other data is named.
     topt.settings = {{"training data", data_fingerprint(train_set)}};
     // Epochs to steps: fit runs one step per batch, the last one maybe short.
@@ -95,6 +96,9 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
             if (topt.clip_grad_norm > 0)
                 std::snprintf(clip, sizeof clip, "  clip-grad-norm %g",
                               static_cast<double>(topt.clip_grad_norm));
+            else if (topt.clip_grad_value > 0)
+                std::snprintf(clip, sizeof clip, "  clip-grad-value %g",
+                              static_cast<double>(topt.clip_grad_value));
             std::printf("%s  policy %s  %d rank%s x %s  batch %zu  %s lr %g%s%s%s  seed %llu\n",
                         model_name.c_str(), Policy::name().c_str(), ranks, ranks == 1 ? "" : "s", workers,
                         o.batch, o.optimizer.c_str(), lr, lr_moves.c_str(), momentum, clip,

@@ -62,11 +62,14 @@ public:
             }
 #pragma omp barrier
             if (!buffers.empty() && !failure) {
-                // Each thread sums (and finishes) its own slice of the gradient, and after the
-                // whole team's finishes, passes over the same slice again while it is in its cache.
-                const Range share = reduction_share(buffers[0].size(), w, team);
+                // Each thread sums (and finishes) its own slice of the gradient, and with a `then`,
+                // after the whole team's finishes, passes over the same slice again while it is in
+                // its cache.
+                constexpr bool second_pass = !std::is_same_v<std::decay_t<Then>, NoThen>;
+                const std::size_t n = buffers[0].size();
+                const Range share = second_pass ? reduction_share(n, w, team) : line_share(n, w, team);
                 sum_and_finish(buffers, share, w, finish);
-                if constexpr (!std::is_same_v<std::decay_t<Then>, NoThen>) {
+                if constexpr (second_pass) {
 #pragma omp barrier
                     if (!share.empty()) then(w, share);
                 }

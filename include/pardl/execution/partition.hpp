@@ -43,9 +43,9 @@ constexpr Range unit_share(std::size_t n, std::size_t part, std::size_t parts, s
 }
 
 /// Part `part` of `parts` of [0, n) floats, cut at whole cache lines (cache_line_floats), so no two
-/// parts share a line. Threads that write their parts of one buffer (a tensor-parallel layer's
-/// columns) never write the same line, and a buffer shorter than a line (Dense<10>'s ten columns)
-/// stays in the first part.
+/// parts share a line. Threads that write their parts of one buffer (the gradient sum's chunks, a
+/// tensor-parallel layer's columns) never write the same line, and a buffer shorter than a line (Dense<10>'s
+/// ten columns) stays in the first part.
 constexpr Range line_share(std::size_t n, std::size_t part, std::size_t parts) noexcept {
     return unit_share(n, part, parts, cache_line_floats);
 }

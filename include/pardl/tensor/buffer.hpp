@@ -19,7 +19,8 @@ namespace pardl {
 /// Every buffer starts on a cache line (64 bytes on the x86-64 machines pardl targets).
 inline constexpr std::size_t buffer_alignment = 64;
 /// Floats in one cache line: the unit of prefetch requests, of the cuts between threads' shares
-/// (line_share) and of the layers' parameter blocks.
+/// (line_share: the worker sum's, a tensor-parallel layer's columns, for_chunks') and of the layers'
+/// parameter blocks.
 inline constexpr std::size_t cache_line_floats = buffer_alignment / sizeof(float);
 
 namespace detail {

@@ -160,10 +160,21 @@ void for_each_vector(std::size_t n, Fn&& fn, T*... arrays) {
     if (i < n) detail::partial_step(fn, lanes, n - i, (arrays + i)...);
 }
 
+/// The sum of a vector's lanes, in the order the instruction set fixes (xsimd's horizontal add).
+inline float lane_sum(const FloatVector& v) noexcept {
+#if PARDL_VECTOR_LOOP_SIMD
+    return xsimd::hadd(v);
+#else
+    return v;
+#endif
+}
+
 /// The sum of p[i]^2 over [0, n): four chains of vector fused multiply-adds, each over a quarter
-/// of the array (the rest on the first), their lanes then added in double in a fixed order. The
-/// same bits for the same array wherever it lies; one chain would wait on each FMA's latency.
-/// Where a float lane overflows (values beyond about 1.8e19), the sum is made again in double.
+/// of the array (the rest on the first), then the chains added lane by lane and the lanes added,
+/// in float: the same bits for the same array wherever it lies. One chain would wait on each
+/// FMA's latency; adding the 64 lanes one by one in double, as this did first, was a chain of 64
+/// dependent adds per call, and the clipping norm calls it once per 2048 floats. Where the float
+/// sum overflows (values beyond about 1.8e19), it is made again in double.
 inline double sum_of_squares(const float* p, std::size_t n) {
     const std::size_t quarter = n / (4 * float_lanes) * float_lanes;
     FloatVector acc[4] = {broadcast(0.0f), broadcast(0.0f), broadcast(0.0f), broadcast(0.0f)};
@@ -178,12 +189,7 @@ inline double sum_of_squares(const float* p, std::size_t n) {
         p, p + quarter, p + 2 * quarter, p + 3 * quarter);
     for_each_vector(
         n - 4 * quarter, [&](const FloatVector& a) { acc[0] = fma(a, a, acc[0]); }, p + 4 * quarter);
-    double total = 0;
-    for (const FloatVector& v : acc) {
-        alignas(64) float lanes[float_lanes];
-        detail::store_lanes(lanes, v);
-        for (float x : lanes) total += x;
-    }
+    double total = lane_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
     if (!std::isfinite(total)) {
         total = 0;
         for (std::size_t i = 0; i < n; ++i) total += static_cast<double>(p[i]) * p[i];

@@ -62,6 +62,7 @@ struct RunSpec {
     std::size_t check_replicas = 0; ///< TrainerOptions::check_replicas (distributed policies)
     Schedule schedule{};            ///< TrainerOptions::schedule
     float clip_grad_norm = 0;       ///< TrainerOptions::clip_grad_norm
+    float clip_grad_value = 0;      ///< TrainerOptions::clip_grad_value
 };
 
 /// Trains a freshly initialised Model under Policy as `spec` says and returns what train_steps
@@ -75,6 +76,7 @@ TrainedRun train_fresh(const Dataset& data, Opt opt, const RunSpec& spec) {
     o.check_replicas = spec.check_replicas;
     o.schedule = spec.schedule;
     o.clip_grad_norm = spec.clip_grad_norm;
+    o.clip_grad_value = spec.clip_grad_value;
     o.log = false;
     Trainer<Model, Loss, Opt, Policy> trainer(std::move(opt), o);
     return train_steps(trainer, data, spec.steps);

@@ -111,10 +111,16 @@ struct TrainerOptions {
     /// When > 0, gradient clipping by global norm (PyTorch's clip_grad_norm_ before each step):
     /// where the L2 norm of the batch's mean gradient, over all parameters, exceeds it, the update
     /// uses that gradient scaled by clip_grad_norm / (norm + 1e-6). The norm needs the sum complete
-    /// before any update: one process updates in a second pass over the sum; with several, every
-    /// rank reduces the whole gradient and updates every parameter (as DDP does) instead of
-    /// sharing the update. 0: no clipping, and the norm is not computed.
+    /// before any update: one process updates in a second pass over the sum; with several (and
+    /// in a tensor-parallel team), every rank reduces the whole gradient and updates every
+    /// parameter (as DDP does) instead of sharing the update. 0: no clipping, and the norm is not
+    /// computed.
     float clip_grad_norm = 0;
+    /// When > 0, gradient clipping by value (PyTorch's clip_grad_value_ before each step): every
+    /// element of the batch's mean gradient is clamped to [-clip_grad_value, clip_grad_value]
+    /// before the update (NaN stays NaN). Elementwise, so every policy does it inside its update,
+    /// block by block, with no pass of its own. Not together with clip_grad_norm. 0: off.
+    float clip_grad_value = 0;
     /// The program's own settings that a resumed run must share to go on exactly, such as which
     /// data it trains on, as (name, value) text: recorded with run_settings, after the trainer's
     /// and the optimizer's, and compared by load as they are. The same on every rank (load also
@@ -181,6 +187,12 @@ public:
             PARDL_REQUIRE(std::isfinite(options_.clip_grad_norm) && options_.clip_grad_norm >= 0, ConfigError,
                           "clip_grad_norm is ", options_.clip_grad_norm,
                           ": the largest gradient norm must be a finite number > 0 (0: no clipping)");
+            PARDL_REQUIRE(std::isfinite(options_.clip_grad_value) && options_.clip_grad_value >= 0,
+                          ConfigError, "clip_grad_value is ", options_.clip_grad_value,
+                          ": the largest gradient element must be a finite number > 0 (0: no clipping)");
+            PARDL_REQUIRE(!(clipping() && clamping()), ConfigError, "clip_grad_norm (",
+                          options_.clip_grad_norm, ") and clip_grad_value (", options_.clip_grad_value,
+                          ") are both set: clip by one of them (the order of the two would change the step)");
             // What save will write: found now, not at the first save hours into the run.
             const std::string settings_problem = checkpoint_settings_problem(run_settings());
             PARDL_REQUIRE(settings_problem.empty(), ConfigError,
@@ -222,13 +234,15 @@ public:
             throw CommError("another rank could not build its trainer (that rank's error says why)");
         }
         // Ranks that clipped at different bounds would take different paths through the step's
-        // collectives, or updates from different factors: found here, on every rank together.
-        // (-0 is 0: no clipping.)
-        const std::uint64_t bound = clipping() ? std::bit_cast<std::uint32_t>(options_.clip_grad_norm) : 0;
-        const std::uint64_t lowest_bound = comm_.min(bound), highest_bound = comm_.max(bound);
-        PARDL_REQUIRE(lowest_bound == highest_bound, ConfigError, "the ranks were given different ",
-                      "clip_grad_norm bounds (this rank: ", options_.clip_grad_norm,
-                      "): every rank must clip alike");
+        // collectives, or updates from different factors or clamps: found here, on every rank
+        // together. (-0 is 0: no clipping.)
+        const std::uint64_t bounds =
+            (std::uint64_t{clipping() ? std::bit_cast<std::uint32_t>(options_.clip_grad_norm) : 0} << 32) |
+            (clamping() ? std::bit_cast<std::uint32_t>(options_.clip_grad_value) : 0);
+        const std::uint64_t lowest_bounds = comm_.min(bounds), highest_bounds = comm_.max(bounds);
+        PARDL_REQUIRE(lowest_bounds == highest_bounds, ConfigError, "the ranks were given different ",
+                      "clipping bounds (this rank: clip_grad_norm ", options_.clip_grad_norm,
+                      ", clip_grad_value ", options_.clip_grad_value, "): every rank must clip alike");
         grad_views_.reserve(workers);
         grad_views_.push_back(rank_grads());
         for (std::size_t w = 1; w < workers; ++w) grad_views_.push_back(workers_[w].grads.span());
@@ -321,22 +335,41 @@ public:
         const bool copies_current = std::exchange(param_copies_current_, false);
         // Backward overwrites the gradient buffers (overwrite_grads below), so nothing clears
         // them after the sum and the update, and the layers need not read zeros to add to them.
-        // Updates parameters r from their summed gradient times `scale` (grad[0] is parameter
-        // r.begin's). An optimizer that ScalesGradient multiplies as it reads; for another the
-        // gradient is scaled in place first, block by block, so that the update reads it from L1
-        // (a tensor-parallel member passes all it owns of a layer at once: W-MLP's first layer,
-        // 100k floats). The parameters updated are those at `params`: p, or a worker's copy of it.
+        // Updates parameters r from their summed gradient times `by` (grad[0] is parameter
+        // r.begin's). An optimizer that ScalesGradient multiplies as it reads; for another, or
+        // when clipping by value, the gradient is scaled (and clamped) in place first, block by
+        // block, so that the update reads it from L1 (a tensor-parallel member passes all it owns
+        // of a layer at once: W-MLP's first layer, 100k floats); an optimizer that ScalesGradient
+        // then takes 1, which keeps the bits of a gradient the clamp leaves alone (its scaling
+        // rounds as a separate pass). The parameters updated are those at `params`: p, or a
+        // worker's copy of it.
+        const float clamp_limit = options_.clip_grad_value;
         auto scale_and_update = [&](Range r, float by, float* grad, float* params) {
             if constexpr (ScalesGradient<Opt>) {
-                opt_.update({params + r.begin, r.size()}, {grad, r.size()}, r.begin, by);
-            } else {
-                const simd::FloatVector factor = simd::broadcast(by);
-                for (std::size_t b = 0; b < r.size(); b += reduction_block) {
-                    const std::size_t n = std::min(r.size() - b, reduction_block);
+                if (clamp_limit == 0) {
+                    opt_.update({params + r.begin, r.size()}, {grad, r.size()}, r.begin, by);
+                    return;
+                }
+            }
+            const simd::FloatVector factor = simd::broadcast(by), hi = simd::broadcast(clamp_limit),
+                                    lo = simd::broadcast(-clamp_limit);
+            for (std::size_t b = 0; b < r.size(); b += reduction_block) {
+                const std::size_t n = std::min(r.size() - b, reduction_block);
+                if (clamp_limit > 0)
+                    simd::for_each_vector(
+                        n,
+                        [&](simd::FloatVector& gi) {
+                            gi *= factor; // then clamped; comparisons with NaN are false, so it stays
+                            gi = simd::select(gi > hi, hi, simd::select(gi < lo, lo, gi));
+                        },
+                        grad + b);
+                else
                     simd::for_each_vector(
                         n, [&](simd::FloatVector& gi) { gi *= factor; }, grad + b);
+                if constexpr (ScalesGradient<Opt>)
+                    opt_.update({params + r.begin + b, n}, {grad + b, n}, r.begin + b, 1.0f);
+                else
                     opt_.update({params + r.begin + b, n}, {grad + b, n}, r.begin + b);
-                }
             }
         };
         // The fused update of worker w's chunk r, from its gradient sum `sums` (sums[0] is r.begin's).
@@ -463,6 +496,7 @@ public:
             exec_.run(
                 mine.size(), work, buffers,
                 [&](std::size_t w, Range piece, float* sums) {
+                    assert(piece.begin % reduction_block == 0 && piece.size() <= reduction_block);
                     float* const kept = grad_views_[w].data() + piece.begin;
                     if (sums != kept) std::copy(sums, sums + piece.size(), kept);
                     clip_squares_[piece.begin / reduction_block] = squares_in(piece, kept);
@@ -500,7 +534,9 @@ public:
         tail[3] = schedule_failure.empty() ? rate : std::numeric_limits<float>::quiet_NaN();
         // Several processes: one collective sums gradients and scalars; each slice's owner
         // scales and updates its parameters (threads split it) and the results are shared.
-        // Clipping: every rank holds the whole sum, then clips and updates every parameter.
+        // Clipping with several processes, or in a tensor-parallel team: every rank holds the whole
+        // sum, then clips and updates every parameter (in one process otherwise, the executor's
+        // `then` above did).
         double update_seconds = 0;
         auto timed_update = [&](auto&& update) {
             const auto tu = Clock::now();
@@ -732,7 +768,7 @@ public:
     /// What a checkpoint records of this run beyond its progress, as (name, value) text: the
     /// policy, ranks, this rank's workers, batch, seed, loss, whether subnormals are flushed, the
     /// schedule (its rates at a few steps and a hash of every step's below 2^17: a function cannot
-    /// be compared), the clipping bound, the optimizer's options (OptimizerSettings), and the
+    /// be compared), the clipping bounds, the optimizer's options (OptimizerSettings), and the
     /// program's own (TrainerOptions::settings). load compares rank
     /// 0's with the file, and the ranks' with each other.
     std::vector<std::pair<std::string, std::string>> run_settings() const {
@@ -745,8 +781,8 @@ public:
             {"loss", LossT::name()},
             {"flush subnormals", options_.flush_subnormals ? "yes" : "no"},
             {"schedule", schedule_setting_},
-            {"clip gradient norm",
-             options_.clip_grad_norm > 0 ? setting_text(options_.clip_grad_norm) : "off"}};
+            {"clip gradient norm", clipping() ? setting_text(options_.clip_grad_norm) : "off"},
+            {"clip gradient value", clamping() ? setting_text(options_.clip_grad_value) : "off"}};
         if constexpr (OptimizerSettings<Opt>)
             for (auto& setting : opt_.settings()) s.push_back(std::move(setting));
         s.insert(s.end(), options_.settings.begin(), options_.settings.end());
@@ -824,6 +860,8 @@ private:
     bool fuses_update() const { return comm_.size() == 1 && !(team_step && clipping()); }
     /// Gradient clipping by global norm (TrainerOptions::clip_grad_norm).
     bool clipping() const { return options_.clip_grad_norm > 0; }
+    /// Gradient clipping by value (TrainerOptions::clip_grad_value), inside the update.
+    bool clamping() const { return options_.clip_grad_value > 0; }
 
     /// The sum of squares of the gradient's parameters in `piece`, one reduction block (sums[0] is
     /// piece.begin's), in the model's block order: the clipping norm's partial sum for that block.
@@ -1128,7 +1166,7 @@ private:
         }
         // Settings added since some checkpoints were written, with what those checkpoints' runs did.
         static const std::vector<std::pair<std::string, std::string>> added_later{
-            {"clip gradient norm", "off"}};
+            {"clip gradient norm", "off"}, {"clip gradient value", "off"}};
         for (const auto& [name, value] : mine) {
             const std::string* implied = find(added_later, name);
             if (find(saved, name) == nullptr && (implied == nullptr || *implied != value))
