@@ -486,6 +486,38 @@ TEST_CASE("sum_of_squares matches a double-precision sum, and gives the same bit
     // Squares beyond a float's range: summed in double instead, still finite.
     const std::vector<float> huge(100, 1e20f);
     CHECK(pardl::simd::sum_of_squares(huge.data(), huge.size()) == Approx(100 * 1e40));
+    // Every square a float, but not their sum (64 x 9e36 > 3.4e38): also summed in double.
+    const std::vector<float> large(64, 3e18f);
+    CHECK(pardl::simd::sum_of_squares(large.data(), large.size()) == Approx(64 * 9e36));
+}
+
+TEST_CASE("simd::clamp bounds every lane, keeps NaN, and lane_sum adds every lane", "[core][simd]") {
+    using pardl::simd::FloatVector;
+    const std::size_t w = pardl::simd::float_lanes;
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    const std::vector<float> cases = {nan, inf, -inf, 2.5f, -2.5f, 0.5f, -0.0f, 1.0f};
+    std::vector<float> in(w), out(w);
+    for (std::size_t start = 0; start < cases.size(); ++start) {
+        for (std::size_t i = 0; i < w; ++i) in[i] = cases[(start + i) % cases.size()];
+        pardl::simd::for_each_vector(
+            w,
+            [](FloatVector& o, const FloatVector& x) {
+                o = pardl::simd::clamp(x, pardl::simd::broadcast(-1.0f), pardl::simd::broadcast(1.0f));
+            },
+            out.data(), in.data());
+        for (std::size_t i = 0; i < w; ++i) {
+            INFO("lane " << i << ": " << in[i]);
+            if (std::isnan(in[i]))
+                CHECK(std::isnan(out[i])); // a diverging gradient stays visible
+            else
+                CHECK(out[i] == std::clamp(in[i], -1.0f, 1.0f));
+        }
+    }
+    float total = 0;
+    pardl::simd::for_each_vector(
+        w, [&](const FloatVector& x) { total = pardl::simd::lane_sum(x); },
+        std::vector<float>(w, 0.25f).data());
+    CHECK(total == 0.25f * static_cast<float>(w));
 }
 
 TEST_CASE("A subnormal-mode scope flushes subnormals to zero and restores the mode it found",

@@ -921,7 +921,8 @@ TEST_CASE("Clipping by value clamps each element of the mean gradient, and only 
     const std::vector<float> full = moved(plain);
     float largest = 0; // the largest step of one parameter, lr times the largest gradient element
     for (float d : full) largest = std::max(largest, std::abs(d));
-    REQUIRE(largest > 1e-4f);
+    // Steps far above the parameters' rounding (about 3e-8 here), for the 1e-5 comparisons below.
+    REQUIRE(largest > 1e-2f);
 
     SECTION("a bound above every element: the unclipped step's bits") {
         o.clip_grad_value = 2 * largest / lr;
@@ -935,14 +936,27 @@ TEST_CASE("Clipping by value clamps each element of the mean gradient, and only 
         const std::vector<float> clamped = moved(tight);
         const float step_bound = lr * o.clip_grad_value;
         std::vector<float> expected(full.size());
-        std::size_t at_bound = 0, untouched = 0;
+        std::size_t at_upper = 0, at_lower = 0, untouched = 0;
         for (std::size_t i = 0; i < full.size(); ++i) {
             expected[i] = std::clamp(full[i], -step_bound, step_bound);
-            (expected[i] == full[i] ? untouched : at_bound) += 1;
+            (expected[i] == full[i] ? untouched : full[i] > 0 ? at_upper : at_lower) += 1;
         }
-        CHECK(at_bound > 0);
-        CHECK(untouched > at_bound);
+        CHECK(at_upper > 0); // parameters that moved up by the bound: gradients clamped at -bound
+        CHECK(at_lower > 0);
+        CHECK(untouched > at_upper + at_lower);
         CHECK(testing::max_relative_difference(clamped, expected) <= 1e-5);
+    }
+    SECTION("weight decay is added after the clamp, as PyTorch's clip_grad_value_ before step()") {
+        o.clip_grad_value = 0.25f * largest / lr;
+        const float decay = 0.5f; // large, so that the decay term is well above the rounding
+        T decayed(SGD({.lr = lr, .weight_decay = decay}), o);
+        const std::vector<float> before(decayed.parameters().begin(), decayed.parameters().end());
+        const std::vector<float> step = moved(decayed);
+        const float step_bound = lr * o.clip_grad_value;
+        std::vector<float> expected(full.size());
+        for (std::size_t i = 0; i < full.size(); ++i)
+            expected[i] = std::clamp(full[i], -step_bound, step_bound) - lr * decay * before[i];
+        CHECK(testing::max_relative_difference(step, expected) <= 1e-5);
     }
     SECTION("a bound that is not a number > 0 is refused, and so is clipping by norm as well") {
         check_bad_bounds_refused<T>(o, &TrainerOptions::clip_grad_value, "clip_grad_value");
@@ -971,7 +985,7 @@ TEST_CASE(
     // The optimizer that scales its gradient itself and the one that is handed it scaled take
     // the same clamped gradient.
     CHECK(clamped<Serial>(data, PlainSgd{sgd()}, 1, bound).params == serial.params);
-    for (std::size_t threads : {2, 3}) {
+    for (std::size_t threads : {2, 3, 5}) {
         INFO("threads " << threads);
         const auto omp = clamped<OpenMP>(data, sgd(), threads, bound);
         CHECK(testing::max_relative_difference(omp.params, serial.params) <= tolerance);
@@ -988,8 +1002,18 @@ TEST_CASE(
                                            adam_serial.params) <= tolerance);
     const auto adam_unclipped = run<Serial, Adam, WideMlp>(data, adam(), 50, 1, 25);
     CHECK(testing::max_relative_difference(adam_serial.params, adam_unclipped.params) > 100 * tolerance);
+    // A bound no element reaches keeps every optimizer's bits: each rounds the scaled gradient
+    // before it uses it, so the scale applied first and 1 handed over is the same arithmetic.
     CHECK(clamped<OpenMP>(data, adam(), 2, 1e30f).params ==
           run<OpenMP, Adam, WideMlp>(data, adam(), 50, 2, 25).params);
+    const AdamW::Options adamw{.lr = 3e-3f, .weight_decay = 0.05f};
+    CHECK(clamped<Serial>(data, AdamW(adamw), 1, 1e30f).params ==
+          run<Serial, AdamW, WideMlp>(data, AdamW(adamw), 50, 1, 25).params);
+    const SGD::Options nesterov{.lr = 0.05f, .momentum = 0.9f, .nesterov = true, .weight_decay = 1e-3f};
+    CHECK(clamped<Serial>(data, SGD(nesterov), 1, 1e30f).params ==
+          run<Serial, SGD, WideMlp>(data, SGD(nesterov), 50, 1, 25).params);
+    CHECK(clamped<TensorParallel>(data, sgd(), 2, 1e30f).params ==
+          run<TensorParallel, SGD, WideMlp>(data, sgd(), 50, 2, 25).params);
 }
 
 TEST_CASE("A checkpoint whose schedule ended at rate 0, loaded without a schedule, says so",

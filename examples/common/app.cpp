@@ -216,25 +216,29 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->type_name("N")
         ->check(integer_at_least(0, max_schedule_epochs))
         ->capture_default_str();
-    CLI::Option* clip_norm =
-        app.add_option(
-               "--clip-grad-norm", o.clip_grad_norm,
-               "Clip the gradient by its global norm before each update, as PyTorch's clip_grad_norm_: "
-               "where the L2 norm of a batch's mean gradient (all parameters) exceeds MAX, the update "
-               "uses it scaled down to MAX (0, the default: no clipping). The epoch log counts the "
-               "clipped steps. Every rank then sums the whole gradient and updates every parameter, "
-               "which costs some speed")
-            ->type_name("MAX")
-            ->check(positive_float("no clipping"))
-            ->capture_default_str();
+    app.add_option("--clip-grad-norm", o.clip_grad_norm,
+                   "Clip the gradient by its global norm before each update, as PyTorch's clip_grad_norm_: "
+                   "where the L2 norm of a batch's mean gradient (all parameters) exceeds MAX, the update "
+                   "uses it scaled down to MAX (0, the default: no clipping). The epoch log counts the "
+                   "clipped steps. Every rank then sums the whole gradient and updates every parameter, "
+                   "which costs some speed")
+        ->type_name("MAX")
+        ->check(positive_float("no clipping"))
+        ->capture_default_str();
     app.add_option("--clip-grad-value", o.clip_grad_value,
                    "Clip the gradient by value before each update, as PyTorch's clip_grad_value_: every "
                    "element of a batch's mean gradient is clamped to [-MAX, MAX] (0, the default: no "
-                   "clipping). Done inside the update, at no visible cost")
+                   "clipping). Done inside the update, in one more pass over each small block of the "
+                   "gradient while it is in the L1 cache")
         ->type_name("MAX")
         ->check(positive_float("no clipping"))
-        ->excludes(clip_norm)
         ->capture_default_str();
+    // Both bounds set is refused; 0 is "off", so --clip-grad-norm 0 goes with either.
+    app.final_callback([&o] {
+        if (o.clip_grad_norm > 0 && o.clip_grad_value > 0)
+            throw CLI::ValidationError("--clip-grad-value",
+                                       "clip by norm or by value, not both (--clip-grad-norm is set too)");
+    });
     app.add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")
         ->type_name("X")
         ->check(unit_interval_half_open())

@@ -58,7 +58,8 @@ inline void sum_worker_buffers(std::span<const std::span<float>> buffers, Range 
             r.size(), [](simd::FloatVector& o, const simd::FloatVector& s) { o += s; }, out, at(b));
 }
 
-/// Worker `w`'s share `r` of the reduction (r.begin a multiple of reduction_block), block by block. Without a
+/// Worker `w`'s share `r` of the reduction (r.begin a multiple of cache_line_floats, of
+/// reduction_block where a `then` follows), in blocks of reduction_block floats from r.begin. Without a
 /// finish each block's sum goes into buffers[0]. With one, each block's sum goes to finish(w, block, sums)
 /// right after it is made, in a buffer on this thread's stack, so the fused epilogue reads it from L1 and no
 /// worker writes a line of another worker's buffer: the sum of two threads' gradients then moves

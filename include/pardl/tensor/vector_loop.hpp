@@ -160,21 +160,30 @@ void for_each_vector(std::size_t n, Fn&& fn, T*... arrays) {
     if (i < n) detail::partial_step(fn, lanes, n - i, (arrays + i)...);
 }
 
-/// The sum of a vector's lanes, in the order the instruction set fixes (xsimd's horizontal add).
+/// Lane by lane: x clamped to [lo, hi], where NaN stays NaN (comparisons with it are false).
+/// std::min/max-style instructions would return an operand for NaN instead, turning a diverging
+/// gradient into a bound.
+inline FloatVector clamp(const FloatVector& x, const FloatVector& lo, const FloatVector& hi) noexcept {
+    return select(x > hi, hi, select(x < lo, lo, x));
+}
+
+/// The sum of a vector's lanes, halves added pairwise (lane i + lane i + width/2, then again):
+/// an order of our own, the same whichever xsimd version builds it.
 inline float lane_sum(const FloatVector& v) noexcept {
-#if PARDL_VECTOR_LOOP_SIMD
-    return xsimd::hadd(v);
-#else
-    return v;
-#endif
+    alignas(64) float lanes[float_lanes];
+    detail::store_lanes(lanes, v);
+    for (std::size_t width = float_lanes / 2; width >= 1; width /= 2)
+        for (std::size_t i = 0; i < width; ++i) lanes[i] += lanes[i + width];
+    return lanes[0];
 }
 
 /// The sum of p[i]^2 over [0, n): four chains of vector fused multiply-adds, each over a quarter
-/// of the array (the rest on the first), then the chains added lane by lane and the lanes added,
-/// in float: the same bits for the same array wherever it lies. One chain would wait on each
-/// FMA's latency; adding the 64 lanes one by one in double, as this did first, was a chain of 64
-/// dependent adds per call, and the clipping norm calls it once per 2048 floats. Where the float
-/// sum overflows (values beyond about 1.8e19), it is made again in double.
+/// of the array (the rest on the first), then the chains added lane by lane and the lanes added
+/// (lane_sum), in float: the same bits for the same array wherever it lies. One chain would wait
+/// on each FMA's latency; adding the 4 × float_lanes lanes one by one in double, as this did
+/// first, was a chain of that many dependent adds per call, and the clipping norm calls it for
+/// every 2048 floats. Where the float sum overflows (a sum of squares beyond FLT_MAX, about
+/// 3.4e38), it is made again in double.
 inline double sum_of_squares(const float* p, std::size_t n) {
     const std::size_t quarter = n / (4 * float_lanes) * float_lanes;
     FloatVector acc[4] = {broadcast(0.0f), broadcast(0.0f), broadcast(0.0f), broadcast(0.0f)};

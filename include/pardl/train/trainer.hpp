@@ -118,8 +118,9 @@ struct TrainerOptions {
     float clip_grad_norm = 0;
     /// When > 0, gradient clipping by value (PyTorch's clip_grad_value_ before each step): every
     /// element of the batch's mean gradient is clamped to [-clip_grad_value, clip_grad_value]
-    /// before the update (NaN stays NaN). Elementwise, so every policy does it inside its update,
-    /// block by block, with no pass of its own. Not together with clip_grad_norm. 0: off.
+    /// before the update (NaN stays NaN). Elementwise, so every policy does it inside its update:
+    /// no pass over the whole gradient, one more over each block while it is in L1. Not together
+    /// with clip_grad_norm. 0: off.
     float clip_grad_value = 0;
     /// The program's own settings that a resumed run must share to go on exactly, such as which
     /// data it trains on, as (name, value) text: recorded with run_settings, after the trainer's
@@ -357,11 +358,7 @@ public:
                 const std::size_t n = std::min(r.size() - b, reduction_block);
                 if (clamp_limit > 0)
                     simd::for_each_vector(
-                        n,
-                        [&](simd::FloatVector& gi) {
-                            gi *= factor; // then clamped; comparisons with NaN are false, so it stays
-                            gi = simd::select(gi > hi, hi, simd::select(gi < lo, lo, gi));
-                        },
+                        n, [&](simd::FloatVector& gi) { gi = simd::clamp(gi * factor, lo, hi); }, // NaN kept
                         grad + b);
                 else
                     simd::for_each_vector(
@@ -427,7 +424,7 @@ public:
         // The tensor-parallel step: the team computes the rank's batch together, every member
         // its share of each layer, and writes the gradients of the parameters it owns straight
         // into the rank buffer; with one process each member then updates what it owns (not when
-        // clipping, whose update follows the step: see below).
+        // clipping by norm, whose update follows the step: see below).
         auto team_work = [&](auto& team) {
             Worker& wk = workers_[0];
             const std::size_t member = team.index(), n = mine.size();
