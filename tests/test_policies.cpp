@@ -49,6 +49,17 @@ struct PlainSgd {
 };
 static_assert(Optimizer<PlainSgd> && !ScalesGradient<PlainSgd> && ScalesGradient<SGD>);
 
+/// SGD that scales the gradient as it reads it but does not clamp it: clipping by value then
+/// clamps in place first and hands it a scale of 1.
+struct ScalingOnlySgd : PlainSgd {
+    using PlainSgd::update;
+    void update(std::span<float> p, std::span<const float> g, std::size_t offset, float scale) {
+        inner.update(p, g, offset, scale);
+    }
+};
+static_assert(ScalesGradient<ScalingOnlySgd> && !ClampsGradient<ScalingOnlySgd>);
+static_assert(ClampsGradient<SGD> && ClampsGradient<Adam> && ClampsGradient<AdamW>);
+
 } // namespace
 
 TEST_CASE("An optimizer that does not scale the gradient itself trains to the same bits",
@@ -982,9 +993,12 @@ TEST_CASE(
     const auto unclipped = run<Serial, SGD, WideMlp>(data, sgd(), 50, 1, 25);
     // The bound mattered: far more than rounding apart.
     CHECK(testing::max_relative_difference(serial.params, unclipped.params) > 100 * tolerance);
-    // The optimizer that scales its gradient itself and the one that is handed it scaled take
-    // the same clamped gradient.
+    // The optimizer that clamps its gradient itself, the one that only scales it and the one
+    // that is handed it scaled take the same clamped gradient.
     CHECK(clamped<Serial>(data, PlainSgd{sgd()}, 1, bound).params == serial.params);
+    CHECK(clamped<Serial>(data, ScalingOnlySgd{{sgd()}}, 1, bound).params == serial.params);
+    CHECK(clamped<OpenMP>(data, ScalingOnlySgd{{sgd()}}, 3, bound).params ==
+          clamped<OpenMP>(data, sgd(), 3, bound).params);
     for (std::size_t threads : {2, 3, 5}) {
         INFO("threads " << threads);
         const auto omp = clamped<OpenMP>(data, sgd(), threads, bound);

@@ -228,8 +228,7 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
     app.add_option("--clip-grad-value", o.clip_grad_value,
                    "Clip the gradient by value before each update, as PyTorch's clip_grad_value_: every "
                    "element of a batch's mean gradient is clamped to [-MAX, MAX] (0, the default: no "
-                   "clipping). Done inside the update, in one more pass over each small block of the "
-                   "gradient while it is in the L1 cache")
+                   "clipping). Done inside the optimizer's update")
         ->type_name("MAX")
         ->check(positive_float("no clipping"))
         ->capture_default_str();

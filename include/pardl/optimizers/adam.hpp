@@ -53,30 +53,14 @@ public:
 
     /// torch.optim.Adam's rule, in vectors (simd::for_each_vector), with the fused multiply-adds
     /// GCC contracts the plain expressions into under -march=native. The gradient is
-    /// g[i] * grad_scale, rounded before use (Optimizer: ScalesGradient).
+    /// g[i] * grad_scale, rounded before use (Optimizer: ScalesGradient), and with `limit` clamped
+    /// to [-limit, limit] (ClampsGradient).
     void update(std::span<float> p, std::span<const float> g, std::size_t offset, float grad_scale = 1.0f) {
-        using simd::FloatVector;
-        const FloatVector b1 = simd::broadcast(opt_.beta1), b2 = simd::broadcast(opt_.beta2),
-                          one_minus_b1 = simd::broadcast(1.0f - opt_.beta1),
-                          one_minus_b2 = simd::broadcast(1.0f - opt_.beta2), eps = simd::broadcast(opt_.eps),
-                          wd = simd::broadcast(opt_.weight_decay),
-                          lr_wd = simd::broadcast(opt_.lr * opt_.weight_decay),
-                          step = simd::broadcast(opt_.lr / c1_),
-                          inv_sqrt_c2 = simd::broadcast(1.0f / std::sqrt(c2_)),
-                          scale = simd::broadcast(grad_scale);
-        simd::for_each_vector(
-            p.size(),
-            [&](FloatVector& pi, const FloatVector& grad, FloatVector& mi, FloatVector& vi) {
-                FloatVector gi = grad * scale;
-                if constexpr (Decoupled)
-                    pi = simd::fnma(lr_wd, pi, pi);
-                else
-                    gi = simd::fma(wd, pi, gi);
-                mi = simd::fma(b1, mi, one_minus_b1 * gi);
-                vi = simd::fma(b2, vi, one_minus_b2 * gi * gi);
-                pi = pi - step * mi / simd::fma(simd::sqrt(vi), inv_sqrt_c2, eps);
-            },
-            p.data(), g.data(), m_.data() + offset, v_.data() + offset);
+        run_update<false>(p, g, offset, grad_scale, 0.0f);
+    }
+    void update(std::span<float> p, std::span<const float> g, std::size_t offset, float grad_scale,
+                float limit) {
+        run_update<true>(p, g, offset, grad_scale, limit);
     }
 
     /// SavesState: the first and second moments; the step count drives the bias correction.
@@ -97,6 +81,35 @@ public:
     }
 
 private:
+    template <bool Clamp>
+    void run_update(std::span<float> p, std::span<const float> g, std::size_t offset, float grad_scale,
+                    float limit) {
+        using simd::FloatVector;
+        const FloatVector b1 = simd::broadcast(opt_.beta1), b2 = simd::broadcast(opt_.beta2),
+                          one_minus_b1 = simd::broadcast(1.0f - opt_.beta1),
+                          one_minus_b2 = simd::broadcast(1.0f - opt_.beta2), eps = simd::broadcast(opt_.eps),
+                          wd = simd::broadcast(opt_.weight_decay),
+                          lr_wd = simd::broadcast(opt_.lr * opt_.weight_decay),
+                          step = simd::broadcast(opt_.lr / c1_),
+                          inv_sqrt_c2 = simd::broadcast(1.0f / std::sqrt(c2_)),
+                          scale = simd::broadcast(grad_scale), hi = simd::broadcast(limit),
+                          lo = simd::broadcast(-limit);
+        simd::for_each_vector(
+            p.size(),
+            [&](FloatVector& pi, const FloatVector& grad, FloatVector& mi, FloatVector& vi) {
+                FloatVector gi = grad * scale;
+                if constexpr (Clamp) gi = simd::clamp(gi, lo, hi);
+                if constexpr (Decoupled)
+                    pi = simd::fnma(lr_wd, pi, pi);
+                else
+                    gi = simd::fma(wd, pi, gi);
+                mi = simd::fma(b1, mi, one_minus_b1 * gi);
+                vi = simd::fma(b2, vi, one_minus_b2 * gi * gi);
+                pi = pi - step * mi / simd::fma(simd::sqrt(vi), inv_sqrt_c2, eps);
+            },
+            p.data(), g.data(), m_.data() + offset, v_.data() + offset);
+    }
+
     Options opt_;
     AlignedBuffer<float> m_, v_;
     long long t_ = 0;

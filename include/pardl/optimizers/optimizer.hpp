@@ -25,6 +25,10 @@ namespace pardl {
 ///    rounded to float before use, so exactly as if grads had been scaled first. The trainer hands
 ///    over the batch's summed gradient and 1/N; without this overload it scales the gradient in
 ///    place first, a pass over it (W-MLP's SGD update phase ran about 12% longer that way).
+/// and (ClampsGradient)
+///  - `update(params, grads, offset, grad_scale, limit)`: the same with each scaled gradient
+///    element clamped to [-limit, limit], NaN kept (simd::clamp): clipping by value
+///    (TrainerOptions::clip_grad_value) then costs no pass of its own.
 template <class O>
 concept Optimizer = requires(O& o, std::span<float> p, std::span<const float> g) {
     o.reset(std::size_t{});
@@ -39,6 +43,12 @@ concept Optimizer = requires(O& o, std::span<float> p, std::span<const float> g)
 template <class O>
 concept ScalesGradient = Optimizer<O> && requires(O& o, std::span<float> p, std::span<const float> g) {
     o.update(p, g, std::size_t{}, 1.0f);
+};
+
+/// Whether optimizer O also clamps the scaled gradient itself (see Optimizer).
+template <class O>
+concept ClampsGradient = ScalesGradient<O> && requires(O& o, std::span<float> p, std::span<const float> g) {
+    o.update(p, g, std::size_t{}, 1.0f, 1.0f);
 };
 
 /// Whether optimizer O exposes what it remembers between steps, so that a checkpoint can hold it

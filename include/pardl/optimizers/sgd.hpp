@@ -42,39 +42,14 @@ public:
     /// Fused multiply-adds in the order GCC contracts the plain expressions into under
     /// -march=native: v = (mu v + g) + wd p, p = p - lr v (torch.optim.SGD's rule), in vectors
     /// (simd::for_each_vector) so that the update streams at memory speed at any -O level. The
-    /// gradient is g[i] * grad_scale, rounded before use (Optimizer: ScalesGradient).
+    /// gradient is g[i] * grad_scale, rounded before use (Optimizer: ScalesGradient), and with
+    /// `limit` clamped to [-limit, limit] (ClampsGradient).
     void update(std::span<float> p, std::span<const float> g, std::size_t offset, float grad_scale = 1.0f) {
-        using simd::FloatVector;
-        const FloatVector lr = simd::broadcast(opt_.lr), mu = simd::broadcast(opt_.momentum),
-                          wd = simd::broadcast(opt_.weight_decay), scale = simd::broadcast(grad_scale);
-        float* v = velocity_.empty() ? nullptr : velocity_.data() + offset;
-        const std::size_t n = p.size();
-        if (!v) {
-            simd::for_each_vector(
-                n,
-                [&](FloatVector& pi, const FloatVector& grad) {
-                    const FloatVector gi = grad * scale;
-                    pi = simd::fnma(lr, simd::fma(wd, pi, gi), pi);
-                },
-                p.data(), g.data());
-        } else if (opt_.nesterov) {
-            simd::for_each_vector(
-                n,
-                [&](FloatVector& pi, const FloatVector& grad, FloatVector& vi) {
-                    const FloatVector d = simd::fma(wd, pi, grad * scale);
-                    vi = simd::fma(mu, vi, d);
-                    pi = simd::fnma(lr, simd::fma(mu, vi, d), pi);
-                },
-                p.data(), g.data(), v);
-        } else {
-            simd::for_each_vector(
-                n,
-                [&](FloatVector& pi, const FloatVector& grad, FloatVector& vi) {
-                    vi = simd::fma(wd, pi, simd::fma(mu, vi, grad * scale));
-                    pi = simd::fnma(lr, vi, pi);
-                },
-                p.data(), g.data(), v);
-        }
+        run_update<false>(p, g, offset, grad_scale, 0.0f);
+    }
+    void update(std::span<float> p, std::span<const float> g, std::size_t offset, float grad_scale,
+                float limit) {
+        run_update<true>(p, g, offset, grad_scale, limit);
     }
 
     /// SavesState: the momentum buffer, where there is momentum.
@@ -95,6 +70,49 @@ public:
     }
 
 private:
+    template <bool Clamp>
+    void run_update(std::span<float> p, std::span<const float> g, std::size_t offset, float grad_scale,
+                    float limit) {
+        using simd::FloatVector;
+        const FloatVector lr = simd::broadcast(opt_.lr), mu = simd::broadcast(opt_.momentum),
+                          wd = simd::broadcast(opt_.weight_decay), scale = simd::broadcast(grad_scale),
+                          hi = simd::broadcast(limit), lo = simd::broadcast(-limit);
+        // The gradient as the rule takes it: scaled, rounded, and clamped where asked.
+        const auto gradient = [&](const FloatVector& grad) {
+            if constexpr (Clamp)
+                return simd::clamp(grad * scale, lo, hi);
+            else
+                return grad * scale;
+        };
+        float* v = velocity_.empty() ? nullptr : velocity_.data() + offset;
+        const std::size_t n = p.size();
+        if (!v) {
+            simd::for_each_vector(
+                n,
+                [&](FloatVector& pi, const FloatVector& grad) {
+                    pi = simd::fnma(lr, simd::fma(wd, pi, gradient(grad)), pi);
+                },
+                p.data(), g.data());
+        } else if (opt_.nesterov) {
+            simd::for_each_vector(
+                n,
+                [&](FloatVector& pi, const FloatVector& grad, FloatVector& vi) {
+                    const FloatVector d = simd::fma(wd, pi, gradient(grad));
+                    vi = simd::fma(mu, vi, d);
+                    pi = simd::fnma(lr, simd::fma(mu, vi, d), pi);
+                },
+                p.data(), g.data(), v);
+        } else {
+            simd::for_each_vector(
+                n,
+                [&](FloatVector& pi, const FloatVector& grad, FloatVector& vi) {
+                    vi = simd::fma(wd, pi, simd::fma(mu, vi, gradient(grad)));
+                    pi = simd::fnma(lr, vi, pi);
+                },
+                p.data(), g.data(), v);
+        }
+    }
+
     Options opt_;
     AlignedBuffer<float> velocity_;
     std::uint64_t steps_ = 0;

@@ -119,7 +119,8 @@ struct TrainerOptions {
     /// When > 0, gradient clipping by value (PyTorch's clip_grad_value_ before each step): every
     /// element of the batch's mean gradient is clamped to [-clip_grad_value, clip_grad_value]
     /// before the update (NaN stays NaN). Elementwise, so every policy does it inside its update:
-    /// no pass over the whole gradient, one more over each block while it is in L1. Not together
+    /// within the optimizer's own for SGD, Adam and AdamW (ClampsGradient), else in one more pass
+    /// over each block while it is in L1. Not together
     /// with clip_grad_norm. 0: off.
     float clip_grad_value = 0;
     /// The program's own settings that a resumed run must share to go on exactly, such as which
@@ -337,13 +338,13 @@ public:
         // Backward overwrites the gradient buffers (overwrite_grads below), so nothing clears
         // them after the sum and the update, and the layers need not read zeros to add to them.
         // Updates parameters r from their summed gradient times `by` (grad[0] is parameter
-        // r.begin's). An optimizer that ScalesGradient multiplies as it reads; for another, or
-        // when clipping by value, the gradient is scaled (and clamped) in place first, block by
-        // block, so that the update reads it from L1 (a tensor-parallel member passes all it owns
-        // of a layer at once: W-MLP's first layer, 100k floats); an optimizer that ScalesGradient
-        // then takes 1, which keeps the bits of a gradient the clamp leaves alone (its scaling
-        // rounds as a separate pass). The parameters updated are those at `params`: p, or a
-        // worker's copy of it.
+        // r.begin's). An optimizer that ScalesGradient multiplies as it reads, and clamps as
+        // well (clipping by value) if it ClampsGradient (SGD, Adam, AdamW); for another the
+        // gradient is scaled (and clamped) in place first, block by block, so that the update
+        // reads it from L1 (a tensor-parallel member passes all it owns of a layer at once:
+        // W-MLP's first layer, 100k floats); an optimizer that only ScalesGradient then takes 1,
+        // which keeps the bits of a gradient the clamp leaves alone (its scaling rounds as a
+        // separate pass). The parameters updated are those at `params`: p, or a worker's copy.
         const float clamp_limit = options_.clip_grad_value;
         auto scale_and_update = [&](Range r, float by, float* grad, float* params) {
             if constexpr (ScalesGradient<Opt>) {
@@ -351,6 +352,10 @@ public:
                     opt_.update({params + r.begin, r.size()}, {grad, r.size()}, r.begin, by);
                     return;
                 }
+            }
+            if constexpr (ClampsGradient<Opt>) {
+                opt_.update({params + r.begin, r.size()}, {grad, r.size()}, r.begin, by, clamp_limit);
+                return;
             }
             const simd::FloatVector factor = simd::broadcast(by), hi = simd::broadcast(clamp_limit),
                                     lo = simd::broadcast(-clamp_limit);
