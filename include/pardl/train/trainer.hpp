@@ -120,8 +120,7 @@ struct TrainerOptions {
     /// element of the batch's mean gradient is clamped to [-clip_grad_value, clip_grad_value]
     /// before the update (NaN stays NaN). Elementwise, so every policy does it inside its update:
     /// within the optimizer's own for SGD, Adam and AdamW (ClampsGradient), else in one more pass
-    /// over each block while it is in L1. Not together
-    /// with clip_grad_norm. 0: off.
+    /// over each block while it is in L1. Not together with clip_grad_norm. 0: off.
     float clip_grad_value = 0;
     /// The program's own settings that a resumed run must share to go on exactly, such as which
     /// data it trains on, as (name, value) text: recorded with run_settings, after the trainer's
@@ -352,10 +351,10 @@ public:
                     opt_.update({params + r.begin, r.size()}, {grad, r.size()}, r.begin, by);
                     return;
                 }
-            }
-            if constexpr (ClampsGradient<Opt>) {
-                opt_.update({params + r.begin, r.size()}, {grad, r.size()}, r.begin, by, clamp_limit);
-                return;
+                if constexpr (ClampsGradient<Opt>) {
+                    opt_.update({params + r.begin, r.size()}, {grad, r.size()}, r.begin, by, clamp_limit);
+                    return;
+                }
             }
             const simd::FloatVector factor = simd::broadcast(by), hi = simd::broadcast(clamp_limit),
                                     lo = simd::broadcast(-clamp_limit);
@@ -501,7 +500,7 @@ public:
                     assert(piece.begin % reduction_block == 0 && piece.size() <= reduction_block);
                     float* const kept = grad_views_[w].data() + piece.begin;
                     if (sums != kept) std::copy(sums, sums + piece.size(), kept);
-                    clip_squares_[piece.begin / reduction_block] = squares_in(piece, kept);
+                    keep_block_squares(piece, kept);
                 },
                 [&](std::size_t w, Range r) {
                     const float by = clip_from_squares(scale).by;
@@ -559,10 +558,8 @@ public:
             t_summed = Clock::now();
             timed_update([&] {
                 // Every rank sums the same bits in the same order, so all take the same factor.
-                for (std::size_t b = 0; b < param_count; b += reduction_block) {
-                    const Range piece{b, std::min(param_count, b + reduction_block)};
-                    clip_squares_[b / reduction_block] = squares_in(piece, g + b);
-                }
+                for (std::size_t b = 0; b < param_count; b += reduction_block)
+                    keep_block_squares({b, std::min(param_count, b + reduction_block)}, g + b);
                 const ClipFactor clip = clip_from_squares(scale);
                 grad_norm = clip.norm;
                 clipped = clip.clipped;
@@ -802,15 +799,15 @@ private:
         AlignedBuffer<float> targets;
         AlignedBuffer<float> grads; ///< empty for worker 0, which writes the rank buffer
         /// A private copy of the parameters for workers on threads of their own in a single
-        /// process that fuses its update (empty otherwise), refreshed at the start of
-        /// every step. The threads update the shared parameters in shares, so a thread that read them in
-        /// place fetched the others' shares from their cores one cache line at a time, as the products asked
-        /// for them; one sequential copy moves them faster. The update runs on the updating worker's copy and
-        /// then copies its results to the shared parameters, so the refresh copies only what the others
-        /// updated. Costs one more copy of the parameters per thread. With several processes the allreduce
-        /// writes most of the parameters (the other ranks' slices), and a private copy per MPI rank measured
-        /// slower, so Hybrid's threads read them in place there (benchmarks/performance_notes.md has the
-        /// timings).
+        /// process that fuses its update (empty otherwise), refreshed at the start of every step.
+        /// The threads update the shared parameters in shares, so a thread that read them in place
+        /// fetched the others' shares from their cores one cache line at a time, as the products
+        /// asked for them; one sequential copy moves them faster. The update runs on the updating
+        /// worker's copy and then copies its results to the shared parameters, so the refresh
+        /// copies only what the others updated. Costs one more copy of the parameters per thread.
+        /// With several processes the allreduce writes most of the parameters (the other ranks'
+        /// slices), and a private copy per MPI rank measured slower, so Hybrid's threads read them
+        /// in place there (benchmarks/performance_notes.md has the timings).
         AlignedBuffer<float> param_copy;
         Range updated{}; ///< the parameters this worker's fused update wrote in the last step
         double loss = 0;
@@ -865,17 +862,17 @@ private:
     /// Gradient clipping by value (TrainerOptions::clip_grad_value), inside the update.
     bool clamping() const { return options_.clip_grad_value > 0; }
 
-    /// The sum of squares of the gradient's parameters in `piece`, one reduction block (sums[0] is
-    /// piece.begin's), in the model's block order: the clipping norm's partial sum for that block.
-    /// Every path computes it per block alike, so the norm's bits depend neither on the policy nor
-    /// on the thread count.
-    static double squares_in(Range piece, const float* sums) {
+    /// Records in clip_squares_ the sum of squares of the gradient's parameters in `piece`, one
+    /// reduction block (sums[0] is piece.begin's), in the model's block order: the clipping norm's
+    /// partial sum for that block. Every path computes it per block alike, so from the same summed
+    /// gradient the norm's bits depend neither on the policy nor on the thread count.
+    void keep_block_squares(Range piece, const float* sums) {
         double squares = 0;
         Model::for_each_param_block([&](std::size_t first, std::size_t count) {
             const std::size_t begin = std::max(first, piece.begin), end = std::min(first + count, piece.end);
             if (begin < end) squares += simd::sum_of_squares(sums + (begin - piece.begin), end - begin);
         });
-        return squares;
+        clip_squares_[piece.begin / reduction_block] = squares;
     }
     struct ClipFactor {
         double norm;  ///< the L2 norm of the mean gradient
@@ -1349,7 +1346,7 @@ private:
     std::vector<std::span<float>> grad_views_;
     /// Every worker's workspace, in order: a team's members' for a data-parallel prefix.
     std::vector<typename Model::Workspace*> team_workspaces_;
-    /// With clipping: the gradient's sum of squares per reduction block (squares_in).
+    /// With clipping: the gradient's sum of squares per reduction block (keep_block_squares).
     std::vector<double> clip_squares_;
     std::size_t rank_rows_ = 0;
     std::uint64_t step_ = 0;
