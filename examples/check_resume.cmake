@@ -1,7 +1,8 @@
 # Checks that --resume continues a run exactly: PROGRAM trains 3 epochs in one run, and 2 epochs,
 # a checkpoint and 1 more epoch resumed from it; both end with the same checksum and write the
 # same checkpoint, byte for byte (parameters, optimizer state, counters, settings). A resume with
-# another --batch or other training data (--limit) must name it (Trainer::load's report).
+# another --batch, --weight-decay or other training data (--limit) must name it (Trainer::load's
+# report).
 #   cmake -DPROGRAM=<exe> -DOUT=<folder> "-DARGS=<flags;...>" -P check_resume.cmake
 # An MPI program runs under LAUNCH (a list, e.g. "mpiexec.mpich;-n;2") when it is given.
 
@@ -28,6 +29,11 @@ run_program(other_batch TRUE --epochs 1 --resume ${OUT}/part.ckpt --batch 32)
 # (With a schedule in epochs the steps per epoch change too, and the note names the schedule after it.)
 if(NOT out_other_batch MATCHES "note: checkpoint [^\n]*: batch: 64 in the checkpoint, 32 here(; schedule[^\n]*)?\\. Training goes on from it, but where settings differ not bit for bit")
     message(FATAL_ERROR "a resume with another --batch does not name it:\n${out_other_batch}")
+endif()
+# Another weight decay too: it reaches the optimizer, whose settings the checkpoint records.
+run_program(other_decay TRUE --epochs 1 --resume ${OUT}/part.ckpt --weight-decay 0.001)
+if(NOT out_other_decay MATCHES "note: checkpoint [^\n]*weight decay: 0 in the checkpoint, 0\\.001[0-9]* here")
+    message(FATAL_ERROR "a resume with another --weight-decay does not name it:\n${out_other_decay}")
 endif()
 # Other training data (here another --limit) resumes too, and the note names it.
 list(FIND ARGS "--limit" limit_at)

@@ -246,6 +246,21 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->type_name("NAME")
         ->transform(CLI::IsMember({"sgd", "adam"}, CLI::ignore_case))
         ->capture_default_str();
+    app.add_option("--weight-decay", o.weight_decay,
+                   "L2 penalty: WD x the parameter is added to each gradient before the update, as "
+                   "torch.optim.SGD's and Adam's weight_decay (0, the default: none)")
+        ->type_name("WD")
+        ->check(positive_float("none"))
+        ->capture_default_str();
+    app.add_flag("--nesterov", o.nesterov, "Nesterov momentum for SGD (needs --momentum > 0)");
+    // Nesterov momentum is SGD's, and needs momentum: refused where it would change nothing.
+    app.final_callback([&o] {
+        if (o.nesterov && o.optimizer != "sgd")
+            throw CLI::ValidationError("--nesterov",
+                                       "Nesterov momentum is SGD's (--optimizer is " + o.optimizer + ")");
+        if (o.nesterov && o.momentum == 0)
+            throw CLI::ValidationError("--nesterov", "Nesterov momentum needs --momentum > 0");
+    });
     app.add_option("--seed", o.seed, "Seed of initialisation and shuffling")
         ->type_name("S")
         ->check(integer_at_least(0))
@@ -376,6 +391,8 @@ nlohmann::json make_run_record(const RunOptions& o, const RunInfo& info,
     rec["learning_rate"] = std::move(learning_rate);
     rec["learning_rate_note"] = "the rate of each epoch's last step";
     rec["momentum"] = o.optimizer == "sgd" ? o.momentum : 0.0;
+    rec["nesterov"] = o.nesterov;
+    rec["weight_decay"] = o.weight_decay;
     rec["optimizer"] = o.optimizer;
     rec["limit"] = o.limit;
     rec["test_limit"] = o.test_limit;

@@ -34,6 +34,8 @@ struct RunOptions {
     std::filesystem::path data = pardl::default_fashion_mnist_dir;
     std::size_t epochs = 5, batch = 64, limit = 0, test_limit = 0, threads = 0, check_replicas = 0;
     double lr = 0.01, momentum = 0.9;
+    double weight_decay = 0;              ///< --weight-decay: L2 penalty (SGD, Adam), 0: none
+    bool nesterov = false;                ///< --nesterov: SGD's Nesterov momentum
     std::string lr_schedule = "constant"; ///< --lr-schedule (LrScheduleSpec)
     std::size_t warmup_epochs = 0;        ///< --warmup-epochs
     double clip_grad_norm = 0;            ///< --clip-grad-norm (0: no clipping)

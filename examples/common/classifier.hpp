@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -77,8 +78,13 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
         }
 
         if (rank == 0) {
-            char momentum[32] = "";
-            if (o.optimizer == "sgd") std::snprintf(momentum, sizeof momentum, " momentum %g", o.momentum);
+            char momentum[64] = "";
+            if (o.optimizer == "sgd")
+                std::snprintf(momentum, sizeof momentum, " momentum %g%s", o.momentum,
+                              o.nesterov ? " nesterov" : "");
+            if (o.weight_decay > 0)
+                std::snprintf(momentum + std::strlen(momentum), sizeof momentum - std::strlen(momentum),
+                              " weight-decay %g", o.weight_decay);
             char workers[64];
             if (trainer.threads() == trainer.workers())
                 std::snprintf(workers, sizeof workers, "%zu thread%s", trainer.threads(),
@@ -163,7 +169,8 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     }
 }
 
-/// Builds the optimizer the flags ask for (SGD with momentum, or Adam) and trains Model.
+/// Builds the optimizer the flags ask for (SGD with momentum, maybe Nesterov's, or Adam; either
+/// with an L2 weight decay) and trains Model.
 template <class Model, class Policy>
 int train_with_flags(const CommandLine& cli, const std::string& model_name) {
     const RunOptions& opts = cli.options();
@@ -171,11 +178,14 @@ int train_with_flags(const CommandLine& cli, const std::string& model_name) {
     if (opts.optimizer == "adam") {
         Adam::Options a;
         a.lr = static_cast<float>(lr);
+        a.weight_decay = static_cast<float>(opts.weight_decay);
         return train_classifier<Model, Policy>(opts, Adam(a), lr, cli.given("--lr"), model_name);
     }
     SGD::Options s;
     s.lr = static_cast<float>(lr);
     s.momentum = static_cast<float>(opts.momentum);
+    s.nesterov = opts.nesterov;
+    s.weight_decay = static_cast<float>(opts.weight_decay);
     return train_classifier<Model, Policy>(opts, SGD(s), lr, cli.given("--lr"), model_name);
 }
 
