@@ -134,13 +134,22 @@ TEMPLATE_TEST_CASE("Ranks that disagree on the learning rate, or whose schedule 
                           Catch::Contains("ranks disagree on the learning rate at step 0"));
     }
     SECTION("a schedule that gives NaN on rank 1 at step 2") {
-        o.schedule = [rank](std::uint64_t step) {
-            return rank == 1 && step == 2 ? std::numeric_limits<float>::quiet_NaN() : 0.05f;
+        // Armed after construction, which compares the ranks' schedules (and would refuse
+        // different ones): a schedule that reads state of its own can still part ways later.
+        bool armed = false;
+        o.schedule = [rank, &armed](std::uint64_t step) {
+            return armed && rank == 1 && step == 2 ? std::numeric_limits<float>::quiet_NaN() : 0.05f;
         };
         Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, TestType> t(sgd(), o);
+        armed = true;
         CHECK_THROWS_WITH(t.fit(data, nullptr, 1),
                           rank == 1 ? Catch::Contains("schedule gave nan for step 2")
                                     : Catch::Contains("schedule failed on another rank at step 2"));
+    }
+    SECTION("another schedule on rank 1 is refused at construction") {
+        o.schedule = rank == 1 ? schedule::cosine(0.05f, 6) : schedule::cosine(0.05f, 8);
+        CHECK_THROWS_WITH((Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, TestType>(sgd(), o)),
+                          Catch::Contains("the ranks were given different settings: schedule (this rank: "));
     }
     SECTION("the same schedule on every rank trains") {
         o.schedule = schedule::warmup(2, schedule::cosine(0.05f, 6));
@@ -244,15 +253,64 @@ TEST_CASE("A trainer that cannot be built on one rank fails on every rank instea
     // Clipping bounds that differ (rank 1 alone does not clip, or clips elsewhere) fail on every
     // rank, by norm and by value alike.
     for (float TrainerOptions::*bound : {&TrainerOptions::clip_grad_norm, &TrainerOptions::clip_grad_value}) {
+        const std::string name =
+            bound == &TrainerOptions::clip_grad_norm ? "clip gradient norm" : "clip gradient value";
         for (float other : {0.0f, 2.0f}) {
             o.*bound = rank == 1 ? other : 1.0f;
             INFO("rank 1's bound " << other);
-            CHECK_THROWS_WITH(build(), Catch::Contains("the ranks were given different clipping bounds"));
+            const std::string mine = rank == 1 && other == 0.0f ? "off" : rank == 1 ? "2" : "1";
+            CHECK_THROWS_WITH(build(),
+                              Catch::Contains("the ranks were given different settings: " + name +
+                                              " (this rank: " + mine + "); every rank must train alike"));
         }
         o.*bound = 1.0f;
         CHECK_NOTHROW(build());
         o.*bound = 0.0f;
     }
+}
+
+TEST_CASE("Ranks given different settings stop together at construction, each naming its own values",
+          "[mpi]") {
+    // Another seed on one rank would draw other batches there (some images twice in a step, others
+    // never), another momentum or batch a step that no serial run takes: found before any step.
+    const int rank = MpiComm{}.rank();
+    const bool odd = rank == 1;
+    TrainerOptions o;
+    o.batch = 16;
+    o.log = false;
+    const auto build = [&](SGD opt) {
+        Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> t(std::move(opt), o);
+    };
+    const auto sgd_with = [](float momentum, bool nesterov) {
+        return SGD({.lr = 0.05f, .momentum = momentum, .nesterov = nesterov});
+    };
+    CHECK_NOTHROW(build(sgd_with(0.9f, false)));
+    o.seed = odd ? 7 : 42;
+    CHECK_THROWS_WITH(build(sgd_with(0.9f, false)),
+                      Catch::Contains("the ranks were given different settings: seed (this rank: " +
+                                      std::string(odd ? "7" : "42") + "); every rank must train alike"));
+    // Two at once are both named; the optimizer's own settings and its name (Nesterov's) count.
+    o.seed = 42;
+    o.batch = odd ? 12 : 16;
+    CHECK_THROWS_WITH(
+        build(sgd_with(odd ? 0.5f : 0.9f, false)),
+        Catch::Contains("different settings: batch (this rank: " + std::string(odd ? "12" : "16") +
+                        "), momentum (this rank: " + std::string(odd ? "0.5" : "0.9") + ")"));
+    o.batch = 16;
+    CHECK_THROWS_WITH(build(sgd_with(0.9f, odd)),
+                      Catch::Contains("different settings: optimizer (this rank: " +
+                                      std::string(odd ? "sgd-nesterov" : "sgd") + ")"));
+    // A program's own settings (the examples' training data) are compared too, and lists that do
+    // not line up are refused as such.
+    o.settings = {{"training data", odd ? "300 images" : "640 images"}};
+    CHECK_THROWS_WITH(build(sgd_with(0.9f, false)),
+                      Catch::Contains("different settings: training data (this rank: " +
+                                      std::string(odd ? "300" : "640") + " images)"));
+    o.settings = odd ? std::vector<std::pair<std::string, std::string>>{{"training data", "640 images"}}
+                     : std::vector<std::pair<std::string, std::string>>{};
+    CHECK_THROWS_WITH(build(sgd_with(0.9f, false)), Catch::Contains("not the same list of settings"));
+    o.settings.clear();
+    CHECK_NOTHROW(build(sgd_with(0.9f, false)));
 }
 
 TEST_CASE("Checkpoints written by rank 0 load on every rank", "[mpi]") {
@@ -626,9 +684,10 @@ bool resumes_exactly(const Dataset& data, std::size_t threads, MakeComm&& make_c
                                                                  make_comm());
     const bool seed_reported =
         reseeded.load(file) == std::vector<std::string>{"seed: 42 in the checkpoint, 7 here"};
-    // Rank 0's settings match the file, but rank 1's seed does not: the ranks' own differ.
+    // Rank 0's settings match the file, but rank 1 runs another number of workers (the one
+    // setting ranks may hold apart, a node with other cores): the ranks' own differ.
     TrainerOptions mixed_options = o;
-    if (world.rank() == 1) mixed_options.seed = 7;
+    if (world.rank() == 1) mixed_options.threads = threads + 1;
     Trainer<SmallMlp, SoftmaxCrossEntropy, Opt, Policy> mixed(make_opt<Opt>(), mixed_options, make_comm());
     const bool ranks_reported =
         mixed.load(file) ==

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <algorithm>
-#include <bit>
 #include <cassert>
 #include <cmath>
 #include <cstdint>
@@ -234,16 +233,7 @@ public:
             if (failure) std::rethrow_exception(failure);
             throw CommError("another rank could not build its trainer (that rank's error says why)");
         }
-        // Ranks that clipped at different bounds would take different paths through the step's
-        // collectives, or updates from different factors or clamps: found here, on every rank
-        // together. (-0 is 0: no clipping.)
-        const std::uint64_t bounds =
-            (std::uint64_t{clipping() ? std::bit_cast<std::uint32_t>(options_.clip_grad_norm) : 0} << 32) |
-            (clamping() ? std::bit_cast<std::uint32_t>(options_.clip_grad_value) : 0);
-        const std::uint64_t lowest_bounds = comm_.min(bounds), highest_bounds = comm_.max(bounds);
-        PARDL_REQUIRE(lowest_bounds == highest_bounds, ConfigError, "the ranks were given different ",
-                      "clipping bounds (this rank: clip_grad_norm ", options_.clip_grad_norm,
-                      ", clip_grad_value ", options_.clip_grad_value, "): every rank must clip alike");
+        require_same_settings_on_every_rank();
         grad_views_.reserve(workers);
         grad_views_.push_back(rank_grads());
         for (std::size_t w = 1; w < workers; ++w) grad_views_.push_back(workers_[w].grads.span());
@@ -1084,8 +1074,8 @@ private:
         param_copies_current_ = false;
         if (!resume) return {};
         share_text(differences);
-        // Rank 0's settings stood for every rank's: say so where a rank's own differ (a rank
-        // built with another momentum, or a node with another thread count).
+        // Rank 0's settings stood for every rank's: say so where a rank's own differ (a node with
+        // another thread count; the others the constructor found equal on every rank).
         const std::uint64_t mine = settings_fingerprint();
         const std::uint64_t lowest = comm_.min(mine),
                             highest = comm_.max(mine); // in this order on every rank
@@ -1224,18 +1214,57 @@ private:
                       ": build every rank's optimizer and TrainerOptions::schedule alike");
     }
 
-    /// A hash of run_settings (names and values, each ended by a byte no text holds), for
-    /// comparing ranks.
+    /// A hash of a setting (name and value, each ended by a byte no text holds).
+    static void add_setting(detail::Fnv1a& h, const std::string& name, const std::string& value) {
+        const unsigned char end = 0xFF;
+        h.add(name.data(), name.size());
+        h.add(&end, 1);
+        h.add(value.data(), value.size());
+        h.add(&end, 1);
+    }
+
+    /// A hash of run_settings, for comparing ranks.
     std::uint64_t settings_fingerprint() const {
         detail::Fnv1a h;
-        const unsigned char end = 0xFF;
-        for (const auto& [name, value] : run_settings()) {
-            h.add(name.data(), name.size());
-            h.add(&end, 1);
-            h.add(value.data(), value.size());
-            h.add(&end, 1);
-        }
+        for (const auto& [name, value] : run_settings()) add_setting(h, name, value);
         return h.value;
+    }
+
+    /// Throws ConfigError on every rank together, naming each setting of run_settings (and the
+    /// model, the optimizer and the replica checks) in which the ranks differ, with this rank's
+    /// value. Ranks given another seed would each draw other batches, so that some images count
+    /// twice in a step and others never; another momentum, batch or loss would train a model that
+    /// no serial run trains; other clipping bounds, another model or other replica checks take
+    /// other paths through the step's collectives, and hang. A rank's thread count may differ (a
+    /// node with other cores): the step is the same, summed in another order. A collective, once,
+    /// at construction; nothing to do for one process.
+    void require_same_settings_on_every_rank() {
+        if (comm_.size() == 1) return;
+        std::vector<std::pair<std::string, std::string>> settings = run_settings();
+        std::erase_if(settings, [](const auto& setting) { return setting.first == "workers per rank"; });
+        // Beyond what a checkpoint records: the model (ranks running other programs), the
+        // optimizer's name (Nesterov's SGD is in it) and the replica checks, each a collective.
+        settings.emplace_back("model", Model::signature());
+        settings.emplace_back("optimizer", opt_.name());
+        settings.emplace_back("check replicas every", std::to_string(options_.check_replicas));
+        // Compared setting by setting, so the lists must line up first (a program's own settings,
+        // TrainerOptions::settings, could number differently).
+        detail::Fnv1a names;
+        for (const auto& setting : settings) add_setting(names, setting.first, "");
+        const bool same_names = comm_.min(names.value) == comm_.max(names.value);
+        std::string differ;
+        for (std::size_t i = 0; same_names && i < settings.size(); ++i) {
+            detail::Fnv1a h;
+            add_setting(h, settings[i].first, settings[i].second);
+            const std::uint64_t lowest = comm_.min(h.value), highest = comm_.max(h.value);
+            if (lowest != highest)
+                differ += (differ.empty() ? "" : ", ") + settings[i].first +
+                          " (this rank: " + settings[i].second + ")";
+        }
+        PARDL_REQUIRE(same_names && differ.empty(), ConfigError, "the ranks were given different settings: ",
+                      same_names ? differ
+                                 : std::string("not the same list of settings (TrainerOptions::settings)"),
+                      "; every rank must train alike");
     }
 
     /// Gives every rank rank 0's `text`. A collective; nothing to do for one process.
