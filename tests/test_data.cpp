@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h> // mkfifo
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -308,6 +310,120 @@ TEST_CASE("IDX validation failures throw DataError naming the file and the reaso
     }
 }
 
+TEST_CASE("IDX gzip: every member's trailer is checked and nothing may follow the payload", "[data][idx]") {
+    TempDir tmp;
+    // Big enough that the old gzread-based reader finished the payload with a direct inflate into
+    // the caller's buffer, which took in a cut trailer and then reported a clean end (zlib 1.2.13);
+    // the 784000 bytes of the 1000-image file in the review's reproduction.
+    const std::vector<std::size_t> shape{1000, 28, 28};
+    const auto pixels = pattern_bytes(1000 * 28 * 28, 21);
+    pardl::write_idx(tmp / "full.gz", shape, pixels, true);
+    const auto z = slurp(tmp / "full.gz");
+    REQUIRE(pardl::read_idx(tmp / "full.gz", 3).data == pixels);
+    const auto write = [&](const std::string& name, const std::vector<std::uint8_t>& bytes) {
+        pardl::write_raw_file(tmp / name, bytes);
+        return tmp / name;
+    };
+
+    SECTION("trailer cut by 1 to 8 bytes, or the data cut too") {
+        for (std::size_t cut = 1; cut <= 12; ++cut) {
+            CAPTURE(cut);
+            const auto f = write("cut.gz", std::vector<std::uint8_t>(z.begin(), z.end() - cut));
+            if (cut <= 8)
+                REQUIRE_DATA_ERROR(pardl::read_idx(f), "cut.gz",
+                                   "truncated gzip stream: the data is complete but the gzip trailer "
+                                   "(CRC-32 and length) is missing or cut short");
+            else
+                REQUIRE_DATA_ERROR(pardl::read_idx(f), "cut.gz", "the gzip stream ends unexpectedly");
+        }
+    }
+    SECTION("a CRC-32 or length that does not match the data") {
+        auto crc = z;
+        crc[crc.size() - 6] ^= 0x01;
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("crc.gz", crc)), "crc.gz",
+                           "corrupt gzip stream (zlib: incorrect data check)");
+        auto len = z;
+        len[len.size() - 3] ^= 0x01;
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("len.gz", len)), "len.gz",
+                           "corrupt gzip stream (zlib: incorrect length check)");
+        // Changed data under the original trailer: only the CRC can tell.
+        std::vector<std::uint8_t> other = pixels;
+        other[1000] ^= 0xFF;
+        pardl::write_idx(tmp / "other.gz", shape, other, true);
+        auto swapped = slurp(tmp / "other.gz");
+        std::copy(z.end() - 8, z.end(), swapped.end() - 8);
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("swapped.gz", swapped)), "swapped.gz",
+                           "incorrect data check");
+    }
+    SECTION("bytes after the gzip stream that are not gzip") {
+        const std::string junk = "garbage!!";
+        auto text = z;
+        text.insert(text.end(), junk.begin(), junk.end());
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("text.gz", text)), "text.gz",
+                           "trailing garbage: 9 bytes after the end of the gzip stream are not gzip data");
+        auto zeros = z;
+        zeros.resize(zeros.size() + 1000, 0);
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("zeros.gz", zeros)), "zeros.gz",
+                           "trailing garbage: 1000 bytes after the end of the gzip stream");
+        auto one = z;
+        one.push_back(0x1f); // half a gzip magic
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("one.gz", one)), "one.gz", "trailing garbage: 1 bytes");
+    }
+    SECTION("concatenated members are one stream, each checked, none adding bytes") {
+        const auto encoded = pardl::encode_idx(shape, pixels);
+        const std::size_t split = encoded.size() / 3; // inside the pixels
+        pardl::write_raw_file(tmp / "a.gz", std::span(encoded).first(split), true);
+        pardl::write_raw_file(tmp / "b.gz", std::span(encoded).subspan(split), true);
+        pardl::write_raw_file(tmp / "empty.gz", {}, true);
+        const auto a = slurp(tmp / "a.gz"), b = slurp(tmp / "b.gz"), e = slurp(tmp / "empty.gz");
+        const auto join = [](std::initializer_list<const std::vector<std::uint8_t>*> parts) {
+            std::vector<std::uint8_t> v;
+            for (const auto* p : parts) v.insert(v.end(), p->begin(), p->end());
+            return v;
+        };
+        REQUIRE(pardl::read_idx(write("ab.gz", join({&a, &b})), 3).data == pixels);
+        REQUIRE(pardl::read_idx(write("abe.gz", join({&a, &b, &e})), 3).data == pixels);
+        // The CRC of the first member, not only the last, is checked.
+        auto bad_a = a;
+        bad_a[bad_a.size() - 6] ^= 0x01;
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("bad_a.gz", join({&bad_a, &b}))), "bad_a.gz",
+                           "incorrect data check");
+        // A further member with data is more data than the header promises.
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("aba.gz", join({&a, &b, &a}))), "aba.gz",
+                           "trailing garbage: " + std::to_string(split) + " bytes after the " +
+                               std::to_string(pixels.size()) + " data bytes");
+        // A last member cut short, in its trailer or its data.
+        const auto cut_b = std::vector<std::uint8_t>(b.begin(), b.end() - 4);
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("acut.gz", join({&a, &cut_b}))), "acut.gz",
+                           "truncated gzip stream");
+        const auto cut_e = std::vector<std::uint8_t>(e.begin(), e.end() - 4);
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("abcut.gz", join({&a, &b, &cut_e}))), "abcut.gz",
+                           "truncated gzip stream");
+    }
+    SECTION("plain files: the payload must end the file") {
+        auto plain = pardl::encode_idx(shape, pixels);
+        plain.push_back(0);
+        REQUIRE_DATA_ERROR(pardl::read_idx(write("plain.idx", plain)), "plain.idx",
+                           "trailing garbage: 1 bytes after the 784000 data bytes");
+    }
+}
+
+TEST_CASE("Real Fashion-MNIST with its gzip trailer cut is refused", "[data][fashion]") {
+    const fs::path real = fs::path(pardl::default_fashion_mnist_dir) / "train-images-idx3-ubyte.gz";
+    std::error_code ec;
+    if (!fs::exists(real, ec)) {
+        WARN("Fashion-MNIST not installed in " << real << "; skipping");
+        SUCCEED();
+        return;
+    }
+    TempDir tmp;
+    const auto copy = tmp / "train-images-idx3-ubyte.gz";
+    fs::copy_file(real, copy);
+    fs::resize_file(copy, fs::file_size(copy) - 8); // `truncate -s -8`: the trailer gone
+    REQUIRE_DATA_ERROR(pardl::read_idx(copy, 3), copy.string(),
+                       "gzip trailer (CRC-32 and length) is missing");
+}
+
 TEST_CASE("Fashion-MNIST directory layout and missing files", "[data][idx]") {
     TempDir tmp;
     SECTION("missing directory mentions the Debian package and --data") {
@@ -321,19 +437,52 @@ TEST_CASE("Fashion-MNIST directory layout and missing files", "[data][idx]") {
         REQUIRE_DATA_ERROR(pardl::load_fashion_mnist(tmp.path, false), "t10k-labels-idx1-ubyte", "not found");
     }
     SECTION("plain and gzip names, gzip preferred") {
-        pardl::write_idx(tmp / "train-images-idx3-ubyte", {3, 2, 2}, pattern_bytes(12, 1), false);
+        pardl::write_idx(tmp / "train-images-idx3-ubyte", {3, 28, 28}, pattern_bytes(3 * 784, 1), false);
         pardl::write_idx(tmp / "train-labels-idx1-ubyte", {3}, std::vector<std::uint8_t>{1, 2, 3}, false);
         REQUIRE(pardl::load_fashion_mnist(tmp.path, true).rows == 3);
-        pardl::write_idx(tmp / "train-images-idx3-ubyte.gz", {4, 2, 2}, pattern_bytes(16, 2), true);
+        pardl::write_idx(tmp / "train-images-idx3-ubyte.gz", {4, 28, 28}, pattern_bytes(4 * 784, 2), true);
         pardl::write_idx(tmp / "train-labels-idx1-ubyte.gz", {4}, std::vector<std::uint8_t>{4, 5, 6, 7},
                          true);
         const auto d = pardl::load_fashion_mnist(tmp.path, true);
         REQUIRE(d.rows == 4);
         REQUIRE(d.labels[3] == 7);
         REQUIRE(pardl::load_fashion_mnist(tmp.path, true, 2).rows == 2);
-        pardl::write_idx(tmp / "t10k-images-idx3-ubyte.gz", {2, 2, 2}, pattern_bytes(8, 3), true);
+        pardl::write_idx(tmp / "t10k-images-idx3-ubyte.gz", {2, 28, 28}, pattern_bytes(2 * 784, 3), true);
         pardl::write_idx(tmp / "t10k-labels-idx1-ubyte", {2}, std::vector<std::uint8_t>{0, 9}, false);
         REQUIRE(pardl::load_fashion_mnist(tmp.path, false).rows == 2);
+    }
+    SECTION("a file given as the directory is not called missing") {
+        pardl::write_idx(tmp / "train-images-idx3-ubyte.gz", {1, 28, 28}, pattern_bytes(784, 1), true);
+        const auto file = tmp / "train-images-idx3-ubyte.gz";
+        REQUIRE_DATA_ERROR(pardl::load_fashion_mnist(file), file.string(),
+                           "is not a directory (it is a regular file)");
+        REQUIRE_THROWS_WITH(pardl::load_fashion_mnist(file), !Catch::Contains("not found"));
+        REQUIRE_DATA_ERROR(pardl::load_cifar10(file), file.string(), "is not a directory");
+    }
+    SECTION("images must be 28x28, the generic reader takes any shape") {
+        for (const std::vector<std::size_t>& shape :
+             {std::vector<std::size_t>{2, 14, 56}, std::vector<std::size_t>{2, 784, 1},
+              std::vector<std::size_t>{2, 27, 27}}) {
+            const std::string found = std::to_string(shape[1]) + "x" + std::to_string(shape[2]);
+            CAPTURE(found);
+            pardl::write_idx(tmp / "train-images-idx3-ubyte", shape,
+                             pattern_bytes(shape[0] * shape[1] * shape[2], 4), false);
+            pardl::write_idx(tmp / "train-labels-idx1-ubyte", {2}, std::vector<std::uint8_t>{1, 2}, false);
+            REQUIRE_DATA_ERROR(pardl::load_fashion_mnist(tmp.path), "train-images-idx3-ubyte",
+                               "images are " + found + " pixels, but Fashion-MNIST's are 28x28");
+            REQUIRE(pardl::read_idx(tmp / "train-images-idx3-ubyte", 3).dims == shape);
+            REQUIRE(pardl::load_idx_pair(tmp / "train-images-idx3-ubyte", tmp / "train-labels-idx1-ubyte")
+                        .sample_shape == std::vector<std::size_t>{1, shape[1], shape[2]});
+        }
+    }
+    SECTION("a FIFO in place of a data file is refused unopened") {
+        pardl::write_idx(tmp / "train-labels-idx1-ubyte", {2}, std::vector<std::uint8_t>{1, 2}, false);
+        const auto fifo = tmp / "train-images-idx3-ubyte";
+        REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0); // opening it for reading would block for ever
+        REQUIRE_DATA_ERROR(pardl::read_idx(fifo), fifo.string(),
+                           "unreadable: it is a FIFO, not a regular file");
+        REQUIRE_DATA_ERROR(pardl::load_fashion_mnist(tmp.path), fifo.string(), "it is a FIFO");
+        REQUIRE_DATA_ERROR(pardl::load_cifar10_file(fifo), fifo.string(), "it is a FIFO");
     }
 }
 

@@ -21,12 +21,15 @@
 #include <catch2/catch.hpp>
 #include <zlib.h>
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstddef>
@@ -38,6 +41,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -822,4 +826,65 @@ TEST_CASE("checkpoint: a failed write keeps the old file and removes the tempora
     std::vector<float> p(Small::param_count);
     load_checkpoint(file, Small::signature(), p, {});
     CHECK(p == old_params);
+}
+
+TEST_CASE("checkpoint: a symbolic link stays, and the file it names is replaced", "[model][checkpoint]") {
+    // Writing through a link (to shared storage, say) updates the file it names; the rename of
+    // the atomic write used to replace the link itself and leave its target stale.
+    TempDir dir;
+    const fs::path target = dir.path / "real.ckpt", link = dir.path / "link.ckpt";
+    const std::vector<float> first = sample_values(Small::param_count, 10),
+                             second = sample_values(Small::param_count, 11);
+    save_checkpoint(target, Small::signature(), first, {});
+    fs::create_symlink("real.ckpt", link); // relative, as links usually are
+    save_checkpoint(link, Small::signature(), second, {});
+    CHECK(fs::is_symlink(fs::symlink_status(link)));
+    std::vector<float> p(Small::param_count);
+    load_checkpoint(target, Small::signature(), p, {});
+    CHECK(p == second);
+    CHECK(dir.entries() == 2); // the file and the link: no temporary left
+}
+
+TEST_CASE("checkpoint: a path that is no regular file is neither replaced nor opened",
+          "[model][checkpoint]") {
+    TempDir dir;
+    const std::vector<float> params = sample_values(Small::param_count, 12);
+    // A FIFO: the rename would have replaced it, and opening it to read would wait for a writer
+    // for ever. (If it did, the writer opened below after a second lets the test end.)
+    const fs::path fifo = dir.path / "pipe";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_WITH(save_checkpoint(fifo, Small::signature(), params, {}),
+                      Catch::Contains("is not a regular file (a device, FIFO or socket)"));
+    CHECK(fs::is_fifo(fifo));
+    std::thread unblock([&] {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+        if (fd >= 0) ::close(fd);
+    });
+    std::vector<float> p(Small::param_count);
+    CHECK_THAT(load_error(fifo, Small::signature(), p, {}),
+               Catch::Contains("pipe is a FIFO, not a regular file"));
+    unblock.join();
+    // A device, and an empty path.
+    CHECK_THROWS_WITH(save_checkpoint("/dev/null", Small::signature(), params, {}),
+                      Catch::Contains("cannot write checkpoint /dev/null: is not a regular file"));
+    CHECK(fs::is_character_file("/dev/null"));
+    CHECK_THROWS_WITH(save_checkpoint("", Small::signature(), params, {}),
+                      Catch::Contains("the path is empty"));
+    CHECK(dir.entries() == 1); // the FIFO alone
+}
+
+TEST_CASE("checkpoint: a model signature that is not text is a corrupt header, not printed",
+          "[model][checkpoint]") {
+    TempDir dir;
+    const fs::path file = dir.path / "sig.ckpt";
+    save_checkpoint(file, Small::signature(), sample_values(Small::param_count, 13), {});
+    std::vector<char> bytes = read_bytes(file);
+    bytes[16] = '\x01'; // the signature's first byte, after magic (8), version (4) and its length (4)
+    std::ofstream(file, std::ios::binary | std::ios::trunc)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::vector<float> p(Small::param_count);
+    const std::string error = load_error(file, Small::signature(), p, {});
+    CHECK_THAT(error, Catch::Contains("has a corrupt header (its model signature is not text)"));
+    CHECK(error.find('\x01') == std::string::npos);
 }

@@ -526,6 +526,41 @@ TEST_CASE("Parameters that are not finite are never saved", "[policy][checkpoint
     std::filesystem::remove(file);
 }
 
+TEST_CASE("An optimizer state that is not finite stops training and is never saved", "[policy][checkpoint]") {
+    // Adam's second moments can overflow to infinity while the parameters stay finite (each step
+    // then divides by infinity and the parameter freezes): a run like that has diverged too.
+    const std::filesystem::path file =
+        std::filesystem::temp_directory_path() /
+        ("pardl_nonfinite_state_" + std::to_string(std::random_device{}()) + ".ckpt");
+    const Dataset blobs = make_blobs(64, 12, 4, 3);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, Adam, Serial> trainer(adam(), quiet_options(16));
+    trainer.fit(blobs, nullptr, 1);
+    trainer.optimizer().state_buffers()[1][7] = std::numeric_limits<float>::infinity();
+    CHECK_THROWS_WITH(trainer.save(file), Catch::Contains("optimizer state value 7 of") &&
+                                              Catch::Contains("is inf") && Catch::Contains("not written"));
+    CHECK(!std::filesystem::exists(file));
+    CHECK_THROWS_WITH(trainer.fit(blobs, nullptr, 1),
+                      Catch::Contains("optimizer state value 7 of") && Catch::Contains("after epoch 2"));
+}
+
+TEST_CASE("A checkpoint holding a value that is not finite was altered, and is refused so",
+          "[policy][checkpoint]") {
+    // save refuses such values, so a file with one was edited (its checksum fixed up) or forged:
+    // a CheckpointError that says so, not a "diverged" error at the first epoch's end.
+    const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                       ("pardl_altered_" + std::to_string(std::random_device{}()) + ".ckpt");
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), quiet_options(16));
+    std::vector<float> params(trainer.parameters().begin(), trainer.parameters().end());
+    params[3] = std::numeric_limits<float>::quiet_NaN();
+    save_checkpoint(file, SmallMlp::signature(), params, {});
+    const std::uint64_t mine = trainer.checksum();
+    CHECK_THROWS_WITH(trainer.load(file),
+                      Catch::Contains("holds a value that is not finite (parameter 3 of") &&
+                          Catch::Contains("the file was altered"));
+    CHECK(trainer.checksum() == mine);
+    std::filesystem::remove(file);
+}
+
 TEST_CASE("A checkpoint that fails to load leaves the parameters as they were", "[policy][checkpoint]") {
     const std::filesystem::path file = std::filesystem::temp_directory_path() /
                                        ("pardl_badload_" + std::to_string(std::random_device{}()) + ".ckpt");

@@ -202,4 +202,10 @@ TEST_CASE("write_timeline with one process writes one valid file and no parts", 
     for (const auto& entry : std::filesystem::directory_iterator(dir)) others += entry.path() != file;
     CHECK(others == 0);
     std::filesystem::remove_all(dir);
+    // A device is not replaced (the atomic write's rename would delete it), and no part is written
+    // beside it.
+    CHECK_THROWS_WITH(write_timeline(timeline, comm, "/dev/null"),
+                      Catch::Contains("cannot write timeline /dev/null: is not a regular file"));
+    CHECK(std::filesystem::is_character_file("/dev/null"));
+    CHECK(!std::filesystem::exists("/dev/null.rank0.part"));
 }

@@ -20,6 +20,7 @@
 #include <thread>
 #include <utility>
 
+#include "pardl/core/atomic_file.hpp"
 #include "pardl/metrics/timer.hpp"
 
 namespace pardl::examples {
@@ -127,6 +128,12 @@ CLI::Validator positive_float(const char* zero = nullptr) {
                        what);
 }
 
+/// A path that is not empty (`--save ''` would otherwise mean no checkpoint, silently).
+CLI::Validator non_empty() {
+    return CLI::Validator(
+        [](std::string& s) { return s.empty() ? std::string("must not be empty") : std::string(); }, "");
+}
+
 /// A real number in [0, 1).
 CLI::Validator unit_interval_half_open() {
     return real_number([](long double v) { return v >= 0 && v < 1; }, "a number in [0, 1)");
@@ -232,12 +239,6 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->type_name("MAX")
         ->check(positive_float("no clipping"))
         ->capture_default_str();
-    // Both bounds set is refused; 0 is "off", so --clip-grad-norm 0 goes with either.
-    app.final_callback([&o] {
-        if (o.clip_grad_norm > 0 && o.clip_grad_value > 0)
-            throw CLI::ValidationError("--clip-grad-value",
-                                       "clip by norm or by value, not both (--clip-grad-norm is set too)");
-    });
     app.add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")
         ->type_name("X")
         ->check(unit_interval_half_open())
@@ -253,8 +254,13 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->check(positive_float("none"))
         ->capture_default_str();
     app.add_flag("--nesterov", o.nesterov, "Nesterov momentum for SGD (needs --momentum > 0)");
+    // Checks across flags, once all are parsed (CLI11 keeps one final callback per app). Both
+    // clipping bounds set is refused, 0 being "off" (--clip-grad-norm 0 goes with either);
     // Nesterov momentum is SGD's, and needs momentum: refused where it would change nothing.
     app.final_callback([&o] {
+        if (o.clip_grad_norm > 0 && o.clip_grad_value > 0)
+            throw CLI::ValidationError("--clip-grad-value",
+                                       "clip by norm or by value, not both (--clip-grad-norm is set too)");
         if (o.nesterov && o.optimizer != "sgd")
             throw CLI::ValidationError("--nesterov",
                                        "Nesterov momentum is SGD's (--optimizer is " + o.optimizer + ")");
@@ -284,7 +290,8 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
     CLI::Option* save = app.add_option("--save", o.save,
                                        "Save a checkpoint to FILE: the parameters, and the optimizer's state "
                                        "and the epoch count, which --resume continues from")
-                            ->type_name("FILE");
+                            ->type_name("FILE")
+                            ->check(non_empty());
     app.add_option("--save-every", o.save_every,
                    "Also save the --save checkpoint after every N epochs, each write atomic (the old file "
                    "stays whole until the new one is complete): a run stopped by a crash or a time limit "
@@ -303,7 +310,8 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
                "one longer run, bit for bit; a note names the settings that differ (of the data, the "
                "image count and a hash of the labels are recorded)")
             ->type_name("FILE")
-            ->check(CLI::ExistingFile);
+            ->check(non_empty())
+            ->check(CLI::Validator(CLI::ExistingFile).description("")); // no second "FILE" in --help
     app.add_flag("--auto-resume", o.auto_resume,
                  "Resume from the --save checkpoint if it exists, else start afresh: for a job that a "
                  "batch system may stop and resubmit with the same command line (with --save-every and "
@@ -311,10 +319,12 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->needs(save)
         ->excludes(resume);
     app.add_option("--json", o.json, "Write the run record (timings, metrics, checksum) to FILE")
-        ->type_name("FILE");
+        ->type_name("FILE")
+        ->check(non_empty());
     app.add_option("--timeline", o.timeline,
                    "Write a Chrome trace (chrome://tracing, Perfetto) of every step's phases to FILE")
-        ->type_name("FILE");
+        ->type_name("FILE")
+        ->check(non_empty());
     app.add_option("--check-replicas", o.check_replicas,
                    "Compare parameter checksums across ranks every K steps (0 = never)")
         ->type_name("K")
@@ -511,17 +521,36 @@ CommandLine::~CommandLine() = default;
 
 void require_writable_outputs(const RunOptions& o) {
     namespace fs = std::filesystem;
-    const auto check = [](const fs::path& p, const char* flag) {
+    // Each output's file (a symbolic link followed, as the writes follow it), and which flag names it.
+    std::vector<std::pair<fs::path, std::string>> targets;
+    const auto check = [&](const std::string& p, const std::string& flag) {
         if (p.empty()) return;
         const auto fail = [&](const std::string& why) {
-            throw pardl::ConfigError(std::string(flag) + " " + p.string() + ": " + why);
+            throw pardl::ConfigError(flag + " " + p + ": " + why);
         };
+        // Empty, a folder, a device (/dev/stdout) or a FIFO: the atomic write would replace it.
+        fs::path target;
+        try {
+            target = pardl::atomic_write_target<pardl::ConfigError>(p, "");
+        } catch (const pardl::ConfigError& e) {
+            const std::string why = e.what();
+            fail(why.substr(why.find(": ") + 2));
+        }
+        const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
         std::error_code ec;
-        if (fs::is_directory(p, ec)) fail("is a folder; name a file in it");
-        const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
         if (!fs::is_directory(dir, ec)) fail("the folder " + dir.string() + " does not exist");
         if (::access(dir.c_str(), W_OK) != 0)
             fail("cannot write in " + dir.string() + ": " + std::strerror(errno));
+        // Two outputs in one file would leave only the last one written; a data file would be lost.
+        for (const auto& [other, other_flag] : targets)
+            if (fs::weakly_canonical(other, ec) == fs::weakly_canonical(target, ec))
+                fail("is the file " + other_flag + " names too");
+        for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
+            for (const char* ext : {"", ".gz"})
+                if (fs::equivalent(target, o.data / (std::string(name) + ext), ec))
+                    fail("is a data file that --data reads");
+        targets.emplace_back(target, flag);
     };
     check(o.save, "--save");
     check(o.json, "--json");
@@ -549,31 +578,25 @@ bool CommandLine::given(const std::string& name) const {
     return app_->count(name) > 0;
 }
 
+std::vector<std::pair<std::string, std::string>> CommandLine::rank_shared_flags() const {
+    std::vector<std::pair<std::string, std::string>> flags;
+    for (const CLI::Option* opt : app_->get_options()) {
+        if (opt->check_name("--help") || opt->check_name("--data") || opt->check_name("--threads")) continue;
+        std::string value;
+        if (opt->count() > 0)
+            for (const std::string& r : opt->results()) value += (value.empty() ? "" : " ") + r;
+        else
+            value = opt->get_default_str();
+        flags.emplace_back(opt->get_name(), value);
+    }
+    return flags;
+}
+
 void write_run_record(const std::filesystem::path& path, const RunOptions& o, const RunInfo& info,
                       const std::vector<pardl::EpochRecord>& history) {
-    const nlohmann::json record = make_run_record(o, info, history);
-    std::filesystem::path tmp = path;
-    tmp += ".tmp";
-    {
-        // errno says why (no such folder, no space left); a half-written temporary is removed.
-        std::ofstream out(tmp, std::ios::trunc);
-        if (!out)
-            throw std::runtime_error("cannot write run record '" + tmp.string() +
-                                     "': " + std::strerror(errno));
-        out << record.dump(2) << '\n';
-        out.flush();
-        if (!out) {
-            const std::string why = std::strerror(errno);
-            out.close();
-            std::filesystem::remove(tmp);
-            throw std::runtime_error("error while writing run record '" + tmp.string() + "': " + why);
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec)
-        throw std::runtime_error("cannot rename '" + tmp.string() + "' to '" + path.string() +
-                                 "': " + ec.message());
+    const std::string text = make_run_record(o, info, history).dump(2) + "\n";
+    pardl::write_file_atomically<std::runtime_error>(path, "run record",
+                                                     [&](const auto& put) { put(text.data(), text.size()); });
 }
 
 } // namespace pardl::examples

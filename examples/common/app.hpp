@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "pardl/core/errors.hpp"
@@ -106,6 +107,10 @@ public:
     const RunOptions& options() const { return options_; }
     /// What CLI11 said about the flags when parse() failed (printed only on rank 0 by parse).
     const std::string& parse_error() const { return parse_error_; }
+    /// Every flag's value as given, or its default where not given, by name ("--seed", "42"),
+    /// except those that ranks may hold apart: --data (a node's own mount of the same files, which
+    /// the trainer compares by content) and --threads (a node's own core count); --help neither.
+    std::vector<std::pair<std::string, std::string>> rank_shared_flags() const;
 
 private:
     RunOptions& options_;
@@ -120,6 +125,35 @@ int launcher_rank();
 int launcher_size();
 /// std::thread::hardware_concurrency(), at least 1.
 unsigned hardware_cores();
+
+/// The flags (CommandLine::rank_shared_flags) in which this rank differs from another, as
+/// "--seed (this rank: 7), --save (this rank: not given)"; empty where every rank was given the
+/// same. Ranks given different flags would hang (a --save, --timeline, --resume or
+/// --check-replicas on some ranks only joins collectives the others never reach) or train apart.
+/// A collective of Env: every rank calls it.
+template <class Env>
+std::string flags_differing_between_ranks(const std::vector<std::pair<std::string, std::string>>& flags) {
+    if (Env::world_size() == 1) return {};
+    const auto differs = [](std::uint64_t h) { return Env::max_over_ranks(h) != ~Env::max_over_ranks(~h); };
+    const auto hash = [](pardl::detail::Fnv1a& h, const std::string& text) {
+        h.add(text.data(), text.size());
+        const unsigned char end = 0xFF; // no text holds it
+        h.add(&end, 1);
+    };
+    pardl::detail::Fnv1a names;
+    for (const auto& flag : flags) hash(names, flag.first);
+    if (differs(names.value)) return "other flags altogether (ranks running different programs)";
+    std::string differ;
+    for (const auto& [name, value] : flags) {
+        pardl::detail::Fnv1a h;
+        hash(h, name);
+        hash(h, value);
+        if (differs(h.value))
+            differ += (differ.empty() ? "" : ", ") + name +
+                      " (this rank: " + (value.empty() ? "not given" : value) + ")";
+    }
+    return differ;
+}
 } // namespace detail
 
 /// The learning rate actually used: --lr if given, else the optimizer's customary default.
@@ -178,6 +212,10 @@ int run_example(int argc, char** argv, CommandLine& cli, Fn&& body) {
                 std::fprintf(stderr, "[rank %d] %s", Env::world_rank(), cli.parse_error().c_str());
             return worst == 2 ? 2 : 0;
         }
+        const std::string differ = detail::flags_differing_between_ranks<Env>(cli.rank_shared_flags());
+        if (!differ.empty())
+            throw pardl::ConfigError("the ranks were given different flags: " + differ +
+                                     "; only --data and --threads may differ between ranks");
         const int ranks = Env::world_size();
         if (Env::world_rank() == 0) {
             // The executor resolves 0 to its default and rejects impossible counts (ConfigError).
@@ -185,9 +223,9 @@ int run_example(int argc, char** argv, CommandLine& cli, Fn&& body) {
             const unsigned cores = detail::hardware_cores();
             if (static_cast<std::size_t>(ranks) * workers > cores)
                 std::fprintf(stderr,
-                             "warning: %d ranks x %zu threads oversubscribe the %u cores: timings will not "
+                             "warning: %d ranks x %zu thread%s oversubscribe the %u cores: timings will not "
                              "be meaningful\n",
-                             ranks, workers, cores);
+                             ranks, workers, workers == 1 ? "" : "s", cores);
         }
         if constexpr (std::is_void_v<std::invoke_result_t<Fn&>>) {
             body();

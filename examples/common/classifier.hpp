@@ -24,7 +24,9 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     const int rank = Env::world_rank();
     const int ranks = Env::world_size();
 
-    require_writable_outputs(o);
+    // Rank 0 writes every output (checkpoints, the run record, the joined timeline): only its
+    // node needs their folders. A failure there ends the job (run_example).
+    if (rank == 0) require_writable_outputs(o);
     // Every rank loads the data (each then takes its slice of every batch).
     const Dataset train_set = load_fashion_mnist(o.data, /*train=*/true, o.limit);
     const Dataset test_set = load_fashion_mnist(o.data, /*train=*/false, o.test_limit);

@@ -64,6 +64,7 @@ struct NoEnvironment {
     static int world_rank() { return 0; }
     static int world_size() { return 1; }
     static int max_over_ranks(int v) { return v; }
+    static std::uint64_t max_over_ranks(std::uint64_t v) { return v; }
     /// Ends the whole job after an error; with one process that is just exit.
     [[noreturn]] static void abort(int code);
 };

@@ -14,6 +14,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -52,6 +53,13 @@ public:
     static int max_over_ranks(int v) {
         int out = v;
         MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        return out;
+    }
+
+    /// The largest of every rank's v, for 64-bit values (hashes: the smallest is ~max(~v)).
+    static std::uint64_t max_over_ranks(std::uint64_t v) {
+        std::uint64_t out = v;
+        MPI_Allreduce(&v, &out, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
         return out;
     }
 

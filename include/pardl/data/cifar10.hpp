@@ -5,6 +5,7 @@
 
 #include "pardl/core/errors.hpp"
 #include "pardl/data/dataset.hpp"
+#include "pardl/data/files.hpp"
 
 #include <algorithm>
 #include <array>
@@ -29,12 +30,8 @@ inline constexpr const char* cifar10_hint =
 
 /// Checks a CIFAR-10 file and returns its record count.
 inline std::size_t cifar10_records(const std::filesystem::path& path) {
+    require_regular_file(path, "CIFAR-10 file", cifar10_hint);
     std::error_code ec;
-    const auto st = std::filesystem::status(path, ec);
-    if (st.type() == std::filesystem::file_type::not_found)
-        throw DataError(concat("CIFAR-10 file '", path.string(), "': file not found", cifar10_hint));
-    if (ec || !std::filesystem::is_regular_file(st))
-        throw DataError(concat("CIFAR-10 file '", path.string(), "': unreadable (not a regular file)"));
     const auto size = std::filesystem::file_size(path, ec);
     if (ec) throw DataError(concat("CIFAR-10 file '", path.string(), "': unreadable (", ec.message(), ")"));
     if (size == 0) throw DataError(concat("CIFAR-10 file '", path.string(), "': empty file"));
@@ -86,10 +83,8 @@ inline Dataset load_cifar10_file(const std::filesystem::path& path, std::size_t 
 /// Loads the CIFAR-10 training set (data_batch_1..5.bin concatenated in order) or the test set
 /// (test_batch.bin) from `dir`, or from `dir`/cifar-10-batches-bin as the archive unpacks.
 inline Dataset load_cifar10(const std::filesystem::path& dir, bool train = true, std::size_t limit = 0) {
+    detail::require_directory(dir, "CIFAR-10 directory", detail::cifar10_hint);
     std::error_code ec;
-    if (!std::filesystem::is_directory(dir, ec))
-        throw DataError(
-            detail::concat("CIFAR-10 directory '", dir.string(), "' not found", detail::cifar10_hint));
     std::filesystem::path root = dir;
     const char* probe = train ? "data_batch_1.bin" : "test_batch.bin";
     if (!std::filesystem::exists(root / probe, ec) &&

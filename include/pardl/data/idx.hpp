@@ -1,24 +1,20 @@
 // Reader for the IDX format of MNIST and Fashion-MNIST (big-endian magic, dimensions, bytes),
-// from gzip or plain files alike (zlib's gzread passes plain files through). Every defect of a
-// file surfaces as a pardl::DataError naming the file and the problem; no input can crash it.
+// from gzip or plain files alike (see GzReader). Every defect of a file surfaces as a
+// pardl::DataError naming the file and the problem; no input can crash it.
 #pragma once
 
 #include "pardl/core/errors.hpp"
 #include "pardl/data/dataset.hpp"
-
-#include <zlib.h>
+#include "pardl/data/files.hpp"
+#include "pardl/data/gz_reader.hpp"
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <limits>
 #include <string>
-#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -68,100 +64,17 @@ inline std::string shape_string(const std::vector<std::size_t>& dims) {
     return s;
 }
 
-/// Throws DataError unless `path` names an existing regular file. `kind` opens the message
-/// ("IDX file"), `hint` (may be empty) is appended to the "not found" message.
-inline void require_regular_file(const std::filesystem::path& path, std::string_view kind,
-                                 std::string_view hint = {}) {
-    std::error_code ec;
-    const auto st = std::filesystem::status(path, ec);
-    if (st.type() == std::filesystem::file_type::not_found)
-        throw DataError(concat(kind, " '", path.string(), "': file not found", hint));
-    if (ec) throw DataError(concat(kind, " '", path.string(), "': unreadable (", ec.message(), ")"));
-    if (!std::filesystem::is_regular_file(st))
-        throw DataError(concat(kind, " '", path.string(), "': unreadable (not a regular file)"));
-}
-
-/// RAII wrapper of a zlib read handle that reports errors as DataError. A gzip stream that simply
-/// ends early is not thrown here: it is remembered (`stream_truncated`) so that the caller can say
-/// how many bytes it expected and got.
-class GzReader {
-public:
-    explicit GzReader(const std::filesystem::path& path) : path_(path) {
-        errno = 0;
-        file_ = gzopen(path.string().c_str(), "rb");
-        if (!file_) {
-            const int e = errno;
-            throw DataError(concat("IDX file '", path_.string(), "': unreadable (",
-                                   e ? std::strerror(e) : "gzopen failed", ")"));
-        }
-        gzbuffer(file_, 1u << 17);
-    }
-    ~GzReader() {
-        if (file_) gzclose_r(file_);
-    }
-    GzReader(const GzReader&) = delete;
-    GzReader& operator=(const GzReader&) = delete;
-
-    /// Reads up to n bytes; fewer only at the end of the data.
-    std::size_t read(void* dst, std::size_t n) {
-        auto* out = static_cast<unsigned char*>(dst);
-        std::size_t got = 0;
-        while (got < n) {
-            const auto chunk = static_cast<unsigned>(std::min<std::size_t>(n - got, std::size_t{1} << 30));
-            const int r = gzread(file_, out + got, chunk);
-            check();
-            if (r < 0) throw DataError(concat("IDX file '", path_.string(), "': corrupt gzip stream"));
-            if (r == 0) break;
-            got += static_cast<std::size_t>(r);
-        }
-        return got;
-    }
-
-    /// True once zlib has met the end of the file in the middle of a gzip member.
-    bool stream_truncated() const noexcept { return truncated_; }
-
-private:
-    void check() {
-        int errnum = Z_OK;
-        const char* msg = gzerror(file_, &errnum);
-        switch (errnum) {
-        case Z_OK:
-            return;
-        case Z_BUF_ERROR:
-            truncated_ = true;
-            return;
-        case Z_ERRNO:
-            throw DataError(
-                concat("IDX file '", path_.string(), "': unreadable (", std::strerror(errno), ")"));
-        case Z_MEM_ERROR:
-            throw DataError(concat("IDX file '", path_.string(), "': out of memory while decompressing"));
-        default: {
-            // zlib prefixes its message with the path, which ours already names.
-            std::string_view text = msg ? msg : "unknown error";
-            const std::string prefix = path_.string() + ": ";
-            if (text.substr(0, prefix.size()) == prefix) text.remove_prefix(prefix.size());
-            throw DataError(
-                concat("IDX file '", path_.string(), "': corrupt gzip stream (zlib: ", text, ")"));
-        }
-        }
-    }
-
-    std::filesystem::path path_;
-    gzFile file_ = nullptr;
-    bool truncated_ = false;
-};
-
 } // namespace detail
 
 /// Reads one IDX file (gzip or plain). `expected_dims` (0 = any) pins the magic number to
 /// 0x000008NN with NN = expected_dims, e.g. 1 for label files and 3 for image files.
 /// Only the unsigned-byte type (0x08) is supported.
 /// @throws DataError naming the file: missing, unreadable, wrong magic, unsupported type, zero or
-///         absurd dimensions, truncated data, trailing bytes, or a corrupt gzip stream.
+///         absurd dimensions, truncated data, trailing bytes, or a corrupt gzip stream (including a
+///         missing or truncated trailer and a CRC-32 or length that does not match the data).
 inline IdxArray read_idx(const std::filesystem::path& path, std::size_t expected_dims = 0) {
     using detail::concat;
-    detail::require_regular_file(path, "IDX file");
-    detail::GzReader in(path);
+    detail::GzReader in(path, "IDX file");
     const auto fail = [&](const auto&... parts) {
         return DataError(concat("IDX file '", path.string(), "': ", parts...));
     };
@@ -235,12 +148,19 @@ inline IdxArray read_idx(const std::filesystem::path& path, std::size_t expected
         throw fail("truncated data: the header (shape ", detail::shape_string(out.dims), ") promises ",
                    want_total, " bytes, got ", have, gz_note());
 
+    // The file must hold exactly the array its header describes, so any byte after the payload is
+    // an error: extra bytes of a plain file, extra decompressed bytes (from the same gzip member or
+    // a later one, since concatenated members are one stream as gunzip reads them), and non-gzip
+    // bytes after the last member (GzReader throws for those). Such bytes mean that the header or
+    // the file is wrong (a botched copy or concatenation), and no defect may pass silently. Empty
+    // gzip members add no bytes and are accepted. Reading on to the end also makes GzReader check
+    // the trailer (CRC-32 and length) of the last member, which comes after the payload.
     std::size_t extra = 0;
     unsigned char sink[4096];
     for (std::size_t r; (r = in.read(sink, sizeof sink)) > 0;) extra += r;
     if (in.stream_truncated())
-        throw fail("truncated gzip stream: the data is complete but the stream ends unexpectedly "
-                   "(missing gzip trailer)");
+        throw fail("truncated gzip stream: the data is complete but the gzip trailer (CRC-32 and "
+                   "length) is missing or cut short, so the data cannot be verified");
     if (extra)
         throw fail("trailing garbage: ", extra, " bytes after the ", want_total,
                    " data bytes the header promises (shape ", detail::shape_string(out.dims), ")");
@@ -278,6 +198,10 @@ inline Dataset load_idx_pair(const std::filesystem::path& images_path,
 }
 
 namespace detail {
+inline constexpr const char* fashion_mnist_hint =
+    "; install the Debian package dataset-fashion-mnist or give the directory that holds the files "
+    "(--data DIR in the examples)";
+
 /// `dir/name.gz` if it exists, else `dir/name` if that exists, else throws with the install hint.
 inline std::filesystem::path find_fashion_file(const std::filesystem::path& dir, const std::string& name) {
     std::error_code ec;
@@ -285,27 +209,33 @@ inline std::filesystem::path find_fashion_file(const std::filesystem::path& dir,
     if (std::filesystem::exists(gz, ec)) return gz;
     const auto plain = dir / name;
     if (std::filesystem::exists(plain, ec)) return plain;
-    throw DataError(
-        concat("Fashion-MNIST file '", gz.string(), "' (or '", plain.string(),
-               "') not found; install the Debian package dataset-fashion-mnist or give the directory "
-               "that holds the files (--data DIR in the examples)"));
+    throw DataError(concat("Fashion-MNIST file '", gz.string(), "' (or '", plain.string(), "') not found",
+                           fashion_mnist_hint));
 }
 } // namespace detail
 
+/// Fashion-MNIST's image side: read_idx accepts any shape, but images of another size are not
+/// Fashion-MNIST, whatever the file is called, and a model built for 28x28 inputs must not train
+/// on them silently (an MLP sees only 784 values per row, so 14x56 would pass unnoticed).
+inline constexpr std::size_t fashion_mnist_side = 28;
+
 /// Loads the Fashion-MNIST training (60000) or test (10000) set from `dir`, which holds the
 /// standard file names, gzipped or not (gzipped preferred when both exist).
+/// @throws DataError as load_idx_pair, when `dir` is not a directory, and when the images are not
+///         28x28.
 inline Dataset load_fashion_mnist(const std::filesystem::path& dir = default_fashion_mnist_dir,
                                   bool train = true, std::size_t limit = 0) {
-    std::error_code ec;
-    if (!std::filesystem::is_directory(dir, ec))
-        throw DataError(
-            detail::concat("Fashion-MNIST directory '", dir.string(),
-                           "' not found; install the Debian package dataset-fashion-mnist or give the "
-                           "directory that holds the files (--data DIR in the examples)"));
+    detail::require_directory(dir, "Fashion-MNIST directory", detail::fashion_mnist_hint);
     const std::string prefix = train ? "train" : "t10k";
     const auto images = detail::find_fashion_file(dir, prefix + "-images-idx3-ubyte");
     const auto labels = detail::find_fashion_file(dir, prefix + "-labels-idx1-ubyte");
-    return load_idx_pair(images, labels, limit, 10);
+    Dataset d = load_idx_pair(images, labels, limit, 10);
+    const std::size_t rows = d.sample_shape[1], cols = d.sample_shape[2];
+    if (rows != fashion_mnist_side || cols != fashion_mnist_side)
+        throw DataError(detail::concat("Fashion-MNIST file '", images.string(), "': images are ", rows, "x",
+                                       cols, " pixels, but Fashion-MNIST's are ", fashion_mnist_side, "x",
+                                       fashion_mnist_side));
+    return d;
 }
 
 } // namespace pardl

@@ -22,6 +22,7 @@
 #include <system_error>
 #include <vector>
 
+#include "pardl/core/atomic_file.hpp"
 #include "pardl/core/errors.hpp"
 #include "pardl/metrics/timer.hpp"
 
@@ -194,7 +195,7 @@ private:
 
 /// Writes every rank's timeline into one Chrome trace file `file` (pid = rank). A collective:
 /// every rank of `comm` calls it. Each rank writes its events to `file`.rank<R>.part; rank 0 joins
-/// them into one JSON object, written atomically (`file`.tmp, then rename), and deletes the parts.
+/// them into one JSON object, written atomically (write_file_atomically), and deletes the parts.
 /// Timestamps are shifted to the earliest rank's origin, which lines ranks up when they share a
 /// steady clock (one node). Assumes a filesystem shared by the ranks, as on one node. Throws
 /// CheckpointError on every rank if any rank could not write.
@@ -215,7 +216,13 @@ void write_timeline(const Timeline& timeline, Comm& comm, const std::filesystem:
     const double offset_us = static_cast<double>(origin_ns - base_ns) / 1e3;
 
     std::string why;
-    {
+    try {
+        // A path no file can be written to (a device, a folder) gets no parts beside it either.
+        static_cast<void>(atomic_write_target<CheckpointError>(file, "timeline"));
+    } catch (const CheckpointError& e) {
+        why = e.what();
+    }
+    if (why.empty()) {
         std::ofstream out(part_path(rank), std::ios::trunc);
         if (out) timeline.write_trace_events(out, rank, offset_us);
         out.flush();
@@ -231,35 +238,28 @@ void write_timeline(const Timeline& timeline, Comm& comm, const std::filesystem:
     }
 
     if (rank == 0) {
-        fs::path tmp = file;
-        tmp += ".tmp";
-        {
-            std::ofstream out(tmp, std::ios::trunc);
-            out << "{\"traceEvents\":[\n";
-            for (int r = 0; r < ranks && out; ++r) {
-                std::ifstream in(part_path(r));
-                if (!in) {
-                    why = "cannot read '" + part_path(r).string() + "'";
-                    break;
+        try {
+            write_file_atomically<CheckpointError>(file, "timeline", [&](const auto& put) {
+                const auto text = [&](const std::string& t) { put(t.data(), t.size()); };
+                text("{\"traceEvents\":[\n");
+                std::vector<char> chunk(1 << 16);
+                for (int r = 0; r < ranks; ++r) {
+                    std::ifstream in(part_path(r), std::ios::binary);
+                    if (!in) throw CheckpointError("cannot read '" + part_path(r).string() + "'");
+                    if (r > 0) text(",\n");
+                    while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) ||
+                           in.gcount() > 0)
+                        put(chunk.data(), static_cast<std::size_t>(in.gcount()));
                 }
-                if (r > 0) out << ",\n";
-                out << in.rdbuf();
-            }
-            out << "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"dropped\":"
-                << static_cast<std::uint64_t>(dropped) << ",\"ranks\":" << ranks
-                << ",\"workers_per_rank\":" << timeline.workers()
-                << ",\"capacity_per_lane\":" << timeline.capacity() << "}}\n";
-            out.flush();
-            if (!out && why.empty())
-                why = "error while writing '" + tmp.string() + "': " + std::strerror(errno);
+                text("\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"dropped\":" +
+                     std::to_string(static_cast<std::uint64_t>(dropped)) + ",\"ranks\":" +
+                     std::to_string(ranks) + ",\"workers_per_rank\":" + std::to_string(timeline.workers()) +
+                     ",\"capacity_per_lane\":" + std::to_string(timeline.capacity()) + "}}\n");
+            });
+        } catch (const std::exception& e) {
+            why = e.what();
         }
         std::error_code ec;
-        if (why.empty()) {
-            fs::rename(tmp, file, ec);
-            if (ec) why = "cannot rename '" + tmp.string() + "' to '" + file.string() + "': " + ec.message();
-        } else {
-            fs::remove(tmp, ec);
-        }
         for (int r = 0; r < ranks; ++r) fs::remove(part_path(r), ec);
     }
     if (comm.max(static_cast<std::uint64_t>(!why.empty())) != 0)

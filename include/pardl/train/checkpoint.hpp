@@ -7,11 +7,9 @@
 // fsync, rename), so a crash never leaves a half-written checkpoint behind.
 #pragma once
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -24,7 +22,9 @@
 #include <utility>
 #include <vector>
 
+#include "pardl/core/atomic_file.hpp"
 #include "pardl/core/errors.hpp"
+#include "pardl/data/files.hpp"
 
 namespace pardl {
 
@@ -154,34 +154,6 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
         PARDL_REQUIRE(problem.empty(), CheckpointError, "cannot write checkpoint ", path.string(), ": ",
                       problem);
     }
-    namespace fs = std::filesystem;
-    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-    std::string tmpl = (dir / (path.filename().string() + ".tmp-XXXXXX")).string();
-    std::vector<char> name(tmpl.begin(), tmpl.end());
-    name.push_back('\0');
-    const int fd = mkstemp(name.data());
-    PARDL_REQUIRE(fd >= 0, CheckpointError, "cannot create a temporary file next to ", path, ": ",
-                  std::strerror(errno));
-    const std::string tmp(name.data());
-    // mkstemp creates the file 0600; a checkpoint is an ordinary result file.
-    ::fchmod(fd, 0644);
-    auto fail = [&](const std::string& why) {
-        ::close(fd);
-        std::remove(tmp.c_str());
-        throw CheckpointError("cannot write checkpoint " + path.string() + ": " + why);
-    };
-    auto put = [&](const void* p, std::size_t n) {
-        const char* c = static_cast<const char*>(p);
-        while (n > 0) {
-            const ssize_t w = ::write(fd, c, n);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                fail(std::strerror(errno));
-            }
-            c += w;
-            n -= static_cast<std::size_t>(w);
-        }
-    };
     const auto sig_len = static_cast<std::uint32_t>(signature.size());
     const std::uint64_t np = params.size(), ns = state.size();
     const std::uint32_t version = progress != nullptr ? checkpoint_version : 1;
@@ -198,35 +170,20 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
     sum.add(opt_state.data(), opt_state.size_bytes());
     sum.add(settings.data(), settings.size());
     const std::uint32_t crc = sum.value();
-    put(checkpoint_magic, sizeof checkpoint_magic);
-    put(&version, sizeof version);
-    put(&sig_len, sizeof sig_len);
-    put(signature.data(), signature.size());
-    put(&np, sizeof np);
-    put(&ns, sizeof ns);
-    put(&crc, sizeof crc);
-    put(params.data(), params.size_bytes());
-    put(state.data(), state.size_bytes());
-    put(section.data(), section.size());
-    put(opt_state.data(), opt_state.size_bytes());
-    put(settings.data(), settings.size());
-    if (::fsync(fd) != 0) fail(std::string("fsync: ") + std::strerror(errno));
-    if (::close(fd) != 0) {
-        std::remove(tmp.c_str());
-        throw CheckpointError("cannot write checkpoint " + path.string() + ": close failed");
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const std::string why = std::strerror(errno);
-        std::remove(tmp.c_str());
-        throw CheckpointError("cannot move checkpoint into place at " + path.string() + ": " + why);
-    }
-    // The rename is atomic; syncing the folder makes it durable too (after a power loss the new
-    // file, not the old one, is there). Best effort: some file systems cannot sync a folder.
-    const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-    if (dir_fd >= 0) {
-        ::fsync(dir_fd);
-        ::close(dir_fd);
-    }
+    write_file_atomically<CheckpointError>(path, "checkpoint", [&](const auto& put) {
+        put(checkpoint_magic, sizeof checkpoint_magic);
+        put(&version, sizeof version);
+        put(&sig_len, sizeof sig_len);
+        put(signature.data(), signature.size());
+        put(&np, sizeof np);
+        put(&ns, sizeof ns);
+        put(&crc, sizeof crc);
+        put(params.data(), params.size_bytes());
+        put(state.data(), state.size_bytes());
+        put(section.data(), section.size());
+        put(opt_state.data(), opt_state.size_bytes());
+        put(settings.data(), settings.size());
+    });
 }
 
 /// Reads a checkpoint written by save_checkpoint into params/state, whose sizes must match, and
@@ -238,6 +195,12 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
 inline void load_checkpoint(const std::filesystem::path& path, const std::string& signature,
                             std::span<float> params, std::span<float> state,
                             TrainingProgress* progress = nullptr) {
+    // Opening a FIFO would wait for a writer for ever, and a folder or device is no checkpoint.
+    std::error_code status_error;
+    const auto status = std::filesystem::status(path, status_error);
+    PARDL_REQUIRE(!std::filesystem::exists(status) || std::filesystem::is_regular_file(status),
+                  CheckpointError, "checkpoint ", path.string(), " is ",
+                  detail::file_type_name(status.type()), ", not a regular file");
     std::ifstream in(path, std::ios::binary);
     PARDL_REQUIRE(in, CheckpointError, "cannot open checkpoint ", path);
     const std::string where = "checkpoint " + path.string();
@@ -262,6 +225,11 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
     PARDL_REQUIRE(sig_len < (1u << 20), CheckpointError, where, " has a corrupt header");
     std::string sig(sig_len, '\0');
     get(sig.data(), sig_len, "header");
+    // A signature is printable text (layer names and shapes); anything else is a corrupt header,
+    // not another model, and is not printed.
+    const bool printable = std::all_of(sig.begin(), sig.end(), [](char c) { return c >= ' ' && c <= '~'; });
+    PARDL_REQUIRE(printable, CheckpointError, where,
+                  " has a corrupt header (its model signature is not text)");
     PARDL_REQUIRE(sig == signature, CheckpointError, where, " was written for model ", sig,
                   ", not for this model ", signature);
     std::uint64_t np = 0, ns = 0;

@@ -1063,6 +1063,13 @@ private:
                 std::vector<float> params(param_count), state(state_.size());
                 load_checkpoint(path, Model::signature(), std::span<float>(params), std::span<float>(state),
                                 &progress);
+                // save refuses such values: a file that holds one was altered after it was written.
+                std::string bad = first_non_finite(params, "parameter");
+                if (bad.empty()) bad = first_non_finite(state, "state value");
+                if (bad.empty()) bad = first_non_finite(progress.optimizer_state, "optimizer state value");
+                PARDL_REQUIRE(bad.empty(), CheckpointError, "checkpoint ", path.string(),
+                              " holds a value that ", "is not finite (", bad,
+                              "), which no save writes: the file was altered");
                 if (resume) require_optimizer_fits(progress, path);
                 if (resume) differences = settings_differences(progress);
                 std::copy(params.begin(), params.end(), params_.span().begin());
@@ -1347,19 +1354,24 @@ private:
     /// window has a finite winner), and such a model must not pass as trained. One pass over the
     /// parameters, once per epoch and before a save.
     void require_finite_parameters(const std::string& when) {
-        std::string why;
-        const auto find = [&](std::span<const float> v, const char* what) {
-            const auto it = std::find_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
-            if (it != v.end() && why.empty())
-                why = std::string(what) + " " + std::to_string(it - v.begin()) + " of " +
-                      std::to_string(v.size()) + " is " + std::to_string(*it);
-        };
-        find(params_.span(), "parameter");
-        find(state_.span(), "state value");
+        std::string why = first_non_finite(params_.span(), "parameter");
+        if (why.empty()) why = first_non_finite(state_.span(), "state value");
+        // Adam's second moments can overflow where the parameters stay finite (and then freeze).
+        if constexpr (SavesState<Opt>)
+            for (std::span<float> b : opt_.state_buffers())
+                if (why.empty()) why = first_non_finite(b, "optimizer state value");
         // The ranks hold the same parameters; agreeing still keeps one rank from waiting for another.
         if (comm_.max(static_cast<std::uint64_t>(!why.empty())) == 0) return;
         if (why.empty()) why = "another rank's parameters are not finite";
         throw NumericalError(why + " " + when + ": training diverged (try a lower learning rate)");
+    }
+
+    /// "what i of n is inf" for the first value of v that is NaN or infinite; empty if none.
+    static std::string first_non_finite(std::span<const float> v, const char* what) {
+        const auto it = std::find_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
+        if (it == v.end()) return {};
+        return std::string(what) + " " + std::to_string(it - v.begin()) + " of " + std::to_string(v.size()) +
+               " is " + std::to_string(*it);
     }
 
     Opt opt_;
