@@ -561,6 +561,19 @@ TEST_CASE("A checkpoint holding a value that is not finite was altered, and is r
     std::filesystem::remove(file);
 }
 
+TEST_CASE("A test loss that is not finite stops fit with NumericalError", "[policy]") {
+    // Finite parameters with a negative running variance (batch norm's statistics, as a hand-edited
+    // checkpoint could hold them) predict NaN on the test set, where training, which normalizes
+    // by the batch's own statistics, goes on finite.
+    const Dataset data = make_images(32, 1, 8, 8, 5, 3);
+    Trainer<SmallCnn, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), quiet_options(16));
+    CHECK_NOTHROW(trainer.fit(data, &data, 1));
+    std::fill(trainer.state().begin(), trainer.state().end(), -1e6f); // stays negative over an epoch
+    CHECK_THROWS_WITH(
+        trainer.fit(data, &data, 1),
+        Catch::Contains("the test loss is NaN after epoch 2: the model makes no finite prediction"));
+}
+
 TEST_CASE("A checkpoint that fails to load leaves the parameters as they were", "[policy][checkpoint]") {
     const std::filesystem::path file = std::filesystem::temp_directory_path() /
                                        ("pardl_badload_" + std::to_string(std::random_device{}()) + ".ckpt");

@@ -59,7 +59,8 @@ namespace {
 
 // CLI11's stock PositiveNumber / Range print DBL_MAX in their messages; these say what they mean.
 std::optional<long double> parse_number(const std::string& s) {
-    if (s.empty()) return std::nullopt;
+    // Decimal only: strtold also reads hexadecimal ("0x10" is 16), which no one means here.
+    if (s.empty() || s.find_first_of("xX") != std::string::npos) return std::nullopt;
     errno = 0;
     char* end = nullptr;
     const long double v = std::strtold(s.c_str(), &end);
@@ -86,11 +87,35 @@ std::vector<std::string> split(const std::string& text, char separator) {
     }
 }
 
+/// Whether `s` is a decimal integer past what `T` holds ("99999999999999999999").
+template <class T>
+bool integer_too_large(const std::string& s) {
+    T v{};
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc::result_out_of_range;
+}
+
+/// Any seed: an integer from 0 to 2^64 - 1, what the trainer takes.
+CLI::Validator seed_value() {
+    return CLI::Validator(
+        [](std::string& s) -> std::string {
+            unsigned long long v = 0;
+            const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+            if (ec != std::errc{} || p != s.data() + s.size())
+                return "must be an integer from 0 to " +
+                       std::to_string(std::numeric_limits<std::uint64_t>::max()) + " (got '" + s + "')";
+            return {};
+        },
+        "");
+}
+
 /// An integer >= lo (and <= hi).
 CLI::Validator integer_at_least(long long lo, long long hi = std::numeric_limits<long long>::max()) {
     return CLI::Validator(
         [lo, hi](std::string& s) -> std::string {
             const auto v = parse_integer(s);
+            if (!v && !s.empty() && s[0] != '-' && integer_too_large<long long>(s))
+                return "must be at most " + std::to_string(hi) + " (got '" + s + "')";
             if (!v || *v < lo || *v > hi)
                 return "must be an integer >= " + std::to_string(lo) +
                        (hi < std::numeric_limits<long long>::max() ? " and <= " + std::to_string(hi) : "") +
@@ -134,9 +159,10 @@ CLI::Validator non_empty() {
         [](std::string& s) { return s.empty() ? std::string("must not be empty") : std::string(); }, "");
 }
 
-/// A real number in [0, 1).
+/// A real number in [0, 1), also as the float the library takes (0.999999999999 rounds to 1).
 CLI::Validator unit_interval_half_open() {
-    return real_number([](long double v) { return v >= 0 && v < 1; }, "a number in [0, 1)");
+    return real_number([](long double v) { return v >= 0 && static_cast<float>(v) < 1.0f; },
+                       "a number in [0, 1), also once rounded to a float");
 }
 
 std::string hex64(std::uint64_t v) {
@@ -269,7 +295,7 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
     });
     app.add_option("--seed", o.seed, "Seed of initialisation and shuffling")
         ->type_name("S")
-        ->check(integer_at_least(0))
+        ->check(seed_value())
         ->capture_default_str();
     app.add_option("--limit", o.limit, "Use only the first N training images (0 = all)")
         ->type_name("N")
@@ -567,7 +593,9 @@ std::optional<int> CommandLine::parse(int argc, char** argv) {
         return std::nullopt;
     } catch (const CLI::ParseError& e) {
         std::ostringstream sink;
-        const bool talk = detail::launcher_rank() == 0;
+        // Under a launcher only its rank 0 prints; a process alone always does (a stray PMI_RANK
+        // in its environment must not silence it).
+        const bool talk = detail::launcher_rank() == 0 || detail::launcher_size() <= 1;
         const int code = app_->exit(e, talk ? std::cout : sink, talk ? std::cerr : sink);
         parse_error_ = sink.str();
         return code == 0 ? 0 : 2;

@@ -14,6 +14,7 @@
 #include <exception>
 #include <filesystem>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -239,6 +240,10 @@ int run_example(int argc, char** argv, CommandLine& cli, Fn&& body) {
     } catch (const pardl::ConfigError& e) {
         code = 2;
         message = e.what();
+    } catch (const std::bad_alloc&) {
+        code = 1;
+        message = "out of memory (std::bad_alloc): the model's buffers, a worker's per thread, the batch "
+                  "and the data set did not fit; fewer --threads, a smaller --batch or --limit need less";
     } catch (const std::exception& e) {
         code = 1;
         message = e.what();

@@ -125,9 +125,12 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
         const std::size_t epochs =
             o.total_epochs == 0 ? o.epochs : o.total_epochs - std::min(done, o.total_epochs);
         if (epochs == 0) {
-            if (rank == 0)
+            if (rank == 0) {
                 std::printf("nothing to train: %zu epochs done, --total-epochs %zu  checksum %016llx\n", done,
                             o.total_epochs, static_cast<unsigned long long>(trainer.checksum()));
+                if (!o.json.empty() || !o.timeline.empty())
+                    std::printf("no run record or timeline written: they describe the epochs a run trains\n");
+            }
             return 0;
         }
         const std::size_t last_epoch = done + epochs;

@@ -667,6 +667,12 @@ public:
             EpochRecord rec = train_epoch(loader, train, e, last);
             if (test) {
                 const Evaluation ev = evaluate_fitting(*test); // checked above
+                // The same on every rank (summed across them). Finite parameters can still predict
+                // nothing finite: batch-norm statistics edited into a checkpoint (a negative variance).
+                PARDL_REQUIRE(std::isfinite(ev.loss), NumericalError, "the test loss is ",
+                              std::isnan(ev.loss) ? "NaN" : "infinite", " after epoch ", e,
+                              ": the model makes no finite prediction on the test set ",
+                              "(its parameters or batch-norm statistics are off)");
                 rec.test_loss = ev.loss;
                 rec.test_accuracy = ev.accuracy;
             }
@@ -1051,6 +1057,11 @@ private:
         }
         if (comm_.max(static_cast<std::uint64_t>(failed)) == 0) return;
         share_text(why); // every rank takes this path together
+        // Rank 0 did not fail, yet the maximum says one did: this collective met another one (a
+        // rank that called save or load alone), whose value it read as a failure.
+        if (why.empty())
+            why = "the ranks are out of step (every rank must call save, load and fit together, in the "
+                  "same order)";
         throw CheckpointError(comm_.rank() == 0 ? why : elsewhere + ": " + why);
     }
 
