@@ -828,21 +828,35 @@ TEST_CASE("checkpoint: a failed write keeps the old file and removes the tempora
     CHECK(p == old_params);
 }
 
-TEST_CASE("checkpoint: a symbolic link stays, and the file it names is replaced", "[model][checkpoint]") {
-    // Writing through a link (to shared storage, say) updates the file it names; the rename of
-    // the atomic write used to replace the link itself and leave its target stale.
+TEST_CASE("checkpoint: a symbolic link is refused, and neither it nor its target changes",
+          "[model][checkpoint]") {
+    // The rename of the atomic write would replace the link itself and leave its target stale;
+    // following it by hand would bypass the kernel's guard against links planted in /tmp.
     TempDir dir;
     const fs::path target = dir.path / "real.ckpt", link = dir.path / "link.ckpt";
     const std::vector<float> first = sample_values(Small::param_count, 10),
                              second = sample_values(Small::param_count, 11);
     save_checkpoint(target, Small::signature(), first, {});
-    fs::create_symlink("real.ckpt", link); // relative, as links usually are
-    save_checkpoint(link, Small::signature(), second, {});
+    const std::vector<char> before = read_bytes(target);
+    fs::create_symlink("real.ckpt", link);
+    CHECK_THROWS_WITH(
+        save_checkpoint(link, Small::signature(), second, {}),
+        Catch::Contains("link.ckpt: is a symbolic link (to real.ckpt), which the atomic write would "
+                        "replace: name the file itself"));
     CHECK(fs::is_symlink(fs::symlink_status(link)));
-    std::vector<float> p(Small::param_count);
-    load_checkpoint(target, Small::signature(), p, {});
-    CHECK(p == second);
+    CHECK(read_bytes(target) == before);
     CHECK(dir.entries() == 2); // the file and the link: no temporary left
+    // A new file gets the permissions the umask leaves; a replaced one keeps its own.
+    const fs::path fresh = dir.path / "fresh.ckpt";
+    const mode_t mask = ::umask(027);
+    save_checkpoint(fresh, Small::signature(), first, {});
+    ::umask(mask);
+    CHECK((fs::status(fresh).permissions() & fs::perms::all) ==
+          (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
+    fs::permissions(fresh, fs::perms::owner_read | fs::perms::owner_write);
+    save_checkpoint(fresh, Small::signature(), second, {});
+    CHECK((fs::status(fresh).permissions() & fs::perms::all) ==
+          (fs::perms::owner_read | fs::perms::owner_write));
 }
 
 TEST_CASE("checkpoint: a path that is no regular file is neither replaced nor opened",

@@ -547,36 +547,37 @@ CommandLine::~CommandLine() = default;
 
 void require_writable_outputs(const RunOptions& o) {
     namespace fs = std::filesystem;
-    // Each output's file (a symbolic link followed, as the writes follow it), and which flag names it.
-    std::vector<std::pair<fs::path, std::string>> targets;
+    std::vector<std::pair<fs::path, std::string>> outputs; // checked so far, and the flag naming each
     const auto check = [&](const std::string& p, const std::string& flag) {
         if (p.empty()) return;
         const auto fail = [&](const std::string& why) {
             throw pardl::ConfigError(flag + " " + p + ": " + why);
         };
-        // Empty, a folder, a device (/dev/stdout) or a FIFO: the atomic write would replace it.
-        fs::path target;
-        try {
-            target = pardl::atomic_write_target<pardl::ConfigError>(p, "");
-        } catch (const pardl::ConfigError& e) {
-            const std::string why = e.what();
-            fail(why.substr(why.find(": ") + 2));
-        }
-        const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+        // Empty, a link, a folder, a device (/dev/stdout) or a FIFO: the atomic write would replace it.
+        if (const std::string problem = pardl::atomic_write_problem(p); !problem.empty()) fail(problem);
+        const fs::path file = p;
+        const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
         std::error_code ec;
         if (!fs::is_directory(dir, ec)) fail("the folder " + dir.string() + " does not exist");
         if (::access(dir.c_str(), W_OK) != 0)
             fail("cannot write in " + dir.string() + ": " + std::strerror(errno));
-        // Two outputs in one file would leave only the last one written; a data file would be lost.
-        for (const auto& [other, other_flag] : targets)
-            if (fs::weakly_canonical(other, ec) == fs::weakly_canonical(target, ec))
-                fail("is the file " + other_flag + " names too");
+        // Two outputs in one file would leave only the last one written; the checkpoint a run
+        // resumes from, or a data file, would be lost (--save over --resume is a resumed run's
+        // own checkpoint, and fine).
+        const auto same = [&](const fs::path& other) {
+            std::error_code e1, e2;
+            const fs::path a = fs::weakly_canonical(file, e1), b = fs::weakly_canonical(other, e2);
+            return !e1 && !e2 && a == b;
+        };
+        for (const auto& [other, other_flag] : outputs)
+            if (same(other)) fail("is the file " + other_flag + " names too");
+        if (flag != "--save" && !o.resume.empty() && same(o.resume)) fail("is the checkpoint --resume reads");
         for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
             for (const char* ext : {"", ".gz"})
-                if (fs::equivalent(target, o.data / (std::string(name) + ext), ec))
+                if (fs::equivalent(file, o.data / (std::string(name) + ext), ec))
                     fail("is a data file that --data reads");
-        targets.emplace_back(target, flag);
+        outputs.emplace_back(file, flag);
     };
     check(o.save, "--save");
     check(o.json, "--json");

@@ -135,25 +135,10 @@ unsigned hardware_cores();
 template <class Env>
 std::string flags_differing_between_ranks(const std::vector<std::pair<std::string, std::string>>& flags) {
     if (Env::world_size() == 1) return {};
-    const auto differs = [](std::uint64_t h) { return Env::max_over_ranks(h) != ~Env::max_over_ranks(~h); };
-    const auto hash = [](pardl::detail::Fnv1a& h, const std::string& text) {
-        h.add(text.data(), text.size());
-        const unsigned char end = 0xFF; // no text holds it
-        h.add(&end, 1);
-    };
-    pardl::detail::Fnv1a names;
-    for (const auto& flag : flags) hash(names, flag.first);
-    if (differs(names.value)) return "other flags altogether (ranks running different programs)";
-    std::string differ;
-    for (const auto& [name, value] : flags) {
-        pardl::detail::Fnv1a h;
-        hash(h, name);
-        hash(h, value);
-        if (differs(h.value))
-            differ += (differ.empty() ? "" : ", ") + name +
-                      " (this rank: " + (value.empty() ? "not given" : value) + ")";
-    }
-    return differ;
+    bool same_names = true;
+    const std::string differ = pardl::differing_across_ranks(
+        flags, [](std::uint64_t v) { return Env::max_over_ranks(v); }, same_names);
+    return same_names ? differ : "other flags altogether (ranks running different programs)";
 }
 } // namespace detail
 

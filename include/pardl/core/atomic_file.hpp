@@ -19,41 +19,52 @@
 
 namespace pardl {
 
-/// The file that an atomic write to `path` replaces. A symbolic link is followed (chains too):
-/// the link stays and the file it names is replaced, as writing through the link would. Throws
-/// Failure ("cannot write <what> <path>: ...") for an empty path, and for a path that names
-/// something other than a regular file: a folder, or a device (/dev/stdout), FIFO or socket,
-/// which the rename would delete rather than write into.
-template <class Failure>
-std::filesystem::path atomic_write_target(const std::filesystem::path& path, const std::string& what) {
+/// Why an atomic write to `path` must not go ahead, or "" if it may: an empty path; a symbolic
+/// link (the rename would replace the link, not the file it names; following it by hand would
+/// bypass the kernel's protection against links planted in shared folders such as /tmp, and
+/// /dev/stdout is one, to a terminal, a pipe or a log the rename would replace); a folder; a
+/// device, FIFO or socket, which the rename would delete rather than write into.
+inline std::string atomic_write_problem(const std::filesystem::path& path) {
     namespace fs = std::filesystem;
-    const auto fail = [&](const std::string& why) {
-        throw Failure("cannot write " + what + " " + path.string() + ": " + why);
-    };
-    if (path.empty()) fail("the path is empty");
-    fs::path target = path;
+    if (path.empty()) return "the path is empty";
     std::error_code ec;
-    for (int links = 0; fs::is_symlink(fs::symlink_status(target, ec)); ++links) {
-        if (links == 40) fail("too many levels of symbolic links");
-        const fs::path next = fs::read_symlink(target, ec);
-        if (ec) fail("cannot read the symbolic link " + target.string() + ": " + ec.message());
-        target = next.is_absolute() ? next : target.parent_path() / next;
+    const fs::file_status link = fs::symlink_status(path, ec);
+    if (fs::is_symlink(link)) {
+        const fs::path to = fs::read_symlink(path, ec);
+        return "is a symbolic link" + (ec ? std::string() : " (to " + to.string() + ")") +
+               ", which the atomic write would replace: name the file itself";
     }
-    const fs::file_status status = fs::status(target, ec);
-    if (fs::is_directory(status)) fail("is a folder; name a file in it");
-    if (fs::exists(status) && !fs::is_regular_file(status))
-        fail("is not a regular file (a device, FIFO or socket): writing would replace it");
-    return target;
+    if (fs::is_directory(link)) return "is a folder; name a file in it";
+    if (fs::exists(link) && !fs::is_regular_file(link))
+        return "is not a regular file (a device, FIFO or socket): writing would replace it";
+    return {};
+}
+
+/// The permissions a new file gets from open(2) with mode 0666: the process's umask applied
+/// (read from /proc/self/status, since umask(2) can only be read by setting it, which would race
+/// with other threads); 0644 where it cannot be read.
+inline mode_t new_file_mode() {
+    std::FILE* status = std::fopen("/proc/self/status", "r");
+    if (status == nullptr) return 0644;
+    char line[256];
+    unsigned mask = 022;
+    while (std::fgets(line, sizeof line, status) != nullptr)
+        if (std::sscanf(line, "Umask: %o", &mask) == 1) break;
+    std::fclose(status);
+    return static_cast<mode_t>(0666 & ~mask);
 }
 
 /// Writes `what` to `path` atomically. `fill(put)` produces the contents through
 /// put(const void* bytes, std::size_t count). Every failure throws Failure ("cannot write <what>
-/// <path>: why") and leaves `path` as it was, with no temporary file left behind. The path is
-/// checked as atomic_write_target says.
+/// <path>: why") and leaves `path` as it was, with no temporary file left behind; so does a path
+/// atomic_write_problem refuses. A file that is replaced keeps its permissions; a new one gets
+/// those the umask leaves, as any file the process creates.
 template <class Failure, class Fill>
 void write_file_atomically(const std::filesystem::path& path, const std::string& what, Fill&& fill) {
     namespace fs = std::filesystem;
-    const fs::path target = atomic_write_target<Failure>(path, what);
+    if (const std::string problem = atomic_write_problem(path); !problem.empty())
+        throw Failure("cannot write " + what + " " + path.string() + ": " + problem);
+    const fs::path& target = path;
     const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
     const std::string pattern = (dir / (target.filename().string() + ".tmp-XXXXXX")).string();
     std::vector<char> name(pattern.begin(), pattern.end());
@@ -63,8 +74,9 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
         throw Failure("cannot write " + what + " " + path.string() + ": cannot create a temporary file in " +
                       dir.string() + ": " + std::strerror(errno));
     const std::string tmp(name.data());
-    // mkstemp creates the file 0600; these are ordinary result files.
-    ::fchmod(fd, 0644);
+    // mkstemp creates the file 0600.
+    struct stat old {};
+    ::fchmod(fd, ::stat(target.c_str(), &old) == 0 ? (old.st_mode & 07777) : new_file_mode());
     bool open = true;
     const auto discard = [&] {
         if (open) ::close(fd);

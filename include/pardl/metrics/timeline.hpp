@@ -215,13 +215,9 @@ void write_timeline(const Timeline& timeline, Comm& comm, const std::filesystem:
     const double dropped = comm.sum(static_cast<double>(timeline.dropped()));
     const double offset_us = static_cast<double>(origin_ns - base_ns) / 1e3;
 
-    std::string why;
-    try {
-        // A path no file can be written to (a device, a folder) gets no parts beside it either.
-        static_cast<void>(atomic_write_target<CheckpointError>(file, "timeline"));
-    } catch (const CheckpointError& e) {
-        why = e.what();
-    }
+    // A path no file can be written to (a device, a folder, a link) gets no parts beside it either.
+    std::string why = atomic_write_problem(file);
+    if (!why.empty()) why = "cannot write timeline " + file.string() + ": " + why;
     if (why.empty()) {
         std::ofstream out(part_path(rank), std::ios::trunc);
         if (out) timeline.write_trace_events(out, rank, offset_us);

@@ -51,6 +51,17 @@ struct TrainingProgress {
 
 inline constexpr std::size_t checkpoint_max_settings = 64;
 
+namespace detail {
+/// Whether text holds a control character (below 0x20, or DEL): what a checkpoint's texts (model
+/// signature, settings) may not hold. Bytes from 0x80 up pass: UTF-8.
+inline bool has_control_character(const std::string& text) {
+    return std::any_of(text.begin(), text.end(), [](char c) {
+        const auto byte = static_cast<unsigned char>(c);
+        return byte < 0x20 || byte == 0x7F;
+    });
+}
+} // namespace detail
+
 /// What keeps `settings` out of a checkpoint, or "" if nothing does: more than
 /// checkpoint_max_settings of them, a name or value of 256 bytes or more or with a control
 /// character (a newline would split Trainer::load's report into lines of its own), or a name twice
@@ -62,11 +73,7 @@ checkpoint_settings_problem(const std::vector<std::pair<std::string, std::string
         return std::to_string(settings.size()) + " settings (at most " +
                std::to_string(checkpoint_max_settings) + ")";
     const auto text_ok = [](const std::string& text) {
-        for (const char c : text) {
-            const auto byte = static_cast<unsigned char>(c);
-            if (byte < 0x20 || byte == 0x7F) return false;
-        }
-        return text.size() < 256;
+        return !detail::has_control_character(text) && text.size() < 256;
     };
     for (std::size_t i = 0; i < settings.size(); ++i) {
         const auto& [name, value] = settings[i];
@@ -225,10 +232,9 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
     PARDL_REQUIRE(sig_len < (1u << 20), CheckpointError, where, " has a corrupt header");
     std::string sig(sig_len, '\0');
     get(sig.data(), sig_len, "header");
-    // A signature is printable text (layer names and shapes); anything else is a corrupt header,
-    // not another model, and is not printed.
-    const bool printable = std::all_of(sig.begin(), sig.end(), [](char c) { return c >= ' ' && c <= '~'; });
-    PARDL_REQUIRE(printable, CheckpointError, where,
+    // A signature is text (layer names and shapes); with a control byte the header is corrupt, the
+    // model not another one, and it is not printed.
+    PARDL_REQUIRE(!detail::has_control_character(sig), CheckpointError, where,
                   " has a corrupt header (its model signature is not text)");
     PARDL_REQUIRE(sig == signature, CheckpointError, where, " was written for model ", sig,
                   ", not for this model ", signature);

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "pardl/comm/agreement.hpp"
 #include "pardl/core/errors.hpp"
 #include "pardl/core/subnormals.hpp"
 #include "pardl/data/dataset.hpp"
@@ -41,18 +42,6 @@ namespace pardl {
 /// the loss sum, the sample count, the correct count, and the learning rate (every rank's must
 /// be the same). (Benchmarks of the gradient exchange size their messages with it.)
 inline constexpr std::size_t step_tail_floats = 4;
-
-namespace detail {
-/// FNV-1a, 64 bits, over bytes added in order: the trainer's parameter checksum and its settings
-/// fingerprint.
-struct Fnv1a {
-    std::uint64_t value = 1469598103934665603ULL;
-    void add(const void* data, std::size_t bytes) {
-        const auto* p = static_cast<const unsigned char*>(data);
-        for (std::size_t i = 0; i < bytes; ++i) value = (value ^ p[i]) * 1099511628211ULL;
-    }
-};
-} // namespace detail
 
 /// Result of one training step (global figures, identical on every rank).
 struct StepResult {
@@ -171,7 +160,8 @@ public:
     using Comm = typename P::communicator;
     static constexpr std::size_t param_count = Model::param_count;
 
-    /// Initialises the parameters from options.seed on rank 0 and broadcasts them.
+    /// Initialises the parameters from options.seed on rank 0 and broadcasts them. A collective:
+    /// ranks given different settings (require_same_settings_on_every_rank) stop here together.
     Trainer(Opt optimizer, TrainerOptions options, Comm comm = Comm{})
         : opt_(std::move(optimizer)), options_(options),
           schedule_setting_(schedule_fingerprint(options_.schedule)), comm_(std::move(comm)),
@@ -671,8 +661,8 @@ public:
                 // nothing finite: batch-norm statistics edited into a checkpoint (a negative variance).
                 PARDL_REQUIRE(std::isfinite(ev.loss), NumericalError, "the test loss is ",
                               std::isnan(ev.loss) ? "NaN" : "infinite", " after epoch ", e,
-                              ": the model makes no finite prediction on the test set ",
-                              "(its parameters or batch-norm statistics are off)");
+                              ": the model makes no finite prediction on the test set (the test data ",
+                              "holds NaN or infinity, or the parameters or batch-norm statistics are off)");
                 rec.test_loss = ev.loss;
                 rec.test_accuracy = ev.accuracy;
             }
@@ -1074,13 +1064,17 @@ private:
                 std::vector<float> params(param_count), state(state_.size());
                 load_checkpoint(path, Model::signature(), std::span<float>(params), std::span<float>(state),
                                 &progress);
-                // save refuses such values: a file that holds one was altered after it was written.
+                // Trainer::save refuses such values; from a file that holds one (written otherwise, or
+                // altered) training would diverge at once. The optimizer's state counts only where
+                // it is resumed.
                 std::string bad = first_non_finite(params, "parameter");
                 if (bad.empty()) bad = first_non_finite(state, "state value");
-                if (bad.empty()) bad = first_non_finite(progress.optimizer_state, "optimizer state value");
+                if (bad.empty() && resume)
+                    bad = first_non_finite(progress.optimizer_state, "optimizer state value");
                 PARDL_REQUIRE(bad.empty(), CheckpointError, "checkpoint ", path.string(),
                               " holds a value that ", "is not finite (", bad,
-                              "), which no save writes: the file was altered");
+                              "), which Trainer::save never writes: the file was ",
+                              "written otherwise or altered");
                 if (resume) require_optimizer_fits(progress, path);
                 if (resume) differences = settings_differences(progress);
                 std::copy(params.begin(), params.end(), params_.span().begin());
@@ -1232,19 +1226,13 @@ private:
                       ": build every rank's optimizer and TrainerOptions::schedule alike");
     }
 
-    /// A hash of a setting (name and value, each ended by a byte no text holds).
-    static void add_setting(detail::Fnv1a& h, const std::string& name, const std::string& value) {
-        const unsigned char end = 0xFF;
-        h.add(name.data(), name.size());
-        h.add(&end, 1);
-        h.add(value.data(), value.size());
-        h.add(&end, 1);
-    }
-
     /// A hash of run_settings, for comparing ranks.
     std::uint64_t settings_fingerprint() const {
         detail::Fnv1a h;
-        for (const auto& [name, value] : run_settings()) add_setting(h, name, value);
+        for (const auto& [name, value] : run_settings()) {
+            h.add_text(name);
+            h.add_text(value);
+        }
         return h.value;
     }
 
@@ -1258,26 +1246,18 @@ private:
     /// at construction; nothing to do for one process.
     void require_same_settings_on_every_rank() {
         if (comm_.size() == 1) return;
-        std::vector<std::pair<std::string, std::string>> settings = run_settings();
-        std::erase_if(settings, [](const auto& setting) { return setting.first == "workers per rank"; });
-        // Beyond what a checkpoint records: the model (ranks running other programs), the
-        // optimizer's name (Nesterov's SGD is in it) and the replica checks, each a collective.
-        settings.emplace_back("model", Model::signature());
-        settings.emplace_back("optimizer", opt_.name());
-        settings.emplace_back("check replicas every", std::to_string(options_.check_replicas));
-        // Compared setting by setting, so the lists must line up first (a program's own settings,
-        // TrainerOptions::settings, could number differently).
-        detail::Fnv1a names;
-        for (const auto& setting : settings) add_setting(names, setting.first, "");
-        const bool same_names = comm_.min(names.value) == comm_.max(names.value);
-        std::string differ;
-        for (std::size_t i = 0; same_names && i < settings.size(); ++i) {
-            detail::Fnv1a h;
-            add_setting(h, settings[i].first, settings[i].second);
-            const std::uint64_t lowest = comm_.min(h.value), highest = comm_.max(h.value);
-            if (lowest != highest)
-                differ += (differ.empty() ? "" : ", ") + settings[i].first +
-                          " (this rank: " + settings[i].second + ")";
+        // The model (ranks running other programs) and the optimizer's name (Nesterov's SGD is in
+        // it) first: they name the cause where the lists below would not line up.
+        const auto max_over_ranks = [this](std::uint64_t v) { return comm_.max(v); };
+        bool same_kind = true, same_names = true;
+        std::string differ = differing_across_ranks(
+            {{"model", Model::signature()}, {"optimizer", opt_.name()}}, max_over_ranks, same_kind);
+        if (differ.empty()) {
+            // Beyond what a checkpoint records, the replica checks (each a collective).
+            std::vector<std::pair<std::string, std::string>> settings = run_settings();
+            std::erase_if(settings, [](const auto& setting) { return setting.first == "workers per rank"; });
+            settings.emplace_back("check replicas every", std::to_string(options_.check_replicas));
+            differ = differing_across_ranks(settings, max_over_ranks, same_names);
         }
         PARDL_REQUIRE(same_names && differ.empty(), ConfigError, "the ranks were given different settings: ",
                       same_names ? differ
