@@ -87,10 +87,9 @@ std::vector<std::string> split(const std::string& text, char separator) {
     }
 }
 
-/// Whether `s` is a decimal integer past what `T` holds ("99999999999999999999").
-template <class T>
+/// Whether `s` is a decimal integer past what a long long holds ("99999999999999999999").
 bool integer_too_large(const std::string& s) {
-    T v{};
+    long long v = 0;
     const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     return ec == std::errc::result_out_of_range;
 }
@@ -114,7 +113,7 @@ CLI::Validator integer_at_least(long long lo, long long hi = std::numeric_limits
     return CLI::Validator(
         [lo, hi](std::string& s) -> std::string {
             const auto v = parse_integer(s);
-            if (!v && !s.empty() && s[0] != '-' && integer_too_large<long long>(s))
+            if (!v && !s.empty() && s[0] != '-' && integer_too_large(s))
                 return "must be at most " + std::to_string(hi) + " (got '" + s + "')";
             if (!v || *v < lo || *v > hi)
                 return "must be an integer >= " + std::to_string(lo) +
@@ -572,11 +571,12 @@ void require_writable_outputs(const RunOptions& o) {
         for (const auto& [other, other_flag] : outputs)
             if (same(other)) fail("is the file " + other_flag + " names too");
         if (flag != "--save" && !o.resume.empty() && same(o.resume)) fail("is the checkpoint --resume reads");
-        for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
-            for (const char* ext : {"", ".gz"})
-                if (fs::equivalent(file, o.data / (std::string(name) + ext), ec))
-                    fail("is a data file that --data reads");
+        for (const bool train : {true, false})
+            for (const bool images : {true, false})
+                for (const char* ext : {"", ".gz"})
+                    if (fs::equivalent(file,
+                                       o.data / (pardl::detail::fashion_mnist_name(train, images) + ext), ec))
+                        fail("is a data file that --data reads");
         outputs.emplace_back(file, flag);
     };
     check(o.save, "--save");

@@ -135,10 +135,9 @@ unsigned hardware_cores();
 template <class Env>
 std::string flags_differing_between_ranks(const std::vector<std::pair<std::string, std::string>>& flags) {
     if (Env::world_size() == 1) return {};
-    bool same_names = true;
-    const std::string differ = pardl::differing_across_ranks(
-        flags, [](std::uint64_t v) { return Env::max_over_ranks(v); }, same_names);
-    return same_names ? differ : "other flags altogether (ranks running different programs)";
+    const std::optional<std::string> differ =
+        pardl::differing_across_ranks(flags, [](std::uint64_t v) { return Env::max_over_ranks(v); });
+    return differ ? *differ : "other flags altogether (ranks running different programs)";
 }
 } // namespace detail
 

@@ -80,13 +80,15 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
         }
 
         if (rank == 0) {
-            char momentum[64] = "";
+            char optimizer_options[64] = ""; // momentum (SGD's), weight decay
             if (o.optimizer == "sgd")
-                std::snprintf(momentum, sizeof momentum, " momentum %g%s", o.momentum,
+                std::snprintf(optimizer_options, sizeof optimizer_options, " momentum %g%s", o.momentum,
                               o.nesterov ? " nesterov" : "");
-            if (o.weight_decay > 0)
-                std::snprintf(momentum + std::strlen(momentum), sizeof momentum - std::strlen(momentum),
-                              " weight-decay %g", o.weight_decay);
+            if (o.weight_decay > 0) {
+                const std::size_t used = std::strlen(optimizer_options);
+                std::snprintf(optimizer_options + used, sizeof optimizer_options - used, " weight-decay %g",
+                              o.weight_decay);
+            }
             char workers[64];
             if (trainer.threads() == trainer.workers())
                 std::snprintf(workers, sizeof workers, "%zu thread%s", trainer.threads(),
@@ -109,7 +111,7 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
                               static_cast<double>(topt.clip_grad_value));
             std::printf("%s  policy %s  %d rank%s x %s  batch %zu  %s lr %g%s%s%s  seed %llu\n",
                         model_name.c_str(), Policy::name().c_str(), ranks, ranks == 1 ? "" : "s", workers,
-                        o.batch, o.optimizer.c_str(), lr, lr_moves.c_str(), momentum, clip,
+                        o.batch, o.optimizer.c_str(), lr, lr_moves.c_str(), optimizer_options, clip,
                         static_cast<unsigned long long>(o.seed));
             std::printf("data %s: %zu training images, %zu test images\n", o.data.string().c_str(),
                         train_set.rows, test_set.rows);

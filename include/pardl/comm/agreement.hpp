@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,26 +30,27 @@ struct Fnv1a {
 } // namespace detail
 
 /// The entries of `named` (name, value) whose values differ between ranks, as "name (this rank:
-/// value), ..." with this rank's values; "" where every rank holds the same. The lists must name
-/// the same entries in the same order on every rank: `same_names` says whether they did (when
-/// false, nothing more is compared). `max_over_ranks(v)` is the largest of every rank's
-/// std::uint64_t v, a collective; every rank calls this with its own list, and the collectives
-/// run in the same order everywhere (one for the names, two per entry).
+/// value), ..." with this rank's values; "" where every rank holds the same; nothing where the
+/// lists do not name the same entries in the same order on every rank (then no value is
+/// compared). `max_over_ranks(v)` is the largest of every rank's std::uint64_t v, a collective;
+/// every rank calls this with its own list, and the collectives run in the same order everywhere
+/// (two for the names, two per entry).
 template <class MaxOverRanks>
-std::string differing_across_ranks(const std::vector<std::pair<std::string, std::string>>& named,
-                                   MaxOverRanks&& max_over_ranks, bool& same_names) {
+std::optional<std::string>
+differing_across_ranks(const std::vector<std::pair<std::string, std::string>>& named,
+                       MaxOverRanks&& max_over_ranks) {
     const auto differs = [&](std::uint64_t h) { return max_over_ranks(h) != ~max_over_ranks(~h); };
     detail::Fnv1a names;
     for (const auto& entry : named) names.add_text(entry.first);
-    same_names = !differs(names.value);
+    if (differs(names.value)) return std::nullopt;
     std::string differ;
-    for (std::size_t i = 0; same_names && i < named.size(); ++i) {
+    for (const auto& [name, value] : named) {
         detail::Fnv1a h;
-        h.add_text(named[i].first);
-        h.add_text(named[i].second);
+        h.add_text(name);
+        h.add_text(value);
         if (differs(h.value))
-            differ += (differ.empty() ? "" : ", ") + named[i].first +
-                      " (this rank: " + (named[i].second.empty() ? "not given" : named[i].second) + ")";
+            differ += (differ.empty() ? "" : ", ") + name +
+                      " (this rank: " + (value.empty() ? "not given" : value) + ")";
     }
     return differ;
 }

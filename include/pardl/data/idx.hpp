@@ -202,6 +202,11 @@ inline constexpr const char* fashion_mnist_hint =
     "; install the Debian package dataset-fashion-mnist or give the directory that holds the files "
     "(--data DIR in the examples)";
 
+/// The standard name of a Fashion-MNIST file, without ".gz": "train-images-idx3-ubyte" and so on.
+inline std::string fashion_mnist_name(bool train, bool images) {
+    return std::string(train ? "train" : "t10k") + (images ? "-images-idx3-ubyte" : "-labels-idx1-ubyte");
+}
+
 /// `dir/name.gz` if it exists, else `dir/name` if that exists, else throws with the install hint.
 inline std::filesystem::path find_fashion_file(const std::filesystem::path& dir, const std::string& name) {
     std::error_code ec;
@@ -226,9 +231,8 @@ inline constexpr std::size_t fashion_mnist_side = 28;
 inline Dataset load_fashion_mnist(const std::filesystem::path& dir = default_fashion_mnist_dir,
                                   bool train = true, std::size_t limit = 0) {
     detail::require_directory(dir, "Fashion-MNIST directory", detail::fashion_mnist_hint);
-    const std::string prefix = train ? "train" : "t10k";
-    const auto images = detail::find_fashion_file(dir, prefix + "-images-idx3-ubyte");
-    const auto labels = detail::find_fashion_file(dir, prefix + "-labels-idx1-ubyte");
+    const auto images = detail::find_fashion_file(dir, detail::fashion_mnist_name(train, true));
+    const auto labels = detail::find_fashion_file(dir, detail::fashion_mnist_name(train, false));
     Dataset d = load_idx_pair(images, labels, limit, 10);
     const std::size_t rows = d.sample_shape[1], cols = d.sample_shape[2];
     if (rows != fashion_mnist_side || cols != fashion_mnist_side)

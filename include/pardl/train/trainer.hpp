@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -1247,21 +1248,21 @@ private:
     void require_same_settings_on_every_rank() {
         if (comm_.size() == 1) return;
         // The model (ranks running other programs) and the optimizer's name (Nesterov's SGD is in
-        // it) first: they name the cause where the lists below would not line up.
+        // it) first, two names every rank has: they name the cause where the lists below would
+        // not line up.
         const auto max_over_ranks = [this](std::uint64_t v) { return comm_.max(v); };
-        bool same_kind = true, same_names = true;
-        std::string differ = differing_across_ranks(
-            {{"model", Model::signature()}, {"optimizer", opt_.name()}}, max_over_ranks, same_kind);
-        if (differ.empty()) {
+        std::optional<std::string> differ = differing_across_ranks(
+            {{"model", Model::signature()}, {"optimizer", opt_.name()}}, max_over_ranks);
+        if (differ->empty()) {
             // Beyond what a checkpoint records, the replica checks (each a collective).
             std::vector<std::pair<std::string, std::string>> settings = run_settings();
             std::erase_if(settings, [](const auto& setting) { return setting.first == "workers per rank"; });
             settings.emplace_back("check replicas every", std::to_string(options_.check_replicas));
-            differ = differing_across_ranks(settings, max_over_ranks, same_names);
+            differ = differing_across_ranks(settings, max_over_ranks);
         }
-        PARDL_REQUIRE(same_names && differ.empty(), ConfigError, "the ranks were given different settings: ",
-                      same_names ? differ
-                                 : std::string("not the same list of settings (TrainerOptions::settings)"),
+        PARDL_REQUIRE(differ && differ->empty(), ConfigError, "the ranks were given different settings: ",
+                      differ ? *differ
+                             : std::string("not the same list of settings (TrainerOptions::settings)"),
                       "; every rank must train alike");
     }
 
