@@ -615,8 +615,18 @@ TEST_CASE("write_timeline joins every rank's events into one trace file", "[mpi]
         Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> trainer(sgd(), o);
         testing::train_steps(trainer, data, 3);
     }
+    // The last rank's trace is made longer than one of write_timeline's chunks (2^18 bytes), so
+    // that it crosses in several.
+    const std::size_t extra = comm.rank() == n - 1 ? 5000 : 0;
+    for (std::size_t i = 0; i < extra; ++i) {
+        const auto t = Clock::now();
+        timeline.record(0, "padding-event-name-long-enough-to-add-up", t, t);
+    }
     // One file per rank count: the np2 and np3 runs may share the directory at the same time.
-    const std::filesystem::path file = "test_mpi_timeline_np" + std::to_string(n) + ".json";
+    // Only rank 0 touches the filesystem: the other ranks name a folder their node does not have,
+    // as on a cluster whose nodes share no filesystem.
+    const std::filesystem::path file = comm.rank() == 0 ? "test_mpi_timeline_np" + std::to_string(n) + ".json"
+                                                        : "/nonexistent-pardl-node/trace.json";
     write_timeline(timeline, comm, file); // collective; the last one of this case
     if (comm.rank() != 0) return;
     std::string text;
@@ -636,9 +646,13 @@ TEST_CASE("write_timeline joins every rank's events into one trace file", "[mpi]
         INFO("rank " << r);
         CHECK(count("\"args\":{\"name\":\"rank " + std::to_string(r) + "\"}") == 1);
         // Worker 0's complete events (data, forward, backward per step) end with pid and tid 0.
-        CHECK(count(",\"pid\":" + std::to_string(r) + ",\"tid\":0}") == 9);
-        CHECK(!std::filesystem::exists(file.string() + ".rank" + std::to_string(r) + ".part"));
+        CHECK(count(",\"pid\":" + std::to_string(r) + ",\"tid\":0}") == (r == n - 1 ? 9 + 5000 : 9));
     }
+    CHECK(count("{\"name\":\"padding-event-name-long-enough-to-add-up\"") == 5000);
+    CHECK(text.size() > (std::size_t{1} << 18));
+    // The trace is the only file it writes.
+    for (const auto& entry : std::filesystem::directory_iterator("."))
+        CHECK(entry.path().filename().string().find(file.filename().string() + ".") == std::string::npos);
     // Several ranks: the master's phases are separate (the update runs inside the allreduce, on
     // the ranks that own a slice of it).
     auto events = [&](const char* phase) {

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "pardl/core/atomic_file.hpp"
+#include "pardl/data/files.hpp"
 #include "pardl/metrics/timer.hpp"
 
 namespace pardl::examples {
@@ -94,7 +95,8 @@ bool integer_too_large(const std::string& s) {
     return ec == std::errc::result_out_of_range;
 }
 
-/// Any seed: an integer from 0 to 2^64 - 1, what the trainer takes.
+/// Any seed: an integer from 0 to 2^64 - 1, what the trainer takes, in decimal (a transform, as
+/// integer_at_least).
 CLI::Validator seed_value() {
     return CLI::Validator(
         [](std::string& s) -> std::string {
@@ -103,12 +105,14 @@ CLI::Validator seed_value() {
             if (ec != std::errc{} || p != s.data() + s.size())
                 return "must be an integer from 0 to " +
                        std::to_string(std::numeric_limits<std::uint64_t>::max()) + " (got '" + s + "')";
+            s = std::to_string(v); // CLI11 reads a leading 0 as octal ("010" as 8): hand it decimal
             return {};
         },
         "");
 }
 
-/// An integer >= lo (and <= hi).
+/// An integer >= lo (and <= hi), in decimal; a transform (->transform), since it hands CLI11 the
+/// number without leading zeros.
 CLI::Validator integer_at_least(long long lo, long long hi = std::numeric_limits<long long>::max()) {
     return CLI::Validator(
         [lo, hi](std::string& s) -> std::string {
@@ -119,6 +123,7 @@ CLI::Validator integer_at_least(long long lo, long long hi = std::numeric_limits
                 return "must be an integer >= " + std::to_string(lo) +
                        (hi < std::numeric_limits<long long>::max() ? " and <= " + std::to_string(hi) : "") +
                        " (got '" + s + "')";
+            s = std::to_string(*v); // CLI11 reads a leading 0 as octal ("0300" as 192): hand it decimal
             return {};
         },
         "");
@@ -216,18 +221,18 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
         ->capture_default_str();
     CLI::Option* epochs = app.add_option("--epochs", o.epochs, "Training epochs (>= 1)")
                               ->type_name("N")
-                              ->check(integer_at_least(1))
+                              ->transform(integer_at_least(1))
                               ->capture_default_str();
     app.add_option("--total-epochs", o.total_epochs,
                    "Train until N epochs in all, counting those a resumed checkpoint holds (instead of "
                    "--epochs more): the same command line then finishes a run however often it was "
                    "stopped and resubmitted")
         ->type_name("N")
-        ->check(integer_at_least(1))
+        ->transform(integer_at_least(1))
         ->excludes(epochs);
     app.add_option("--batch", o.batch, "Global batch size, shared by all ranks and threads (>= 1)")
         ->type_name("B")
-        ->check(integer_at_least(1))
+        ->transform(integer_at_least(1))
         ->capture_default_str();
     app.add_option("--lr", o.lr, "Learning rate, > 0 (default 0.01 for sgd, 0.001 for adam)")
         ->type_name("X")
@@ -246,7 +251,7 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
                    "Linear warm-up of the learning rate over N epochs up to the base rate (0 = none); "
                    "--lr-schedule's epochs count from the warm-up's end")
         ->type_name("N")
-        ->check(integer_at_least(0, max_schedule_epochs))
+        ->transform(integer_at_least(0, max_schedule_epochs))
         ->capture_default_str();
     app.add_option("--clip-grad-norm", o.clip_grad_norm,
                    "Clip the gradient by its global norm before each update, as PyTorch's clip_grad_norm_: "
@@ -294,15 +299,15 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
     });
     app.add_option("--seed", o.seed, "Seed of initialisation and shuffling")
         ->type_name("S")
-        ->check(seed_value())
+        ->transform(seed_value())
         ->capture_default_str();
     app.add_option("--limit", o.limit, "Use only the first N training images (0 = all)")
         ->type_name("N")
-        ->check(integer_at_least(0))
+        ->transform(integer_at_least(0))
         ->capture_default_str();
     app.add_option("--test-limit", o.test_limit, "Evaluate on the first N test images only (0 = all)")
         ->type_name("N")
-        ->check(integer_at_least(0))
+        ->transform(integer_at_least(0))
         ->capture_default_str();
     app.add_option("--threads", o.threads,
                    "Workers per rank (0 = default): threads for OpenMP, Hybrid and TensorParallel "
@@ -310,7 +315,7 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
                    "one thread (default 1), "
                    "which reproduces a T-worker run's arithmetic bit for bit")
         ->type_name("T")
-        ->check(integer_at_least(0))
+        ->transform(integer_at_least(0))
         ->capture_default_str();
     CLI::Option* save = app.add_option("--save", o.save,
                                        "Save a checkpoint to FILE: the parameters, and the optimizer's state "
@@ -322,7 +327,7 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
                    "stays whole until the new one is complete): a run stopped by a crash or a time limit "
                    "loses at most N epochs, and --resume goes on from the last one saved")
         ->type_name("N")
-        ->check(integer_at_least(1))
+        ->transform(integer_at_least(1))
         ->needs(save);
     CLI::Option* resume =
         app.add_option(
@@ -335,8 +340,7 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
                "one longer run, bit for bit; a note names the settings that differ (of the data, the "
                "image count and a hash of the labels are recorded)")
             ->type_name("FILE")
-            ->check(non_empty())
-            ->check(CLI::Validator(CLI::ExistingFile).description("")); // no second "FILE" in --help
+            ->check(non_empty()); // only rank 0 reads it: require_resume_file checks it there
     app.add_flag("--auto-resume", o.auto_resume,
                  "Resume from the --save checkpoint if it exists, else start afresh: for a job that a "
                  "batch system may stop and resubmit with the same command line (with --save-every and "
@@ -353,7 +357,7 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
     app.add_option("--check-replicas", o.check_replicas,
                    "Compare parameter checksums across ranks every K steps (0 = never)")
         ->type_name("K")
-        ->check(integer_at_least(0))
+        ->transform(integer_at_least(0))
         ->capture_default_str();
     app.add_flag("--quiet", o.quiet, "No model table and no live progress line");
     app.add_flag("--keep-subnormals", o.keep_subnormals,
@@ -364,7 +368,7 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
     // Test hook, hidden: every rank (or the --fail-on-rank one) stops with an error after this epoch
     // (and --save-every's save of it), as a run killed there would; the tests resume from the
     // checkpoint, or check that one rank's failure ends the job.
-    app.add_option("--fail-after-epoch", o.fail_after_epoch, "")->group("")->check(integer_at_least(1));
+    app.add_option("--fail-after-epoch", o.fail_after_epoch, "")->group("")->transform(integer_at_least(1));
 }
 
 /// The run record as JSON.
@@ -584,6 +588,18 @@ void require_writable_outputs(const RunOptions& o) {
     check(o.timeline, "--timeline");
 }
 
+void require_resume_file(const RunOptions& o) {
+    if (o.resume.empty()) return;
+    std::error_code ec;
+    const auto st = std::filesystem::status(o.resume, ec);
+    if (st.type() == std::filesystem::file_type::not_found)
+        throw pardl::ConfigError("--resume " + o.resume + ": no such file");
+    if (ec) throw pardl::ConfigError("--resume " + o.resume + ": " + ec.message());
+    if (!std::filesystem::is_regular_file(st))
+        throw pardl::ConfigError("--resume " + o.resume + ": is " + pardl::detail::file_type_name(st.type()) +
+                                 ", not a checkpoint file");
+}
+
 void CommandLine::add_flag(const std::string& name, bool& value, const std::string& help) {
     app_->add_flag(name, value, help);
 }
@@ -607,15 +623,37 @@ bool CommandLine::given(const std::string& name) const {
     return app_->count(name) > 0;
 }
 
+namespace {
+/// A number as its value, so that ranks given "07" and "7", or "0.1" and "1e-1", agree: an
+/// integer in decimal (exact to 64 bits, as --seed needs), else a double's shortest form; any
+/// other text unchanged.
+std::string as_value(const std::string& text) {
+    const char* first = text.data();
+    const char* last = first + text.size();
+    if (std::uint64_t u = 0; std::from_chars(first, last, u).ptr == last && !text.empty())
+        return std::to_string(u);
+    if (std::int64_t i = 0; std::from_chars(first, last, i).ptr == last && !text.empty())
+        return std::to_string(i);
+    if (double d = 0; std::from_chars(first, last, d).ptr == last && !text.empty() && std::isfinite(d)) {
+        char buf[32];
+        const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+        if (ec == std::errc()) return std::string(buf, end);
+    }
+    return text;
+}
+} // namespace
+
 std::vector<std::pair<std::string, std::string>> CommandLine::rank_shared_flags() const {
     std::vector<std::pair<std::string, std::string>> flags;
     for (const CLI::Option* opt : app_->get_options()) {
         if (opt->check_name("--help") || opt->check_name("--data") || opt->check_name("--threads")) continue;
+        const bool names_a_file = opt->get_type_name() == "FILE"; // "07" and "7" are two files
         std::string value;
         if (opt->count() > 0)
-            for (const std::string& r : opt->results()) value += (value.empty() ? "" : " ") + r;
+            for (const std::string& r : opt->results())
+                value += (value.empty() ? "" : " ") + (names_a_file ? r : as_value(r));
         else
-            value = opt->get_default_str();
+            value = names_a_file ? opt->get_default_str() : as_value(opt->get_default_str());
         flags.emplace_back(opt->get_name(), value);
     }
     return flags;

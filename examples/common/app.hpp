@@ -109,6 +109,7 @@ public:
     /// What CLI11 said about the flags when parse() failed (printed only on rank 0 by parse).
     const std::string& parse_error() const { return parse_error_; }
     /// Every flag's value as given, or its default where not given, by name ("--seed", "42"),
+    /// a number written as its value ("07" as "7", "1e-1" as "0.1"; a file name as given),
     /// except those that ranks may hold apart: --data (a node's own mount of the same files, which
     /// the trainer compares by content) and --threads (a node's own core count); --help neither.
     std::vector<std::pair<std::string, std::string>> rank_shared_flags() const;
@@ -152,6 +153,10 @@ inline double effective_lr(const CommandLine& cli) {
 /// written: its folder exists and is writable, and it is not itself a folder. Checked before
 /// training, so that a typo in a path does not cost the run it was meant to keep.
 void require_writable_outputs(const RunOptions& o);
+
+/// Throws ConfigError unless --resume is empty or names a regular file. Rank 0 alone reads the
+/// checkpoint (and shares it), so rank 0 alone checks: the other ranks' nodes need not have it.
+void require_resume_file(const RunOptions& o);
 
 /// Throws the test hooks' DataError. Called with after_epoch 0 once the data is loaded: fails the
 /// --fail-on-rank rank unless --fail-after-epoch is given. Called after each epoch: fails after

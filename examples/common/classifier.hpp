@@ -24,9 +24,13 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     const int rank = Env::world_rank();
     const int ranks = Env::world_size();
 
-    // Rank 0 writes every output (checkpoints, the run record, the joined timeline): only its
-    // node needs their folders. A failure there ends the job (run_example).
-    if (rank == 0) require_writable_outputs(o);
+    // Rank 0 reads the checkpoint it resumes from and writes every output (checkpoints, the run
+    // record, the joined timeline): only its node needs those files and folders. A failure there
+    // ends the job (run_example).
+    if (rank == 0) {
+        require_resume_file(o);
+        require_writable_outputs(o);
+    }
     // Every rank loads the data (each then takes its slice of every batch).
     const Dataset train_set = load_fashion_mnist(o.data, /*train=*/true, o.limit);
     const Dataset test_set = load_fashion_mnist(o.data, /*train=*/false, o.test_limit);
@@ -154,7 +158,8 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
         const std::vector<EpochRecord> history = trainer.fit(train_set, &test_set, epochs, after_epoch);
 
         if (!o.save.empty()) save();
-        if (timeline) write_timeline(*timeline, trainer.communicator(), o.timeline); // every rank
+        if (timeline)
+            write_timeline(*timeline, trainer.communicator(), o.timeline); // a collective; rank 0 writes
         if (rank == 0) {
             double seconds = 0;
             for (const EpochRecord& r : history) seconds += r.seconds;

@@ -4,22 +4,18 @@
 #pragma once
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <ostream>
 #include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <vector>
 
 #include "pardl/core/atomic_file.hpp"
@@ -194,69 +190,77 @@ private:
 };
 
 /// Writes every rank's timeline into one Chrome trace file `file` (pid = rank). A collective:
-/// every rank of `comm` calls it. Each rank writes its events to `file`.rank<R>.part; rank 0 joins
-/// them into one JSON object, written atomically (write_file_atomically), and deletes the parts.
-/// Timestamps are shifted to the earliest rank's origin, which lines ranks up when they share a
-/// steady clock (one node). Assumes a filesystem shared by the ranks, as on one node. Throws
-/// CheckpointError on every rank if any rank could not write.
+/// every rank of `comm` calls it; only rank 0's `file` is used, and only rank 0 touches the
+/// filesystem. Each rank's trace events reach rank 0 through the communicator (broadcasts from
+/// that rank, in chunks), so ranks on nodes that share no filesystem, or lack rank 0's folder,
+/// still give one trace; rank 0 writes it atomically (write_file_atomically). Timestamps are
+/// shifted to the earliest rank's origin, which lines ranks up when they share a steady clock (one
+/// node). Throws CheckpointError on every rank if rank 0 could not write.
 template <class Comm>
 void write_timeline(const Timeline& timeline, Comm& comm, const std::filesystem::path& file) {
-    namespace fs = std::filesystem;
     const int rank = comm.rank();
     const int ranks = comm.size();
-    auto part_path = [&](int r) {
-        fs::path p = file;
-        p += ".rank" + std::to_string(r) + ".part";
-        return p;
-    };
     const auto origin_ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(timeline.origin().time_since_epoch()).count());
     const std::uint64_t base_ns = comm.min(origin_ns);
     const double dropped = comm.sum(static_cast<double>(timeline.dropped()));
     const double offset_us = static_cast<double>(origin_ns - base_ns) / 1e3;
 
-    // A path no file can be written to (a device, a folder, a link) gets no parts beside it either.
-    std::string why = atomic_write_problem(file);
-    if (!why.empty()) why = "cannot write timeline " + file.string() + ": " + why;
-    if (why.empty()) {
-        std::ofstream out(part_path(rank), std::ios::trunc);
-        if (out) timeline.write_trace_events(out, rank, offset_us);
-        out.flush();
-        if (!out)
-            why = "rank " + std::to_string(rank) + " cannot write '" + part_path(rank).string() +
-                  "': " + std::strerror(errno);
+    std::string mine;
+    {
+        std::ostringstream os;
+        timeline.write_trace_events(os, rank, offset_us);
+        mine = std::move(os).str();
     }
-    // max() is the barrier: it also tells every rank whether all parts are there.
-    if (comm.max(static_cast<std::uint64_t>(!why.empty())) != 0) {
-        std::error_code ec;
-        fs::remove(part_path(rank), ec);
-        throw CheckpointError(!why.empty() ? why : "another rank could not write its timeline part");
+    // Every rank learns every rank's length (exact in a double up to 2^53 bytes).
+    std::vector<double> lengths(static_cast<std::size_t>(ranks), 0.0);
+    lengths[static_cast<std::size_t>(rank)] = static_cast<double>(mine.size());
+    comm.allreduce_sum(std::span<double>(lengths));
+
+    // The communicator moves floats, and every byte is exact as one. Rank 0 keeps the whole
+    // trace in memory before it writes, so that a failed write cannot leave the other ranks
+    // waiting in a broadcast.
+    std::string trace;
+    if (rank == 0) trace = "{\"traceEvents\":[\n";
+    std::vector<float> chunk(std::size_t{1} << 18);
+    for (int r = 0; r < ranks; ++r) {
+        const auto length = static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)]);
+        if (rank == 0 && r > 0) trace += ",\n";
+        if (r == 0) {
+            if (rank == 0) trace += mine;
+            continue;
+        }
+        for (std::size_t at = 0; at < length; at += chunk.size()) {
+            const std::size_t n = std::min(chunk.size(), length - at);
+            const std::span<float> part(chunk.data(), n);
+            if (rank == r)
+                std::transform(mine.begin() + static_cast<std::ptrdiff_t>(at),
+                               mine.begin() + static_cast<std::ptrdiff_t>(at + n), part.begin(),
+                               [](char c) { return static_cast<float>(static_cast<unsigned char>(c)); });
+            comm.broadcast(part, r);
+            if (rank == 0)
+                for (const float v : part) trace += static_cast<char>(static_cast<unsigned char>(v));
+        }
     }
 
+    std::string why;
     if (rank == 0) {
-        try {
-            write_file_atomically<CheckpointError>(file, "timeline", [&](const auto& put) {
-                const auto text = [&](const std::string& t) { put(t.data(), t.size()); };
-                text("{\"traceEvents\":[\n");
-                std::vector<char> chunk(1 << 16);
-                for (int r = 0; r < ranks; ++r) {
-                    std::ifstream in(part_path(r), std::ios::binary);
-                    if (!in) throw CheckpointError("cannot read '" + part_path(r).string() + "'");
-                    if (r > 0) text(",\n");
-                    while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) ||
-                           in.gcount() > 0)
-                        put(chunk.data(), static_cast<std::size_t>(in.gcount()));
-                }
-                text("\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"dropped\":" +
-                     std::to_string(static_cast<std::uint64_t>(dropped)) + ",\"ranks\":" +
-                     std::to_string(ranks) + ",\"workers_per_rank\":" + std::to_string(timeline.workers()) +
-                     ",\"capacity_per_lane\":" + std::to_string(timeline.capacity()) + "}}\n");
-            });
-        } catch (const std::exception& e) {
-            why = e.what();
+        trace += "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"dropped\":" +
+                 std::to_string(static_cast<std::uint64_t>(dropped)) + ",\"ranks\":" + std::to_string(ranks) +
+                 ",\"workers_per_rank\":" + std::to_string(timeline.workers()) +
+                 ",\"capacity_per_lane\":" + std::to_string(timeline.capacity()) + "}}\n";
+        // A path no file can be written to (a device, a folder, a link) is named as such.
+        why = atomic_write_problem(file);
+        if (!why.empty()) {
+            why = "cannot write timeline " + file.string() + ": " + why;
+        } else {
+            try {
+                write_file_atomically<CheckpointError>(
+                    file, "timeline", [&](const auto& put) { put(trace.data(), trace.size()); });
+            } catch (const std::exception& e) {
+                why = e.what();
+            }
         }
-        std::error_code ec;
-        for (int r = 0; r < ranks; ++r) fs::remove(part_path(r), ec);
     }
     if (comm.max(static_cast<std::uint64_t>(!why.empty())) != 0)
         throw CheckpointError(rank == 0 ? why : "rank 0 could not write timeline '" + file.string() + "'");
