@@ -341,6 +341,14 @@ TEST_CASE("AlignedBuffer: 64-byte aligned and zeroed for every size", "[core][bu
     }
 }
 
+TEST_CASE("AlignedBuffer: a size whose bytes do not fit a size_t is bad_alloc, not a small buffer",
+          "[core][buffer]") {
+    pardl::AlignedBuffer<float> f;
+    CHECK_THROWS_AS(f.resize(std::numeric_limits<size_t>::max()), std::bad_alloc);
+    CHECK_THROWS_AS(f.resize((size_t{1} << 62) + 1), std::bad_alloc);
+    CHECK(f.size() == 0);
+}
+
 TEST_CASE("AlignedBuffer: buffers of 4 MiB and more start on a 2 MiB (huge page) boundary",
           "[core][buffer]") {
     constexpr std::size_t mib = std::size_t{1} << 20;

@@ -48,6 +48,22 @@ TEST_CASE("check_loss: SoftmaxCrossEntropy", "[losses][gradcheck]") {
     }
 }
 
+TEST_CASE("A gradient check that would compare nothing, or pass anything, is refused",
+          "[losses][gradcheck]") {
+    using pardl::ConfigError;
+    CHECK_THROWS_WITH(pt::check_loss<SoftmaxCrossEntropy>(3, 0),
+                      Catch::Contains("cols must be in [1, 2^20]"));
+    CHECK_THROWS_WITH(pt::check_loss<SoftmaxCrossEntropy>(0, 4),
+                      Catch::Contains("rows must be in [1, 2^20]"));
+    CHECK_THROWS_WITH(pt::check_loss<MSE>(3, 4, {.max_checks = 0}),
+                      Catch::Contains("max_checks must be >= 1"));
+    CHECK_THROWS_AS(pt::check_loss<MSE>(3, 4, {.rtol = -1}), ConfigError);
+    CHECK_THROWS_AS(pt::check_loss<MSE>(3, 4, {.rtol = 0, .atol = 0}), ConfigError);
+    CHECK_THROWS_AS(pt::check_loss<MSE>(3, 4, {.step = 0}), ConfigError);
+    CHECK_THROWS_AS(pt::check_loss<MSE>(size_t{1} << 62, 4), ConfigError);
+    CHECK(pt::check_loss<MSE>(1, 1).ok); // the smallest check that compares something
+}
+
 TEST_CASE("check_loss: MSE", "[losses][gradcheck]") {
     for (auto [rows, cols] : {std::pair<size_t, size_t>{1, 1}, {4, 5}, {6, 13}}) {
         const auto report = pt::check_loss<MSE>(rows, cols);

@@ -901,4 +901,35 @@ TEST_CASE("checkpoint: a model signature that is not text is a corrupt header, n
     const std::string error = load_error(file, Small::signature(), p, {});
     CHECK_THAT(error, Catch::Contains("has a corrupt header (its model signature is not text)"));
     CHECK(error.find('\x01') == std::string::npos);
+    // A byte that is not UTF-8 (0xFF), or a C1 control (U+009B, a terminal's CSI), is no text either.
+    for (const char* bad : {"\xff", "\xc2\x9b"}) {
+        INFO(static_cast<int>(static_cast<unsigned char>(bad[0])));
+        std::vector<char> altered = bytes;
+        std::memcpy(altered.data() + 16, bad, std::strlen(bad));
+        std::ofstream(file, std::ios::binary | std::ios::trunc)
+            .write(altered.data(), static_cast<std::streamsize>(altered.size()));
+        const std::string e = load_error(file, Small::signature(), p, {});
+        CHECK_THAT(e, Catch::Contains("has a corrupt header (its model signature is not text)"));
+        CHECK(e.find(bad) == std::string::npos);
+    }
+}
+
+TEST_CASE("checkpoint texts are printable UTF-8", "[model][checkpoint]") {
+    using pardl::detail::is_printable_text;
+    CHECK(is_printable_text(""));
+    CHECK(is_printable_text("784-Dense<256>"));
+    CHECK(is_printable_text("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80")); // é, €, an emoji
+    CHECK(is_printable_text("\xc2\xa0"));                                  // U+00A0, past C1
+    CHECK_FALSE(is_printable_text("a\nb"));
+    CHECK_FALSE(is_printable_text("\x7f"));
+    CHECK_FALSE(is_printable_text("\xc2\x80")); // U+0080, C1
+    CHECK_FALSE(is_printable_text("\xc2\x9f")); // U+009F, C1
+    CHECK_FALSE(is_printable_text("\xff"));
+    CHECK_FALSE(is_printable_text("\x80"));             // a continuation byte alone
+    CHECK_FALSE(is_printable_text("\xc3"));             // cut short
+    CHECK_FALSE(is_printable_text("\xc0\xaf"));         // overlong '/'
+    CHECK_FALSE(is_printable_text("\xe0\x80\xaf"));     // overlong '/'
+    CHECK_FALSE(is_printable_text("\xed\xa0\x80"));     // a surrogate
+    CHECK_FALSE(is_printable_text("\xf4\x90\x80\x80")); // past U+10FFFF
+    CHECK_FALSE(is_printable_text("\xe2\x82"));         // cut short
 }

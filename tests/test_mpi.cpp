@@ -210,7 +210,9 @@ TEST_CASE("Parameters start identical on every rank and the replica check sees d
     CHECK(threw);
 }
 
-TEST_CASE("Ranks told different epochs or data stop together with ConfigError instead of hanging", "[mpi]") {
+TEST_CASE("Ranks told different epochs or data, or evaluating sets of other sizes, stop together with "
+          "ConfigError instead of hanging",
+          "[mpi]") {
     MpiComm comm;
     TrainerOptions o;
     o.batch = 8;
@@ -229,9 +231,12 @@ TEST_CASE("Ranks told different epochs or data stop together with ConfigError in
     const bool epochs = throws([&] { trainer.fit(data, nullptr, last ? 1 : 2); });
     const bool rows = throws([&] { trainer.fit(last ? more : data, nullptr, 1); });
     const bool test = throws([&] { trainer.fit(data, last ? &data : nullptr, 1); });
+    // Each rank evaluates its share of the rows: sets of other sizes would count a mix of the two.
+    const bool evaluated = throws([&] { trainer.evaluate(last ? more : data); });
     CHECK(epochs);
     CHECK(rows);
     CHECK(test);
+    CHECK(evaluated);
     CHECK_NOTHROW(trainer.fit(data, &data, 1)); // alike on every rank: trains
 }
 

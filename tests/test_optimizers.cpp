@@ -163,6 +163,30 @@ TEST_CASE("SGD matches torch.optim.SGD", "[optimizers][sgd]") {
     }
 }
 
+TEST_CASE("Learning rates, weight decay and eps must be finite; a rate set in training may be 0",
+          "[optimizers]") {
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_WITH(pardl::SGD({.lr = inf}),
+                      Catch::Contains("SGD: learning rate must be a finite number > 0"));
+    CHECK_THROWS_AS(pardl::SGD({.lr = 0.0f}), pardl::ConfigError);
+    CHECK_THROWS_WITH(pardl::SGD({.lr = 0.1f, .weight_decay = inf}),
+                      Catch::Contains("weight decay must be a finite"));
+    CHECK_THROWS_WITH(pardl::Adam({.lr = inf}),
+                      Catch::Contains("adam: learning rate must be a finite number > 0"));
+    CHECK_THROWS_WITH(pardl::Adam({.eps = inf}), Catch::Contains("eps must be a finite number > 0"));
+    CHECK_THROWS_AS(pardl::AdamW({.weight_decay = nan}), pardl::ConfigError);
+    pardl::SGD sgd({.lr = 0.1f});
+    pardl::Adam adam;
+    for (const float bad : {-1.0f, nan, inf}) {
+        CHECK_THROWS_WITH(sgd.set_learning_rate(bad),
+                          Catch::Contains("learning rate must be a finite number >= 0"));
+        CHECK_THROWS_AS(adam.set_learning_rate(bad), pardl::ConfigError);
+    }
+    CHECK(sgd.learning_rate() == 0.1f); // unchanged by the refused ones
+    sgd.set_learning_rate(0.0f);        // a schedule may end at 0
+    CHECK(sgd.learning_rate() == 0.0f);
+}
+
 TEST_CASE("SGD: one plain step by hand", "[optimizers][sgd]") {
     pardl::SGD::Options o;
     o.lr = 0.5f;

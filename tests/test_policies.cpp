@@ -620,6 +620,23 @@ TEST_CASE("Datasets that do not fit the model or the loss are refused before any
         CHECK_THROWS_WITH(trainer.fit(bad, nullptr, 1), Catch::Contains("row 3 has label 7, outside [0, 4)"));
         bad.labels[3] = -1;
         CHECK_THROWS_WITH(trainer.evaluate(bad), Catch::Contains("row 3 has label -1"));
+        // step checks its own rows, whose labels the loss would read out of bounds.
+        CHECK_THROWS_WITH(trainer.step(bad, std::vector<std::size_t>{0, 3, 5}),
+                          Catch::Contains("step: dataset row 3 has label -1, outside [0, 4)"));
+        bad.labels[3] = 99;
+        CHECK_THROWS_WITH(trainer.step(bad, std::vector<std::size_t>{3}), Catch::Contains("has label 99"));
+        CHECK_THROWS_WITH(trainer.step(bad, std::vector<std::size_t>{0, 40}),
+                          Catch::Contains("step: sample index 40 out of range (40 rows)"));
+        CHECK(trainer.steps_done() == 0);
+    }
+    SECTION("an empty batch, or an empty training set") {
+        const Dataset data = make_blobs(40, 12, 4, 1);
+        CHECK_THROWS_WITH(trainer.step(data, std::vector<std::size_t>{}),
+                          Catch::Contains("step: the batch is empty"));
+        CHECK_THROWS_WITH(trainer.fit(data.head(0), nullptr, 1),
+                          Catch::Contains("fit: the training dataset is empty"));
+        CHECK(trainer.steps_done() == 0);
+        CHECK(trainer.epochs_trained() == 0);
     }
     SECTION("buffers that do not hold rows x cols") {
         Dataset bad = make_blobs(40, 12, 4, 1);
@@ -642,6 +659,14 @@ TEST_CASE("Datasets that do not fit the model or the loss are refused before any
         CHECK_THROWS_WITH(mse.fit(make_blobs(40, 12, 4, 1), nullptr, 1), Catch::Contains("needs one target"));
     }
     CHECK(trainer.checksum() == untouched);
+}
+
+TEST_CASE("A batch whose buffers could not be sized is refused, not wrapped around", "[policy]") {
+    for (const std::size_t batch : {std::size_t{1} << 62, std::numeric_limits<std::size_t>::max()}) {
+        INFO(batch);
+        CHECK_THROWS_WITH((Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial>(sgd(), quiet_options(batch))),
+                          Catch::Contains("is too large"));
+    }
 }
 
 TEST_CASE("fit numbers its epochs on: one epoch at a time is the same run as all at once", "[policy]") {
@@ -682,6 +707,9 @@ TEST_CASE("predict gives the model's outputs in inference mode and leaves batch 
               Approx(trainer.evaluate(data).accuracy));
         std::vector<float> wrong(3);
         CHECK_THROWS_AS(trainer.predict(data.x(), Matrix{wrong.data(), 1, 3}), ConfigError);
+        // Rows closer than their width would overwrite each other's outputs.
+        CHECK_THROWS_WITH(trainer.predict(data.x().row_block(0, 2), Matrix{out.data(), 2, 5, 3}),
+                          Catch::Contains("would overlap"));
     };
     TrainerOptions o = quiet_options(16);
     Trainer<SmallCnn, SoftmaxCrossEntropy, SGD, Serial> serial(sgd(), o);

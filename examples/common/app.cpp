@@ -495,8 +495,11 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
         s.kind = LrScheduleSpec::Kind::cosine;
         s.epochs = {epochs(fields[1])};
         if (fields.size() == 3)
-            s.min_lr = real(fields[2], "MIN_LR must be a number >= 0",
-                            [](long double v) { return v >= 0 && std::isfinite(static_cast<float>(v)); });
+            // As a float, as the schedule takes it: a positive MIN_LR that rounds to 0 would be 0.
+            s.min_lr = real(fields[2], "MIN_LR must be 0 or a float > 0", [](long double v) {
+                const auto f = static_cast<float>(v);
+                return v >= 0 && std::isfinite(f) && (v == 0 || f > 0);
+            });
         return s;
     }
     return fail("unknown schedule '" + kind + "'");
@@ -558,6 +561,7 @@ void require_writable_outputs(const RunOptions& o) {
         };
         // Empty, a link, a folder, a device (/dev/stdout) or a FIFO: the atomic write would replace it.
         if (const std::string problem = pardl::atomic_write_problem(p); !problem.empty()) fail(problem);
+        if (p.back() == '/') fail("ends in '/', which names a folder: name a file");
         const fs::path file = p;
         const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
         std::error_code ec;

@@ -38,8 +38,8 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
     // The trainer sizes its buffers for a whole batch: one larger than the data only costs memory.
     if (o.batch > train_set.rows)
         throw ConfigError("--batch " + std::to_string(o.batch) + " is larger than the training set (" +
-                          std::to_string(train_set.rows) + " images): use at most " +
-                          std::to_string(train_set.rows));
+                          std::to_string(train_set.rows) + (train_set.rows == 1 ? " image" : " images") +
+                          "): use at most " + std::to_string(train_set.rows));
 
     TrainerOptions topt;
     topt.batch = o.batch;

@@ -40,11 +40,14 @@ struct Conv2D : LayerSpecBase {
     static_assert(OutChannels > 0, "pardl: Conv2D needs OutChannels > 0");
     static_assert(Kernel > 0, "pardl: Conv2D needs Kernel > 0");
     static_assert(Stride > 0, "pardl: Conv2D needs Stride > 0");
+    /// With a size of 0 the layer accepts no input, so that Sequential binds it to none (whose
+    /// geometry would divide by 0) and the assertion above is the only error.
+    static constexpr bool sizes_valid = OutChannels > 0 && Kernel > 0 && Stride > 0;
 
     template <ShapeType In>
     static constexpr bool accepts = [] {
         if constexpr (In::rank == 3)
-            return In::dims[1] + 2 * Padding >= Kernel && In::dims[2] + 2 * Padding >= Kernel;
+            return sizes_valid && In::dims[1] + 2 * Padding >= Kernel && In::dims[2] + 2 * Padding >= Kernel;
         else
             return false;
     }();
@@ -53,7 +56,7 @@ struct Conv2D : LayerSpecBase {
     template <class In>
     struct reject_input {
         static_assert(
-            accepts<In>,
+            accepts<In> || !sizes_valid,
             "Conv2D needs a C x H x W (rank-3) input whose padded height and width are at least Kernel");
     };
 

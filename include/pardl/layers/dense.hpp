@@ -19,14 +19,16 @@ template <std::size_t Out, Initializer Init = HeNormal>
 struct Dense : LayerSpecBase {
     static_assert(Out > 0, "pardl: Dense<Out> needs Out > 0");
 
-    /// Dense takes flat inputs only: put Flatten after convolution or pooling layers.
+    /// Dense takes flat inputs only: put Flatten after convolution or pooling layers. A Dense<0>
+    /// accepts nothing, so that Sequential binds no such layer and the assertion above is the only
+    /// error.
     template <ShapeType In>
-    static constexpr bool accepts = In::rank == 1;
+    static constexpr bool accepts = Out > 0 && In::rank == 1;
     /// The compile error of an input this layer rejects: Sequential instantiates it then, so that
     /// the compiler prints this sentence (a static_assert takes a literal only).
     template <class In>
     struct reject_input {
-        static_assert(accepts<In>, "Dense needs a flat (rank-1) input: add Flatten before it");
+        static_assert(accepts<In> || Out == 0, "Dense needs a flat (rank-1) input: add Flatten before it");
     };
 
     static std::string name() { return "Dense<" + std::to_string(Out) + ">"; }

@@ -157,7 +157,8 @@ struct MaxPool2D : LayerSpecBase, detail::PoolWindow<Kernel, Stride> {
     /// the compiler prints this sentence (a static_assert takes a literal only).
     template <class In>
     struct reject_input {
-        static_assert(detail::PoolWindow<Kernel, Stride>::template accepts<In>,
+        static_assert(detail::PoolWindow<Kernel, Stride>::template accepts<In> ||
+                          !detail::PoolWindow<Kernel, Stride>::sizes_valid,
                       "MaxPool2D needs a C x H x W (rank-3) input at least Kernel high and wide");
     };
 

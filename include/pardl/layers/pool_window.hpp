@@ -12,12 +12,15 @@ namespace pardl::detail {
 template <std::size_t Kernel, std::size_t Stride>
 struct PoolWindow {
     static_assert(Kernel > 0 && Stride > 0, "pardl: pooling needs Kernel > 0 and Stride > 0");
+    /// With a size of 0 the window accepts no input, so that Sequential binds it to none (whose
+    /// geometry would divide by 0) and the assertion above is the only error.
+    static constexpr bool sizes_valid = Kernel > 0 && Stride > 0;
 
     /// A C x H x W input at least Kernel high and wide.
     template <ShapeType In>
     static constexpr bool accepts = [] {
         if constexpr (In::rank == 3)
-            return In::dims[1] >= Kernel && In::dims[2] >= Kernel;
+            return sizes_valid && In::dims[1] >= Kernel && In::dims[2] >= Kernel;
         else
             return false;
     }();

@@ -32,11 +32,13 @@ public:
 
     AdamImpl() : AdamImpl(Options{}) {}
     explicit AdamImpl(Options o) : opt_(o) {
-        PARDL_REQUIRE(o.lr > 0.0f, ConfigError, name(), ": learning rate must be > 0 (got ", o.lr, ")");
+        detail::require_learning_rate(name(), o.lr, /*zero_ok=*/false);
         PARDL_REQUIRE(o.beta1 >= 0.0f && o.beta1 < 1.0f && o.beta2 >= 0.0f && o.beta2 < 1.0f, ConfigError,
                       name(), ": betas must be in [0, 1)");
-        PARDL_REQUIRE(o.eps > 0.0f && o.weight_decay >= 0.0f, ConfigError, name(),
-                      ": eps must be > 0, weight decay >= 0");
+        PARDL_REQUIRE(
+            std::isfinite(o.eps) && o.eps > 0.0f && std::isfinite(o.weight_decay) && o.weight_decay >= 0.0f,
+            ConfigError, name(), ": eps must be a finite number > 0, weight decay a finite number >= 0 (got ",
+            o.eps, " and ", o.weight_decay, ")");
     }
 
     void reset(std::size_t n) {
@@ -69,7 +71,10 @@ public:
     void set_steps(std::uint64_t s) { t_ = static_cast<long long>(s); }
 
     float learning_rate() const { return opt_.lr; }
-    void set_learning_rate(float lr) { opt_.lr = lr; }
+    void set_learning_rate(float lr) {
+        detail::require_learning_rate(name(), lr, /*zero_ok=*/true);
+        opt_.lr = lr;
+    }
     const Options& options() const { return opt_; }
     static std::string name() { return Decoupled ? "adamw" : "adam"; }
     /// OptimizerSettings.

@@ -3,13 +3,17 @@
 #pragma once
 
 #include <charconv>
+#include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
+
+#include "pardl/core/errors.hpp"
 
 namespace pardl {
 
@@ -81,5 +85,14 @@ template <class O>
 concept OptimizerSettings = Optimizer<O> && requires(const O& o) {
     { o.settings() } -> std::convertible_to<std::vector<std::pair<std::string, std::string>>>;
 };
+
+namespace detail {
+/// Throws ConfigError unless lr is a finite number > 0, or >= 0 where zero_ok (a rate set during
+/// training: a schedule may reach 0). An infinite rate would fail only as a diverged run.
+inline void require_learning_rate(std::string_view optimizer, float lr, bool zero_ok) {
+    PARDL_REQUIRE(std::isfinite(lr) && (zero_ok ? lr >= 0.0f : lr > 0.0f), ConfigError, optimizer,
+                  ": learning rate must be a finite number ", zero_ok ? ">= 0" : "> 0", " (got ", lr, ")");
+}
+} // namespace detail
 
 } // namespace pardl

@@ -2,6 +2,7 @@
 // (buffer = momentum * buffer + g; no dampening), so results can be compared with torch.optim.SGD.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -27,11 +28,12 @@ public:
 
     SGD() : SGD(Options{}) {}
     explicit SGD(Options o) : opt_(o) {
-        PARDL_REQUIRE(o.lr > 0.0f, ConfigError, "SGD: learning rate must be > 0 (got ", o.lr, ")");
+        detail::require_learning_rate("SGD", o.lr, /*zero_ok=*/false);
         PARDL_REQUIRE(o.momentum >= 0.0f && o.momentum < 1.0f, ConfigError,
                       "SGD: momentum must be in [0, 1) (got ", o.momentum, ")");
         PARDL_REQUIRE(!o.nesterov || o.momentum > 0.0f, ConfigError, "SGD: Nesterov needs momentum > 0");
-        PARDL_REQUIRE(o.weight_decay >= 0.0f, ConfigError, "SGD: weight decay must be >= 0");
+        PARDL_REQUIRE(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0f, ConfigError,
+                      "SGD: weight decay must be a finite number >= 0 (got ", o.weight_decay, ")");
     }
 
     void reset(std::size_t n) {
@@ -61,7 +63,10 @@ public:
     void set_steps(std::uint64_t s) { steps_ = s; }
 
     float learning_rate() const { return opt_.lr; }
-    void set_learning_rate(float lr) { opt_.lr = lr; }
+    void set_learning_rate(float lr) {
+        detail::require_learning_rate("SGD", lr, /*zero_ok=*/true);
+        opt_.lr = lr;
+    }
     const Options& options() const { return opt_; }
     std::string name() const { return opt_.nesterov ? "sgd-nesterov" : "sgd"; }
     /// OptimizerSettings (Nesterov is in the name).

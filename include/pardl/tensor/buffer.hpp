@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <new>
 #include <span>
@@ -63,6 +64,8 @@ public:
         // batch's rows from a 188 MB dataset otherwise touches a new 4 KiB page, and misses the
         // TLB, at every row: on an Intel Xeon that was a third of W-MLP's data phase.
         constexpr std::size_t huge_page = std::size_t{2} << 20;
+        // A count whose bytes do not fit a size_t is no allocation, not a small wrapped one.
+        if (n > (std::numeric_limits<std::size_t>::max() - huge_page) / sizeof(T)) throw std::bad_alloc();
         const bool huge = n * sizeof(T) >= 2 * huge_page;
         const std::size_t alignment = huge ? huge_page : buffer_alignment;
         const std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "pardl/core/errors.hpp"
 #include "pardl/core/rng.hpp"
 #include "pardl/layers/layer.hpp"
 #include "pardl/losses/loss.hpp"
@@ -104,6 +105,21 @@ inline double dot(std::span<const float> a, std::span<const float> b) {
     return s;
 }
 
+/// Throws ConfigError for a check that would compare nothing, or pass whatever it compared: no
+/// rows, no entries to check, a step or tolerance that is not a finite number of the right sign.
+/// Rows are capped (2^20): a check draws one sample, and the products sizing its buffers must not wrap.
+inline void require_checkable(const char* check, std::size_t rows, const GradcheckOptions& o) {
+    PARDL_REQUIRE(rows >= 1 && rows <= (std::size_t{1} << 20), ConfigError, check,
+                  ": rows must be in [1, 2^20] (got ", rows, ")");
+    PARDL_REQUIRE(o.max_checks >= 1, ConfigError, check, ": max_checks must be >= 1 (0 checks nothing)");
+    PARDL_REQUIRE(std::isfinite(o.step) && o.step > 0, ConfigError, check,
+                  ": step must be a finite number > 0 (got ", o.step, ")");
+    PARDL_REQUIRE(std::isfinite(o.rtol) && std::isfinite(o.atol) && o.rtol >= 0 && o.atol >= 0 &&
+                      o.rtol + o.atol > 0,
+                  ConfigError, check, ": rtol and atol must be finite numbers >= 0, not both 0 (got ", o.rtol,
+                  " and ", o.atol, ")");
+}
+
 /// Central difference of f with respect to v[i] (v is restored afterwards).
 template <class F>
 double central_difference(float& v, double h, F&& f) {
@@ -122,6 +138,7 @@ double central_difference(float& v, double h, F&& f) {
 /// Checks a bound layer L (e.g. `Dense<5>::bind<Shape<7>>`) on `rows` random samples.
 template <BoundLayer L>
 GradcheckReport check_layer(std::size_t rows, GradcheckOptions o = {}) {
+    detail::require_checkable("check_layer", rows, o);
     constexpr std::size_t in = L::input_shape::size, out = L::output_shape::size;
     Rng rng(o.seed, 1);
     AlignedBuffer<float> params(L::param_count), state(L::state_count), grads(L::param_count);
@@ -177,6 +194,9 @@ GradcheckReport check_layer(std::size_t rows, GradcheckOptions o = {}) {
 /// Checks a loss's gradient on `rows` x `cols` random outputs with random labels / targets.
 template <Loss LossT>
 GradcheckReport check_loss(std::size_t rows, std::size_t cols, GradcheckOptions o = {}) {
+    detail::require_checkable("check_loss", rows, o);
+    PARDL_REQUIRE(cols >= 1 && cols <= (std::size_t{1} << 20), ConfigError,
+                  "check_loss: cols must be in [1, 2^20] (got ", cols, ")");
     Rng rng(o.seed, 2);
     AlignedBuffer<float> z(rows * cols), dz(rows * cols), t(rows * cols);
     AlignedBuffer<std::int32_t> labels(rows);
@@ -197,6 +217,7 @@ GradcheckReport check_loss(std::size_t rows, std::size_t cols, GradcheckOptions 
 /// Checks a whole Sequential model with a loss, end to end (parameters and input).
 template <class Model, Loss LossT>
 GradcheckReport check_model(std::size_t rows, GradcheckOptions o = {}) {
+    detail::require_checkable("check_model", rows, o);
     constexpr std::size_t in = Model::input_shape::size, out = Model::output_shape::size;
     Rng rng(o.seed, 3);
     AlignedBuffer<float> params(Model::param_count), state(Model::state_count), grads(Model::param_count);

@@ -52,19 +52,36 @@ struct TrainingProgress {
 inline constexpr std::size_t checkpoint_max_settings = 64;
 
 namespace detail {
-/// Whether text holds a control character (below 0x20, or DEL): what a checkpoint's texts (model
-/// signature, settings) may not hold. Bytes from 0x80 up pass: UTF-8.
-inline bool has_control_character(const std::string& text) {
-    return std::any_of(text.begin(), text.end(), [](char c) {
-        const auto byte = static_cast<unsigned char>(c);
-        return byte < 0x20 || byte == 0x7F;
-    });
+/// Whether text is printable UTF-8: well-formed (no overlong form, surrogate or code point past
+/// U+10FFFF) and without control characters (C0, DEL, C1). What a checkpoint's texts (model
+/// signature, settings) must be: anything else is corruption, and is not printed.
+inline bool is_printable_text(const std::string& text) {
+    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+    const auto* const end = p + text.size();
+    while (p < end) {
+        const unsigned char lead = *p++;
+        if (lead < 0x80) {
+            if (lead < 0x20 || lead == 0x7F) return false;
+            continue;
+        }
+        const int extra = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : -1;
+        if (extra < 0 || lead > 0xF4 || end - p < extra) return false;
+        std::uint32_t cp = lead & (0x3Fu >> extra);
+        for (int i = 0; i < extra; ++i, ++p) {
+            if ((*p & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (*p & 0x3Fu);
+        }
+        constexpr std::uint32_t smallest[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < smallest[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp <= 0x9F)
+            return false;
+    }
+    return true;
 }
 } // namespace detail
 
 /// What keeps `settings` out of a checkpoint, or "" if nothing does: more than
-/// checkpoint_max_settings of them, a name or value of 256 bytes or more or with a control
-/// character (a newline would split Trainer::load's report into lines of its own), or a name twice
+/// checkpoint_max_settings of them, a name or value of 256 bytes or more, not UTF-8 or with a
+/// control character (a newline would split Trainer::load's report into lines of its own), or a name twice
 /// (only the first would ever be compared). The one check of the writer, the reader and the
 /// Trainer's constructor, each of which says it in its own error.
 inline std::string
@@ -73,14 +90,14 @@ checkpoint_settings_problem(const std::vector<std::pair<std::string, std::string
         return std::to_string(settings.size()) + " settings (at most " +
                std::to_string(checkpoint_max_settings) + ")";
     const auto text_ok = [](const std::string& text) {
-        return !detail::has_control_character(text) && text.size() < 256;
+        return detail::is_printable_text(text) && text.size() < 256;
     };
     for (std::size_t i = 0; i < settings.size(); ++i) {
         const auto& [name, value] = settings[i];
         if (!text_ok(name) || !text_ok(value))
             return "setting " + name.substr(0, 40) +
-                   " is not at most 255 printable bytes (a name or value is longer, or holds a control "
-                   "character)";
+                   " is not at most 255 bytes of printable UTF-8 (a name or value is longer, is not UTF-8, "
+                   "or holds a control character)";
         for (std::size_t j = 0; j < i; ++j)
             if (settings[j].first == name) return "two settings share a name (" + name.substr(0, 40) + ")";
     }
@@ -232,9 +249,9 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
     PARDL_REQUIRE(sig_len < (1u << 20), CheckpointError, where, " has a corrupt header");
     std::string sig(sig_len, '\0');
     get(sig.data(), sig_len, "header");
-    // A signature is text (layer names and shapes); with a control byte the header is corrupt, the
-    // model not another one, and it is not printed.
-    PARDL_REQUIRE(!detail::has_control_character(sig), CheckpointError, where,
+    // A signature is text (layer names and shapes); with a control byte or bytes that are not UTF-8 the
+    // header is corrupt, the model not another one, and it is not printed.
+    PARDL_REQUIRE(detail::is_printable_text(sig), CheckpointError, where,
                   " has a corrupt header (its model signature is not text)");
     PARDL_REQUIRE(sig == signature, CheckpointError, where, " was written for model ", sig,
                   ", not for this model ", signature);

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <span>
 #include <string>
@@ -175,6 +176,13 @@ public:
         std::exception_ptr failure;
         try {
             PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
+            // Every buffer is sized by the batch times a layer's width: a batch whose activations
+            // alone would pass 2^46 bytes (64 TiB) is refused before those products wrap around.
+            constexpr std::size_t row_floats = std::accumulate(
+                Model::output_sizes.begin(), Model::output_sizes.end(), Model::input_shape::size);
+            PARDL_REQUIRE(options_.batch <= (std::size_t{1} << 44) / row_floats, ConfigError, "batch size ",
+                          options_.batch, " is too large: its activations alone (", row_floats,
+                          " floats a row) would not fit in any machine's memory");
             PARDL_REQUIRE(std::isfinite(options_.clip_grad_norm) && options_.clip_grad_norm >= 0, ConfigError,
                           "clip_grad_norm is ", options_.clip_grad_norm,
                           ": the largest gradient norm must be a finite number > 0 (0: no clipping)");
@@ -279,9 +287,21 @@ public:
     /// every rank; each rank takes its balanced slice).
     StepResult step(const Dataset& data, std::span<const std::size_t> global_indices) {
         const std::size_t global_rows = global_indices.size();
+        PARDL_REQUIRE(global_rows >= 1, ConfigError, "step: the batch is empty (no row indices)");
         PARDL_REQUIRE(global_rows <= options_.batch, ConfigError, "step: batch of ", global_rows,
                       " rows exceeds the configured batch size ", options_.batch);
         require_fits(data, "dataset", /*labels_too=*/false);
+        // The batch's rows, checked on every rank before any work (the list is the same on every
+        // rank, so all stop alike): an index past the data, or a label the loss would read out of
+        // bounds (fit, train_epoch and evaluate check every label of the set once; step its own).
+        for (const std::size_t i : global_indices) {
+            PARDL_REQUIRE(i < data.rows, ConfigError, "step: sample index ", i, " out of range (", data.rows,
+                          " rows)");
+            if constexpr (requires { requires LossT::reads_labels; })
+                PARDL_REQUIRE(data.labels[i] >= 0 && static_cast<std::size_t>(data.labels[i]) < data.classes,
+                              DataError, "step: dataset row ", i, " has label ", data.labels[i],
+                              ", outside [0, ", data.classes, ")");
+        }
         const ScopedSubnormalMode fp_mode(subnormal_mode());
         const Range mine = balanced_range(global_rows, static_cast<std::size_t>(comm_.rank()),
                                           static_cast<std::size_t>(comm_.size()));
@@ -607,6 +627,11 @@ public:
     /// workers; every sample is counted exactly once.
     Evaluation evaluate(const Dataset& data) {
         require_fits(data, "evaluation dataset", /*labels_too=*/true);
+        // Each rank evaluates its share of the rows: ranks holding sets of other sizes would
+        // count a mix of the two. A collective, as the evaluation is.
+        PARDL_REQUIRE(comm_.min(std::uint64_t{data.rows}) == comm_.max(std::uint64_t{data.rows}), ConfigError,
+                      "evaluate: the ranks disagree on the rows (rank ", comm_.rank(), ": ", data.rows,
+                      "); every rank must evaluate the same set");
         return evaluate_fitting(data);
     }
 
@@ -623,6 +648,8 @@ public:
         PARDL_REQUIRE(out.rows == x.rows && out.cols == Model::output_shape::size, ConfigError,
                       "predict: out is ", out.rows, " x ", out.cols, " but ", x.rows, " rows of the model's ",
                       Model::output_shape::size, " outputs are needed");
+        PARDL_REQUIRE(out.stride >= out.cols, ConfigError, "predict: out's rows are ", out.stride,
+                      " floats apart but ", out.cols, " wide: they would overlap");
         forward_inference(
             x, Range{0, x.rows},
             [&](std::size_t, std::size_t first, ConstMatrix y) {
@@ -639,6 +666,7 @@ public:
                                  const std::function<void(const EpochRecord&)>& on_epoch = {}) {
         // Both sets before the first step: a test set that does not fit fails now, not an epoch later.
         require_fits(train, "training dataset", /*labels_too=*/true);
+        PARDL_REQUIRE(train.rows > 0, DataError, "fit: the training dataset is empty");
         if (test) require_fits(*test, "test dataset", /*labels_too=*/true);
         // Every rank must run the same epochs over the same rows: a rank told fewer epochs would
         // leave the others waiting in a collective it never joins.
