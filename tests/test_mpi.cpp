@@ -620,9 +620,9 @@ TEST_CASE("write_timeline joins every rank's events into one trace file", "[mpi]
         Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, MPI> trainer(sgd(), o);
         testing::train_steps(trainer, data, 3);
     }
-    // The last rank's trace is made longer than one of write_timeline's chunks (2^18 bytes), so
-    // that it crosses in several.
-    const std::size_t extra = comm.rank() == n - 1 ? 5000 : 0;
+    // The last rank's trace is made longer than one of write_timeline's chunks (3 x 2^16 bytes),
+    // so that it crosses in several.
+    const std::size_t extra = comm.rank() == n - 1 ? 8000 : 0;
     for (std::size_t i = 0; i < extra; ++i) {
         const auto t = Clock::now();
         timeline.record(0, "padding-event-name-long-enough-to-add-up", t, t);
@@ -632,6 +632,14 @@ TEST_CASE("write_timeline joins every rank's events into one trace file", "[mpi]
     // as on a cluster whose nodes share no filesystem.
     const std::filesystem::path file = comm.rank() == 0 ? "test_mpi_timeline_np" + std::to_string(n) + ".json"
                                                         : "/nonexistent-pardl-node/trace.json";
+    // A write that fails on rank 0 before it starts (no folder for its temporary file) still
+    // takes every rank's chunks, and every rank throws.
+    const std::filesystem::path unwritable =
+        comm.rank() == 0 ? "/nonexistent-pardl-dir/trace.json" : file.string();
+    CHECK_THROWS_WITH(write_timeline(timeline, comm, unwritable),
+                      comm.rank() == 0
+                          ? Catch::Contains("cannot create a temporary file in /nonexistent-pardl-dir")
+                          : Catch::Contains("rank 0 could not write the timeline"));
     write_timeline(timeline, comm, file); // collective; the last one of this case
     if (comm.rank() != 0) return;
     std::string text;
@@ -651,10 +659,10 @@ TEST_CASE("write_timeline joins every rank's events into one trace file", "[mpi]
         INFO("rank " << r);
         CHECK(count("\"args\":{\"name\":\"rank " + std::to_string(r) + "\"}") == 1);
         // Worker 0's complete events (data, forward, backward per step) end with pid and tid 0.
-        CHECK(count(",\"pid\":" + std::to_string(r) + ",\"tid\":0}") == (r == n - 1 ? 9 + 5000 : 9));
+        CHECK(count(",\"pid\":" + std::to_string(r) + ",\"tid\":0}") == (r == n - 1 ? 9 + 8000 : 9));
     }
-    CHECK(count("{\"name\":\"padding-event-name-long-enough-to-add-up\"") == 5000);
-    CHECK(text.size() > (std::size_t{1} << 18));
+    CHECK(count("{\"name\":\"padding-event-name-long-enough-to-add-up\"") == 8000);
+    CHECK(text.size() > 3 * 3 * (std::size_t{1} << 16)); // the last rank's part alone: more than 3 chunks
     // The trace is the only file it writes.
     for (const auto& entry : std::filesystem::directory_iterator("."))
         CHECK(entry.path().filename().string().find(file.filename().string() + ".") == std::string::npos);

@@ -495,11 +495,14 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
         s.kind = LrScheduleSpec::Kind::cosine;
         s.epochs = {epochs(fields[1])};
         if (fields.size() == 3)
-            // As a float, as the schedule takes it: a positive MIN_LR that rounds to 0 would be 0.
-            s.min_lr = real(fields[2], "MIN_LR must be 0 or a float > 0", [](long double v) {
-                const auto f = static_cast<float>(v);
-                return v >= 0 && std::isfinite(f) && (v == 0 || f > 0);
-            });
+            // As a float, as the schedule takes it, and bounded as --lr is: a positive MIN_LR
+            // that rounds to 0 would be 0.
+            s.min_lr =
+                real(fields[2], "MIN_LR must be 0 or a float from 1.17549e-38 (the smallest normal float)",
+                     [](long double v) {
+                         const auto f = static_cast<float>(v);
+                         return v == 0 || (std::isfinite(f) && f >= std::numeric_limits<float>::min());
+                     });
         return s;
     }
     return fail("unknown schedule '" + kind + "'");
@@ -594,14 +597,11 @@ void require_writable_outputs(const RunOptions& o) {
 
 void require_resume_file(const RunOptions& o) {
     if (o.resume.empty()) return;
-    std::error_code ec;
-    const auto st = std::filesystem::status(o.resume, ec);
-    if (st.type() == std::filesystem::file_type::not_found)
-        throw pardl::ConfigError("--resume " + o.resume + ": no such file");
-    if (ec) throw pardl::ConfigError("--resume " + o.resume + ": " + ec.message());
-    if (!std::filesystem::is_regular_file(st))
-        throw pardl::ConfigError("--resume " + o.resume + ": is " + pardl::detail::file_type_name(st.type()) +
-                                 ", not a checkpoint file");
+    try {
+        pardl::detail::require_regular_file(o.resume, "--resume");
+    } catch (const pardl::DataError& e) {
+        throw pardl::ConfigError(e.what()); // a flag that names no checkpoint: exit 2, as a bad flag
+    }
 }
 
 void CommandLine::add_flag(const std::string& name, bool& value, const std::string& help) {
@@ -634,11 +634,13 @@ namespace {
 std::string as_value(const std::string& text) {
     const char* first = text.data();
     const char* last = first + text.size();
-    if (std::uint64_t u = 0; std::from_chars(first, last, u).ptr == last && !text.empty())
-        return std::to_string(u);
-    if (std::int64_t i = 0; std::from_chars(first, last, i).ptr == last && !text.empty())
-        return std::to_string(i);
-    if (double d = 0; std::from_chars(first, last, d).ptr == last && !text.empty() && std::isfinite(d)) {
+    // The whole text, in range: a number past a type's range is left as the text it is.
+    const auto whole = [&](std::from_chars_result r) {
+        return r.ec == std::errc{} && r.ptr == last && !text.empty();
+    };
+    if (std::uint64_t u = 0; whole(std::from_chars(first, last, u))) return std::to_string(u);
+    if (std::int64_t i = 0; whole(std::from_chars(first, last, i))) return std::to_string(i);
+    if (double d = 0; whole(std::from_chars(first, last, d)) && std::isfinite(d)) {
         char buf[32];
         const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
         if (ec == std::errc()) return std::string(buf, end);
@@ -651,7 +653,7 @@ std::vector<std::pair<std::string, std::string>> CommandLine::rank_shared_flags(
     std::vector<std::pair<std::string, std::string>> flags;
     for (const CLI::Option* opt : app_->get_options()) {
         if (opt->check_name("--help") || opt->check_name("--data") || opt->check_name("--threads")) continue;
-        const bool names_a_file = opt->get_type_name() == "FILE"; // "07" and "7" are two files
+        const bool names_a_file = opt->get_type_name().rfind("FILE", 0) == 0; // "07" and "7" are two files
         std::string value;
         if (opt->count() > 0)
             for (const std::string& r : opt->results())

@@ -191,7 +191,10 @@ inline constexpr bool splits_inputs_v = requires {
 /// readable static_assert before bind is instantiated). A layer that can reject an input may say
 /// why in its own words: a member template `reject_input<In>` whose body is
 /// `static_assert(accepts<In>, "...")`, which Sequential instantiates for a rejected input only
-/// (without the static_assert nothing would stop the build: it must assert).
+/// (without the static_assert nothing would stop the build: it must assert). A layer whose own
+/// parameters are invalid (a size of 0) accepts no input and asserts only at class scope
+/// (`static_assert(accepts<In> || !sizes_valid, ...)` in reject_input), so that its one message is the
+/// build's only error.
 template <class Spec>
 concept LayerSpec = requires {
     Spec::is_pardl_layer;

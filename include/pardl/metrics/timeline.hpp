@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <ostream>
@@ -193,7 +194,7 @@ private:
 /// every rank of `comm` calls it; only rank 0's `file` is used, and only rank 0 touches the
 /// filesystem. Each rank's trace events reach rank 0 through the communicator (broadcasts from
 /// that rank, in chunks), so ranks on nodes that share no filesystem, or lack rank 0's folder,
-/// still give one trace; rank 0 writes it atomically (write_file_atomically). Timestamps are
+/// still give one trace; rank 0 writes it atomically as it arrives (write_file_atomically). Timestamps are
 /// shifted to the earliest rank's origin, which lines ranks up when they share a steady clock (one
 /// node). Throws CheckpointError on every rank if rank 0 could not write.
 template <class Comm>
@@ -217,53 +218,83 @@ void write_timeline(const Timeline& timeline, Comm& comm, const std::filesystem:
     lengths[static_cast<std::size_t>(rank)] = static_cast<double>(mine.size());
     comm.allreduce_sum(std::span<double>(lengths));
 
-    // The communicator moves floats, and every byte is exact as one. Rank 0 keeps the whole
-    // trace in memory before it writes, so that a failed write cannot leave the other ranks
-    // waiting in a broadcast.
-    std::string trace;
-    if (rank == 0) trace = "{\"traceEvents\":[\n";
-    std::vector<float> chunk(std::size_t{1} << 18);
-    for (int r = 0; r < ranks; ++r) {
-        const auto length = static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)]);
-        if (rank == 0 && r > 0) trace += ",\n";
-        if (r == 0) {
-            if (rank == 0) trace += mine;
-            continue;
-        }
-        for (std::size_t at = 0; at < length; at += chunk.size()) {
-            const std::size_t n = std::min(chunk.size(), length - at);
-            const std::span<float> part(chunk.data(), n);
-            if (rank == r)
-                std::transform(mine.begin() + static_cast<std::ptrdiff_t>(at),
-                               mine.begin() + static_cast<std::ptrdiff_t>(at + n), part.begin(),
-                               [](char c) { return static_cast<float>(static_cast<unsigned char>(c)); });
-            comm.broadcast(part, r);
-            if (rank == 0)
-                for (const float v : part) trace += static_cast<char>(static_cast<unsigned char>(v));
-        }
-    }
-
-    std::string why;
-    if (rank == 0) {
-        trace += "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"dropped\":" +
-                 std::to_string(static_cast<std::uint64_t>(dropped)) + ",\"ranks\":" + std::to_string(ranks) +
-                 ",\"workers_per_rank\":" + std::to_string(timeline.workers()) +
-                 ",\"capacity_per_lane\":" + std::to_string(timeline.capacity()) + "}}\n";
-        // A path no file can be written to (a device, a folder, a link) is named as such.
-        why = atomic_write_problem(file);
-        if (!why.empty()) {
-            why = "cannot write timeline " + file.string() + ": " + why;
-        } else {
-            try {
-                write_file_atomically<CheckpointError>(
-                    file, "timeline", [&](const auto& put) { put(trace.data(), trace.size()); });
-            } catch (const std::exception& e) {
-                why = e.what();
+    // Every rank's events reach rank 0 in broadcasts from that rank, a chunk at a time: the
+    // communicator moves floats, and a float holds three bytes exactly (an integer below 2^24).
+    // sink(data, n) takes them on rank 0, in order, with the separators between ranks.
+    constexpr std::size_t chunk_floats = std::size_t{1} << 16, chunk_bytes = 3 * chunk_floats;
+    std::vector<float> chunk(chunk_floats);
+    std::vector<char> bytes(rank == 0 ? chunk_bytes : 0);
+    const auto gather = [&](const auto& sink) {
+        for (int r = 0; r < ranks; ++r) {
+            if (rank == 0 && r > 0) sink(",\n", 2);
+            if (r == 0) {
+                if (rank == 0) sink(mine.data(), mine.size());
+                continue;
+            }
+            const auto length = static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)]);
+            for (std::size_t at = 0; at < length; at += chunk_bytes) {
+                const std::size_t n = std::min(chunk_bytes, length - at);
+                const std::span<float> part(chunk.data(), (n + 2) / 3);
+                const auto byte = [](const std::string& t, std::size_t i) -> std::uint32_t {
+                    return i < t.size() ? static_cast<unsigned char>(t[i]) : 0u;
+                };
+                if (rank == r)
+                    for (std::size_t i = 0; i < part.size(); ++i) {
+                        const std::size_t b = at + 3 * i;
+                        part[i] = static_cast<float>(byte(mine, b) | byte(mine, b + 1) << 8 |
+                                                     byte(mine, b + 2) << 16);
+                    }
+                comm.broadcast(part, r);
+                if (rank != 0) continue;
+                for (std::size_t i = 0; i < n; ++i)
+                    bytes[i] =
+                        static_cast<char>(static_cast<std::uint32_t>(part[i / 3]) >> (8 * (i % 3)) & 0xFFu);
+                sink(bytes.data(), n);
             }
         }
+    };
+    const auto discard = [](const char*, std::size_t) {};
+
+    // Rank 0 writes the chunks as they come (write_file_atomically: a temporary file, renamed when
+    // whole). Every rank makes the same broadcasts whatever becomes of that write: one that fails
+    // part way keeps receiving, and one that fails before it starts (no temporary file) receives
+    // everything after, so that no rank is left waiting in a broadcast.
+    std::string why;
+    if (rank == 0) {
+        bool gathered = false;
+        try {
+            write_file_atomically<CheckpointError>(file, "timeline", [&](const auto& put) {
+                std::exception_ptr failed;
+                const auto sink = [&](const char* data, std::size_t n) {
+                    if (failed) return;
+                    try {
+                        put(data, n);
+                    } catch (...) {
+                        failed = std::current_exception();
+                    }
+                };
+                const std::string head = "{\"traceEvents\":[\n";
+                sink(head.data(), head.size());
+                gathered = true;
+                gather(sink);
+                const std::string tail = "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"dropped\":" +
+                                         std::to_string(static_cast<std::uint64_t>(dropped)) +
+                                         ",\"ranks\":" + std::to_string(ranks) +
+                                         ",\"workers_per_rank\":" + std::to_string(timeline.workers()) +
+                                         ",\"capacity_per_lane\":" + std::to_string(timeline.capacity()) +
+                                         "}}\n";
+                sink(tail.data(), tail.size());
+                if (failed) std::rethrow_exception(failed);
+            });
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+        if (!gathered) gather(discard);
+    } else {
+        gather(discard);
     }
     if (comm.max(static_cast<std::uint64_t>(!why.empty())) != 0)
-        throw CheckpointError(rank == 0 ? why : "rank 0 could not write timeline '" + file.string() + "'");
+        throw CheckpointError(rank == 0 ? why : "rank 0 could not write the timeline (rank 0 says why)");
 }
 
 } // namespace pardl

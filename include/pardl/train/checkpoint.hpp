@@ -95,7 +95,10 @@ checkpoint_settings_problem(const std::vector<std::pair<std::string, std::string
     for (std::size_t i = 0; i < settings.size(); ++i) {
         const auto& [name, value] = settings[i];
         if (!text_ok(name) || !text_ok(value))
-            return "setting " + name.substr(0, 40) +
+            // The name only where it is printable (its first 40 bytes may cut a character: then not).
+            return "setting " +
+                   (detail::is_printable_text(name.substr(0, 40)) ? name.substr(0, 40)
+                                                                  : "number " + std::to_string(i + 1)) +
                    " is not at most 255 bytes of printable UTF-8 (a name or value is longer, is not UTF-8, "
                    "or holds a control character)";
         for (std::size_t j = 0; j < i; ++j)

@@ -629,7 +629,7 @@ public:
         require_fits(data, "evaluation dataset", /*labels_too=*/true);
         // Each rank evaluates its share of the rows: ranks holding sets of other sizes would
         // count a mix of the two. A collective, as the evaluation is.
-        PARDL_REQUIRE(comm_.min(std::uint64_t{data.rows}) == comm_.max(std::uint64_t{data.rows}), ConfigError,
+        PARDL_REQUIRE(same_on_every_rank(data.rows), ConfigError,
                       "evaluate: the ranks disagree on the rows (rank ", comm_.rank(), ": ", data.rows,
                       "); every rank must evaluate the same set");
         return evaluate_fitting(data);
@@ -666,19 +666,19 @@ public:
                                  const std::function<void(const EpochRecord&)>& on_epoch = {}) {
         // Both sets before the first step: a test set that does not fit fails now, not an epoch later.
         require_fits(train, "training dataset", /*labels_too=*/true);
-        PARDL_REQUIRE(train.rows > 0, DataError, "fit: the training dataset is empty");
         if (test) require_fits(*test, "test dataset", /*labels_too=*/true);
         // Every rank must run the same epochs over the same rows: a rank told fewer epochs would
         // leave the others waiting in a collective it never joins.
-        const auto agree = [&](std::uint64_t v) { return comm_.min(v) == comm_.max(v); };
-        const bool same_epochs = agree(epochs), same_rows = agree(train.rows);
-        const bool same_test = agree(test ? test->rows + 1 : 0);
+        const bool same_epochs = same_on_every_rank(epochs), same_rows = same_on_every_rank(train.rows);
+        const bool same_test = same_on_every_rank(test ? test->rows + 1 : 0);
         PARDL_REQUIRE(same_epochs && same_rows && same_test, ConfigError, "fit: the ranks disagree on ",
                       !same_epochs ? "the number of epochs"
                       : !same_rows ? "the training rows"
                                    : "the test set",
                       " (rank ", comm_.rank(), ": ", epochs, " epochs, ", train.rows, " training rows, ",
                       test ? test->rows : 0, " test rows); every rank must call fit alike");
+        // After the agreement, so that every rank refuses an empty set alike.
+        PARDL_REQUIRE(train.rows > 0, DataError, "fit: the training dataset is empty");
         BatchLoader loader(train, options_.batch, options_.seed, true, false);
         std::vector<EpochRecord> history;
         const std::size_t first = epochs_trained_ + 1, last = epochs_trained_ + epochs;
@@ -958,8 +958,8 @@ private:
 
     /// Throws DataError unless `data` fits the model and the loss: its rows as wide as the model's
     /// input, and what the loss reads (Loss: reads_labels, reads_targets) present and in range.
-    /// labels_too: also every label (Dataset::check, one pass over the labels); step() leaves that
-    /// to fit(), train_epoch() and evaluate(), which check once per call.
+    /// labels_too: also every label (Dataset::check, one pass over the labels); step() checks only
+    /// its own rows' labels instead, and fit(), train_epoch() and evaluate() the set's, once per call.
     void require_fits(const Dataset& data, const char* name, bool labels_too) const {
         if (labels_too) data.check(name);
         PARDL_REQUIRE(data.cols == Model::input_shape::size, DataError, name, " rows have ", data.cols,
@@ -1384,6 +1384,14 @@ private:
         if (comm_.max(static_cast<std::uint64_t>(!why.empty())) == 0) return;
         if (why.empty()) why = "another rank's parameters are not finite";
         throw NumericalError(why + " " + when + ": training diverged (try a lower learning rate)");
+    }
+
+    /// Whether every rank holds the same v. A collective: two, the minimum before the maximum on
+    /// every rank (in one expression the order of the two would be the compiler's).
+    bool same_on_every_rank(std::uint64_t v) {
+        const std::uint64_t lo = comm_.min(v);
+        const std::uint64_t hi = comm_.max(v);
+        return lo == hi;
     }
 
     /// "what i of n is inf" for the first value of v that is NaN or infinite; empty if none.
