@@ -885,6 +885,21 @@ TEST_CASE("checkpoint: a path that is no regular file is neither replaced nor op
     CHECK(fs::is_character_file("/dev/null"));
     CHECK_THROWS_WITH(save_checkpoint("", Small::signature(), params, {}),
                       Catch::Contains("the path is empty"));
+    // A path ending in '/', and a name whose temporary file's name would be too long: refused
+    // before anything is written (a run checks its outputs with atomic_write_problem first).
+    CHECK_THROWS_WITH(save_checkpoint(dir.path / "sub/", Small::signature(), params, {}),
+                      Catch::Contains("ends in '/', which names a folder"));
+    const auto name_max = static_cast<std::size_t>(::pathconf(dir.path.c_str(), _PC_NAME_MAX));
+    REQUIRE(name_max > pardl::temporary_suffix_length);
+    const std::string longest(name_max - pardl::temporary_suffix_length, 'a');
+    CHECK_THROWS_WITH(save_checkpoint(dir.path / (longest + "a"), Small::signature(), params, {}),
+                      Catch::Contains("its name is " + std::to_string(longest.size() + 1) +
+                                      " bytes, and with the temporary file's suffix (11) it would pass the "
+                                      "folder's limit of " +
+                                      std::to_string(name_max)));
+    save_checkpoint(dir.path / longest, Small::signature(), params, {}); // the longest that fits
+    CHECK(fs::is_regular_file(dir.path / longest));
+    fs::remove(dir.path / longest);
     CHECK(dir.entries() == 1); // the FIFO alone
 }
 

@@ -564,7 +564,6 @@ void require_writable_outputs(const RunOptions& o) {
         };
         // Empty, a link, a folder, a device (/dev/stdout) or a FIFO: the atomic write would replace it.
         if (const std::string problem = pardl::atomic_write_problem(p); !problem.empty()) fail(problem);
-        if (p.back() == '/') fail("ends in '/', which names a folder: name a file");
         const fs::path file = p;
         const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
         std::error_code ec;

@@ -19,14 +19,31 @@
 
 namespace pardl {
 
+/// The temporary file's name is the target's with this added (mkstemp replaces the six X).
+inline constexpr char temporary_suffix[] = ".tmp-XXXXXX";
+inline constexpr std::size_t temporary_suffix_length = sizeof temporary_suffix - 1;
+
 /// Why an atomic write to `path` must not go ahead, or "" if it may: an empty path; a symbolic
 /// link (the rename would replace the link, not the file it names; following it by hand would
 /// bypass the kernel's protection against links planted in shared folders such as /tmp, and
 /// /dev/stdout is one, to a terminal, a pipe or a log the rename would replace); a folder; a
-/// device, FIFO or socket, which the rename would delete rather than write into.
+/// device, FIFO or socket, which the rename would delete rather than write into; a path that
+/// ends in '/'; a name too long for its folder once the temporary file's suffix is added (found
+/// before a run, not when its checkpoint is due).
 inline std::string atomic_write_problem(const std::filesystem::path& path) {
     namespace fs = std::filesystem;
     if (path.empty()) return "the path is empty";
+    if (!path.has_filename()) return "ends in '/', which names a folder: name a file";
+    {
+        const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+        const long limit = ::pathconf(dir.c_str(), _PC_NAME_MAX); // -1 where the folder is not there
+        const std::size_t name_max = limit > 0 ? static_cast<std::size_t>(limit) : 255;
+        const std::size_t name = path.filename().string().size();
+        if (name + temporary_suffix_length > name_max)
+            return "its name is " + std::to_string(name) + " bytes, and with the temporary file's suffix (" +
+                   std::to_string(temporary_suffix_length) + ") it would pass the folder's limit of " +
+                   std::to_string(name_max) + ": use a shorter name";
+    }
     std::error_code ec;
     const fs::file_status link = fs::symlink_status(path, ec);
     if (fs::is_symlink(link)) {
@@ -66,7 +83,7 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
         throw Failure("cannot write " + what + " " + path.string() + ": " + problem);
     const fs::path& target = path;
     const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-    const std::string pattern = (dir / (target.filename().string() + ".tmp-XXXXXX")).string();
+    const std::string pattern = (dir / (target.filename().string() + temporary_suffix)).string();
     std::vector<char> name(pattern.begin(), pattern.end());
     name.push_back('\0');
     const int fd = ::mkstemp(name.data());
