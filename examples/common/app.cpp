@@ -69,11 +69,13 @@ std::optional<long double> parse_number(const std::string& s) {
     return v;
 }
 
-/// The whole of `s` as a decimal integer, or nothing.
-std::optional<long long> parse_integer(const std::string& s) {
-    long long v = 0;
+/// The whole of `s` as a decimal T (an integer type, or double), or nothing: empty, other
+/// characters, or past T's range.
+template <class T>
+std::optional<T> parse_decimal(const std::string& s) {
+    T v{};
     const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+    if (s.empty() || ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
     return v;
 }
 
@@ -100,12 +102,11 @@ bool integer_too_large(const std::string& s) {
 CLI::Validator seed_value() {
     return CLI::Validator(
         [](std::string& s) -> std::string {
-            unsigned long long v = 0;
-            const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-            if (ec != std::errc{} || p != s.data() + s.size())
+            const auto v = parse_decimal<std::uint64_t>(s);
+            if (!v)
                 return "must be an integer from 0 to " +
                        std::to_string(std::numeric_limits<std::uint64_t>::max()) + " (got '" + s + "')";
-            s = std::to_string(v); // CLI11 reads a leading 0 as octal ("010" as 8): hand it decimal
+            s = std::to_string(*v); // CLI11 reads a leading 0 as octal ("010" as 8): hand it decimal
             return {};
         },
         "");
@@ -116,7 +117,7 @@ CLI::Validator seed_value() {
 CLI::Validator integer_at_least(long long lo, long long hi = std::numeric_limits<long long>::max()) {
     return CLI::Validator(
         [lo, hi](std::string& s) -> std::string {
-            const auto v = parse_integer(s);
+            const auto v = parse_decimal<long long>(s);
             if (!v && !s.empty() && s[0] != '-' && integer_too_large(s))
                 return "must be at most " + std::to_string(hi) + " (got '" + s + "')";
             if (!v || *v < lo || *v > hi)
@@ -454,7 +455,7 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
     };
     const std::vector<std::string> fields = split(spec, ':');
     const auto epochs = [&](const std::string& text) {
-        const auto v = parse_integer(text);
+        const auto v = parse_decimal<long long>(text);
         if (!v || *v < 1 || static_cast<unsigned long long>(*v) > max_schedule_epochs)
             fail("'" + text + "' is not a number of epochs from 1 to " + std::to_string(max_schedule_epochs));
         return static_cast<std::size_t>(*v);
@@ -631,17 +632,12 @@ namespace {
 /// integer in decimal (exact to 64 bits, as --seed needs), else a double's shortest form; any
 /// other text unchanged.
 std::string as_value(const std::string& text) {
-    const char* first = text.data();
-    const char* last = first + text.size();
     // The whole text, in range: a number past a type's range is left as the text it is.
-    const auto whole = [&](std::from_chars_result r) {
-        return r.ec == std::errc{} && r.ptr == last && !text.empty();
-    };
-    if (std::uint64_t u = 0; whole(std::from_chars(first, last, u))) return std::to_string(u);
-    if (std::int64_t i = 0; whole(std::from_chars(first, last, i))) return std::to_string(i);
-    if (double d = 0; whole(std::from_chars(first, last, d)) && std::isfinite(d)) {
+    if (const auto u = parse_decimal<std::uint64_t>(text)) return std::to_string(*u);
+    if (const auto i = parse_decimal<std::int64_t>(text)) return std::to_string(*i);
+    if (const auto d = parse_decimal<double>(text); d && std::isfinite(*d)) {
         char buf[32];
-        const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+        const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, *d);
         if (ec == std::errc()) return std::string(buf, end);
     }
     return text;

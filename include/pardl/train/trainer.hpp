@@ -611,8 +611,7 @@ public:
     /// Stops with NumericalError if the ranks' parameters are not bit-identical.
     void check_replicas() {
         const std::uint64_t h = checksum();
-        const std::uint64_t lo = comm_.min(h), hi = comm_.max(h);
-        PARDL_REQUIRE(lo == hi, NumericalError, "replicas diverged at step ", step_,
+        PARDL_REQUIRE(same_on_every_rank(h), NumericalError, "replicas diverged at step ", step_,
                       ": the ranks' parameter checksums differ (rank ", comm_.rank(), " has ", h, ")");
     }
 
@@ -1117,10 +1116,7 @@ private:
         share_text(differences);
         // Rank 0's settings stood for every rank's: say so where a rank's own differ (a node with
         // another thread count; the others the constructor found equal on every rank).
-        const std::uint64_t mine = settings_fingerprint();
-        const std::uint64_t lowest = comm_.min(mine),
-                            highest = comm_.max(mine); // in this order on every rank
-        if (lowest != highest)
+        if (!same_on_every_rank(settings_fingerprint()))
             differences += "the ranks' own settings differ (only rank 0's were compared)\n";
         std::vector<std::string> report;
         for (std::size_t at = 0; at < differences.size();) {
