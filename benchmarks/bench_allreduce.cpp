@@ -6,6 +6,7 @@
 
 #include <pardl/comm/mpi_comm.hpp>
 
+#include "untimed_build.hpp"
 #include "workloads.hpp"
 
 #include <algorithm>
@@ -93,6 +94,7 @@ int main(int argc, char** argv) {
     app.add_flag("--no-header", no_header, "omit the CSV header");
     CLI11_PARSE(app, argc, argv);
     cfg.header = !no_header;
+    pardl::bench::warn_if_untimed_build(argv[0]);
     try {
         pardl::MpiEnvironment env(argc, argv);
         return run(cfg);

@@ -8,6 +8,8 @@
 
 #include <sched.h>
 
+#include "untimed_build.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -48,6 +50,7 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
     CLI11_PARSE(app, argc, argv);
+    pardl::bench::warn_if_untimed_build(argv[0]);
     // Two threads spinning on one CPU would take turns only when the scheduler switches them:
     // hours, not seconds. Refuse that before starting.
     if (cpu_a == cpu_b) {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "peak_flops.hpp"
+#include "untimed_build.hpp"
 #include "workloads.hpp"
 
 #ifndef PARDL_POLICY
@@ -130,6 +131,7 @@ int main(int argc, char** argv) {
                    "inside the update costs (1e30: the clamp, no element clipped; 0: no clipping)")
         ->check(CLI::NonNegativeNumber);
     CLI11_PARSE(app, argc, argv);
+    pardl::bench::warn_if_untimed_build(argv[0]);
     using Env = typename pardl::PARDL_POLICY::communicator::Environment;
     try {
         Env env(argc, argv);

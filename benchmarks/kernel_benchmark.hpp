@@ -4,6 +4,7 @@
 #pragma once
 
 #include "peak_flops.hpp"
+#include "untimed_build.hpp"
 
 #include "pardl/core/rng.hpp"
 #include "pardl/tensor/simd.hpp"
@@ -53,6 +54,7 @@ inline void report_bytes(benchmark::State& state, double bytes_per_iteration) {
 /// main() of a kernel benchmark: measures and prints the peak (run_benchmarks.sh reads it from
 /// that line), registers the benchmarks and runs those the command line selects.
 inline int kernel_benchmark_main(int argc, char** argv, void (*register_benchmarks)()) {
+    warn_if_untimed_build(argv[0]);
     peak_gflops = measure_peak_gflops_per_core();
     std::printf("measured single-core FMA peak: %.1f GFLOP/s (kernels: %s)\n", peak_gflops,
                 std::string(simd::name(simd::active())).c_str());
