@@ -1,7 +1,8 @@
 // The umbrella header: everything a program needs to define, train and evaluate models.
-// The OpenMP and MPI policies are included when their components are linked
-// (pardl::openmp defines PARDL_HAS_OPENMP, pardl::mpi defines PARDL_HAS_MPI); without them their
-// names are stand-ins (policies/unlinked.hpp) that stop a Trainer's build saying what to link.
+// The OpenMP policies are included when the compiler has OpenMP on (-fopenmp, which pardl::openmp
+// adds, defining PARDL_HAS_OPENMP too), the MPI ones when PARDL_HAS_MPI is defined (pardl::mpi);
+// without them their names are stand-ins (policies/unlinked.hpp) that stop a Trainer's build
+// saying what to link.
 #pragma once
 
 #include "pardl/core/errors.hpp"
@@ -31,10 +32,10 @@
 #include "pardl/tensor/shape.hpp"
 #include "pardl/train/trainer.hpp"
 
-#if defined(PARDL_HAS_OPENMP) && defined(_OPENMP)
+#if defined(_OPENMP)
 #include "pardl/policies/openmp.hpp"
 #include "pardl/policies/tensor_parallel.hpp"
-#elif !defined(_OPENMP)
+#else
 // Without OpenMP the names still exist, as stand-ins whose use says what to link.
 #include "pardl/policies/unlinked.hpp"
 namespace pardl {

@@ -127,8 +127,7 @@ class Trainer {
     static_assert(
         !requires { requires P::executor::missing_openmp; },
         "pardl::Trainer: OpenMP, TensorParallel and Hybrid need OpenMP, which this build does "
-        "not have: link pardl::openmp (CMake), or compile and link with -fopenmp "
-        "-DPARDL_HAS_OPENMP=1");
+        "not have: link pardl::openmp (CMake), or compile and link with -fopenmp");
     static_assert(
         !requires { requires P::communicator::missing_mpi; },
         "pardl::Trainer: MPI and Hybrid need MPI, which this build does not have: link "
