@@ -316,6 +316,26 @@ TEST_CASE("Ranks given different settings stop together at construction, each na
     CHECK_THROWS_WITH(build(sgd_with(0.9f, false)), Catch::Contains("not the same list of settings"));
     o.settings.clear();
     CHECK_NOTHROW(build(sgd_with(0.9f, false)));
+    // Replica checks are collectives: another interval on one rank would leave it waiting in one.
+    o.check_replicas = odd ? 5 : 10;
+    CHECK_THROWS_WITH(build(sgd_with(0.9f, false)),
+                      Catch::Contains("different settings: check replicas every (this rank: " +
+                                      std::string(odd ? "5" : "10") + ")"));
+    o.check_replicas = 0;
+    // Another model on one rank (another program): one with as many parameters, and one with more.
+    using OtherActivation = Sequential<Input<12>, Dense<16>, ReLU, Dense<9>, ReLU, Dense<4>>;
+    using OtherWidth = Sequential<Input<12>, Dense<16>, Tanh, Dense<9>, ReLU, Dense<5>>;
+    static_assert(OtherActivation::param_count == SmallMlp::param_count);
+    const auto build_as = [&]<class M>(M*) {
+        Trainer<M, SoftmaxCrossEntropy, SGD, MPI> t(sgd_with(0.9f, false), o);
+    };
+    CHECK_THROWS_WITH(odd ? build_as(static_cast<OtherActivation*>(nullptr)) : build(sgd_with(0.9f, false)),
+                      Catch::Contains("different settings: model (this rank: " +
+                                      (odd ? OtherActivation::signature() : SmallMlp::signature()) + ")"));
+    CHECK_THROWS_WITH(odd ? build_as(static_cast<OtherWidth*>(nullptr)) : build(sgd_with(0.9f, false)),
+                      Catch::Contains("different settings: model (this rank: " +
+                                      (odd ? OtherWidth::signature() : SmallMlp::signature()) + ")"));
+    CHECK_NOTHROW(build(sgd_with(0.9f, false)));
 }
 
 TEST_CASE("Checkpoints written by rank 0 load on every rank", "[mpi]") {

@@ -3,7 +3,8 @@
 #         [-DGENERATOR=<generator>] [-DMAKE_PROGRAM=<path>] [-DCXX_COMPILER=<path>]
 #         [-DBUILD_TYPE=Release] [-DCOMPONENTS=openmp,mpi] -P run_package_test.cmake
 # install: configure pardl alone, install it to WORK_DIR/prefix, build and run the find_package
-#          consumer against that prefix, and check `pkg-config --cflags pardl`.
+#          consumer against that prefix, and check `pkg-config --cflags pardl` (then build
+#          and run the consumer with `pkg-config --cflags --libs pardl`'s flags alone).
 # subdir:  build and run a project that pulls pardl in with add_subdirectory, and check that
 #          pardl's own tests/examples/benchmarks and install rules stay out of it.
 cmake_minimum_required(VERSION 3.24)
@@ -102,6 +103,21 @@ if(MODE STREQUAL "install")
         if(NOT pc_include STREQUAL real_include)
             message(FATAL_ERROR "[install] pkg-config include dir ${pc_include} is not ${real_include}")
         endif()
+        # The consumer built by hand from what pkg-config says, as a Makefile would: it saves a
+        # checkpoint, so it links only if the libs bring zlib.
+        run("pkg-config --cflags --libs pardl" "${CMAKE_COMMAND}" -E env "PKG_CONFIG_PATH=${pc_path}"
+            "${PKG_CONFIG_EXECUTABLE}" --cflags --libs pardl)
+        string(STRIP "${last_output}" pc_flags)
+        message(STATUS "pkg-config --cflags --libs pardl: ${pc_flags}")
+        separate_arguments(pc_flags UNIX_COMMAND "${pc_flags}")
+        set(cxx "${CXX_COMPILER}")
+        if(NOT cxx)
+            set(cxx c++)
+        endif()
+        set(pc_exe "${WORK_DIR}/pardl_consumer_pkgconfig${exe_suffix}")
+        run("build consumer with pkg-config's flags" "${cxx}" -O1 "${here}/consumer/main.cpp" ${pc_flags}
+            -o "${pc_exe}")
+        run("run consumer built with pkg-config's flags" "${pc_exe}")
     else()
         message(STATUS "[install] pkg-config not found: skipping the pardl.pc check")
     endif()
