@@ -30,8 +30,11 @@ TITLES = {"openmp": "OpenMP", "mpi": "MPI", "hybrid": "Hybrid", "tensor": "tenso
 PHASES = ["data", "forward", "backward", "reduce_workers", "allreduce", "update"]
 # Training FLOPs per sample (forward + backward), as the models report them.
 FLOPS_PER_SAMPLE = {"mlp": 1007104, "cnn": 27411456}
-# Bytes of one gradient message (parameters + the trainer's 3-float tail), from the models.
-GRAD_FLOATS = {"mlp": 235146 + 3, "cnn": 824458 + 3}
+# The models' parameter counts, and the floats of one gradient message: the parameters and the
+# trainer's tail (step_tail_floats in train/trainer.hpp: loss, rows, correct, learning rate).
+PARAMS = {"mlp": 235146, "cnn": 824458}
+STEP_TAIL_FLOATS = 4
+GRAD_FLOATS = {wl: n + STEP_TAIL_FLOATS for wl, n in PARAMS.items()}
 NAMES = {"mlp": "W-MLP", "cnn": "W-CNN"}
 # Floats per image of each Dense layer's output: what a tensor-parallel team sums in parts.
 DENSE_OUTPUTS = {"mlp": (256, 128, 10), "cnn": (256, 10)}
@@ -122,7 +125,7 @@ def correctness(acc_dir, out, v):
                 d2 = [rel_diff(x, base2) if base2 else float("nan") for x in losses]
                 f.write(f"{e + 1}," + ",".join(f"{x:.10g}" for x in losses + d1 + d2) + "\n")
         v[f"{wl}_epochs"] = str(epochs)
-        v[f"{wl}_params"] = f"{GRAD_FLOATS[wl] - 3:,}"
+        v[f"{wl}_params"] = f"{PARAMS[wl]:,}"
         v[f"{wl}_mflop"] = fmt(runs[(wl, "serial")]["flops_per_sample"] / 1e6, 4)
         # Table rows: final accuracy, loss drift against Serial and Serial with 2 workers, checksum.
         rows = []
@@ -413,7 +416,7 @@ def model(scal_dir, out, strong, weak, serial, v):
     # the two are equal.
     T, B = 2, 64
     for wl in ("mlp", "cnn"):
-        n_params = GRAD_FLOATS[wl] - 3
+        n_params = PARAMS[wl]
         dp_bytes = 4 * 2 * (T - 1) / T * n_params
         tp_bytes = 4 * 2 * (T - 1) / T * (B * (sum(DENSE_OUTPUTS[wl]) + PREFIX_OUTPUT[wl] / T) + PREFIX_PARAMS[wl])
         v[f"{wl}_dp_step_kb"] = f"{dp_bytes / 1e3:.0f}"
