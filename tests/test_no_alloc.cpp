@@ -50,7 +50,12 @@ int __wrap_posix_memalign(void** p, std::size_t a, std::size_t n) {
 // GCC cannot see that pairing through the wrappers.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) // Clang's way of saying -fsanitize=address
+#define PARDL_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(PARDL_TEST_ASAN)
 // Nor can AddressSanitizer, which tags each block with the allocator it came from: at exit it
 // reported blocks of Catch's test registry, freed here with std::free, as "operator new vs free".
 // The pairing is intended; its other checks stay on (the asan-ubsan preset).

@@ -31,7 +31,8 @@ PHASES = ["data", "forward", "backward", "reduce_workers", "allreduce", "update"
 # Training FLOPs per sample (forward + backward), as the models report them.
 FLOPS_PER_SAMPLE = {"mlp": 1007104, "cnn": 27411456}
 # The models' parameter counts, and the floats of one gradient message: the parameters and the
-# trainer's tail (step_tail_floats in train/trainer.hpp: loss, rows, correct, learning rate).
+# trainer's tail (step_tail_floats in train/trainer.hpp: loss, rows, correct, learning rate); the
+# trainer's buffer also pads each layer's block to a cache line (6 floats more in all), left out.
 PARAMS = {"mlp": 235146, "cnn": 824458}
 STEP_TAIL_FLOATS = 4
 GRAD_FLOATS = {wl: n + STEP_TAIL_FLOATS for wl, n in PARAMS.items()}

@@ -39,7 +39,7 @@ mkdir -p "$out"
 {
     echo "label: $label"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "commit: $(git describe --always --dirty 2>/dev/null || echo unknown)"
     echo "nproc: $(nproc)   max workers: $max_workers"
     echo "rounds: $rounds"
     echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"

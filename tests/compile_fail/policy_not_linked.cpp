@@ -1,6 +1,7 @@
 // Must NOT compile: this file is built without OpenMP and without PARDL_HAS_MPI, so pardl.hpp's
 // OpenMP (or, with -DPARDL_USE_MPI, MPI) is a stand-in whose Trainer says what to link. With
-// -DPARDL_CONTROL the same program under Serial must build.
+// -DPARDL_CONTROL the same program under Serial must build, and with -fopenmp alone (no
+// PARDL_HAS_OPENMP) the OpenMP one (policy_openmp_by_flag).
 #include "pardl/pardl.hpp"
 
 using Model = pardl::Sequential<pardl::Input<8>, pardl::Dense<4>>;

@@ -46,13 +46,17 @@ int main() {
     const pardl::Evaluation after = trainer.evaluate(data);
     if (!(after.loss < before.loss)) fail("three epochs did not lower the training loss");
 
-    const std::filesystem::path ckpt =
-        std::filesystem::temp_directory_path() / ("pardl_consumer_" + std::to_string(::getpid()) + ".ckpt");
-    trainer.save(ckpt);
+    struct RemovedAtExit { // the checkpoint goes away however this scope is left
+        std::filesystem::path path;
+        ~RemovedAtExit() {
+            std::error_code ec;
+            std::filesystem::remove(path, ec);
+        }
+    } ckpt{std::filesystem::temp_directory_path() /
+           ("pardl_consumer_" + std::to_string(::getpid()) + ".ckpt")};
+    trainer.save(ckpt.path);
     Trainer restored(pardl::SGD({.lr = 0.1f}), quiet_options());
-    restored.load(ckpt);
-    std::error_code ec;
-    std::filesystem::remove(ckpt, ec);
+    restored.load(ckpt.path);
     const auto saved = trainer.parameters(), loaded = restored.parameters();
     if (!std::equal(saved.begin(), saved.end(), loaded.begin(), loaded.end()))
         fail("a checkpoint did not restore the parameters bit for bit");
