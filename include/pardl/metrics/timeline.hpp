@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pardl/comm/byte_broadcast.hpp"
 #include "pardl/core/atomic_file.hpp"
 #include "pardl/core/errors.hpp"
 #include "pardl/metrics/timer.hpp"
@@ -218,12 +219,12 @@ void write_timeline(const Timeline& timeline, Comm& comm, const std::filesystem:
     lengths[static_cast<std::size_t>(rank)] = static_cast<double>(mine.size());
     comm.allreduce_sum(std::span<double>(lengths));
 
-    // Every rank's events reach rank 0 in broadcasts from that rank, a chunk at a time: the
-    // communicator moves floats, and a float holds three bytes exactly (an integer below 2^24).
-    // sink(data, n) takes them on rank 0, in order, with the separators between ranks.
-    constexpr std::size_t chunk_floats = std::size_t{1} << 16, chunk_bytes = 3 * chunk_floats;
-    std::vector<float> chunk(chunk_floats);
-    std::vector<char> bytes(rank == 0 ? chunk_bytes : 0);
+    // Every rank's events reach rank 0 in broadcasts from that rank, a chunk at a time
+    // (broadcast_bytes). sink(data, n) takes them on rank 0, in order, with the separators between
+    // ranks.
+    constexpr std::size_t chunk_bytes = std::size_t{3} << 16;
+    std::vector<float> carrier(chunk_bytes / 3);
+    std::vector<char> bytes(chunk_bytes);
     const auto gather = [&](const auto& sink) {
         for (int r = 0; r < ranks; ++r) {
             if (rank == 0 && r > 0) sink(",\n", 2);
@@ -233,23 +234,10 @@ void write_timeline(const Timeline& timeline, Comm& comm, const std::filesystem:
             }
             const auto length = static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)]);
             for (std::size_t at = 0; at < length; at += chunk_bytes) {
-                const std::size_t n = std::min(chunk_bytes, length - at);
-                const std::span<float> part(chunk.data(), (n + 2) / 3);
-                const auto byte = [](const std::string& t, std::size_t i) -> std::uint32_t {
-                    return i < t.size() ? static_cast<unsigned char>(t[i]) : 0u;
-                };
-                if (rank == r)
-                    for (std::size_t i = 0; i < part.size(); ++i) {
-                        const std::size_t b = at + 3 * i;
-                        part[i] = static_cast<float>(byte(mine, b) | byte(mine, b + 1) << 8 |
-                                                     byte(mine, b + 2) << 16);
-                    }
-                comm.broadcast(part, r);
-                if (rank != 0) continue;
-                for (std::size_t i = 0; i < n; ++i)
-                    bytes[i] =
-                        static_cast<char>(static_cast<std::uint32_t>(part[i / 3]) >> (8 * (i % 3)) & 0xFFu);
-                sink(bytes.data(), n);
+                const std::span<char> part(bytes.data(), std::min(chunk_bytes, length - at));
+                if (rank == r) std::copy_n(mine.data() + at, part.size(), part.data());
+                detail::broadcast_bytes(comm, part, r, carrier);
+                if (rank == 0) sink(part.data(), part.size());
             }
         }
     };

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "pardl/comm/agreement.hpp"
+#include "pardl/comm/byte_broadcast.hpp"
 #include "pardl/core/errors.hpp"
 #include "pardl/core/subnormals.hpp"
 #include "pardl/data/dataset.hpp"
@@ -1293,17 +1294,10 @@ private:
     void share_text(std::string& text) {
         if (comm_.size() == 1) return;
         const std::uint64_t n = comm_.max(comm_.rank() == 0 ? text.size() : std::uint64_t{0});
-        if (n == 0) {
-            text.clear();
-            return;
-        }
-        // Bytes as floats (each exact): the communicator broadcasts floats.
-        std::vector<float> bytes(n);
-        if (comm_.rank() == 0)
-            for (std::size_t i = 0; i < n; ++i) bytes[i] = static_cast<unsigned char>(text[i]);
-        comm_.broadcast(std::span<float>(bytes), 0);
         text.resize(n);
-        for (std::size_t i = 0; i < n; ++i) text[i] = static_cast<char>(static_cast<unsigned char>(bytes[i]));
+        if (n == 0) return;
+        std::vector<float> carrier;
+        detail::broadcast_bytes(comm_, std::span<char>(text.data(), text.size()), 0, carrier);
     }
 
     /// Refuses (CheckpointError) optimizer state that is not this optimizer's: another kind, or
