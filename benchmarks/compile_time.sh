@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 source benchmarks/common.sh
 
 build=${1:-build/release}
-out=results/bench
+out=${BENCH_OUT:-results/bench} # run_benchmarks.sh passes its own
 repeat=${COMPILE_REPEAT:-3}
 
 bash scripts/install-deps.sh

@@ -7,6 +7,9 @@
 #   5. one cache line's round trip between CPUs 0 and 1 (bench_core_to_core), which bounds what
 #      two workers gain and, on a virtual machine, may change from one second to the next,
 # with worker counts fitted to nproc. CSVs and the machine description go to results/bench/.
+#   BENCH_OUT=results/bench  BENCH_DOC=docs/performance.md  BENCH_NOTES=benchmarks/performance_notes.md
+#   (another machine's pass beside the main page: its own folder and page, and notes of its own or
+#   none, BENCH_NOTES=, since the main page's notes discuss the main page's figures)
 # Timings are only meaningful on an otherwise idle machine.
 #   MLP_STEPS=938, CNN_STEPS=938 (one epoch each)  REPEAT=9, CNN_REPEAT=5 (best of, median also kept)
 #   COMPILE_REPEAT=3 (builds per example program)
@@ -20,7 +23,9 @@ cores=$(nproc)
 build=build/release
 parts=" ${PARTS:-gemm conv allreduce training compile cores} "
 wants() { [[ $parts == *" $1 "* ]]; }
-out=results/bench
+out=${BENCH_OUT:-results/bench}
+doc=${BENCH_DOC:-docs/performance.md}
+export BENCH_OUT=$out
 mlp_steps=${MLP_STEPS:-938}
 cnn_steps=${CNN_STEPS:-938}
 repeat=${REPEAT:-9}
@@ -202,5 +207,5 @@ if wants compile; then
     bash benchmarks/compile_time.sh "$build"
 fi
 
-bash benchmarks/write_performance_doc.sh "$out" docs/performance.md
-echo "== wrote docs/performance.md"
+NOTES=${BENCH_NOTES-benchmarks/performance_notes.md} bash benchmarks/write_performance_doc.sh "$out" "$doc"
+echo "== wrote $doc"
