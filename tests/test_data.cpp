@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -483,6 +484,24 @@ TEST_CASE("Fashion-MNIST directory layout and missing files", "[data][idx]") {
                            "unreadable: it is a FIFO, not a regular file");
         REQUIRE_DATA_ERROR(pardl::load_fashion_mnist(tmp.path), fifo.string(), "it is a FIFO");
         REQUIRE_DATA_ERROR(pardl::load_cifar10_file(fifo), fifo.string(), "it is a FIFO");
+        // The readers check the file they opened, not only the name before opening it: a FIFO
+        // swapped in between the two is refused, and the open does not wait for a writer (if it
+        // did, this test would hang here until ctest's timeout).
+        std::string why;
+        std::uintmax_t size = 99;
+        CHECK(pardl::detail::open_regular_file(fifo, why, &size) == nullptr);
+        CHECK(why == "it is a FIFO, not a regular file");
+        CHECK(size == 99);
+        CHECK(pardl::detail::open_regular_file(tmp.path, why) == nullptr);
+        CHECK(why == "it is a directory, not a regular file");
+        CHECK(pardl::detail::open_regular_file("/dev/null", why) == nullptr);
+        CHECK_THAT(why, Catch::Contains("not a regular file"));
+        CHECK(pardl::detail::open_regular_file(tmp / "absent", why) == nullptr);
+        CHECK(why == "file not found");
+        const auto labels = pardl::detail::open_regular_file(tmp / "train-labels-idx1-ubyte", why, &size);
+        REQUIRE(labels != nullptr);
+        CHECK(size == 8 + 2);                 // the IDX header (magic, one dimension) and two labels
+        CHECK(std::fgetc(labels.get()) == 0); // the magic's first byte: it reads
     }
 }
 

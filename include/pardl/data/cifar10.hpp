@@ -11,8 +11,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -46,17 +46,17 @@ inline std::size_t cifar10_records(const std::filesystem::path& path) {
 /// Reads `count` records of `path` into rows [first, first + count) of `d`.
 inline void read_cifar10_records(const std::filesystem::path& path, std::size_t count, Dataset& d,
                                  std::size_t first) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw DataError(concat("CIFAR-10 file '", path.string(), "': unreadable (cannot open)"));
+    std::string why;
+    const FileHandle in = open_regular_file(path, why); // a FIFO swapped in since the count is refused
+    if (!in) throw DataError(concat("CIFAR-10 file '", path.string(), "': unreadable: ", why));
     std::array<float, 256> scale{};
     for (std::size_t v = 0; v < 256; ++v) scale[v] = static_cast<float>(v) / 255.0f;
     std::vector<unsigned char> rec(cifar10_record);
     for (std::size_t i = 0; i < count; ++i) {
-        in.read(reinterpret_cast<char*>(rec.data()), static_cast<std::streamsize>(cifar10_record));
-        if (static_cast<std::size_t>(in.gcount()) != cifar10_record)
+        const std::size_t got = std::fread(rec.data(), 1, cifar10_record, in.get());
+        if (got != cifar10_record)
             throw DataError(concat("CIFAR-10 file '", path.string(), "': truncated: expected ",
-                                   count * cifar10_record, " bytes, got ",
-                                   i * cifar10_record + static_cast<std::size_t>(in.gcount())));
+                                   count * cifar10_record, " bytes, got ", i * cifar10_record + got));
         if (rec[0] >= cifar10_classes)
             throw DataError(concat("CIFAR-10 file '", path.string(), "': label ", unsigned{rec[0]},
                                    " of record ", i, " is out of range [0, ", cifar10_classes, ")"));

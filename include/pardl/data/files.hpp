@@ -4,7 +4,17 @@
 
 #include "pardl/core/errors.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <memory>
+#include <string>
 #include <string_view>
 #include <system_error>
 
@@ -47,6 +57,56 @@ inline void require_regular_file(const std::filesystem::path& path, std::string_
     if (!std::filesystem::is_regular_file(st))
         throw DataError(concat(kind, " '", path.string(), "': unreadable: it is ", file_type_name(st.type()),
                                ", not a regular file"));
+}
+
+/// A file opened for reading, closed with its handle.
+struct FileCloser {
+    void operator()(std::FILE* f) const noexcept { std::fclose(f); }
+};
+using FileHandle = std::unique_ptr<std::FILE, FileCloser>;
+
+/// The file type of an fstat mode, for file_type_name.
+inline std::filesystem::file_type file_type_of(mode_t mode) {
+    using std::filesystem::file_type;
+    if (S_ISREG(mode)) return file_type::regular;
+    if (S_ISDIR(mode)) return file_type::directory;
+    if (S_ISFIFO(mode)) return file_type::fifo;
+    if (S_ISCHR(mode)) return file_type::character;
+    if (S_ISBLK(mode)) return file_type::block;
+    if (S_ISSOCK(mode)) return file_type::socket;
+    return file_type::unknown;
+}
+
+/// Opens `path` for reading (binary) if it names a regular file: returns the file and its size,
+/// or a null file and, in `why`, what the path is instead or why it did not open. The check is
+/// made on the file opened (fstat), so a FIFO or device put in place of the file after a check by
+/// name (require_regular_file) is refused too; O_NONBLOCK makes opening a FIFO return at once
+/// instead of waiting for a writer, and is cleared before the file is read.
+inline FileHandle open_regular_file(const std::filesystem::path& path, std::string& why,
+                                    std::uintmax_t* size = nullptr) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        why = errno == ENOENT ? std::string("file not found")
+                              : concat("cannot open it (", std::strerror(errno), ")");
+        return nullptr;
+    }
+    struct stat st {};
+    std::FILE* f = nullptr;
+    if (::fstat(fd, &st) != 0) {
+        why = concat("cannot read what it is (", std::strerror(errno), ")");
+    } else if (!S_ISREG(st.st_mode)) {
+        why = concat("it is ", file_type_name(file_type_of(st.st_mode)), ", not a regular file");
+    } else {
+        const int flags = ::fcntl(fd, F_GETFL);
+        if (flags >= 0 && ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0) f = ::fdopen(fd, "rb");
+        if (f == nullptr) why = concat("cannot open it (", std::strerror(errno), ")");
+    }
+    if (f == nullptr) {
+        ::close(fd);
+        return nullptr;
+    }
+    if (size) *size = static_cast<std::uintmax_t>(st.st_size);
+    return FileHandle(f);
 }
 
 /// Throws DataError unless `dir` names an existing directory. `kind` opens the message

@@ -33,13 +33,10 @@ class GzReader {
 public:
     GzReader(const std::filesystem::path& path, std::string_view kind)
         : prefix_(concat(kind, " '", path.string(), "': ")) {
-        require_regular_file(path, kind);
-        errno = 0;
-        file_.reset(std::fopen(path.string().c_str(), "rb"));
-        if (!file_) {
-            const int e = errno;
-            throw DataError(concat(prefix_, "unreadable (", e ? std::strerror(e) : "fopen failed", ")"));
-        }
+        require_regular_file(path, kind); // the messages for a missing file or a wrong kind of path
+        std::string why;
+        file_ = open_regular_file(path, why); // and again on the file opened (files.hpp)
+        if (!file_) throw DataError(concat(prefix_, "unreadable: ", why));
         while (avail() < 2 && fill()) {
         }
         gzip_ = avail() >= 2 && strm_.next_in[0] == 0x1f && strm_.next_in[1] == 0x8b;
@@ -69,10 +66,6 @@ public:
     bool stream_truncated() const noexcept { return truncated_; }
 
 private:
-    struct FileCloser {
-        void operator()(std::FILE* f) const noexcept { std::fclose(f); }
-    };
-
     std::size_t avail() const noexcept { return strm_.avail_in; }
 
     /// Appends file bytes behind the unread ones in the buffer; false when none came (end of file).
@@ -149,7 +142,7 @@ private:
     }
 
     std::string prefix_;
-    std::unique_ptr<std::FILE, FileCloser> file_;
+    FileHandle file_;
     std::vector<unsigned char> buf_ = std::vector<unsigned char>(std::size_t{1} << 17);
     z_stream strm_{}; // next_in / avail_in also track the unread input of a plain file
     bool gzip_ = false;

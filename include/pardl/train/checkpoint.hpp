@@ -16,7 +16,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <span>
 #include <string>
 #include <utility>
@@ -222,23 +221,16 @@ inline void save_checkpoint(const std::filesystem::path& path, const std::string
 inline void load_checkpoint(const std::filesystem::path& path, const std::string& signature,
                             std::span<float> params, std::span<float> state,
                             TrainingProgress* progress = nullptr) {
-    // Opening a FIFO would wait for a writer for ever, and a folder or device is no checkpoint.
-    std::error_code status_error;
-    const auto status = std::filesystem::status(path, status_error);
-    PARDL_REQUIRE(!std::filesystem::exists(status) || std::filesystem::is_regular_file(status),
-                  CheckpointError, "checkpoint ", path.string(), " is ",
-                  detail::file_type_name(status.type()), ", not a regular file");
-    std::ifstream in(path, std::ios::binary);
-    PARDL_REQUIRE(in, CheckpointError, "cannot open checkpoint ", path);
+    // Opening a FIFO would wait for a writer for ever, and a folder or device is no checkpoint:
+    // open_regular_file refuses them on the file it opened, and gives the size of that file.
     const std::string where = "checkpoint " + path.string();
-    std::error_code size_error;
-    const std::uintmax_t file_bytes = std::filesystem::file_size(path, size_error);
-    PARDL_REQUIRE(!size_error, CheckpointError, "cannot read the size of ", where, ": ",
-                  size_error.message());
+    std::string why;
+    std::uintmax_t file_bytes = 0;
+    const detail::FileHandle file = detail::open_regular_file(path, why, &file_bytes);
+    PARDL_REQUIRE(file, CheckpointError, "cannot open ", where, ": ", why);
+    std::FILE* const in = file.get();
     auto get = [&](void* p, std::size_t n, const char* what) {
-        in.read(static_cast<char*>(p), static_cast<std::streamsize>(n));
-        PARDL_REQUIRE(static_cast<std::size_t>(in.gcount()) == n, CheckpointError, where,
-                      " is truncated (in ", what, ")");
+        PARDL_REQUIRE(std::fread(p, 1, n, in) == n, CheckpointError, where, " is truncated (in ", what, ")");
     };
     char magic[8];
     get(magic, sizeof magic, "header");
@@ -292,7 +284,7 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
         // so is one the rest of the file cannot hold. Neither may become an allocation.
         PARDL_REQUIRE(n_state <= 8 * np, CheckpointError, where, " is corrupt (", n_state,
                       " optimizer state values for ", np, " parameters)");
-        const auto at = static_cast<std::uintmax_t>(in.tellg());
+        const auto at = static_cast<std::uintmax_t>(::ftello(in));
         PARDL_REQUIRE(at <= file_bytes && n_state * sizeof(float) <= file_bytes - at, CheckpointError, where,
                       " is truncated (in optimizer state: ", n_state, " values announced, ",
                       at <= file_bytes ? (file_bytes - at) / sizeof(float) : 0, " in the file)");
@@ -328,7 +320,7 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
         const std::string problem = checkpoint_settings_problem(read.settings);
         PARDL_REQUIRE(problem.empty(), CheckpointError, where, " is corrupt (", problem, ")");
     }
-    PARDL_REQUIRE(in.peek() == std::char_traits<char>::eof(), CheckpointError, where, " has trailing bytes");
+    PARDL_REQUIRE(std::fgetc(in) == EOF, CheckpointError, where, " has trailing bytes");
     PARDL_REQUIRE(sum.value() == crc, CheckpointError, where, " is corrupt (checksum mismatch)");
     read.present = version >= 2;
     if (progress != nullptr) *progress = std::move(read);
