@@ -22,8 +22,10 @@
 #include <zlib.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -483,6 +485,57 @@ TEST_CASE("checkpoint: save leaves no temporary file behind", "[model][checkpoin
     CHECK(names == std::vector<std::string>{"a.ckpt", "b.ckpt"});
 }
 
+TEST_CASE("checkpoint: the next save removes what a killed write left, and only that",
+          "[model][checkpoint]") {
+    TempDir dir;
+    const fs::path target = dir.path / "a.ckpt";
+    std::vector<float> params = sample_values(Small::param_count, 1);
+    const auto names = [&] {
+        std::vector<std::string> found;
+        for (const auto& e : fs::directory_iterator(dir.path)) found.push_back(e.path().filename().string());
+        std::sort(found.begin(), found.end());
+        return found;
+    };
+    // A child process killed in the middle of writing `target`: its temporary file stays.
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        pardl::write_file_atomically<pardl::CheckpointError>(target, "checkpoint", [](auto put) {
+            put("partial", 7);
+            ::raise(SIGKILL);
+        });
+        ::_exit(3); // not reached
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFSIGNALED(status));
+    std::vector<std::string> left = names();
+    REQUIRE(left.size() == 1);
+    const std::string abandoned = left[0];
+    CHECK(abandoned.rfind("a.ckpt.tmp-", 0) == 0);
+    // A write still running (its lock held, here by this test), look-alike names, and another
+    // file's leftover: none of them is this write's to remove.
+    const fs::path live = dir.path / "a.ckpt.tmp-LIVE01";
+    std::ofstream(live) << "live";
+    const int live_fd = ::open(live.c_str(), O_RDONLY);
+    REQUIRE(live_fd >= 0);
+    REQUIRE(::flock(live_fd, LOCK_EX | LOCK_NB) == 0);
+    for (const char* other : {"a.ckpt.tmp-12345", "a.ckpt.tmp-1234567", "b.ckpt.tmp-abcdef", "a.ckpt.old"})
+        std::ofstream(dir.path / other) << "other";
+    save_checkpoint(target, Small::signature(), params, {});
+    CHECK(names() == std::vector<std::string>{"a.ckpt", "a.ckpt.old", "a.ckpt.tmp-12345",
+                                              "a.ckpt.tmp-1234567", "a.ckpt.tmp-LIVE01",
+                                              "b.ckpt.tmp-abcdef"});
+    // Once that write's process is gone (its lock with it), the next save removes its file too.
+    ::close(live_fd);
+    save_checkpoint(target, Small::signature(), params, {});
+    CHECK(names() == std::vector<std::string>{"a.ckpt", "a.ckpt.old", "a.ckpt.tmp-12345",
+                                              "a.ckpt.tmp-1234567", "b.ckpt.tmp-abcdef"});
+    std::vector<float> back(Small::param_count);
+    load_checkpoint(target, Small::signature(), back, {});
+    CHECK(back == params);
+}
+
 TEST_CASE("checkpoint: loading into another model names both signatures", "[model][checkpoint]") {
     TempDir dir;
     using Other = Sequential<Input<5>, Dense<4>, Tanh, Dense<3>>; // same sizes, other architecture
@@ -877,7 +930,7 @@ TEST_CASE("checkpoint: a path that is no regular file is neither replaced nor op
     });
     std::vector<float> p(Small::param_count);
     CHECK_THAT(load_error(fifo, Small::signature(), p, {}),
-               Catch::Contains("pipe is a FIFO, not a regular file"));
+               Catch::Contains("pipe: it is a FIFO, not a regular file"));
     unblock.join();
     // A device, and an empty path.
     CHECK_THROWS_WITH(save_checkpoint("/dev/null", Small::signature(), params, {}),

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,11 +72,38 @@ inline mode_t new_file_mode() {
     return static_cast<mode_t>(0666 & ~mask);
 }
 
+/// Removes the temporary files that writes of `target` killed before their rename left beside it
+/// (`<name>.tmp-` and mkstemp's six characters): a live write holds an exclusive flock on its
+/// temporary file for as long as it runs, and the kernel drops the lock when its process dies, so a
+/// file whose lock can be taken belongs to no running write. Best effort: what cannot be read or
+/// removed is left. (A write of the same file by another process that is between mkstemp and its
+/// flock can lose its temporary file; its rename then fails with an error, and nothing else.)
+/// Each successful write_file_atomically calls it for its own target.
+inline void remove_abandoned_temporaries(const std::filesystem::path& dir, const std::string& target_name) {
+    namespace fs = std::filesystem;
+    const std::string prefix = target_name + ".tmp-";
+    const std::size_t random_length = 6; // mkstemp's XXXXXX
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.size() != prefix.size() + random_length || name.compare(0, prefix.size(), prefix) != 0)
+            continue;
+        const int fd = ::open(it->path().c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct stat st {};
+        if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0)
+            ::unlink(it->path().c_str()); // still locked by us: no new write can have taken it
+        ::close(fd);
+    }
+}
+
 /// Writes `what` to `path` atomically. `fill(put)` produces the contents through
 /// put(const void* bytes, std::size_t count). Every failure throws Failure ("cannot write <what>
 /// <path>: why") and leaves `path` as it was, with no temporary file left behind; so does a path
 /// atomic_write_problem refuses. A file that is replaced keeps its permissions; a new one gets
-/// those the umask leaves, as any file the process creates.
+/// those the umask leaves, as any file the process creates. A write killed outright (SIGKILL,
+/// a power loss) cannot remove its temporary file: the next successful write of the same path
+/// does (remove_abandoned_temporaries).
 template <class Failure, class Fill>
 void write_file_atomically(const std::filesystem::path& path, const std::string& what, Fill&& fill) {
     namespace fs = std::filesystem;
@@ -91,6 +119,8 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
         throw Failure("cannot write " + what + " " + path.string() + ": cannot create a temporary file in " +
                       dir.string() + ": " + std::strerror(errno));
     const std::string tmp(name.data());
+    // Held until the file is closed: it tells remove_abandoned_temporaries that this write lives.
+    ::flock(fd, LOCK_EX | LOCK_NB);
     // mkstemp creates the file 0600.
     struct stat old {};
     ::fchmod(fd, ::stat(target.c_str(), &old) == 0 ? (old.st_mode & 07777) : new_file_mode());
@@ -123,10 +153,13 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
         throw;
     }
     if (::fsync(fd) != 0) fail(std::string("fsync: ") + std::strerror(errno));
-    open = false;
-    if (::close(fd) != 0) fail(std::string("close: ") + std::strerror(errno));
+    // Renamed while still open, and so still locked: no other write's clean-up can take it first.
+    // The data is synced, so closing it after the rename has nothing left to fail on.
     if (std::rename(tmp.c_str(), target.c_str()) != 0)
         fail("cannot move it into place: " + std::string(std::strerror(errno)));
+    open = false;
+    ::close(fd);
+    remove_abandoned_temporaries(dir, target.filename().string());
     // The rename is atomic; syncing the folder makes it durable too (after a power loss the new
     // file, not the old one, is there). Best effort: some file systems cannot sync a folder.
     const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
