@@ -131,8 +131,8 @@ struct Vec : XsimdVec<xsimd::default_arch> {
 };
 #elif XSIMD_WITH_FMA3_AVX2 || XSIMD_WITH_AVX2 || XSIMD_WITH_AVX
 struct Vec : XsimdVec<xsimd::default_arch> {
-    static constexpr int mr_max = 6, nv_max = 2; // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
-    static constexpr int dot_rows = 3, dot_cols = 2;
+    static constexpr int mr_max = 6, nv_max = 2;     // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
+    static constexpr int dot_rows = 3, dot_cols = 1; // as avx2::Vec's, which says why
 };
 #elif XSIMD_WITH_SSE2 || XSIMD_WITH_NEON || XSIMD_WITH_NEON64
 struct Vec : XsimdVec<xsimd::default_arch> {
@@ -154,8 +154,14 @@ PARDL_SIMD_TARGET_BEGIN(PARDL_SIMD_TARGET_AVX2)
 struct Vec {
     using V = __m256;
     static constexpr int width = 8;
-    static constexpr int mr_max = 6, nv_max = 2;     // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
-    static constexpr int dot_rows = 3, dot_cols = 2; // 6 accumulators of two ymm each
+    static constexpr int mr_max = 6, nv_max = 2; // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
+    // 3 x 1 dot tiles: 6 accumulators of two ymm each, the 6 row and 2 column vectors of a k step
+    // beside them in 14 of the 16 registers. The 3 x 2 tile's 12 accumulators left no room for its
+    // 10 loaded vectors, and GCC spilled: W-CNN's first convolution's weight gradient (bench_conv
+    // conv1/backward_weights) took 876-944 us a batch with it, 670-788 with this one (AMD EPYC Zen
+    // 3 guest; 2 x 2 took 1289-1377, 4 x 1 and 5 x 1, which spill too, 1188-1486). Compiled for
+    // AVX2, the 3 x 2 kernel reads and writes the stack 30 times, this one not at all.
+    static constexpr int dot_rows = 3, dot_cols = 1;
     /// Makes the compiler hold v in a register (KernelSet::load_once).
     static void in_register(V& v) noexcept { asm("" : "+x"(v)); }
     static V load(const float* p) noexcept { return _mm256_loadu_ps(p); }
