@@ -1172,6 +1172,56 @@ TEST_CASE("A checkpoint of one optimizer is refused by another; load_model takes
     std::filesystem::remove(file);
 }
 
+TEST_CASE("OptimizerChoice trains to the bits of the optimizer it holds, and shares its checkpoints",
+          "[policy][optimizers][checkpoint]") {
+    using Choice = OptimizerChoice<SGD, Adam>;
+    STATIC_REQUIRE(ClampsGradient<Choice>);
+    STATIC_REQUIRE(SavesState<Choice>);
+    STATIC_REQUIRE(OptimizerSettings<Choice>);
+    // With a choice that does not scale or save, the choice does neither: the trainer takes the
+    // plain path for every choice alike.
+    using WithPlain = OptimizerChoice<SGD, PlainSgd>;
+    STATIC_REQUIRE(Optimizer<WithPlain>);
+    STATIC_REQUIRE(!ScalesGradient<WithPlain>);
+    STATIC_REQUIRE(!SavesState<WithPlain>);
+    const Dataset data = make_blobs(203, 12, 4, 99); // batch 50: each epoch ends with 3 rows
+    for (std::size_t threads : {1, 2}) {
+        INFO("threads " << threads);
+        const auto sgd_run = run<OpenMP>(data, sgd(), 50, threads, 25);
+        const auto sgd_chosen = run<OpenMP>(data, Choice(sgd()), 50, threads, 25);
+        CHECK(sgd_chosen.params == sgd_run.params);
+        CHECK(sgd_chosen.losses == sgd_run.losses);
+        const auto adam_run = run<OpenMP>(data, adam(), 50, threads, 25, 0, {}, 1e-3f); // clipped by norm
+        const auto adam_chosen = run<OpenMP>(data, Choice(adam()), 50, threads, 25, 0, {}, 1e-3f);
+        CHECK(adam_chosen.params == adam_run.params);
+        CHECK(adam_chosen.losses == adam_run.losses);
+        const auto plain_chosen = run<OpenMP>(data, WithPlain(PlainSgd{sgd()}), 50, threads, 25);
+        CHECK(plain_chosen.params == sgd_run.params);
+    }
+    // A checkpoint written through the choice is the chosen optimizer's, and the other way round.
+    const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                       ("pardl_choice_" + std::to_string(std::random_device{}()) + ".ckpt");
+    Trainer<SmallMlp, SoftmaxCrossEntropy, Choice, Serial> chosen(Choice(adam()), quiet_options(16));
+    CHECK(chosen.optimizer().name() == "adam");
+    CHECK(chosen.optimizer().get_if<Adam>() != nullptr);
+    CHECK(chosen.optimizer().get_if<SGD>() == nullptr);
+    chosen.fit(data, nullptr, 1);
+    chosen.save(file);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, Adam, Serial> own(adam(), quiet_options(16));
+    CHECK(own.load(file).empty());
+    CHECK(own.checksum() == chosen.checksum());
+    own.fit(data, nullptr, 1);
+    chosen.fit(data, nullptr, 1); // both continue alike: the moments and the step count came along
+    CHECK(own.checksum() == chosen.checksum());
+    own.save(file);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, Choice, Serial> back(Choice(adam()), quiet_options(16));
+    CHECK(back.load(file).empty());
+    CHECK(back.checksum() == own.checksum());
+    Trainer<SmallMlp, SoftmaxCrossEntropy, Choice, Serial> other(Choice(sgd()), quiet_options(16));
+    CHECK_THROWS_WITH(other.load(file), Catch::Contains("optimizer adam") && Catch::Contains("sgd"));
+    std::filesystem::remove(file);
+}
+
 TEST_CASE("A resume under other settings names each one that differs, on load and in the log",
           "[policy][checkpoint]") {
     const std::filesystem::path file = std::filesystem::temp_directory_path() /

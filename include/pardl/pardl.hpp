@@ -25,6 +25,7 @@
 #include "pardl/model/describe.hpp"
 #include "pardl/model/sequential.hpp"
 #include "pardl/optimizers/adam.hpp"
+#include "pardl/optimizers/optimizer_choice.hpp"
 #include "pardl/optimizers/schedule.hpp"
 #include "pardl/optimizers/sgd.hpp"
 #include "pardl/policies/policy.hpp"
