@@ -245,8 +245,9 @@ cat <<COMPILE
 
 Produced by \`bash benchmarks/compile_time.sh\` (run by \`run_benchmarks.sh\`): seconds to build each
 example program, that is compiling its one source file (\`examples/<program>/main.cpp\`, which
-includes the whole library and its template instantiations: the model's layers, its policy, the
-trainer, an SGD and an Adam trainer) with the build's flags and linking it, one job at a time
+includes the whole library and its template instantiations: the model's layers, its policy, and
+the trainer, compiled once for the optimizers \`--optimizer\` chooses from since 774eafa
+(\`OptimizerChoice<SGD, Adam>\`; once for each before) with the build's flags, and linking it, one job at a time
 (\`ninja -j1\`): the best and median wall-clock seconds of several builds, and the median CPU seconds
 of compiler and linker (user + system), which other load on the machine barely changes. The
 \`harness\` row is the examples' shared command-line and run-record code (\`examples/common/app.cpp\`:
