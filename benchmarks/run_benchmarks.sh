@@ -8,8 +8,8 @@
 #      two workers gain and, on a virtual machine, may change from one second to the next,
 # with worker counts fitted to nproc. CSVs and the machine description go to results/bench/.
 #   BENCH_OUT=results/bench  BENCH_DOC=docs/performance.md  BENCH_NOTES=benchmarks/performance_notes.md
-#   (another machine's pass beside the main page: its own folder and page, and notes of its own or
-#   none, BENCH_NOTES=, since the main page's notes discuss the main page's figures)
+#   (another machine's pass beside the main page: its own folder and page, and notes of its own;
+#   with another BENCH_DOC the default is none, since the main page's notes discuss its figures)
 # Timings are only meaningful on an otherwise idle machine.
 #   MLP_STEPS=938, CNN_STEPS=938 (one epoch each)  REPEAT=9, CNN_REPEAT=5 (best of, median also kept)
 #   COMPILE_REPEAT=3 (builds per example program)
@@ -207,5 +207,8 @@ if wants compile; then
     bash benchmarks/compile_time.sh "$build"
 fi
 
-NOTES=${BENCH_NOTES-benchmarks/performance_notes.md} bash benchmarks/write_performance_doc.sh "$out" "$doc"
+# The main page's notes go with the main page only: another page gets BENCH_NOTES, or none.
+default_notes=
+[[ $doc == docs/performance.md ]] && default_notes=benchmarks/performance_notes.md
+NOTES=${BENCH_NOTES-$default_notes} bash benchmarks/write_performance_doc.sh "$out" "$doc"
 echo "== wrote $doc"

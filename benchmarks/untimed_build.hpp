@@ -4,18 +4,17 @@
 #pragma once
 
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
+
+#include "pardl/comm/launcher.hpp"
 
 namespace pardl::bench {
 
 /// Prints a warning on stderr if this binary was built with PARDL_BENCHMARKS_FOR_TIMING=OFF: once
-/// per job, so under mpiexec only rank 0 prints it (MPICH's launcher gives each rank PMI_RANK; it
-/// is read from the environment because some benchmarks warn before MPI starts).
+/// per job, so under mpiexec only rank 0 prints it (read from the launcher's environment, since
+/// some benchmarks warn before MPI starts).
 inline void warn_if_untimed_build([[maybe_unused]] const char* program) {
 #if defined(PARDL_BENCHMARKS_UNTIMED)
-    const char* rank = std::getenv("PMI_RANK");
-    if (rank != nullptr && std::strcmp(rank, "0") != 0) return;
+    if (!pardl::detail::speaks_for_job()) return;
     std::fprintf(
         stderr,
         "%s: warning: built at -O1 (PARDL_BENCHMARKS_FOR_TIMING=OFF) to check that it builds and "

@@ -12,7 +12,7 @@ notes=${NOTES-$(dirname "$0")/performance_notes.md}
 # The command that reproduces this page: the folder and page are run_benchmarks.sh's defaults, or
 # another machine's pass kept beside them.
 run_command="bash benchmarks/run_benchmarks.sh"
-if [[ ${in%/} != results/bench || $doc != docs/performance.md ]]; then
+if [[ ${in%/} != results/bench || $doc != docs/performance.md || $notes != "$(dirname "$0")/performance_notes.md" ]]; then
     run_command="BENCH_OUT=${in%/} BENCH_DOC=$doc BENCH_NOTES=${notes} $run_command"
 fi
 # The FMA width the peak was measured with: peak_flops.hpp's vectors are the build's widest.
@@ -102,7 +102,7 @@ cat <<CONV
 
 ## Convolution kernels (\`bench_conv\`, median of ${conv_repetitions} repetitions)
 
-Produced by \`bash benchmarks/run_benchmarks.sh\` (its \`bench_conv\` step; raw output in
+Produced by \`${run_command}\` (its \`bench_conv\` step; raw output in
 \`${in%/}/conv_raw.csv\`); \`build/release/benchmarks/bench_conv\` reruns these kernels alone
 (\`--benchmark_filter=conv2\` selects some). W-CNN's convolution and pooling layers at batch 64,
 through the layer code a training step runs: conv1 = \`Conv2D<32,3,1,1>\` on 1×28×28, conv2 =

@@ -484,9 +484,9 @@ TEST_CASE("Fashion-MNIST directory layout and missing files", "[data][idx]") {
                            "unreadable: it is a FIFO, not a regular file");
         REQUIRE_DATA_ERROR(pardl::load_fashion_mnist(tmp.path), fifo.string(), "it is a FIFO");
         REQUIRE_DATA_ERROR(pardl::load_cifar10_file(fifo), fifo.string(), "it is a FIFO");
-        // The readers check the file they opened, not only the name before opening it: a FIFO
-        // swapped in between the two is refused, and the open does not wait for a writer (if it
-        // did, this test would hang here until ctest's timeout).
+        // The readers also check the file they opened (open_regular_file), for a FIFO swapped in
+        // after the check by name: opened directly, a FIFO is refused without waiting for a writer
+        // (without O_NONBLOCK this call would hang here until ctest's timeout).
         std::string why;
         std::uintmax_t size = 99;
         CHECK(pardl::detail::open_regular_file(fifo, why, &size) == nullptr);

@@ -500,11 +500,14 @@ TEST_CASE("checkpoint: the next save removes what a killed write left, and only 
     const pid_t child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {
-        pardl::write_file_atomically<pardl::CheckpointError>(target, "checkpoint", [](auto put) {
-            put("partial", 7);
-            ::raise(SIGKILL);
-        });
-        ::_exit(3); // not reached
+        try {
+            pardl::write_file_atomically<pardl::CheckpointError>(target, "checkpoint", [](auto put) {
+                put("partial", 7);
+                ::raise(SIGKILL);
+            });
+        } catch (...) {
+        }
+        ::_exit(3); // reached only if the write failed before its kill: the test then fails below
     }
     int status = 0;
     REQUIRE(::waitpid(child, &status, 0) == child);
@@ -512,25 +515,27 @@ TEST_CASE("checkpoint: the next save removes what a killed write left, and only 
     std::vector<std::string> left = names();
     REQUIRE(left.size() == 1);
     const std::string abandoned = left[0];
-    CHECK(abandoned.rfind("a.ckpt.tmp-", 0) == 0);
-    // A write still running (its lock held, here by this test), look-alike names, and another
-    // file's leftover: none of them is this write's to remove.
-    const fs::path live = dir.path / "a.ckpt.tmp-LIVE01";
+    CHECK(abandoned.rfind("a.ckpt.pardl-tmp-", 0) == 0);
+    // A write still running (its lock held, here by this test), look-alike names (a user's own
+    // "a.ckpt.tmp-" file among them), and another file's leftover: none is this write's to remove.
+    const fs::path live = dir.path / "a.ckpt.pardl-tmp-LIVE01";
     std::ofstream(live) << "live";
     const int live_fd = ::open(live.c_str(), O_RDONLY);
     REQUIRE(live_fd >= 0);
     REQUIRE(::flock(live_fd, LOCK_EX | LOCK_NB) == 0);
-    for (const char* other : {"a.ckpt.tmp-12345", "a.ckpt.tmp-1234567", "b.ckpt.tmp-abcdef", "a.ckpt.old"})
+    for (const char* other : {"a.ckpt.pardl-tmp-12345", "a.ckpt.pardl-tmp-1234567", "b.ckpt.pardl-tmp-abcdef",
+                              "a.ckpt.old", "a.ckpt.tmp-backup"})
         std::ofstream(dir.path / other) << "other";
     save_checkpoint(target, Small::signature(), params, {});
-    CHECK(names() == std::vector<std::string>{"a.ckpt", "a.ckpt.old", "a.ckpt.tmp-12345",
-                                              "a.ckpt.tmp-1234567", "a.ckpt.tmp-LIVE01",
-                                              "b.ckpt.tmp-abcdef"});
+    CHECK(names() == std::vector<std::string>{"a.ckpt", "a.ckpt.old", "a.ckpt.pardl-tmp-12345",
+                                              "a.ckpt.pardl-tmp-1234567", "a.ckpt.pardl-tmp-LIVE01",
+                                              "a.ckpt.tmp-backup", "b.ckpt.pardl-tmp-abcdef"});
     // Once that write's process is gone (its lock with it), the next save removes its file too.
     ::close(live_fd);
     save_checkpoint(target, Small::signature(), params, {});
-    CHECK(names() == std::vector<std::string>{"a.ckpt", "a.ckpt.old", "a.ckpt.tmp-12345",
-                                              "a.ckpt.tmp-1234567", "b.ckpt.tmp-abcdef"});
+    CHECK(names() == std::vector<std::string>{"a.ckpt", "a.ckpt.old", "a.ckpt.pardl-tmp-12345",
+                                              "a.ckpt.pardl-tmp-1234567", "a.ckpt.tmp-backup",
+                                              "b.ckpt.pardl-tmp-abcdef"});
     std::vector<float> back(Small::param_count);
     load_checkpoint(target, Small::signature(), back, {});
     CHECK(back == params);
@@ -640,7 +645,7 @@ TEST_CASE("checkpoint: corrupt files are rejected with specific messages", "[mod
     }
 }
 
-TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer size is refused",
+TEST_CASE("checkpoint: the training progress round-trips, and a corrupt optimizer size is refused",
           "[model][checkpoint]") {
     TempDir dir;
     const fs::path file = dir.path / "p.ckpt";
@@ -710,7 +715,7 @@ TEST_CASE("checkpoint: the training progress round-trips; a corrupt optimizer si
     odd = saved;
     odd.settings.emplace_back("long", std::string(256, 'v'));
     CHECK_THROWS_WITH(save_checkpoint(other, sig, params, {}, &odd),
-                      Catch::Contains("setting long") && Catch::Contains("at most 255 printable"));
+                      Catch::Contains("setting long") && Catch::Contains("at most 255 bytes of printable"));
     odd.settings.assign(65, {"k", "v"});
     CHECK_THROWS_WITH(save_checkpoint(other, sig, params, {}, &odd), Catch::Contains("at most 64"));
     // A control character (a newline would split load's report) or a name twice: refused.
@@ -930,7 +935,7 @@ TEST_CASE("checkpoint: a path that is no regular file is neither replaced nor op
     });
     std::vector<float> p(Small::param_count);
     CHECK_THAT(load_error(fifo, Small::signature(), p, {}),
-               Catch::Contains("pipe: it is a FIFO, not a regular file"));
+               Catch::Contains("pipe is a FIFO, not a regular file"));
     unblock.join();
     // A device, and an empty path.
     CHECK_THROWS_WITH(save_checkpoint("/dev/null", Small::signature(), params, {}),
@@ -947,9 +952,9 @@ TEST_CASE("checkpoint: a path that is no regular file is neither replaced nor op
     const std::string longest(name_max - pardl::temporary_suffix_length, 'a');
     CHECK_THROWS_WITH(save_checkpoint(dir.path / (longest + "a"), Small::signature(), params, {}),
                       Catch::Contains("its name is " + std::to_string(longest.size() + 1) +
-                                      " bytes, and with the temporary file's suffix (11) it would pass the "
-                                      "folder's limit of " +
-                                      std::to_string(name_max)));
+                                      " bytes, and with the temporary file's suffix (" +
+                                      std::to_string(pardl::temporary_suffix_length) +
+                                      ") it would pass the folder's limit of " + std::to_string(name_max)));
     save_checkpoint(dir.path / longest, Small::signature(), params, {}); // the longest that fits
     CHECK(fs::is_regular_file(dir.path / longest));
     fs::remove(dir.path / longest);

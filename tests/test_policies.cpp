@@ -411,8 +411,9 @@ TEST_CASE("Local (per-worker) batch norm is not equivalent, which is why sync is
     CHECK(testing::max_relative_difference(omp.params, serial.params) > tolerance);
 }
 
-TEMPLATE_TEST_CASE("Parameter blocks start on cache lines; the padding stays zero and out of the checksum",
-                   "[policy][layout]", SGD, Adam) {
+TEMPLATE_TEST_CASE(
+    "Parameter blocks start on cache lines, and the padding stays zero and out of the checksum",
+    "[policy][layout]", SGD, Adam) {
     using Model = SmallMlp; // blocks of 40, 153 and 208 floats: 8 and 7 floats of padding
     STATIC_REQUIRE(Model::param_count > Model::learnable_param_count);
     const Dataset data = make_blobs(64, 12, 4, 5);
@@ -844,7 +845,7 @@ TEST_CASE("A learning-rate schedule sets every step's rate, alike under every po
     CHECK(testing::max_relative_difference(tensor.parameters(), serial.parameters()) <= 1e-5);
 }
 
-TEST_CASE("A schedule that gives no usable rate stops the run by name; the log shows the rate",
+TEST_CASE("A schedule that gives no usable rate stops the run by name, and the log shows the rate",
           "[policy][schedule]") {
     const Dataset data = make_blobs(64, 12, 4, 4);
     const CapturedLog log;
@@ -1145,7 +1146,7 @@ TEST_CASE("A checkpoint whose schedule ended at rate 0, loaded without a schedul
     std::filesystem::remove(file);
 }
 
-TEST_CASE("A checkpoint of one optimizer is refused by another; load_model takes its model",
+TEST_CASE("A checkpoint of one optimizer is refused by another, and load_model takes its model",
           "[policy][checkpoint]") {
     const std::filesystem::path file = std::filesystem::temp_directory_path() /
                                        ("pardl_otheropt_" + std::to_string(std::random_device{}()) + ".ckpt");
@@ -1197,6 +1198,13 @@ TEST_CASE("OptimizerChoice trains to the bits of the optimizer it holds, and sha
         CHECK(adam_chosen.losses == adam_run.losses);
         const auto plain_chosen = run<OpenMP>(data, WithPlain(PlainSgd{sgd()}), 50, threads, 25);
         CHECK(plain_chosen.params == sgd_run.params);
+        // Clipping by value: the choice's clamping update (ClampsGradient) is the chosen one's.
+        const testing::RunSpec clamped{
+            .batch = 50, .threads = threads, .steps = 25, .clip_grad_value = 1e-3f};
+        const auto sgd_clamped = testing::train_fresh<SmallMlp, OpenMP>(data, sgd(), clamped);
+        const auto sgd_clamped_chosen = testing::train_fresh<SmallMlp, OpenMP>(data, Choice(sgd()), clamped);
+        CHECK(sgd_clamped_chosen.params == sgd_clamped.params);
+        CHECK(testing::max_relative_difference(sgd_clamped.params, sgd_run.params) > 100 * tolerance);
     }
     // A checkpoint written through the choice is the chosen optimizer's, and the other way round.
     const std::filesystem::path file = std::filesystem::temp_directory_path() /

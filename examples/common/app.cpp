@@ -28,27 +28,6 @@ namespace pardl::examples {
 
 namespace detail {
 
-// MPICH's hydra and most PMI launchers set PMI_RANK and PMI_SIZE, Open MPI OMPI_COMM_WORLD_*.
-/// The first of the launcher's variables `names` that holds an integer, else `otherwise`.
-int launcher_variable(std::initializer_list<const char*> names, int otherwise) {
-    for (const char* name : names) {
-        if (const char* v = std::getenv(name)) {
-            int value = 0;
-            const auto [p, ec] = std::from_chars(v, v + std::char_traits<char>::length(v), value);
-            if (ec == std::errc{}) return value;
-        }
-    }
-    return otherwise;
-}
-
-int launcher_rank() {
-    return launcher_variable({"PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"}, 0);
-}
-
-int launcher_size() {
-    return launcher_variable({"PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"}, 1);
-}
-
 unsigned hardware_cores() {
     const unsigned c = std::thread::hardware_concurrency();
     return c ? c : 1;
@@ -614,9 +593,8 @@ std::optional<int> CommandLine::parse(int argc, char** argv) {
         return std::nullopt;
     } catch (const CLI::ParseError& e) {
         std::ostringstream sink;
-        // Under a launcher only its rank 0 prints; a process alone always does (a stray PMI_RANK
-        // in its environment must not silence it).
-        const bool talk = detail::launcher_rank() == 0 || detail::launcher_size() <= 1;
+        // Under a launcher only its rank 0 prints; a process alone always does.
+        const bool talk = pardl::detail::speaks_for_job();
         const int code = app_->exit(e, talk ? std::cout : sink, talk ? std::cerr : sink);
         parse_error_ = sink.str();
         return code == 0 ? 0 : 2;

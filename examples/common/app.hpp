@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "pardl/comm/launcher.hpp"
 #include "pardl/core/errors.hpp"
 #include "pardl/data/idx.hpp"
 #include "pardl/train/trainer.hpp"
@@ -121,10 +122,10 @@ private:
 };
 
 namespace detail {
-/// The rank mpiexec gave this process, read before MPI is initialised; 0 when not launched by one.
-int launcher_rank();
-/// How many ranks mpiexec started, read before MPI is initialised; 1 when not launched by one.
-int launcher_size();
+/// The rank mpiexec gave this process and how many it started, read before MPI is initialised
+/// (0 and 1 when not launched by one): pardl/comm/launcher.hpp.
+using pardl::detail::launcher_rank;
+using pardl::detail::launcher_size;
 /// std::thread::hardware_concurrency(), at least 1.
 unsigned hardware_cores();
 

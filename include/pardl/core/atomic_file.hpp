@@ -20,9 +20,11 @@
 
 namespace pardl {
 
-/// The temporary file's name is the target's with this added (mkstemp replaces the six X).
-inline constexpr char temporary_suffix[] = ".tmp-XXXXXX";
+/// The temporary file's name is the target's with this added (mkstemp replaces the six X). Named
+/// after pardl so that no file of the user's is taken for one (remove_abandoned_temporaries).
+inline constexpr char temporary_suffix[] = ".pardl-tmp-XXXXXX";
 inline constexpr std::size_t temporary_suffix_length = sizeof temporary_suffix - 1;
+inline constexpr std::size_t temporary_random_length = 6; // the X mkstemp replaces
 
 /// Why an atomic write to `path` must not go ahead, or "" if it may: an empty path; a symbolic
 /// link (the rename would replace the link, not the file it names; following it by hand would
@@ -73,28 +75,60 @@ inline mode_t new_file_mode() {
 }
 
 /// Removes the temporary files that writes of `target` killed before their rename left beside it
-/// (`<name>.tmp-` and mkstemp's six characters): a live write holds an exclusive flock on its
-/// temporary file for as long as it runs, and the kernel drops the lock when its process dies, so a
-/// file whose lock can be taken belongs to no running write. Best effort: what cannot be read or
-/// removed is left. (A write of the same file by another process that is between mkstemp and its
-/// flock can lose its temporary file; its rename then fails with an error, and nothing else.)
-/// Each successful write_file_atomically calls it for its own target.
-inline void remove_abandoned_temporaries(const std::filesystem::path& dir, const std::string& target_name) {
+/// (its name, temporary_suffix, six random characters): a live write holds an exclusive flock on
+/// its temporary file until it is renamed, and the lock goes with the last descriptor of the file,
+/// that is with the write's process (the descriptor is not inherited across exec), so a file whose
+/// lock can be taken belongs to no running write. Best effort and never throws: what cannot be
+/// read or removed is left. Each successful write_file_atomically calls it for its own target.
+inline void remove_abandoned_temporaries(const std::filesystem::path& dir,
+                                         const std::string& target_name) noexcept {
     namespace fs = std::filesystem;
-    const std::string prefix = target_name + ".tmp-";
-    const std::size_t random_length = 6; // mkstemp's XXXXXX
-    std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        const std::string name = it->path().filename().string();
-        if (name.size() != prefix.size() + random_length || name.compare(0, prefix.size(), prefix) != 0)
-            continue;
-        const int fd = ::open(it->path().c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) continue;
-        struct stat st {};
-        if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0)
-            ::unlink(it->path().c_str()); // still locked by us: no new write can have taken it
-        ::close(fd);
+    try {
+        const std::string prefix =
+            target_name + std::string(temporary_suffix, temporary_suffix_length - temporary_random_length);
+        std::error_code ec;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            const std::string name = it->path().filename().string();
+            if (name.size() != prefix.size() + temporary_random_length ||
+                name.compare(0, prefix.size(), prefix) != 0)
+                continue;
+            const int fd =
+                ::open(it->path().c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+            if (fd < 0) continue;
+            struct stat held {};
+            struct stat named {};
+            // Removed by name only while the name still leads to the file locked (not replaced since).
+            if (::fstat(fd, &held) == 0 && S_ISREG(held.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+                ::lstat(it->path().c_str(), &named) == 0 && named.st_dev == held.st_dev &&
+                named.st_ino == held.st_ino)
+                ::unlink(it->path().c_str());
+            ::close(fd);
+        }
+    } catch (...) {
+        // Out of memory for a name: the leftovers stay until a later write.
     }
+}
+
+/// Creates and locks the temporary file for `pattern` (mkstemp's, with O_CLOEXEC). A clean-up of
+/// the same target by another process can take a file between its creation and its lock and
+/// remove it: the lock then holds a file without a name (no links), and another is made. Where the
+/// file system has no locks the file is used unlocked (a clean-up there cannot lock, so removes
+/// nothing). Returns the descriptor and the name, or -1 with errno set.
+inline int create_locked_temporary(const std::string& pattern, std::string& name) {
+    for (int attempt = 0; attempt < 16; ++attempt) {
+        std::vector<char> buf(pattern.begin(), pattern.end());
+        buf.push_back('\0');
+        const int fd = ::mkostemp(buf.data(), O_CLOEXEC);
+        if (fd < 0) return -1;
+        struct stat st {};
+        if (::flock(fd, LOCK_EX) != 0 || ::fstat(fd, &st) != 0 || st.st_nlink > 0) {
+            name = buf.data();
+            return fd;
+        }
+        ::close(fd); // removed by a clean-up before it was locked: make another
+    }
+    errno = EAGAIN;
+    return -1;
 }
 
 /// Writes `what` to `path` atomically. `fill(put)` produces the contents through
@@ -112,15 +146,12 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
     const fs::path& target = path;
     const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
     const std::string pattern = (dir / (target.filename().string() + temporary_suffix)).string();
-    std::vector<char> name(pattern.begin(), pattern.end());
-    name.push_back('\0');
-    const int fd = ::mkstemp(name.data());
+    // Locked until it is renamed: the lock tells remove_abandoned_temporaries that this write lives.
+    std::string tmp;
+    const int fd = create_locked_temporary(pattern, tmp);
     if (fd < 0)
         throw Failure("cannot write " + what + " " + path.string() + ": cannot create a temporary file in " +
                       dir.string() + ": " + std::strerror(errno));
-    const std::string tmp(name.data());
-    // Held until the file is closed: it tells remove_abandoned_temporaries that this write lives.
-    ::flock(fd, LOCK_EX | LOCK_NB);
     // mkstemp creates the file 0600.
     struct stat old {};
     ::fchmod(fd, ::stat(target.c_str(), &old) == 0 ? (old.st_mode & 07777) : new_file_mode());

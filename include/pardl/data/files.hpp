@@ -80,11 +80,12 @@ inline std::filesystem::file_type file_type_of(mode_t mode) {
 /// Opens `path` for reading (binary) if it names a regular file: returns the file and its size,
 /// or a null file and, in `why`, what the path is instead or why it did not open. The check is
 /// made on the file opened (fstat), so a FIFO or device put in place of the file after a check by
-/// name (require_regular_file) is refused too; O_NONBLOCK makes opening a FIFO return at once
-/// instead of waiting for a writer, and is cleared before the file is read.
+/// name (require_regular_file, which callers run first: opening some devices does something) is
+/// refused too; O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer,
+/// and is cleared before the file is read; O_NOCTTY keeps a terminal from becoming the process's.
 inline FileHandle open_regular_file(const std::filesystem::path& path, std::string& why,
                                     std::uintmax_t* size = nullptr) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
         why = errno == ENOENT ? std::string("file not found")
                               : concat("cannot open it (", std::strerror(errno), ")");

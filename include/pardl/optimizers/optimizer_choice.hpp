@@ -20,15 +20,22 @@
 
 namespace pardl {
 
+namespace detail {
+template <class T, class... Others>
+inline constexpr bool named_once = (std::is_same_v<T, Others> + ... + 0) == 1;
+} // namespace detail
+
 template <Optimizer... Choices>
 class OptimizerChoice {
     static_assert(sizeof...(Choices) >= 1, "OptimizerChoice: name at least one optimizer type");
+    static_assert((detail::named_once<Choices, Choices...> && ...),
+                  "OptimizerChoice: each optimizer type may be named once");
 
 public:
     /// The chosen optimizer, one of Choices.
     template <class O>
     requires(std::same_as<std::remove_cvref_t<O>, Choices> || ...) OptimizerChoice(O&& chosen)
-        : chosen_(std::forward<O>(chosen)) {}
+        : chosen_(std::in_place_type<std::remove_cvref_t<O>>, std::forward<O>(chosen)) {}
 
     void reset(std::size_t n) {
         visit([&](auto& o) { o.reset(n); });

@@ -155,9 +155,9 @@ struct Vec {
     using V = __m256;
     static constexpr int width = 8;
     static constexpr int mr_max = 6, nv_max = 2; // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
-    // 3 x 1 dot tiles: 6 accumulators of two ymm each, the 6 row and 2 column vectors of a k step
-    // beside them in 14 of the 16 registers. The 3 x 2 tile's 12 accumulators left no room for its
-    // 10 loaded vectors, and GCC spilled: W-CNN's first convolution's weight gradient (bench_conv
+    // 3 x 1 dot tiles: 3 accumulators of two ymm each, the 6 row and 2 column vectors of a k step
+    // beside them in 14 of the 16 registers. The 3 x 2 tile's 6 accumulators (12 ymm) left no room
+    // for its 10 loaded vectors, and GCC spilled: W-CNN's first convolution's weight gradient (bench_conv
     // conv1/backward_weights) took 876-944 us a batch with it, 670-788 with this one (AMD EPYC Zen
     // 3 guest; 2 x 2 took 1289-1377, 4 x 1 and 5 x 1, which spill too, 1188-1486). Compiled for
     // AVX2, the 3 x 2 kernel reads and writes the stack 30 times, this one not at all.

@@ -222,7 +222,14 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
                             std::span<float> params, std::span<float> state,
                             TrainingProgress* progress = nullptr) {
     // Opening a FIFO would wait for a writer for ever, and a folder or device is no checkpoint:
-    // open_regular_file refuses them on the file it opened, and gives the size of that file.
+    // refused by name, unopened (opening some devices does something), and again by
+    // open_regular_file on the file it opened, should one be swapped in between; it also gives the
+    // size of that file.
+    std::error_code status_error;
+    const auto status = std::filesystem::status(path, status_error);
+    PARDL_REQUIRE(!std::filesystem::exists(status) || std::filesystem::is_regular_file(status),
+                  CheckpointError, "checkpoint ", path.string(), " is ",
+                  detail::file_type_name(status.type()), ", not a regular file");
     const std::string where = "checkpoint " + path.string();
     std::string why;
     std::uintmax_t file_bytes = 0;
