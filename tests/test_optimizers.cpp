@@ -163,7 +163,7 @@ TEST_CASE("SGD matches torch.optim.SGD", "[optimizers][sgd]") {
     }
 }
 
-TEST_CASE("Learning rates, weight decay and eps must be finite; a rate set in training may be 0",
+TEST_CASE("Learning rates, weight decay and eps must be finite, and a rate set in training may be 0",
           "[optimizers]") {
     const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
     CHECK_THROWS_WITH(pardl::SGD({.lr = inf}),
@@ -462,7 +462,7 @@ TEST_CASE("a gradient scaled inside update() gives the bits of a gradient scaled
         for_each_configuration([scale]<class Opt>(typename Opt::Options o) { check_scaled<Opt>(o, scale); });
 }
 
-TEST_CASE("Optimizers name their settings; each reads back as the same float", "[optimizers][settings]") {
+TEST_CASE("Optimizers name their settings, and each reads back as the same float", "[optimizers][settings]") {
     using Settings = std::vector<std::pair<std::string, std::string>>;
     STATIC_REQUIRE(pardl::OptimizerSettings<pardl::SGD>);
     STATIC_REQUIRE(pardl::OptimizerSettings<pardl::Adam>);
