@@ -71,3 +71,6 @@ done
 for side in base new; do
     echo "$side: best $(sort -g "$tree/$side.txt" | head -n1)  median $(median <"$tree/$side.txt")"
 done
+# A pair's two runs are seconds apart, in the same phase of the machine's drift, so the ratio
+# within each pair varies less than either side's times do across pairs.
+echo "base / new, median over the pairs: $(paste -d' ' "$tree/base.txt" "$tree/new.txt" | awk '{ printf "%.4f\n", $1 / $2 }' | median)"

@@ -397,13 +397,24 @@ TEST_CASE("gemm's narrow products have the bits of the same columns of a wider p
                 }
 }
 
-TEST_CASE("gemm packs operands whose rows lie 2 KiB apart, with the same bits as in place", "[gemm]") {
+TEST_CASE("gemm gives the same bits whether it packs an operand or reads it in place", "[gemm]") {
     // Row strides that are multiples of 512 floats make gemm pack a row-major B and a transposed
-    // A, which it otherwise reads in place (gemm.hpp, crowded). The packed copy must hold the same
-    // elements in the same order: against a double reference, and bit for bit against the same
-    // product stored with a stride one row longer, which is read in place. Slivers of 1, 3, 5 and
-    // 12-14 rows of a transposed A, over k blocks of 9 to 200 floats, take both of pack_a's copies
-    // (one vector per k step, and the tail).
+    // A, which it otherwise reads in place (gemm.hpp, crowded); on AVX2 a row-major B is packed
+    // too for many rows of C, or fewer with rows a multiple of 256 floats apart
+    // (KernelSet::packs_readable_b). The packed copy must hold the same elements in the same
+    // order: against a double reference, and bit for bit across strides 1024 (packed), 1280 (packed
+    // on AVX2 from 8 slivers) and 1040 (in place up to 16 slivers), the same matrices. Slivers of 1,
+    // 3, 5 and 12-14 rows of a transposed A, over k blocks of 9 to 200 floats, take both of pack_a's
+    // copies (one vector per k step, and the tail); 64 and 300 rows take both sides of the AVX2 rule.
+#if defined(PARDL_GEMM_DISPATCH)
+    // The strides and row counts below do take both sides of the AVX2 rule.
+    using Avx2 = pardl::detail::gemm::avx2::Kernels;
+    STATIC_REQUIRE(Avx2::packs_readable_b(64, 1280));
+    STATIC_REQUIRE(!Avx2::packs_readable_b(64, 1040));
+    STATIC_REQUIRE(!Avx2::packs_readable_b(37, 1280));
+    STATIC_REQUIRE(Avx2::packs_readable_b(300, 1040));
+    STATIC_REQUIRE(!pardl::detail::gemm::avx512::Kernels::packs_readable_b(300, 1280));
+#endif
     PARDL_TEST_EACH_SUPPORTED_ISA();
     pardl::Rng rng(21);
     for (Op op_a : ops)
@@ -425,15 +436,17 @@ TEST_CASE("gemm packs operands whose rows lie 2 KiB apart, with the same bits as
                     for (float& v : a) v = rng.uniform(-1.0f, 1.0f);
                     for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
                     for (float& v : c0) v = rng.uniform(-1.0f, 1.0f);
-                    // The same matrices at row strides 1024 (packed) and 1040 (in place).
-                    std::vector<float> a2(a_rows * 1040), b2(b_rows * 1040);
-                    for (size_t i = 0; i < a_rows; ++i) std::copy_n(&a[i * 1024], 1024, &a2[i * 1040]);
-                    for (size_t i = 0; i < b_rows; ++i) std::copy_n(&b[i * 1024], 1024, &b2[i * 1040]);
-                    std::vector<float> packed = c0, in_place = c0;
+                    std::vector<float> packed = c0;
                     pardl::gemm(op_a, op_b, m, n, k, a.data(), 1024, b.data(), 1024, beta, packed.data(), n);
-                    pardl::gemm(op_a, op_b, m, n, k, a2.data(), 1040, b2.data(), 1040, beta, in_place.data(),
-                                n);
-                    CHECK(std::memcmp(packed.data(), in_place.data(), packed.size() * sizeof(float)) == 0);
+                    for (const size_t ld : {size_t{1280}, size_t{1040}}) {
+                        INFO("row stride " << ld);
+                        std::vector<float> a2(a_rows * ld), b2(b_rows * ld);
+                        for (size_t i = 0; i < a_rows; ++i) std::copy_n(&a[i * 1024], 1024, &a2[i * ld]);
+                        for (size_t i = 0; i < b_rows; ++i) std::copy_n(&b[i * 1024], 1024, &b2[i * ld]);
+                        std::vector<float> other = c0;
+                        pardl::gemm(op_a, op_b, m, n, k, a2.data(), ld, b2.data(), ld, beta, other.data(), n);
+                        CHECK(std::memcmp(packed.data(), other.data(), packed.size() * sizeof(float)) == 0);
+                    }
                 }
 }
 

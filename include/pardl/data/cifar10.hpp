@@ -28,32 +28,39 @@ namespace detail {
 inline constexpr const char* cifar10_hint =
     "; download the CIFAR-10 binary version (cifar-10-binary.tar.gz), unpack it and pass --data DIR";
 
-/// Checks a CIFAR-10 file and returns its record count.
-inline std::size_t cifar10_records(const std::filesystem::path& path) {
+/// A CIFAR-10 file opened and checked: its record count comes from the size of the file opened,
+/// so a file replaced or truncated after a check by name cannot pass for the one counted.
+struct Cifar10File {
+    FileHandle in;
+    std::size_t records = 0;
+};
+
+/// Opens a CIFAR-10 file and checks its size: a whole number of records, at least one.
+inline Cifar10File open_cifar10(const std::filesystem::path& path) {
     require_regular_file(path, "CIFAR-10 file", cifar10_hint);
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    if (ec) throw DataError(concat("CIFAR-10 file '", path.string(), "': unreadable (", ec.message(), ")"));
+    std::string why;
+    std::uintmax_t size = 0;
+    Cifar10File file{open_regular_file(path, why, &size)};
+    if (!file.in) throw DataError(concat("CIFAR-10 file '", path.string(), "': unreadable: ", why));
     if (size == 0) throw DataError(concat("CIFAR-10 file '", path.string(), "': empty file"));
     if (size % cifar10_record != 0)
         throw DataError(
             concat("CIFAR-10 file '", path.string(), "': size ", size,
                    " bytes is not a multiple of the record size ", cifar10_record,
                    " (1 label byte + 3072 pixel bytes); truncated or not a CIFAR-10 binary file"));
-    return static_cast<std::size_t>(size / cifar10_record);
+    file.records = static_cast<std::size_t>(size / cifar10_record);
+    return file;
 }
 
-/// Reads `count` records of `path` into rows [first, first + count) of `d`.
-inline void read_cifar10_records(const std::filesystem::path& path, std::size_t count, Dataset& d,
-                                 std::size_t first) {
-    std::string why;
-    const FileHandle in = open_regular_file(path, why); // a FIFO swapped in since the count is refused
-    if (!in) throw DataError(concat("CIFAR-10 file '", path.string(), "': unreadable: ", why));
+/// Reads the first `count` records of `file` (named `path` in messages) into rows
+/// [first, first + count) of `d`.
+inline void read_cifar10_records(const Cifar10File& file, const std::filesystem::path& path,
+                                 std::size_t count, Dataset& d, std::size_t first) {
     std::array<float, 256> scale{};
     for (std::size_t v = 0; v < 256; ++v) scale[v] = static_cast<float>(v) / 255.0f;
     std::vector<unsigned char> rec(cifar10_record);
     for (std::size_t i = 0; i < count; ++i) {
-        const std::size_t got = std::fread(rec.data(), 1, cifar10_record, in.get());
+        const std::size_t got = std::fread(rec.data(), 1, cifar10_record, file.in.get());
         if (got != cifar10_record)
             throw DataError(concat("CIFAR-10 file '", path.string(), "': truncated: expected ",
                                    count * cifar10_record, " bytes, got ", i * cifar10_record + got));
@@ -73,10 +80,10 @@ inline void read_cifar10_records(const std::filesystem::path& path, std::size_t 
 /// 10 classes. `limit` > 0 keeps the first `limit` records (the file size is still checked).
 /// @throws DataError: missing, empty, size not a multiple of 3073, or a label above 9.
 inline Dataset load_cifar10_file(const std::filesystem::path& path, std::size_t limit = 0) {
-    const std::size_t records = detail::cifar10_records(path);
-    const std::size_t n = limit ? std::min(limit, records) : records;
+    const detail::Cifar10File file = detail::open_cifar10(path);
+    const std::size_t n = limit ? std::min(limit, file.records) : file.records;
     Dataset d = detail::make_dataset(n, {3, 32, 32}, cifar10_classes);
-    detail::read_cifar10_records(path, n, d, 0);
+    detail::read_cifar10_records(file, path, n, d, 0);
     return d;
 }
 
@@ -97,19 +104,19 @@ inline Dataset load_cifar10(const std::filesystem::path& dir, bool train = true,
     else
         files.push_back(root / "test_batch.bin");
 
-    // Check every file before reading any, so a missing fifth batch fails fast.
-    std::vector<std::size_t> counts;
+    // Open and check every file before reading any, so a missing fifth batch fails fast.
+    std::vector<detail::Cifar10File> opened;
     std::size_t total = 0;
     for (const auto& f : files) {
-        counts.push_back(detail::cifar10_records(f));
-        total += counts.back();
+        opened.push_back(detail::open_cifar10(f));
+        total += opened.back().records;
     }
     const std::size_t n = limit ? std::min(limit, total) : total;
     Dataset d = detail::make_dataset(n, {3, 32, 32}, cifar10_classes);
     std::size_t row = 0;
     for (std::size_t i = 0; i < files.size() && row < n; ++i) {
-        const std::size_t take = std::min(counts[i], n - row);
-        detail::read_cifar10_records(files[i], take, d, row);
+        const std::size_t take = std::min(opened[i].records, n - row);
+        detail::read_cifar10_records(opened[i], files[i], take, d, row);
         row += take;
     }
     return d;

@@ -23,6 +23,24 @@ struct KernelSet {
     /// 12 multiply-adds per k the request cost more than it saved (64 x 256 x 3136 went from
     /// 39.0 to 37.7% of the AVX-512 peak), and the hardware kept up with the slower kernel.
     static constexpr size_t b_prefetch_rows = lanes >= 16 ? 8 : 0;
+
+    /// Whether run_blocked packs a row-major op(B) that it could read in place (rows ldb floats
+    /// apart, not crowded) for a product of m rows of C. In place, every A sliver streams B's rows
+    /// from the L2, ldb apart; packed, it streams contiguous slivers, and the copy is shared by the
+    /// m / mr slivers. On AVX2 packing paid from 8 slivers where B's rows lie a multiple of 1 KiB
+    /// apart (4 of the L1's 64 sets per column: W-MLP's and W-CNN's Dense<256>, weights and output
+    /// gradients) and beyond 16 slivers whatever the stride. Measured on an AMD EPYC Zen 3 guest
+    /// (32 KiB 8-way L1) with both paths alternating in one process, best of 101: 64 x 256 x 784
+    /// 77 -> 82 GFLOP/s, its weight gradient TN 784 x 256 x 64 85 -> 97, 64 x 256 x 3136 75 -> 82,
+    /// TN 256 x 128 x 64 84 -> 91, conv2's input gradient TN 288 x 196 x 64 73 -> 78; from 1 to 7
+    /// slivers (Dense<10>'s products, 32-row shards) and for 64 x 128 x 256 (rows 512 bytes apart)
+    /// packing gained nothing or lost up to 13%, and those stay in place. The AVX-512 kernels were
+    /// tuned with B in place (Intel Xeon, AMD Zen 5) and keep it: not measured on this rule.
+    static constexpr bool packs_readable_b(size_t m, size_t ldb) noexcept {
+        if constexpr (lanes != 8) return false;
+        const size_t slivers = (m + mr_max - 1) / mr_max;
+        return slivers > 16 || (slivers >= 8 && ldb % 256 == 0);
+    }
     static_assert(nc_max % nr_max == 0);
 
     /// c_new = beta c + t for one element of C, with the arithmetic of the vector path below
@@ -339,7 +357,12 @@ struct KernelSet {
         for (size_t j = 0; j < nc; j += nr_max) {
             const size_t nr = std::min<size_t>(nr_max, nc - j);
             float* d = dst + j * kc;
-            if (op_b == Op::N) {
+            if (op_b == Op::N && nr == static_cast<size_t>(nr_max)) {
+                // Whole slivers a vector at a time (a copy_n per row calls memmove for 16 floats).
+                const float* src = b + j;
+                for (size_t p = 0; p < kc; ++p, d += nr_max, src += ldb)
+                    for (int v = 0; v < nv_max; ++v) Vec::store(d + v * lanes, Vec::load(src + v * lanes));
+            } else if (op_b == Op::N) {
                 const float* src = b + j;
                 for (size_t p = 0; p < kc; ++p, d += nr_max, src += ldb) {
                     std::copy_n(src, nr, d);
