@@ -400,19 +400,20 @@ TEST_CASE("gemm's narrow products have the bits of the same columns of a wider p
 TEST_CASE("gemm gives the same bits whether it packs an operand or reads it in place", "[gemm]") {
     // Row strides that are multiples of 512 floats make gemm pack a row-major B and a transposed
     // A, which it otherwise reads in place (gemm.hpp, crowded); on AVX2 a row-major B is packed
-    // too for many rows of C, or fewer with rows a multiple of 256 floats apart
+    // too where its rows lie a multiple of 256 floats apart and C has enough rows
     // (KernelSet::packs_readable_b). The packed copy must hold the same elements in the same
     // order: against a double reference, and bit for bit across strides 1024 (packed), 1280 (packed
-    // on AVX2 from 8 slivers) and 1040 (in place up to 16 slivers), the same matrices. Slivers of 1,
-    // 3, 5 and 12-14 rows of a transposed A, over k blocks of 9 to 200 floats, take both of pack_a's
-    // copies (one vector per k step, and the tail); 64 and 300 rows take both sides of the AVX2 rule.
+    // on AVX2 from 8 slivers) and 1040 (in place), the same matrices. Slivers of 1, 3, 5 and 12-14
+    // rows of a transposed A, over k blocks of 9 to 200 floats, take both of pack_a's copies (one
+    // vector per k step, and the tail); 37 and 64 rows take both sides of the AVX2 rule.
 #if defined(PARDL_GEMM_DISPATCH)
     // The strides and row counts below do take both sides of the AVX2 rule.
     using Avx2 = pardl::detail::gemm::avx2::Kernels;
     STATIC_REQUIRE(Avx2::packs_readable_b(64, 1280));
     STATIC_REQUIRE(!Avx2::packs_readable_b(64, 1040));
     STATIC_REQUIRE(!Avx2::packs_readable_b(37, 1280));
-    STATIC_REQUIRE(Avx2::packs_readable_b(300, 1040));
+    STATIC_REQUIRE(Avx2::packs_readable_b(300, 1280));
+    STATIC_REQUIRE(!Avx2::packs_readable_b(300, 1040));
     STATIC_REQUIRE(!pardl::detail::gemm::avx512::Kernels::packs_readable_b(300, 1280));
 #endif
     PARDL_TEST_EACH_SUPPORTED_ISA();
