@@ -589,7 +589,8 @@ constexpr std::size_t gemm_row_stride(std::size_t cols) noexcept {
 /// in a line-aligned buffer every row starts on a line and no vector load spans two. On an Intel
 /// Xeon conv2's forward product of W-CNN (64 x 196 x 288, columns 196 floats a row) ran about 4%
 /// faster with its rows 208 floats apart. A multiple of 2 KiB gets one line more (gemm would
-/// pack such rows rather than read them in place).
+/// pack such rows rather than read them in place; on AVX2 it packs rows a multiple of 1 KiB apart
+/// too when enough rows of C share the copy, KernelSet::packs_readable_b).
 constexpr std::size_t gemm_vector_row_stride(std::size_t cols) noexcept {
     const std::size_t rounded = (cols + cache_line_floats - 1) / cache_line_floats * cache_line_floats;
     return detail::gemm::crowded(rounded) ? rounded + cache_line_floats : rounded;

@@ -32,7 +32,7 @@ struct KernelSet {
     /// Dense<256>, weights and output gradients. Measured on an AMD EPYC Zen 3 guest (32 KiB 8-way
     /// L1) with both paths alternating in one process, best of 101: 64 x 256 x 784 77 -> 82
     /// GFLOP/s, its weight gradient TN 784 x 256 x 64 85 -> 97, 64 x 256 x 3136 75 -> 82. Other
-    /// strides gained up to 10% in gemm alone from 17 slivers (TN 256 x 128 x 64 84 -> 91), but in
+    /// strides gained 6-11% in gemm alone from 17 slivers (TN 256 x 128 x 64 84 -> 91), but in
     /// W-CNN's conv2, whose input gradient (TN 196 x 288 x 64, per sample) would have packed the
     /// same weights 64 times a batch, the layer's backward ran about 5% slower: those stay in place,
     /// as do products of fewer slivers (Dense<10>'s, 32-row shards), where packing gained nothing
