@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Measures whether a change made training faster: builds bench_training_<policy> at a base commit
 # (in a git worktree under build/) and at the working tree, then runs the two in alternation, so
-# that both see the same phases of a noisy machine, and prints each pair and the best and median
-# of each side. On a shared or virtual machine this is the fair way to time a small change; two
-# separate full benchmark passes can differ by more than the change itself.
+# that both see the same phases of a noisy machine (the base first in odd pairs, the working tree
+# first in even ones, so that going first or second favours neither), and prints each pair, the
+# best and median of each side and the median of the pairs' ratios. On a shared or virtual machine
+# this is the fair way to time a small change; two separate full benchmark passes can differ by
+# more than the change itself.
 #   bash benchmarks/compare_commits.sh BASE [PAIRS] [WORKLOAD] [STEPS] [POLICY]
 #   e.g. bash benchmarks/compare_commits.sh HEAD~1 5 cnn 150          (s/epoch of Serial, lower is better)
 #        bash benchmarks/compare_commits.sh HEAD~1 9 mlp 300 openmp   (all cores, pinned as run_benchmarks.sh does)
@@ -62,8 +64,13 @@ echo "s/epoch of $policy $workload ($steps steps per run), base $rev against the
 : >"$tree/base.txt"
 : >"$tree/new.txt"
 for ((i = 1; i <= pairs; i++)); do
-    b=$(run "$base_build")
-    n=$(run "$new_build")
+    if ((i % 2)); then
+        b=$(run "$base_build")
+        n=$(run "$new_build")
+    else
+        n=$(run "$new_build")
+        b=$(run "$base_build")
+    fi
     echo "$b" >>"$tree/base.txt"
     echo "$n" >>"$tree/new.txt"
     echo "pair $i: base $b  new $n"

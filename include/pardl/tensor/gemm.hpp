@@ -501,8 +501,8 @@ void run_blocked(Op op_a, Op op_b, size_t m, size_t n, size_t k, const float* a,
     // holds each sliver's mr elements contiguously for every k. Except where rows lie a multiple
     // of 2 KiB apart (512 floats: square powers of two): a sliver's rows then share a few L1 sets
     // and evict one another, and packing pays (on an Intel Xeon, 512^3 TN went from about 61 to
-    // 71-76% of peak, TT from 63 to 69-72%). And on AVX2 where rows a multiple of 1 KiB apart feed
-    // many A slivers (Kernels::packs_readable_b). The arithmetic is the same either way.
+    // 71-76% of peak, TT from 63 to 69-72%). On AVX2 it also packs rows a multiple of 1 KiB apart
+    // that many A slivers share (Kernels::packs_readable_b). The arithmetic is the same either way.
     const bool direct_b = op_b == Op::N && !crowded(ldb) && !Kernels::packs_readable_b(m, ldb);
     float* const b_buf = Workspace::reserve(ws.b, kc_cap * (direct_b ? nr_max : nc_cap));
     const bool direct_a = op_a == Op::T && !crowded(lda);
