@@ -31,6 +31,7 @@ inline constexpr const char* cifar10_hint =
 /// A CIFAR-10 file opened and checked: its record count comes from the size of the file opened,
 /// so a file replaced or truncated after a check by name cannot pass for the one counted.
 struct Cifar10File {
+    std::filesystem::path path; ///< for messages
     FileHandle in;
     std::size_t records = 0;
 };
@@ -40,7 +41,7 @@ inline Cifar10File open_cifar10(const std::filesystem::path& path) {
     require_regular_file(path, "CIFAR-10 file", cifar10_hint);
     std::string why;
     std::uintmax_t size = 0;
-    Cifar10File file{open_regular_file(path, why, &size)};
+    Cifar10File file{path, open_regular_file(path, why, &size)};
     if (!file.in) throw DataError(concat("CIFAR-10 file '", path.string(), "': unreadable: ", why));
     if (size == 0) throw DataError(concat("CIFAR-10 file '", path.string(), "': empty file"));
     if (size % cifar10_record != 0)
@@ -52,20 +53,18 @@ inline Cifar10File open_cifar10(const std::filesystem::path& path) {
     return file;
 }
 
-/// Reads the first `count` records of `file` (named `path` in messages) into rows
-/// [first, first + count) of `d`.
-inline void read_cifar10_records(const Cifar10File& file, const std::filesystem::path& path,
-                                 std::size_t count, Dataset& d, std::size_t first) {
+/// Reads the first `count` records of `file` into rows [first, first + count) of `d`.
+inline void read_cifar10_records(const Cifar10File& file, std::size_t count, Dataset& d, std::size_t first) {
     std::array<float, 256> scale{};
     for (std::size_t v = 0; v < 256; ++v) scale[v] = static_cast<float>(v) / 255.0f;
     std::vector<unsigned char> rec(cifar10_record);
     for (std::size_t i = 0; i < count; ++i) {
         const std::size_t got = std::fread(rec.data(), 1, cifar10_record, file.in.get());
         if (got != cifar10_record)
-            throw DataError(concat("CIFAR-10 file '", path.string(), "': truncated: expected ",
+            throw DataError(concat("CIFAR-10 file '", file.path.string(), "': truncated: expected ",
                                    count * cifar10_record, " bytes, got ", i * cifar10_record + got));
         if (rec[0] >= cifar10_classes)
-            throw DataError(concat("CIFAR-10 file '", path.string(), "': label ", unsigned{rec[0]},
+            throw DataError(concat("CIFAR-10 file '", file.path.string(), "': label ", unsigned{rec[0]},
                                    " of record ", i, " is out of range [0, ", cifar10_classes, ")"));
         const std::size_t row = first + i;
         d.labels[row] = rec[0];
@@ -83,7 +82,7 @@ inline Dataset load_cifar10_file(const std::filesystem::path& path, std::size_t 
     const detail::Cifar10File file = detail::open_cifar10(path);
     const std::size_t n = limit ? std::min(limit, file.records) : file.records;
     Dataset d = detail::make_dataset(n, {3, 32, 32}, cifar10_classes);
-    detail::read_cifar10_records(file, path, n, d, 0);
+    detail::read_cifar10_records(file, n, d, 0);
     return d;
 }
 
@@ -98,25 +97,23 @@ inline Dataset load_cifar10(const std::filesystem::path& dir, bool train = true,
         std::filesystem::is_directory(dir / "cifar-10-batches-bin", ec))
         root = dir / "cifar-10-batches-bin";
 
-    std::vector<std::filesystem::path> files;
-    if (train)
-        for (int b = 1; b <= 5; ++b) files.push_back(root / ("data_batch_" + std::to_string(b) + ".bin"));
-    else
-        files.push_back(root / "test_batch.bin");
-
     // Open and check every file before reading any, so a missing fifth batch fails fast.
     std::vector<detail::Cifar10File> opened;
     std::size_t total = 0;
-    for (const auto& f : files) {
+    auto open = [&](const std::filesystem::path& f) {
         opened.push_back(detail::open_cifar10(f));
         total += opened.back().records;
-    }
+    };
+    if (train)
+        for (int b = 1; b <= 5; ++b) open(root / ("data_batch_" + std::to_string(b) + ".bin"));
+    else
+        open(root / "test_batch.bin");
     const std::size_t n = limit ? std::min(limit, total) : total;
     Dataset d = detail::make_dataset(n, {3, 32, 32}, cifar10_classes);
     std::size_t row = 0;
-    for (std::size_t i = 0; i < files.size() && row < n; ++i) {
+    for (std::size_t i = 0; i < opened.size() && row < n; ++i) {
         const std::size_t take = std::min(opened[i].records, n - row);
-        detail::read_cifar10_records(opened[i], files[i], take, d, row);
+        detail::read_cifar10_records(opened[i], take, d, row);
         row += take;
     }
     return d;

@@ -43,6 +43,14 @@ inline const char* file_type_name(std::filesystem::file_type t) {
     }
 }
 
+/// What a path whose status (by name, following symbolic links) is `st` names, when it exists and
+/// is not a regular file: "a directory", "a FIFO", ...; null for a regular file and for a path that
+/// is missing or could not be examined, which each caller words itself.
+inline const char* other_than_regular_file(const std::filesystem::file_status& st) {
+    return std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) ? file_type_name(st.type())
+                                                                                : nullptr;
+}
+
 /// Throws DataError unless `path` names an existing regular file (after following symlinks).
 /// Checked before the file is opened: opening a FIFO blocks until a writer comes, and a device
 /// such as /dev/zero never ends, so anything but a regular file is refused unopened. `kind` opens
@@ -54,9 +62,9 @@ inline void require_regular_file(const std::filesystem::path& path, std::string_
     if (st.type() == std::filesystem::file_type::not_found)
         throw DataError(concat(kind, " '", path.string(), "': file not found", hint));
     if (ec) throw DataError(concat(kind, " '", path.string(), "': unreadable (", ec.message(), ")"));
-    if (!std::filesystem::is_regular_file(st))
-        throw DataError(concat(kind, " '", path.string(), "': unreadable: it is ", file_type_name(st.type()),
-                               ", not a regular file"));
+    if (const char* other = other_than_regular_file(st))
+        throw DataError(
+            concat(kind, " '", path.string(), "': unreadable: it is ", other, ", not a regular file"));
 }
 
 /// A file opened for reading, closed with its handle.

@@ -131,8 +131,9 @@ struct Vec : XsimdVec<xsimd::default_arch> {
 };
 #elif XSIMD_WITH_FMA3_AVX2 || XSIMD_WITH_AVX2 || XSIMD_WITH_AVX
 struct Vec : XsimdVec<xsimd::default_arch> {
-    static constexpr int mr_max = 6, nv_max = 2;     // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
-    static constexpr int dot_rows = 3, dot_cols = 1; // as avx2::Vec's, which says why
+    static constexpr int mr_max = 6, nv_max = 2;       // 16 ymm: 12 accumulators + 2 B vectors + 1 broadcast
+    static constexpr int dot_rows = 3, dot_cols = 1;   // as avx2::Vec's, which says why
+    static constexpr size_t packed_b_row_stride = 256; // as avx2::Vec's
 };
 #elif XSIMD_WITH_SSE2 || XSIMD_WITH_NEON || XSIMD_WITH_NEON64
 struct Vec : XsimdVec<xsimd::default_arch> {
@@ -162,6 +163,9 @@ struct Vec {
     // 3 guest; 2 x 2 took 1289-1377, 4 x 1 and 5 x 1, which spill too, 1188-1486). Compiled for
     // AVX2, the 3 x 2 kernel reads and writes the stack 30 times, this one not at all.
     static constexpr int dot_rows = 3, dot_cols = 1;
+    /// A row-major B whose rows lie a multiple of 1 KiB apart is packed, not read in place, where
+    /// 8 A slivers share the copy (KernelSet::packs_readable_b says why).
+    static constexpr size_t packed_b_row_stride = 256;
     /// Makes the compiler hold v in a register (KernelSet::load_once).
     static void in_register(V& v) noexcept { asm("" : "+x"(v)); }
     static V load(const float* p) noexcept { return _mm256_loadu_ps(p); }

@@ -9,7 +9,9 @@
 //                                           of blocks with fewer rows or columns too;
 //   dot_rows, dot_cols                      the dot-product kernel's tile (see dot_kernel);
 //   sum16 (optional)                        its lane sums, faster than sum16_by_halving;
-//   in_register (optional)                  holds a loaded vector in a register (load_once).
+//   in_register (optional)                  holds a loaded vector in a register (load_once);
+//   packed_b_row_stride (optional)          a row-major B whose rows lie a multiple of this many
+//                                           floats apart is packed (packs_readable_b).
 // It defines `Kernels`, which gemm.hpp's driver run<Kernels> reads. (KernelSet is a template only
 // so that `if constexpr` can discard what Vec lacks; it is instantiated for this Vec alone.)
 
@@ -28,19 +30,21 @@ struct KernelSet {
     /// apart, not crowded) for a product of m rows of C. In place, every A sliver streams B's rows
     /// from the L2, ldb apart; packed, it streams contiguous slivers, and the copy is shared by the
     /// m / mr slivers. On AVX2 packing paid from 8 slivers where B's rows lie a multiple of 1 KiB
-    /// apart, so that a sliver's column falls into 4 of the L1's 64 sets: W-MLP's and W-CNN's
-    /// Dense<256>, weights and output gradients. Measured on an AMD EPYC Zen 3 guest (32 KiB 8-way
-    /// L1) with both paths alternating in one process, best of 101: 64 x 256 x 784 77 -> 82
-    /// GFLOP/s, its weight gradient TN 784 x 256 x 64 85 -> 97, 64 x 256 x 3136 75 -> 82. Other
-    /// strides gained 6-11% in gemm alone from 17 slivers (TN 256 x 128 x 64 84 -> 91), but in
-    /// W-CNN's conv2, whose input gradient (TN 196 x 288 x 64, per sample) would have packed the
-    /// same weights 64 times a batch, the layer's backward ran about 5% slower: those stay in place,
-    /// as do products of fewer slivers (Dense<10>'s, 32-row shards), where packing gained nothing
-    /// or lost up to 13%. The AVX-512 kernels were tuned with B in place (Intel Xeon, AMD Zen 5)
-    /// and keep it: not measured on this rule.
+    /// apart (Vec::packed_b_row_stride 256), so that a sliver's column falls into 4 of the L1's 64
+    /// sets: W-MLP's and W-CNN's Dense<256>, weights and output gradients. Measured on an AMD EPYC
+    /// Zen 3 guest (32 KiB 8-way L1) with both paths alternating in one process, best of 101: 64 x
+    /// 256 x 784 77 -> 82 GFLOP/s, its weight gradient TN 784 x 256 x 64 85 -> 97, 64 x 256 x 3136
+    /// 75 -> 82. Other strides gained 6-11% in gemm alone from 17 slivers (TN 256 x 128 x 64 84 ->
+    /// 91), but in W-CNN's conv2, whose input gradient (TN 196 x 288 x 64, per sample) would have
+    /// packed the same weights 64 times a batch, the layer's backward ran about 5% slower: those
+    /// stay in place, as do products of fewer slivers (Dense<10>'s, 32-row shards), where packing
+    /// gained nothing or lost up to 13%. The AVX-512 kernels were tuned with B in place (Intel
+    /// Xeon, AMD Zen 5) and keep it: not measured on this rule.
     static constexpr bool packs_readable_b(size_t m, size_t ldb) noexcept {
-        if constexpr (lanes != 8) return false;
-        return (m + mr_max - 1) / mr_max >= 8 && ldb % 256 == 0;
+        if constexpr (requires { Vec::packed_b_row_stride; })
+            return (m + mr_max - 1) / mr_max >= 8 && ldb % Vec::packed_b_row_stride == 0;
+        else
+            return false;
     }
     static_assert(nc_max % nr_max == 0);
 

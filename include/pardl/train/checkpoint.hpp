@@ -225,11 +225,11 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
     // refused by name, unopened (opening some devices does something), and again by
     // open_regular_file on the file it opened, should one be swapped in between; it also gives the
     // size of that file.
+    // A missing path, or one that cannot be examined, is left to the open, which says why.
     std::error_code status_error;
-    const auto status = std::filesystem::status(path, status_error);
-    PARDL_REQUIRE(!std::filesystem::exists(status) || std::filesystem::is_regular_file(status),
-                  CheckpointError, "checkpoint ", path.string(), " is ",
-                  detail::file_type_name(status.type()), ", not a regular file");
+    const char* other = detail::other_than_regular_file(std::filesystem::status(path, status_error));
+    PARDL_REQUIRE(other == nullptr, CheckpointError, "checkpoint ", path.string(), " is ", other,
+                  ", not a regular file");
     const std::string where = "checkpoint " + path.string();
     std::string why;
     std::uintmax_t file_bytes = 0;
