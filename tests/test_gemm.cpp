@@ -1,8 +1,10 @@
 // Checks pardl::gemm against a double-precision reference over all op forms, betas, ragged and
 // strided shapes, and the beta == 0 / k == 0 / concurrent-call contracts, once with the kernels of
 // every instruction set this CPU runs; and the run-time choice of that instruction set.
-// Built twice (tests/tests.cmake): for this CPU, and for plain x86-64 (PARDL_TEST_PORTABLE_BUILD),
-// where everything above SSE2 comes from run-time dispatch.
+// Built three times (tests/tests.cmake): for this CPU; for plain x86-64 (PARDL_TEST_PORTABLE_BUILD),
+// where everything above SSE2 comes from run-time dispatch; and for plain x86-64 with the portable
+// scalar kernels alone (PARDL_GEMM_SCALAR, which has no dispatcher: every instruction set "forced"
+// below runs them), the path of a CPU for which xsimd has no instruction set.
 #include "pardl/core/errors.hpp"
 #include "pardl/core/rng.hpp"
 #include "pardl/tensor/gemm.hpp"
@@ -227,13 +229,24 @@ bool generic_multiply_add_is_fused() {
     return out[0] != 0.0f;
 }
 
+/// Whether gemm runs the portable kernels (generic::Vec) with `isa` forced: in a PARDL_GEMM_SCALAR
+/// build whatever is forced.
+constexpr bool runs_portable_kernels(Isa isa) {
+#if defined(PARDL_GEMM_SCALAR)
+    static_cast<void>(isa);
+    return true;
+#else
+    return isa == Isa::generic;
+#endif
+}
+
 } // namespace
 
 TEST_CASE("gemm's dot products have the bits of their stated order on every instruction set", "[gemm][dot]") {
     // Lane l of 16 sums the products of k = l, l + 16, ... with fused multiply-adds; the lanes are
     // added by halving (l + 8, then + 4, + 2, + 1); beta joins as the other paths' combine does.
     PARDL_TEST_EACH_SUPPORTED_ISA();
-    if (pardl_test_isa == Isa::generic && !generic_multiply_add_is_fused()) {
+    if (runs_portable_kernels(pardl_test_isa) && !generic_multiply_add_is_fused()) {
         SUCCEED("the portable kernels' multiply-add rounds twice on this build: checked against the "
                 "reference only");
         return;

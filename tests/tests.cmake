@@ -8,6 +8,10 @@ foreach(value IN ITEMS generic unknown)
     add_test(NAME test_gemm_portable.PARDL_SIMD_${value} COMMAND test_gemm_portable "[simd-env-${value}]" --warn NoTests)
     set_tests_properties(test_gemm_portable.PARDL_SIMD_${value} PROPERTIES ENVIRONMENT "PARDL_SIMD=${value}")
 endforeach()
+# Once more with the portable scalar kernels alone (PARDL_GEMM_SCALAR), as a CPU for which xsimd
+# has no instruction set runs them.
+pardl_add_test(test_gemm_scalar test_gemm.cpp PORTABLE)
+target_compile_definitions(test_gemm_scalar PRIVATE PARDL_TEST_PORTABLE_BUILD=1 PARDL_GEMM_SCALAR=1)
 pardl_add_test(test_data test_data.cpp)
 if(TARGET pardl_openmp)
     pardl_add_test(test_policies test_policies.cpp LIBS pardl::openmp)

@@ -119,7 +119,7 @@ namespace generic {
 // Forces the portable scalar path, so that it can be tested on machines that have SIMD.
 struct Vec : ScalarVec {
     static constexpr int mr_max = 4, nv_max = 4;
-    static constexpr int dot_rows = 3, dot_cols = 2;
+    static constexpr int dot_rows = 1, dot_cols = 1; // as the scalar fallback's below, which says why
 };
 #elif XSIMD_WITH_AVX512F
 // On x86 the dispatcher runs the intrinsics kernels below; this path is the fallback that
@@ -135,7 +135,18 @@ struct Vec : XsimdVec<xsimd::default_arch> {
     static constexpr int dot_rows = 3, dot_cols = 1;   // as avx2::Vec's, which says why
     static constexpr size_t packed_b_row_stride = 256; // as avx2::Vec's
 };
-#elif XSIMD_WITH_SSE2 || XSIMD_WITH_NEON || XSIMD_WITH_NEON64
+#elif XSIMD_WITH_SSE2
+// 16 xmm registers, as AVX2's 16 ymm: an accumulator is four vectors, and the 3 x 2 dot tile's 24
+// of them spilled. The dot kernel for W-CNN's conv1 weight gradient (9 x 32, k = 784), built for
+// plain x86-64 on an AMD EPYC Zen 3 guest, both tiles taking turns: 15-19 GFLOP/s with 3 x 2,
+// 21-25 with 3 x 1 (2 x 1 and 1 x 2 about as fast, 2 x 2 and 1 x 1 slower).
+struct Vec : XsimdVec<xsimd::default_arch> {
+    static constexpr int mr_max = 6, nv_max = 2;
+    static constexpr int dot_rows = 3, dot_cols = 1;
+};
+#elif XSIMD_WITH_NEON || XSIMD_WITH_NEON64
+// NEON has 32 registers: the 3 x 2 dot tile keeps its 24 accumulator vectors (kept: not measured,
+// no such machine).
 struct Vec : XsimdVec<xsimd::default_arch> {
     static constexpr int mr_max = 6, nv_max = 2;
     static constexpr int dot_rows = 3, dot_cols = 2;
@@ -143,7 +154,10 @@ struct Vec : XsimdVec<xsimd::default_arch> {
 #else
 struct Vec : ScalarVec {
     static constexpr int mr_max = 4, nv_max = 4;
-    static constexpr int dot_rows = 3, dot_cols = 2;
+    // One element at a time: its 16 lane sums are then the whole tile, which GCC vectorises. With
+    // a 3 x 2 tile (96 sums) it did not: the same 9 x 32 x 784 dot product as above, compiled for
+    // plain x86-64 with PARDL_GEMM_SCALAR, ran at 2-3 GFLOP/s, and at 16-22 with 1 x 1.
+    static constexpr int dot_rows = 1, dot_cols = 1;
 };
 #endif
 #include "pardl/tensor/gemm_kernels.ipp"
