@@ -7,11 +7,14 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
-#include <fstream>
-#include <iostream>
+#include <filesystem>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "pardl/core/atomic_file.hpp"
+#include "pardl/data/files.hpp"
 
 namespace {
 
@@ -38,11 +41,20 @@ double last_of(const nlohmann::json& j, const char* key, const std::string& file
 }
 
 Run read_run(const std::string& file) {
-    std::ifstream in(file);
-    if (!in) throw std::runtime_error(file + ": cannot open");
+    // A regular file only, checked by name and again on the file opened: a FIFO would wait for a
+    // writer for ever, and a folder or device is no record (the words of the data readers').
+    pardl::detail::require_regular_file(file, "run record");
+    std::string why;
+    const pardl::detail::FileHandle handle = pardl::detail::open_regular_file(file, why);
+    if (!handle) throw std::runtime_error("run record '" + file + "': unreadable: " + why);
+    std::string text;
+    char chunk[65536];
+    for (std::size_t got; (got = std::fread(chunk, 1, sizeof chunk, handle.get())) > 0;)
+        text.append(chunk, got);
+    if (std::ferror(handle.get())) throw std::runtime_error("run record '" + file + "': read error");
     nlohmann::json j;
     try {
-        in >> j;
+        j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
         throw std::runtime_error(file + ": not valid JSON (" + e.what() + ")");
     }
@@ -59,6 +71,15 @@ Run read_run(const std::string& file) {
         const auto& secs = j.at("epoch_seconds");
         if (!secs.is_array() || secs.empty()) throw std::runtime_error(file + ": no epochs recorded");
         std::vector<double> s = secs.get<std::vector<double>>();
+        // Speedups divide by them, efficiencies by the workers: a hand-edited record must not
+        // print nan or inf.
+        for (double v : s)
+            if (!(std::isfinite(v) && v > 0))
+                throw std::runtime_error(file + ": an epoch of " + std::to_string(v) +
+                                         " seconds (each must be a positive number)");
+        if (r.ranks < 1 || r.threads < 1)
+            throw std::runtime_error(file + ": " + std::to_string(r.ranks) + " ranks x " +
+                                     std::to_string(r.threads) + " threads (each must be at least 1)");
         r.epochs = s.size();
         double sum = 0;
         for (double v : s) sum += v;
@@ -107,6 +128,21 @@ int main(int argc, char** argv) {
     if (files.empty()) {
         usage(stderr);
         return 2;
+    }
+
+    // The table is written over FILE: FILE must not be a record it reads, nor anything the atomic
+    // write would replace (a link, a folder, a device, a FIFO).
+    if (!csv.empty()) {
+        std::string problem = pardl::atomic_write_problem(csv);
+        for (const auto& f : files) {
+            std::error_code ec;
+            if (problem.empty() && std::filesystem::equivalent(csv, f, ec))
+                problem = "it is " + f + ", a record this comparison reads";
+        }
+        if (!problem.empty()) {
+            std::fprintf(stderr, "error: --csv %s: %s\n", csv.c_str(), problem.c_str());
+            return 2;
+        }
     }
 
     std::vector<Run> runs;
@@ -184,11 +220,7 @@ int main(int argc, char** argv) {
                     "like for like.\n");
 
     if (!csv.empty()) {
-        std::ofstream out(csv, std::ios::trunc);
-        if (!out) {
-            std::fprintf(stderr, "error: cannot write '%s'\n", csv.c_str());
-            return 1;
-        }
+        std::ostringstream out;
         out << "file,policy,ranks,threads,epochs,train_images,mean_epoch_s,best_epoch_s,speedup,efficiency,"
                "final_train_loss,final_test_accuracy,delta_accuracy_pp,samples_per_second,param_checksum\n";
         for (const Run& r : runs) {
@@ -201,8 +233,13 @@ int main(int argc, char** argv) {
                           100.0 * (r.final_test_accuracy - base.final_test_accuracy), r.samples_per_second);
             out << '"' << r.file << "\"," << r.policy << ',' << line << ',' << r.checksum << '\n';
         }
-        if (!out) {
-            std::fprintf(stderr, "error: cannot write '%s'\n", csv.c_str());
+        // Atomically, as the examples' records: an earlier table stays whole if this write fails.
+        try {
+            const std::string table = out.str();
+            pardl::write_file_atomically<std::runtime_error>(
+                csv, "table", [&](auto&& put) { put(table.data(), table.size()); });
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "error: %s\n", e.what());
             return 1;
         }
     }

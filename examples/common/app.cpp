@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cerrno>
 #include <charconv>
@@ -318,7 +319,7 @@ void add_run_flags(CLI::App& app, RunOptions& o) {
                "batch, optimizer, momentum, lr flags, policy, ranks and workers, data flags) the result "
                "is that of "
                "one longer run, bit for bit; a note names the settings that differ (of the data, the "
-               "image count and a hash of the labels are recorded)")
+               "image count, a hash of the labels and a CRC-32 of the pixels are recorded)")
             ->type_name("FILE")
             ->check(non_empty()); // only rank 0 reads it: require_resume_file checks it there
     app.add_flag("--auto-resume", o.auto_resume,
@@ -491,7 +492,12 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
 std::string data_fingerprint(const Dataset& data) {
     pardl::detail::Fnv1a labels;
     labels.add(data.labels.data(), data.labels.size() * sizeof(data.labels[0]));
-    return std::to_string(data.rows) + " images, labels hash " + hex64(labels.value);
+    const uLong pixels = crc32_z(crc32_z(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(data.features.data()),
+                                 data.features.size() * sizeof(float));
+    char crc[9];
+    std::snprintf(crc, sizeof crc, "%08lx", pixels);
+    return std::to_string(data.rows) + " images, labels hash " + hex64(labels.value) + ", pixels crc32 " +
+           crc;
 }
 
 Schedule make_lr_schedule(const LrScheduleSpec& spec, std::size_t warmup_epochs, float lr,

@@ -79,8 +79,11 @@ inline constexpr std::size_t max_schedule_epochs = 1000000;
 /// "cosine:EPOCHS[:MIN_LR]". @throws ConfigError saying what is wrong.
 LrScheduleSpec parse_lr_schedule(const std::string& spec);
 
-/// A training set as checkpoint text: its image count and a hash of its labels (FNV-1a over their
-/// bytes), which tell another --limit or another data set apart without reading every pixel.
+/// A data set as text: its image count, a hash of its labels (FNV-1a over their bytes) and a CRC-32
+/// of its pixels (their floats' bytes; zlib's CRC-32 reads the 188 MB of Fashion-MNIST's training
+/// images in under a tenth of a second, where FNV-1a, a byte at a time, would take several times
+/// longer). It tells another --limit or other data apart, as a checkpoint setting and between
+/// ranks, down to a single pixel.
 std::string data_fingerprint(const Dataset& data);
 
 /// The Schedule for `spec` at base rate lr, after `warmup_epochs` of linear warm-up (a warm-up

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,18 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
         throw ConfigError("--batch " + std::to_string(o.batch) + " is larger than the training set (" +
                           std::to_string(train_set.rows) + (train_set.rows == 1 ? " image" : " images") +
                           "): use at most " + std::to_string(train_set.rows));
+
+    // The trainer compares the ranks' training data (its "training data" setting, below); the test
+    // set is no setting of its (evaluate checks only that the ranks' sizes agree), so ranks given
+    // other test images, which would evaluate a mix of both sets, stop here, all together.
+    if (ranks > 1) {
+        const std::optional<std::string> differ =
+            pardl::differing_across_ranks({{"test data", data_fingerprint(test_set)}},
+                                          [](std::uint64_t v) { return Env::max_over_ranks(v); });
+        if (differ && !differ->empty())
+            throw ConfigError("the ranks were given different data: " + *differ +
+                              "; every rank must read the same files");
+    }
 
     TrainerOptions topt;
     topt.batch = o.batch;

@@ -760,7 +760,7 @@ public:
     /// checkpoint of format version 2, which recorded none. The run goes on from the checkpoint
     /// all the same (another batch or rank count is a legitimate choice), but not bit for bit.
     /// The data is recorded only where the program names it (TrainerOptions::settings; the examples
-    /// record the image count and a hash of the labels). The learning rate is progress, not a setting: it
+    /// record the image count, a hash of the labels and a CRC-32 of the pixels). The learning rate is progress, not a setting: it
     /// comes from the checkpoint, as PyTorch's optimizer.load_state_dict takes it (set_learning_rate after
     /// load to change it, unless a TrainerOptions::schedule sets it at every step); the other options stay
     /// this trainer's, where PyTorch would take the file's too. A checkpoint that holds another optimizer's
