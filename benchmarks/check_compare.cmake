@@ -62,5 +62,5 @@ record(zero.json openmp 1 2 0)
 run("an epoch of 0 s" 1 "zero.json: an epoch of 0\\.0+ seconds \\(each must be a positive number\\)"
     serial.json zero.json)
 record(no_ranks.json mpi 0 1 2.0)
-run("0 ranks" 1 "no_ranks.json: 0 ranks x 1 threads \\(each must be at least 1\\)" serial.json no_ranks.json)
+run("0 ranks" 1 "no_ranks.json: ranks 0, threads 1 \\(each must be at least 1\\)" serial.json no_ranks.json)
 file(REMOVE_RECURSE ${OUT})

@@ -78,8 +78,8 @@ Run read_run(const std::string& file) {
                 throw std::runtime_error(file + ": an epoch of " + std::to_string(v) +
                                          " seconds (each must be a positive number)");
         if (r.ranks < 1 || r.threads < 1)
-            throw std::runtime_error(file + ": " + std::to_string(r.ranks) + " ranks x " +
-                                     std::to_string(r.threads) + " threads (each must be at least 1)");
+            throw std::runtime_error(file + ": ranks " + std::to_string(r.ranks) + ", threads " +
+                                     std::to_string(r.threads) + " (each must be at least 1)");
         r.epochs = s.size();
         double sum = 0;
         for (double v : s) sum += v;

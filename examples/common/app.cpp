@@ -5,7 +5,6 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cerrno>
 #include <charconv>
@@ -24,6 +23,7 @@
 #include "pardl/core/atomic_file.hpp"
 #include "pardl/data/files.hpp"
 #include "pardl/metrics/timer.hpp"
+#include "pardl/train/checkpoint.hpp"
 
 namespace pardl::examples {
 
@@ -492,10 +492,10 @@ LrScheduleSpec parse_lr_schedule(const std::string& spec) {
 std::string data_fingerprint(const Dataset& data) {
     pardl::detail::Fnv1a labels;
     labels.add(data.labels.data(), data.labels.size() * sizeof(data.labels[0]));
-    const uLong pixels = crc32_z(crc32_z(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(data.features.data()),
-                                 data.features.size() * sizeof(float));
+    pardl::detail::Crc pixels; // the checkpoints' CRC-32 (zlib)
+    pixels.add(data.features.data(), data.features.size() * sizeof(float));
     char crc[9];
-    std::snprintf(crc, sizeof crc, "%08lx", pixels);
+    std::snprintf(crc, sizeof crc, "%08x", static_cast<unsigned>(pixels.value()));
     return std::to_string(data.rows) + " images, labels hash " + hex64(labels.value) + ", pixels crc32 " +
            crc;
 }

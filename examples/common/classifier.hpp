@@ -49,9 +49,10 @@ int train_classifier(const RunOptions& o, Opt optimizer, double lr, bool lr_from
         const std::optional<std::string> differ =
             pardl::differing_across_ranks({{"test data", data_fingerprint(test_set)}},
                                           [](std::uint64_t v) { return Env::max_over_ranks(v); });
-        if (differ && !differ->empty())
-            throw ConfigError("the ranks were given different data: " + *differ +
-                              "; every rank must read the same files");
+        if (!differ || !differ->empty())
+            throw ConfigError(
+                "the ranks were given different data: " + differ.value_or("not the same list of data sets") +
+                "; every rank must read the same files");
     }
 
     TrainerOptions topt;
