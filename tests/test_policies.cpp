@@ -391,6 +391,16 @@ TEST_CASE("Workers taken in turn: one finish pass over the whole gradient, then 
     CHECK(then_got == std::vector<Range>{Range{0, n}});
 }
 
+TEST_CASE("Executors refuse more than 4096 workers and name what they run", "[policy]") {
+    using Catch::Matchers::Contains;
+    CHECK(SerialExecutor(4096).workers() == 4096);
+    CHECK_THROWS_WITH(
+        SerialExecutor(4097),
+        Contains("workers taken in turn on one thread (Serial's, or each MPI rank's) must be at "
+                 "most 4096 (got 4097)"));
+    CHECK_THROWS_WITH(OpenMPExecutor(5000), Contains("OpenMP: thread count must be in [1, 4096]"));
+}
+
 TEST_CASE("A CNN with synchronized batch norm under OpenMP reproduces Serial", "[policy][openmp][cnn]") {
     const Dataset data = make_images(90, 1, 8, 8, 5, 31); // batch 20: the last batch has 10 rows
     const auto serial = run<Serial, SGD, SmallCnn>(data, sgd(), 20, 1, 20);

@@ -19,8 +19,11 @@ class SerialExecutor {
 public:
     /// workers == 0 means 1.
     explicit SerialExecutor(std::size_t workers = 1) : workers_(workers ? workers : 1) {
-        PARDL_REQUIRE(workers_ <= 4096, ConfigError, "serial: worker count must be in [1, 4096] (got ",
-                      workers, ")");
+        // Serial's executor and each MPI rank's: the message names what both mean by workers.
+        PARDL_REQUIRE(
+            workers_ <= 4096, ConfigError,
+            "workers taken in turn on one thread (Serial's, or each MPI rank's) must be at most 4096 (got ",
+            workers, ")");
         reducer_.workers = workers_;
     }
     std::size_t workers() const { return workers_; }
