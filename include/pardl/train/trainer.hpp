@@ -760,15 +760,15 @@ public:
     /// checkpoint of format version 2, which recorded none. The run goes on from the checkpoint
     /// all the same (another batch or rank count is a legitimate choice), but not bit for bit.
     /// The data is recorded only where the program names it (TrainerOptions::settings; the examples
-    /// record the image count, a hash of the labels and a CRC-32 of the pixels). The learning rate is progress, not a setting: it
-    /// comes from the checkpoint, as PyTorch's optimizer.load_state_dict takes it (set_learning_rate after
-    /// load to change it, unless a TrainerOptions::schedule sets it at every step); the other options stay
-    /// this trainer's, where PyTorch would take the file's too. A checkpoint that holds another optimizer's
-    /// state is refused (load_model takes its model alone); one without optimizer state (an optimizer that
-    /// does not save it) leaves the optimizer as it is, and one of format version 1 (the model alone) the
-    /// optimizer and the counters. Rank 0 reads the file into scratch buffers and checks it whole (length,
-    /// checksum, optimizer) before anything changes: a load that fails leaves the trainer, on every rank, as
-    /// it was. A collective.
+    /// record the image count, a hash of the labels and a CRC-32 of the pixels). The learning rate is
+    /// progress, not a setting: it comes from the checkpoint, as PyTorch's optimizer.load_state_dict takes it
+    /// (set_learning_rate after load to change it, unless a TrainerOptions::schedule sets it at every step);
+    /// the other options stay this trainer's, where PyTorch would take the file's too. A checkpoint that
+    /// holds another optimizer's state is refused (load_model takes its model alone); one without optimizer
+    /// state (an optimizer that does not save it) leaves the optimizer as it is, and one of format version 1
+    /// (the model alone) the optimizer and the counters. Rank 0 reads the file into scratch buffers and
+    /// checks it whole (length, checksum, optimizer) before anything changes: a load that fails leaves the
+    /// trainer, on every rank, as it was. A collective.
     std::vector<std::string> load(const std::filesystem::path& path) {
         return read_checkpoint(path, /*resume=*/true);
     }
