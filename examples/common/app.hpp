@@ -129,6 +129,7 @@ namespace detail {
 /// (0 and 1 when not launched by one): pardl/comm/launcher.hpp.
 using pardl::detail::launcher_rank;
 using pardl::detail::launcher_size;
+using pardl::detail::speaks_for_job;
 /// std::thread::hardware_concurrency(), at least 1.
 unsigned hardware_cores();
 
@@ -191,19 +192,44 @@ int run_example(int argc, char** argv, CommandLine& cli, Fn&& body) {
     const std::optional<int> stop = cli.parse(argc, argv);
     if (stop && detail::launcher_size() <= 1) return *stop;
 
+    // A program without MPI that a launcher started several times would train the same model in
+    // every copy, each alone, and write the same files: refuse rather than waste the job. Every
+    // copy says so (it has no MPI to learn which one speaks), and a launcher's variables left in
+    // the environment of a lone process are named as the other possible cause.
+    if constexpr (std::is_same_v<Env, pardl::NoEnvironment>) {
+        if (const int copies = detail::launcher_size(); copies > 1) {
+            std::fflush(stdout);
+            std::fprintf(stderr,
+                         "[rank %d] error: this program does not use MPI (policy %s), yet it was started as "
+                         "one of %d ranks (mpiexec, or PMI_SIZE, OMPI_COMM_WORLD_SIZE or PMIX_SIZE left in "
+                         "the environment): each copy would train the same model alone and write the same "
+                         "files. Run it without mpiexec, or run this example's _mpi or _hybrid program to "
+                         "train across ranks\n",
+                         launch_rank, Policy::name().c_str(), copies);
+            return 2;
+        }
+    }
+
     std::optional<Env> env;
     int code = 0;
     std::string message;
     try {
         env.emplace(argc, argv);
-        // 0: flags fine; 1: --help (exit 0); 2: bad flags (exit 2). Rank 0 printed its own
-        // message; another rank says what was wrong with its flags when rank 0's were fine.
+        // 0: flags fine; 1: --help (exit 0); 2: bad flags (exit 2). parse() printed its message
+        // where the launcher called this process rank 0. Another rank prints its own when rank 0
+        // printed nothing or something milder (its flags fine, or --help), so that a --help or a
+        // typo given to one rank of an MPMD line, or a lone process whose environment holds a
+        // stale PMI_RANK, is never answered by silence.
         const int mine = stop ? (*stop == 0 ? 1 : 2) : 0;
         const int worst = Env::max_over_ranks(mine);
         if (worst != 0) {
-            const int rank0 = Env::max_over_ranks(Env::world_rank() == 0 ? mine : 0);
-            if (mine == 2 && rank0 != 2 && Env::world_rank() != 0)
-                std::fprintf(stderr, "[rank %d] %s", Env::world_rank(), cli.parse_error().c_str());
+            const bool printed = mine != 0 && detail::speaks_for_job();
+            const bool rank0 = Env::world_rank() == 0;
+            const int rank0_mine = Env::max_over_ranks(rank0 ? mine : 0);
+            const int rank0_printed = Env::max_over_ranks(rank0 && printed ? 1 : 0);
+            if (mine != 0 && !printed && (rank0_printed == 0 || mine > rank0_mine))
+                std::fprintf(mine == 2 ? stderr : stdout, "[rank %d] %s", Env::world_rank(),
+                             cli.parse_error().c_str());
             return worst == 2 ? 2 : 0;
         }
         const std::string differ = detail::flags_differing_between_ranks<Env>(cli.rank_shared_flags());
