@@ -134,11 +134,9 @@ int main(int argc, char** argv) {
     // write would replace (a link, a folder, a device, a FIFO).
     if (!csv.empty()) {
         std::string problem = pardl::atomic_write_problem(csv);
-        for (const auto& f : files) {
-            std::error_code ec;
-            if (problem.empty() && std::filesystem::equivalent(csv, f, ec))
+        for (const auto& f : files)
+            if (problem.empty() && pardl::detail::same_file(csv, f))
                 problem = "it is " + f + ", a record this comparison reads";
-        }
         if (!problem.empty()) {
             std::fprintf(stderr, "error: --csv %s: %s\n", csv.c_str(), problem.c_str());
             return 2;

@@ -425,6 +425,32 @@ TEST_CASE("Real Fashion-MNIST with its gzip trailer cut is refused", "[data][fas
                        "gzip trailer (CRC-32 and length) is missing");
 }
 
+TEST_CASE("same_file: one file under any name, and a file not yet written by its path", "[data][files]") {
+    using pardl::detail::same_file;
+    TempDir tmp;
+    fs::create_directories(tmp / "sub");
+    { std::ofstream(tmp / "a") << "a"; }
+    { std::ofstream(tmp / "b") << "a"; } // the same bytes, another file
+    fs::create_hard_link(tmp / "a", tmp / "hard");
+    fs::create_symlink(tmp / "a", tmp / "soft");
+    CHECK(same_file(tmp / "a", tmp / "a"));
+    CHECK(same_file(tmp / "a", tmp / "hard"));
+    CHECK(same_file(tmp / "soft", tmp / "a"));
+    CHECK(same_file(tmp / "sub/../a", tmp / "a"));
+    CHECK_FALSE(same_file(tmp / "a", tmp / "b"));
+    // Not written yet: the same path however spelt, and no other.
+    CHECK(same_file(tmp / "sub/../new", tmp / "new"));
+    CHECK(same_file(tmp / "new", tmp / "new"));
+    CHECK_FALSE(same_file(tmp / "new", tmp / "a"));
+    CHECK_FALSE(same_file(tmp / "new", tmp / "sub/new"));
+    // Relative to the working folder, as a flag gives it.
+    const fs::path here = fs::current_path();
+    fs::current_path(tmp.path);
+    const bool relative = same_file("a", tmp / "a") && same_file("./new", tmp / "new");
+    fs::current_path(here);
+    CHECK(relative);
+}
+
 TEST_CASE("Fashion-MNIST directory layout and missing files", "[data][idx]") {
     TempDir tmp;
     SECTION("missing directory mentions the Debian package and --data") {

@@ -559,19 +559,15 @@ void require_writable_outputs(const RunOptions& o) {
         // Two outputs in one file would leave only the last one written; the checkpoint a run
         // resumes from, or a data file, would be lost (--save over --resume is a resumed run's
         // own checkpoint, and fine).
-        const auto same = [&](const fs::path& other) {
-            std::error_code e1, e2;
-            const fs::path a = fs::weakly_canonical(file, e1), b = fs::weakly_canonical(other, e2);
-            return !e1 && !e2 && a == b;
-        };
+        using pardl::detail::same_file;
         for (const auto& [other, other_flag] : outputs)
-            if (same(other)) fail("is the file " + other_flag + " names too");
-        if (flag != "--save" && !o.resume.empty() && same(o.resume)) fail("is the checkpoint --resume reads");
+            if (same_file(file, other)) fail("is the file " + other_flag + " names too");
+        if (flag != "--save" && !o.resume.empty() && same_file(file, o.resume))
+            fail("is the checkpoint --resume reads");
         for (const bool train : {true, false})
             for (const bool images : {true, false})
                 for (const char* ext : {"", ".gz"})
-                    if (fs::equivalent(file,
-                                       o.data / (pardl::detail::fashion_mnist_name(train, images) + ext), ec))
+                    if (same_file(file, o.data / (pardl::detail::fashion_mnist_name(train, images) + ext)))
                         fail("is a data file that --data reads");
         outputs.emplace_back(file, flag);
     };

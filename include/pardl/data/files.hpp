@@ -51,6 +51,18 @@ inline const char* other_than_regular_file(const std::filesystem::file_status& s
                                                                                 : nullptr;
 }
 
+/// Whether `a` and `b` name the same file: one file (device and inode) where both exist, through
+/// a hard or symbolic link or another spelling of the path; else the same path once each is made
+/// absolute and its existing part resolved, for a file not written yet. A program checks with it
+/// that an output it is about to write is not one of its inputs, nor another of its outputs.
+inline bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
+    std::error_code ec, ea, eb;
+    if (std::filesystem::equivalent(a, b, ec)) return true;
+    const std::filesystem::path ca = std::filesystem::weakly_canonical(a, ea);
+    const std::filesystem::path cb = std::filesystem::weakly_canonical(b, eb);
+    return !ea && !eb && ca == cb;
+}
+
 /// Throws DataError unless `path` names an existing regular file (after following symlinks).
 /// Checked before the file is opened: opening a FIFO blocks until a writer comes, and a device
 /// such as /dev/zero never ends, so anything but a regular file is refused unopened. `kind` opens
