@@ -224,8 +224,8 @@ inline void load_checkpoint(const std::filesystem::path& path, const std::string
     // Opening a FIFO would wait for a writer for ever, and a folder or device is no checkpoint:
     // refused by name, unopened (opening some devices does something), and again by
     // open_regular_file on the file it opened, should one be swapped in between; it also gives the
-    // size of that file.
-    // A missing path, or one that cannot be examined, is left to the open, which says why.
+    // size of that file. A missing path, or one that cannot be examined, is left to the open,
+    // which says why.
     std::error_code status_error;
     const char* other = detail::other_than_regular_file(std::filesystem::status(path, status_error));
     PARDL_REQUIRE(other == nullptr, CheckpointError, "checkpoint ", path.string(), " is ", other,
