@@ -13,8 +13,8 @@ set(args --limit 300 --test-limit 100 --epochs 1 --quiet)
 set(files train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
 
 # changed_copy(NAME [FILE]): OUT/NAME holds the data set uncompressed (the reader takes plain IDX
-# files too), with the first pixel of FILE's first image, if one is named, set to 0x80 (it is 0 in
-# Fashion-MNIST, an image's corner being background; were it 0x80, the test would fail, not pass).
+# files too), with the first pixel of FILE's first image, if one is named, changed: set to 0x80,
+# or to 0x7f where it was 0x80 already.
 function(changed_copy name)
     set(changed ${ARGN})
     file(REMOVE_RECURSE ${OUT}/${name})
@@ -29,10 +29,17 @@ function(changed_copy name)
         return()
     endif()
     # The IDX header of an image file is 16 bytes; the first pixel follows it.
-    execute_process(COMMAND sh -c "printf '\\200' | dd of='${OUT}/${name}/${changed}' bs=1 seek=16 conv=notrunc 2>/dev/null"
+    file(READ ${OUT}/${name}/${changed} pixel OFFSET 16 LIMIT 1 HEX)
+    if(pixel STREQUAL "80")
+        set(octal 177)
+    else()
+        set(octal 200)
+    endif()
+    execute_process(COMMAND sh -c "printf '\\${octal}' | dd of='${OUT}/${name}/${changed}' bs=1 seek=16 conv=notrunc 2>/dev/null"
                     RESULT_VARIABLE code)
-    if(NOT code EQUAL 0)
-        message(FATAL_ERROR "could not change a pixel of ${OUT}/${name}/${changed}")
+    file(READ ${OUT}/${name}/${changed} after OFFSET 16 LIMIT 1 HEX)
+    if(NOT code EQUAL 0 OR after STREQUAL pixel)
+        message(FATAL_ERROR "could not change a pixel of ${OUT}/${name}/${changed} (0x${pixel} -> 0x${after})")
     endif()
 endfunction()
 
