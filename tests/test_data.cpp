@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <set>
@@ -988,4 +989,20 @@ TEST_CASE("Real Fashion-MNIST loads with the expected shapes", "[data][fashion]"
     const pardl::Dataset small = pardl::load_fashion_mnist(dir, false, 100);
     REQUIRE(small.rows == 100);
     REQUIRE(same_bits(small, test.head(100)));
+}
+
+TEST_CASE("Synthetic sets and batch counts whose sizes overflow are refused and never wrap around",
+          "[data][synthetic]") {
+    constexpr std::size_t big = std::size_t{1} << 32;
+    CHECK_THROWS_WITH(pardl::make_images(1, 1, big, big, 2, 1),
+                      Catch::Contains("make_images: an image plane"));
+    CHECK_THROWS_WITH(pardl::make_blobs(10, 2, std::size_t{1} << 63, 1),
+                      Catch::Contains("make_blobs: the class centres"));
+    CHECK_THROWS_WITH(pardl::make_regression(10, big, big, 1),
+                      Catch::Contains("make_regression: the weights"));
+    CHECK_THROWS_AS(pardl::detail::make_dataset(big, {big}, 2), ConfigError);
+    constexpr std::size_t most = std::numeric_limits<std::size_t>::max();
+    STATIC_REQUIRE(pardl::BatchLoader::batches_per_epoch(64, most) == 1);
+    STATIC_REQUIRE(pardl::BatchLoader::batches_per_epoch(most, 2) == most / 2 + 1);
+    STATIC_REQUIRE(pardl::BatchLoader::batches_per_epoch(most, 2, true) == most / 2);
 }

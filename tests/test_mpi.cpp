@@ -233,10 +233,15 @@ TEST_CASE("Ranks told different epochs or data, or evaluating sets of other size
     const bool test = throws([&] { trainer.fit(data, last ? &data : nullptr, 1); });
     // Each rank evaluates its share of the rows: sets of other sizes would count a mix of the two.
     const bool evaluated = throws([&] { trainer.evaluate(last ? more : data); });
+    // train_epoch alone too: 32 and 48 rows at batch 8 are 4 and 6 steps, and the rank with more
+    // waited in its fifth step's allreduce for ever.
+    const Dataset most = make_blobs(48, 12, 4, 2);
+    const bool one_epoch = throws([&] { trainer.train_epoch(last ? most : data, 1); });
     CHECK(epochs);
     CHECK(rows);
     CHECK(test);
     CHECK(evaluated);
+    CHECK(one_epoch);
     CHECK_NOTHROW(trainer.fit(data, &data, 1)); // alike on every rank: trains
 }
 

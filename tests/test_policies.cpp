@@ -1459,3 +1459,98 @@ TEST_CASE("A failed or model-only load leaves the optimizer, its rate and the co
     std::filesystem::remove(good);
     std::filesystem::remove(bad);
 }
+
+TEST_CASE("OpenMP and TensorParallel given a short team by OpenMP stop and compute nothing",
+          "[policy][openmp]") {
+    // Inside another parallel region, with nesting off, OpenMP gives a region one thread: the
+    // work is cut by worker, and the missing worker's rows were left out unseen.
+    const Dataset data = make_blobs(40, 12, 4, 3);
+    TrainerOptions o = quiet_options(8);
+    o.threads = 2;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, OpenMP> omp(sgd(), o);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, TensorParallel> tensor(sgd(), o);
+    const std::uint64_t omp_before = omp.checksum(), tensor_before = tensor.checksum();
+    const int levels = omp_get_max_active_levels();
+    omp_set_max_active_levels(1);
+    int outer = 0;
+    std::string fit_error, evaluate_error, step_error, tensor_error;
+    const auto error_of = [](auto&& call) {
+        try {
+            call();
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("no ConfigError");
+    };
+#pragma omp parallel num_threads(2)
+    {
+        if (omp_get_thread_num() == 0) {
+            outer = omp_get_num_threads();
+            fit_error = error_of([&] { omp.fit(data, nullptr, 1); });
+            evaluate_error = error_of([&] { omp.evaluate(data); });
+            step_error = error_of([&] { omp.step(data, std::vector<std::size_t>{0, 1, 2, 3}); });
+            tensor_error = error_of([&] { tensor.fit(data, nullptr, 1); });
+        }
+    }
+    omp_set_max_active_levels(levels);
+    REQUIRE(outer == 2);
+    for (const std::string& e : {fit_error, evaluate_error, step_error})
+        CHECK_THAT(e, Catch::Contains("openmp: OpenMP ran 1 thread of the 2 this trainer's workers need, and "
+                                      "nothing was computed") &&
+                          Catch::Contains("ask for threads = 1 there"));
+    CHECK_THAT(tensor_error, Catch::Contains("tensor: OpenMP ran 1 thread of the 2"));
+    CHECK(omp.checksum() == omp_before);
+    CHECK(tensor.checksum() == tensor_before);
+    CHECK(omp.steps_done() == 0);
+    // Outside the region the same trainer trains, as Serial with 2 workers taken in turn does.
+    TrainerOptions s = o;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> serial(sgd(), s);
+    omp.fit(data, nullptr, 1);
+    serial.fit(data, nullptr, 1);
+    CHECK(omp.checksum() == serial.checksum());
+}
+
+TEST_CASE("Empty sets and a null log stream and raw forward calls that do not fit are refused by name",
+          "[policy][data]") {
+    const Dataset data = make_blobs(40, 12, 4, 3);
+    const Dataset empty = make_blobs(0, 12, 4, 3);
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), quiet_options(8));
+    const std::uint64_t untouched = trainer.checksum();
+    CHECK_THROWS_WITH(trainer.train_epoch(empty, 1),
+                      Catch::Contains("train_epoch: the training dataset is empty"));
+    CHECK(trainer.epochs_trained() == 0);
+    CHECK_THROWS_WITH(trainer.evaluate(empty), Catch::Contains("evaluate: the dataset is empty"));
+    CHECK_THROWS_WITH(trainer.fit(data, &empty, 1), Catch::Contains("fit: the test dataset is empty"));
+    CHECK(trainer.checksum() == untouched);
+
+    TrainerOptions o = quiet_options(8);
+    o.out = nullptr;
+    CHECK_NOTHROW(Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial>(sgd(), o)); // log is off
+    o.log = true;
+    CHECK_THROWS_WITH((Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial>(sgd(), o)),
+                      Catch::Contains("TrainerOptions::out is null while log is on"));
+
+    SmallMlp::Workspace ws(4);
+    std::vector<float> params(SmallMlp::param_count), x(8 * 12);
+    const StepContext ctx{};
+    CHECK_THROWS_WITH(SmallMlp::forward(params, {}, ConstMatrix{x.data(), 8, 12}, ws, ctx),
+                      Catch::Contains("Sequential::forward: x is 8 x 12") &&
+                          Catch::Contains("the workspace at most 4 rows"));
+    CHECK_THROWS_WITH(SmallMlp::forward(std::span<const float>(params).first(10), {},
+                                        ConstMatrix{x.data(), 4, 12}, ws, ctx),
+                      Catch::Contains("10 parameters and 0 state values given, the model has"));
+    CHECK_NOTHROW(SmallMlp::forward(params, {}, ConstMatrix{x.data(), 4, 12}, ws, ctx));
+}
+
+TEST_CASE("A loss that is not finite because of the data names the row and not the learning rate",
+          "[policy][data]") {
+    Dataset data = make_blobs(40, 12, 4, 3);
+    data.features[5 * 12 + 7] = std::numeric_limits<float>::quiet_NaN();
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> trainer(sgd(), quiet_options(40));
+    CHECK_THROWS_WITH(trainer.step(data, std::vector<std::size_t>{0, 5, 9}),
+                      Catch::Contains("at step 0: dataset row 5's features hold NaN or infinity"));
+    data.features[5 * 12 + 7] = 0.0f;
+    Trainer<SmallMlp, SoftmaxCrossEntropy, SGD, Serial> diverging(SGD({.lr = 1e30f}), quiet_options(40));
+    CHECK_THROWS_WITH(diverging.fit(data, nullptr, 3),
+                      Catch::Contains("training diverged (try a lower learning rate)"));
+}

@@ -109,20 +109,29 @@ struct Dataset {
 };
 
 namespace detail {
+/// a x b, the size of a buffer of `what`; ConfigError where the product does not fit in a size_t
+/// (a buffer of the wrapped size would be written past its end).
+inline std::size_t size_product(std::size_t a, std::size_t b, const char* what) {
+    std::size_t product = 0;
+    PARDL_REQUIRE(!__builtin_mul_overflow(a, b, &product), ConfigError, what, ": ", a, " x ", b,
+                  " values are more than any memory holds");
+    return product;
+}
+
 /// Allocates a dataset's buffers for `rows` samples of `shape` (zeroed).
 inline Dataset make_dataset(std::size_t rows, std::vector<std::size_t> shape, std::size_t classes,
                             std::size_t target_cols = 0) {
     Dataset d;
     std::size_t cols = 1;
-    for (std::size_t s : shape) cols *= s;
+    for (std::size_t s : shape) cols = size_product(cols, s, "dataset: a sample");
     d.rows = rows;
     d.cols = cols;
     d.classes = classes;
     d.sample_shape = std::move(shape);
-    d.features.resize(rows * cols);
+    d.features.resize(size_product(rows, cols, "dataset: the features"));
     d.labels.resize(rows);
     d.target_cols = target_cols;
-    if (target_cols) d.targets.resize(rows * target_cols);
+    if (target_cols) d.targets.resize(size_product(rows, target_cols, "dataset: the targets"));
     return d;
 }
 } // namespace detail

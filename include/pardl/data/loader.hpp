@@ -40,7 +40,7 @@ public:
     /// (Trainer::fit runs one step per batch, without drop_last.)
     static constexpr std::size_t batches_per_epoch(std::size_t rows, std::size_t batch_size,
                                                    bool drop_last = false) noexcept {
-        return drop_last ? rows / batch_size : (rows + batch_size - 1) / batch_size;
+        return rows / batch_size + (!drop_last && rows % batch_size != 0 ? 1 : 0); // never wraps
     }
     std::size_t batches_per_epoch() const noexcept {
         return batches_per_epoch(data_->rows, batch_size_, drop_last_);

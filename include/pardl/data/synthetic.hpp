@@ -28,7 +28,7 @@ inline Dataset make_blobs(std::size_t rows, std::size_t features, std::size_t cl
     PARDL_REQUIRE(features > 0 && classes > 0, ConfigError,
                   "make_blobs: features and classes must be positive");
     Rng crng(seed, 1);
-    std::vector<float> centres(classes * features);
+    std::vector<float> centres(detail::size_product(classes, features, "make_blobs: the class centres"));
     const auto dist2 = [&](const float* a, const float* b) {
         float s = 0;
         for (std::size_t f = 0; f < features; ++f) s += (a[f] - b[f]) * (a[f] - b[f]);
@@ -68,7 +68,7 @@ inline Dataset make_regression(std::size_t rows, std::size_t features, std::size
     PARDL_REQUIRE(features > 0 && outputs > 0, ConfigError,
                   "make_regression: features and outputs must be positive");
     Rng wrng(seed, 1);
-    std::vector<float> w(features * outputs), b(outputs);
+    std::vector<float> w(detail::size_product(features, outputs, "make_regression: the weights")), b(outputs);
     const float ws = 1.0f / std::sqrt(static_cast<float>(features));
     for (auto& v : w) v = ws * wrng.normal();
     for (auto& v : b) v = 0.5f * wrng.normal();
@@ -94,8 +94,9 @@ inline Dataset make_images(std::size_t rows, std::size_t channels, std::size_t h
     PARDL_REQUIRE(channels > 0 && h > 0 && w > 0 && classes > 0, ConfigError,
                   "make_images: channels, h, w and classes must be positive");
     const std::size_t gh = std::min<std::size_t>(4, h), gw = std::min<std::size_t>(4, w);
-    const std::size_t plane = h * w, cols = channels * plane;
-    std::vector<float> templates(classes * cols);
+    const std::size_t plane = detail::size_product(h, w, "make_images: an image plane");
+    const std::size_t cols = detail::size_product(channels, plane, "make_images: an image");
+    std::vector<float> templates(detail::size_product(classes, cols, "make_images: the class templates"));
     std::vector<float> grid(gh * gw);
     for (std::size_t k = 0; k < classes; ++k) {
         Rng trng(seed, 1000 + k);

@@ -10,6 +10,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -26,9 +27,12 @@ namespace pardl {
 
 class OpenMPExecutor {
 public:
-    /// threads == 0: OpenMP's default (OMP_NUM_THREADS, else the number of cores).
+    /// threads == 0: OpenMP's default (OMP_NUM_THREADS, else the number of cores), at most
+    /// OMP_THREAD_LIMIT.
     explicit OpenMPExecutor(std::size_t threads = 0)
-        : threads_(threads ? threads : static_cast<std::size_t>(omp_get_max_threads())) {
+        : threads_(threads
+                       ? threads
+                       : static_cast<std::size_t>(std::min(omp_get_max_threads(), omp_get_thread_limit()))) {
         PARDL_REQUIRE(threads_ >= 1 && threads_ <= 4096, ConfigError,
                       "OpenMP: thread count must be in [1, 4096] (got ", threads_,
                       threads ? "" : ", OpenMP's default: OMP_NUM_THREADS or the core count", ")");
@@ -40,53 +44,80 @@ public:
     std::size_t threads() const { return threads_; }
     static const char* name() { return "openmp"; }
 
+    /// Throws ConfigError unless OpenMP gave a region of `team` threads all of them (`got`, which
+    /// every thread of the region sees alike). OpenMP gives fewer inside another parallel region
+    /// (nesting is off by default) and under OMP_THREAD_LIMIT; the work is cut by worker, so a
+    /// short team would leave workers' rows out unseen. Each region therefore computes nothing
+    /// when short, and the call stops after it: `policy` names the caller's policy.
+    static void require_full_team(std::size_t got, std::size_t team, const char* policy) {
+        PARDL_REQUIRE(got == team, ConfigError, policy, ": OpenMP ran ", got, " thread", got == 1 ? "" : "s",
+                      " of the ", team,
+                      " this trainer's workers need, and nothing was computed: OpenMP gives ",
+                      "fewer threads inside another parallel region (unless nesting is on: ",
+                      "omp_set_max_active_levels) or under OMP_THREAD_LIMIT; ask for threads = ", got,
+                      " there, or use the Serial policy");
+    }
+
     template <class Work, class Finish = NoFinish, class Then = NoThen>
     void run(std::size_t rows, Work&& work, std::span<const std::span<float>> buffers = {},
              Finish&& finish = {}, Then&& then = {}) {
         std::exception_ptr failure;
         std::mutex failure_mutex;
         const std::size_t team = threads_;
+        std::size_t got = team;
         const SubnormalMode mode = SubnormalMode::current();
 #pragma omp parallel num_threads(static_cast <int>(team))
         {
-            // The team computes as its caller does (the trainer flushes subnormals): each thread
-            // has a floating-point mode of its own.
-            const ScopedSubnormalMode as_caller(mode);
-            const auto w = static_cast<std::size_t>(omp_get_thread_num());
-            // A worker that throws still reaches the barrier, so the team never deadlocks.
-            try {
-                work(w, balanced_range(rows, w, team));
-            } catch (...) {
-                std::lock_guard lock(failure_mutex);
-                if (!failure) failure = std::current_exception();
-            }
+            // The same branch on every thread of the region: its barriers stay matched.
+            if (const auto size = static_cast<std::size_t>(omp_get_num_threads()); size != team) {
+                if (omp_get_thread_num() == 0) got = size;
+            } else {
+                // The team computes as its caller does (the trainer flushes subnormals): each thread
+                // has a floating-point mode of its own.
+                const ScopedSubnormalMode as_caller(mode);
+                const auto w = static_cast<std::size_t>(omp_get_thread_num());
+                // A worker that throws still reaches the barrier, so the team never deadlocks.
+                try {
+                    work(w, balanced_range(rows, w, team));
+                } catch (...) {
+                    std::lock_guard lock(failure_mutex);
+                    if (!failure) failure = std::current_exception();
+                }
 #pragma omp barrier
-            if (!buffers.empty() && !failure) {
-                // Each thread sums (and finishes) its own slice of the gradient, and with a `then`,
-                // after the whole team's finishes, passes over the same slice again while it is in
-                // its cache.
-                constexpr bool second_pass = !std::is_same_v<std::decay_t<Then>, NoThen>;
-                const std::size_t n = buffers[0].size();
-                const Range share = second_pass ? reduction_share(n, w, team) : line_share(n, w, team);
-                sum_and_finish(buffers, share, w, finish);
-                if constexpr (second_pass) {
+                if (!buffers.empty() && !failure) {
+                    // Each thread sums (and finishes) its own slice of the gradient, and with a `then`,
+                    // after the whole team's finishes, passes over the same slice again while it is in
+                    // its cache.
+                    constexpr bool second_pass = !std::is_same_v<std::decay_t<Then>, NoThen>;
+                    const std::size_t n = buffers[0].size();
+                    const Range share = second_pass ? reduction_share(n, w, team) : line_share(n, w, team);
+                    sum_and_finish(buffers, share, w, finish);
+                    if constexpr (second_pass) {
 #pragma omp barrier
-                    if (!share.empty()) then(w, share);
+                        if (!share.empty()) then(w, share);
+                    }
                 }
             }
         }
+        require_full_team(got, team, name());
         if (failure) std::rethrow_exception(failure);
     }
 
     template <class Body>
     void for_chunks(std::size_t n, Body&& body) {
         const std::size_t team = threads_;
+        std::size_t got = team;
         const SubnormalMode mode = SubnormalMode::current();
 #pragma omp parallel num_threads(static_cast <int>(team))
         {
-            const ScopedSubnormalMode as_caller(mode);
-            body(line_share(n, static_cast<std::size_t>(omp_get_thread_num()), team));
+            if (const auto size = static_cast<std::size_t>(omp_get_num_threads()); size != team) {
+                if (omp_get_thread_num() == 0) got = size;
+            } else {
+                const ScopedSubnormalMode as_caller(mode);
+                body(line_share(n, static_cast<std::size_t>(omp_get_thread_num()), team));
+            }
         }
+        require_full_team(got, team, name());
     }
 
     WorkerReducer* reducer(std::size_t worker) {

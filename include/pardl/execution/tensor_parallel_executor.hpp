@@ -99,13 +99,20 @@ public:
     void run_team(Body&& body) {
         TeamMember::Shared shared;
         const std::size_t team = threads();
+        std::size_t got = team;
         const SubnormalMode mode = SubnormalMode::current();
 #pragma omp parallel num_threads(static_cast <int>(team))
         {
-            const ScopedSubnormalMode as_caller(mode); // as OpenMPExecutor::run
-            TeamMember member(static_cast<std::size_t>(omp_get_thread_num()), team, &shared);
-            body(member);
+            // A short team computes nothing (OpenMPExecutor::require_full_team).
+            if (const auto size = static_cast<std::size_t>(omp_get_num_threads()); size != team) {
+                if (omp_get_thread_num() == 0) got = size;
+            } else {
+                const ScopedSubnormalMode as_caller(mode); // as OpenMPExecutor::run
+                TeamMember member(static_cast<std::size_t>(omp_get_thread_num()), team, &shared);
+                body(member);
+            }
         }
+        OpenMPExecutor::require_full_team(got, team, name());
         if (shared.first) std::rethrow_exception(shared.first);
     }
 

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "pardl/core/errors.hpp"
 #include "pardl/core/rng.hpp"
 #include "pardl/execution/partition.hpp"
 #include "pardl/layers/layer.hpp"
@@ -484,9 +485,18 @@ public:
         (indices);
     }
 
-    /// Runs every layer on x (rows <= max_rows) and returns the model output (a view into ws).
+    /// Runs every layer on x (rows <= ws.max_rows()) and returns the model output (a view into ws).
+    /// Throws ConfigError where the arguments do not fit the model: the raw call, which a Trainer
+    /// makes for its workers, writes into ws and reads params by the model's offsets.
     static ConstMatrix forward(std::span<const float> params, std::span<float> state, ConstMatrix x,
                                Workspace& ws, const StepContext& ctx) {
+        PARDL_REQUIRE(x.rows <= ws.max_rows() && x.cols == input_shape::size && x.stride >= x.cols,
+                      ConfigError, "Sequential::forward: x is ", x.rows, " x ", x.cols, " (stride ", x.stride,
+                      ") but the model takes rows of ", input_shape::size,
+                      " values, and the workspace at most ", ws.max_rows(), " rows");
+        PARDL_REQUIRE(params.size() >= param_count && state.size() >= state_count, ConfigError,
+                      "Sequential::forward: ", params.size(), " parameters and ", state.size(),
+                      " state values given, the model has ", param_count, " and ", state_count);
         ws.rows_ = x.rows;
         forward_prefix(params, state, x, ws, ctx);
         [&]<std::size_t... I>(std::index_sequence<I...>) {
@@ -501,6 +511,11 @@ public:
     /// ctx.overwrite_grads). If `dx` is not empty it receives d(objective)/d(input).
     static void backward(std::span<const float> params, std::span<float> grads, std::span<float> state,
                          ConstMatrix x, Workspace& ws, const StepContext& ctx, Matrix dx = {}) {
+        PARDL_REQUIRE(params.size() >= param_count && (grads.empty() || grads.size() >= param_count) &&
+                          state.size() >= state_count,
+                      ConfigError, "Sequential::backward: ", params.size(), " parameters, ", grads.size(),
+                      " gradients and ", state.size(), " state values given, the model has ", param_count,
+                      " and ", state_count);
         float* dy = ws.grad_a_.data();
         float* spare = ws.grad_b_.data();
         if (ctx.overwrite_grads && !grads.empty()) zero_padding(grads);

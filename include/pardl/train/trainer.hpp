@@ -176,6 +176,9 @@ public:
         std::exception_ptr failure;
         try {
             PARDL_REQUIRE(options_.batch >= 1, ConfigError, "batch size must be >= 1");
+            PARDL_REQUIRE(options_.out != nullptr || !options_.log, ConfigError,
+                          "TrainerOptions::out is null while log is on: give a stream (stdout by default), ",
+                          "or set log = false");
             // Every buffer is sized by the batch times a layer's width: a batch whose activations
             // alone would pass 2^46 bytes (64 TiB) is refused before those products wrap around.
             constexpr std::size_t row_floats = std::accumulate(
@@ -591,8 +594,7 @@ public:
         PARDL_REQUIRE(samples == global_rows, CommError, "ranks disagree on the batch: ", samples,
                       " rows summed, ", global_rows, " expected");
         if (comm_.size() > 1) require_same_rate(tail[3], rate, schedule_failure);
-        PARDL_REQUIRE(std::isfinite(total_loss), NumericalError, "the loss became ", total_loss, " at step ",
-                      step_, ": training diverged (try a lower learning rate)");
+        if (!std::isfinite(total_loss)) throw NumericalError(non_finite_loss(total_loss, data, my_indices));
 
         // Running statistics are updated by each rank's first worker; rank 0's copy is the
         // reference (as DDP's buffer broadcast), which keeps per-worker batch norm consistent.
@@ -608,6 +610,28 @@ public:
                 .clipped = clipped};
     }
 
+    /// Why the step's loss is not finite: this rank's rows of the batch where they hold NaN or
+    /// infinity (a step reads them as they are: checking every row of every step would cost more
+    /// than the rows' gather), else divergence. Called only once the loss is found so.
+    std::string non_finite_loss(double loss, const Dataset& data, std::span<const std::size_t> rows) const {
+        const auto non_finite = [](std::span<const float> v) {
+            return std::any_of(v.begin(), v.end(), [](float f) { return !std::isfinite(f); });
+        };
+        for (const std::size_t i : rows) {
+            const bool bad_x = non_finite({data.features.data() + i * data.cols, data.cols});
+            const bool bad_t = data.has_targets() &&
+                               non_finite({data.targets.data() + i * data.target_cols, data.target_cols});
+            if (bad_x || bad_t)
+                return detail::concat("the loss became ", loss, " at step ", step_, ": dataset row ", i,
+                                      "'s ", bad_x ? "features hold" : "targets hold",
+                                      " NaN or infinity (the data, not the ",
+                                      "training, is at fault: clean it)");
+        }
+        return detail::concat(
+            "the loss became ", loss, " at step ", step_, ": training diverged (try a lower learning rate",
+            comm_.size() > 1 ? "; or another rank's rows of the batch hold NaN or infinity)" : ")");
+    }
+
     /// Stops with NumericalError if the ranks' parameters are not bit-identical.
     void check_replicas() {
         const std::uint64_t h = checksum();
@@ -618,6 +642,12 @@ public:
     /// Trains one epoch (shuffled by (seed, epoch)); returns loss, accuracy and time.
     EpochRecord train_epoch(const Dataset& data, std::size_t epoch, std::size_t epochs = 0) {
         require_fits(data, "training dataset", /*labels_too=*/true);
+        // As fit: ranks holding sets of other sizes would run other numbers of steps, and one would
+        // wait for ever in a collective the others never reach.
+        PARDL_REQUIRE(same_on_every_rank(data.rows), ConfigError, "train_epoch: the ranks disagree on the ",
+                      "training rows (rank ", comm_.rank(), ": ", data.rows,
+                      "); every rank must train on the same set");
+        PARDL_REQUIRE(data.rows > 0, DataError, "train_epoch: the training dataset is empty");
         BatchLoader loader(data, options_.batch, options_.seed, /*shuffle=*/true, /*drop_last=*/false);
         return train_epoch(loader, data, epoch, epochs);
     }
@@ -631,6 +661,8 @@ public:
         PARDL_REQUIRE(same_on_every_rank(data.rows), ConfigError,
                       "evaluate: the ranks disagree on the rows (rank ", comm_.rank(), ": ", data.rows,
                       "); every rank must evaluate the same set");
+        // A loss and an accuracy of 0 over no rows would read as a perfect model.
+        PARDL_REQUIRE(data.rows > 0, DataError, "evaluate: the dataset is empty");
         return evaluate_fitting(data);
     }
 
@@ -678,6 +710,8 @@ public:
                       test ? test->rows : 0, " test rows); every rank must call fit alike");
         // After the agreement, so that every rank refuses an empty set alike.
         PARDL_REQUIRE(train.rows > 0, DataError, "fit: the training dataset is empty");
+        PARDL_REQUIRE(!test || test->rows > 0, DataError,
+                      "fit: the test dataset is empty (give none to train without testing)");
         BatchLoader loader(train, options_.batch, options_.seed, true, false);
         std::vector<EpochRecord> history;
         const std::size_t first = epochs_trained_ + 1, last = epochs_trained_ + epochs;
@@ -1076,8 +1110,11 @@ private:
         if (comm_.max(static_cast<std::uint64_t>(failed)) == 0) return;
         share_text(why); // every rank takes this path together
         // Rank 0 did not fail, yet the maximum says one did: this collective met another one (a
-        // rank that called save or load alone), whose value it read as a failure.
-        if (why.empty())
+        // rank that called save or load alone), whose value it read as a failure, and the text
+        // shared after it is no message (its length another collective's value, its bytes zeros).
+        const bool out_of_step =
+            (comm_.rank() == 0 && failed == 0) || why.empty() || why.find('\0') != std::string::npos;
+        if (out_of_step)
             why = "the ranks are out of step (every rank must call save, load and fit together, in the "
                   "same order)";
         throw CheckpointError(comm_.rank() == 0 ? why : elsewhere + ": " + why);
@@ -1371,7 +1408,11 @@ private:
                 if (why.empty()) why = first_non_finite(b, "optimizer state value");
         // The ranks hold the same parameters; agreeing still keeps one rank from waiting for another.
         if (comm_.max(static_cast<std::uint64_t>(!why.empty())) == 0) return;
-        if (why.empty()) why = "another rank's parameters are not finite";
+        // This rank's are finite, and the ranks hold the same: another rank's differ, or this
+        // collective met another one (a rank that called save alone).
+        PARDL_REQUIRE(!why.empty(), NumericalError, "another rank's parameters are not finite ", when,
+                      " (training diverged: try a lower learning rate), or the ranks are out of step (every ",
+                      "rank must call save, load and fit together, in the same order)");
         throw NumericalError(why + " " + when + ": training diverged (try a lower learning rate)");
     }
 
