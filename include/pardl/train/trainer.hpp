@@ -661,7 +661,7 @@ public:
         PARDL_REQUIRE(same_on_every_rank(data.rows), ConfigError,
                       "evaluate: the ranks disagree on the rows (rank ", comm_.rank(), ": ", data.rows,
                       "); every rank must evaluate the same set");
-        // A loss and an accuracy of 0 over no rows would read as a perfect model.
+        // A loss of 0 over no rows would read as a perfect model.
         PARDL_REQUIRE(data.rows > 0, DataError, "evaluate: the dataset is empty");
         return evaluate_fitting(data);
     }
