@@ -44,12 +44,27 @@ public:
     std::size_t threads() const { return threads_; }
     static const char* name() { return "openmp"; }
 
-    /// Throws ConfigError unless OpenMP gave a region of `team` threads all of them (`got`, which
-    /// every thread of the region sees alike). OpenMP gives fewer inside another parallel region
-    /// (nesting is off by default) and under OMP_THREAD_LIMIT; the work is cut by worker, so a
-    /// short team would leave workers' rows out unseen. Each region therefore computes nothing
-    /// when short, and the call stops after it: `policy` names the caller's policy.
-    static void require_full_team(std::size_t got, std::size_t team, const char* policy) {
+    /// Runs body(w) on every thread w of one parallel region of `team` threads, each in its
+    /// caller's floating-point mode (the trainer flushes subnormals; the mode is per thread, and
+    /// OpenMP's pooled threads keep whatever the last region left). The executors open their
+    /// regions here alone. OpenMP gives fewer threads inside another parallel region (nesting is
+    /// off by default) and under OMP_THREAD_LIMIT; the work is cut by worker, so a short team
+    /// would leave workers' rows out unseen: it runs no body, every thread alike (the barriers in
+    /// body stay matched), and the call throws ConfigError after the region. `policy` names the
+    /// caller's policy in that message.
+    template <class Body>
+    static void parallel(std::size_t team, const char* policy, Body&& body) {
+        std::size_t got = team;
+        const SubnormalMode mode = SubnormalMode::current();
+#pragma omp parallel num_threads(static_cast <int>(team))
+        {
+            if (const auto size = static_cast<std::size_t>(omp_get_num_threads()); size != team) {
+                if (omp_get_thread_num() == 0) got = size;
+            } else {
+                const ScopedSubnormalMode as_caller(mode);
+                body(static_cast<std::size_t>(omp_get_thread_num()));
+            }
+        }
         PARDL_REQUIRE(got == team, ConfigError, policy, ": OpenMP ran ", got, " thread", got == 1 ? "" : "s",
                       " of the ", team,
                       " this trainer's workers need, and nothing was computed: OpenMP gives ",
@@ -64,60 +79,36 @@ public:
         std::exception_ptr failure;
         std::mutex failure_mutex;
         const std::size_t team = threads_;
-        std::size_t got = team;
-        const SubnormalMode mode = SubnormalMode::current();
-#pragma omp parallel num_threads(static_cast <int>(team))
-        {
-            // The same branch on every thread of the region: its barriers stay matched.
-            if (const auto size = static_cast<std::size_t>(omp_get_num_threads()); size != team) {
-                if (omp_get_thread_num() == 0) got = size;
-            } else {
-                // The team computes as its caller does (the trainer flushes subnormals): each thread
-                // has a floating-point mode of its own.
-                const ScopedSubnormalMode as_caller(mode);
-                const auto w = static_cast<std::size_t>(omp_get_thread_num());
-                // A worker that throws still reaches the barrier, so the team never deadlocks.
-                try {
-                    work(w, balanced_range(rows, w, team));
-                } catch (...) {
-                    std::lock_guard lock(failure_mutex);
-                    if (!failure) failure = std::current_exception();
-                }
+        parallel(team, name(), [&](std::size_t w) {
+            // A worker that throws still reaches the barrier, so the team never deadlocks.
+            try {
+                work(w, balanced_range(rows, w, team));
+            } catch (...) {
+                std::lock_guard lock(failure_mutex);
+                if (!failure) failure = std::current_exception();
+            }
 #pragma omp barrier
-                if (!buffers.empty() && !failure) {
-                    // Each thread sums (and finishes) its own slice of the gradient, and with a `then`,
-                    // after the whole team's finishes, passes over the same slice again while it is in
-                    // its cache.
-                    constexpr bool second_pass = !std::is_same_v<std::decay_t<Then>, NoThen>;
-                    const std::size_t n = buffers[0].size();
-                    const Range share = second_pass ? reduction_share(n, w, team) : line_share(n, w, team);
-                    sum_and_finish(buffers, share, w, finish);
-                    if constexpr (second_pass) {
+            if (!buffers.empty() && !failure) {
+                // Each thread sums (and finishes) its own slice of the gradient, and with a `then`,
+                // after the whole team's finishes, passes over the same slice again while it is in
+                // its cache.
+                constexpr bool second_pass = !std::is_same_v<std::decay_t<Then>, NoThen>;
+                const std::size_t n = buffers[0].size();
+                const Range share = second_pass ? reduction_share(n, w, team) : line_share(n, w, team);
+                sum_and_finish(buffers, share, w, finish);
+                if constexpr (second_pass) {
 #pragma omp barrier
-                        if (!share.empty()) then(w, share);
-                    }
+                    if (!share.empty()) then(w, share);
                 }
             }
-        }
-        require_full_team(got, team, name());
+        });
         if (failure) std::rethrow_exception(failure);
     }
 
     template <class Body>
     void for_chunks(std::size_t n, Body&& body) {
         const std::size_t team = threads_;
-        std::size_t got = team;
-        const SubnormalMode mode = SubnormalMode::current();
-#pragma omp parallel num_threads(static_cast <int>(team))
-        {
-            if (const auto size = static_cast<std::size_t>(omp_get_num_threads()); size != team) {
-                if (omp_get_thread_num() == 0) got = size;
-            } else {
-                const ScopedSubnormalMode as_caller(mode);
-                body(line_share(n, static_cast<std::size_t>(omp_get_thread_num()), team));
-            }
-        }
-        require_full_team(got, team, name());
+        parallel(team, name(), [&](std::size_t w) { body(line_share(n, w, team)); });
     }
 
     WorkerReducer* reducer(std::size_t worker) {

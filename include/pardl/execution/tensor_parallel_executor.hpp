@@ -24,7 +24,6 @@
 #include <mutex>
 #include <span>
 
-#include "pardl/core/subnormals.hpp"
 #include "pardl/execution/executor.hpp"
 #include "pardl/execution/openmp_executor.hpp"
 
@@ -99,20 +98,10 @@ public:
     void run_team(Body&& body) {
         TeamMember::Shared shared;
         const std::size_t team = threads();
-        std::size_t got = team;
-        const SubnormalMode mode = SubnormalMode::current();
-#pragma omp parallel num_threads(static_cast <int>(team))
-        {
-            // A short team computes nothing (OpenMPExecutor::require_full_team).
-            if (const auto size = static_cast<std::size_t>(omp_get_num_threads()); size != team) {
-                if (omp_get_thread_num() == 0) got = size;
-            } else {
-                const ScopedSubnormalMode as_caller(mode); // as OpenMPExecutor::run
-                TeamMember member(static_cast<std::size_t>(omp_get_thread_num()), team, &shared);
-                body(member);
-            }
-        }
-        OpenMPExecutor::require_full_team(got, team, name());
+        OpenMPExecutor::parallel(team, name(), [&](std::size_t w) {
+            TeamMember member(w, team, &shared);
+            body(member);
+        });
         if (shared.first) std::rethrow_exception(shared.first);
     }
 
@@ -128,12 +117,8 @@ public:
     void for_chunks(std::size_t n, Body&& body) {
         rows_.for_chunks(n, std::forward<Body>(body));
     }
-    WorkerReducer* reducer(std::size_t worker) {
-        return rows_.reducer(worker);
-    }
-    void set_rank_reduce(std::function<void(std::span<double>)> f) {
-        rows_.set_rank_reduce(std::move(f));
-    }
+    WorkerReducer* reducer(std::size_t worker) { return rows_.reducer(worker); }
+    void set_rank_reduce(std::function<void(std::span<double>)> f) { rows_.set_rank_reduce(std::move(f)); }
 
 private:
     OpenMPExecutor rows_;

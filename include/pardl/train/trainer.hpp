@@ -614,13 +614,12 @@ public:
     /// infinity (a step reads them as they are: checking every row of every step would cost more
     /// than the rows' gather), else divergence. Called only once the loss is found so.
     std::string non_finite_loss(double loss, const Dataset& data, std::span<const std::size_t> rows) const {
-        const auto non_finite = [](std::span<const float> v) {
-            return std::any_of(v.begin(), v.end(), [](float f) { return !std::isfinite(f); });
-        };
         for (const std::size_t i : rows) {
-            const bool bad_x = non_finite({data.features.data() + i * data.cols, data.cols});
-            const bool bad_t = data.has_targets() &&
-                               non_finite({data.targets.data() + i * data.target_cols, data.target_cols});
+            const bool bad_x =
+                !first_non_finite({data.features.data() + i * data.cols, data.cols}, "").empty();
+            const bool bad_t =
+                data.has_targets() &&
+                !first_non_finite({data.targets.data() + i * data.target_cols, data.target_cols}, "").empty();
             if (bad_x || bad_t)
                 return detail::concat("the loss became ", loss, " at step ", step_, ": dataset row ", i,
                                       "'s ", bad_x ? "features hold" : "targets hold",
